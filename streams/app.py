@@ -1,0 +1,128 @@
+"""The Faust application: topics, the user-state Table, the scoring agent, the cost sink.
+
+Processing is at-least-once: a batch's events are acknowledged (and their offsets
+committed) only after the batch's state, recommendations, dead letters and cost event
+were handed to the producer. Every sink downstream is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+import faust
+
+from streams.candidates import CandidateIndex
+from streams.clickhouse import connect
+from streams.migrations import migrate
+from streams.routing import ModelRuntime
+from streams.pricing import PriceSheet
+from streams.processor import BatchProcessor, InRecord
+from streams.settings import Settings
+from streams.sink import write_with_retry
+
+log = logging.getLogger(__name__)
+APP_ID = "reckon"
+
+
+def faust_broker_kwargs(settings: Settings, bootstrap: str) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"broker": [f"kafka://{h}" for h in bootstrap.split(",")]}
+    if settings.kafka_security_protocol.startswith("SASL"):
+        kwargs["broker_credentials"] = faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value(),
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=_ssl_context(settings) if settings.kafka_security_protocol == "SASL_SSL" else None)
+    elif settings.kafka_security_protocol == "SSL":
+        kwargs["broker_credentials"] = faust.SSLCredentials(_ssl_context(settings))
+    return kwargs
+
+
+def _ssl_context(settings: Settings) -> Any:
+    import ssl
+
+    return ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
+
+
+def create_app(settings: Settings, bootstrap: str) -> faust.App:
+    data = settings.data_dir.resolve()
+    app = faust.App(
+        APP_ID,
+        **faust_broker_kwargs(settings, bootstrap),
+        store="rocksdb://",
+        datadir=str(data / "faust" / settings.worker_name),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        web_port=settings.web_port,
+        web_host="127.0.0.1",
+        # Short timeouts: a dead member's partitions move on within seconds (embedded mode).
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=20.0,
+        broker_commit_every=10_000,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        stream_buffer_maxsize=8192,
+        producer_linger=0.005,
+        table_cleanup_interval=60.0,
+        logging_config=None,
+    )
+    clicks = app.topic("clicks", "searches", key_type=bytes, value_type=bytes,
+                       key_serializer="raw", value_serializer="raw")
+    recs = app.topic("recommendations", key_serializer="raw", value_serializer="raw")
+    dlq = app.topic("events-dlq", key_serializer="raw", value_serializer="raw")
+    costs = app.topic("cost-events", key_serializer="raw", value_serializer="json")
+    users = app.Table("user-state", default=None, partitions=settings.partitions,
+                      use_partitioner=True, key_serializer="raw", value_serializer="json")
+
+    stats: Counter = Counter()
+    runtime = ModelRuntime(settings)
+    processor = BatchProcessor(settings, PriceSheet.load(settings.price_sheet),
+                               runtime.scorer_for, CandidateIndex())
+    app.reckon_stats = stats  # type: ignore[attr-defined]
+
+    if settings.role in ("all", "scorer"):
+        @app.agent(clicks, name="score")
+        async def score(stream: faust.Stream) -> None:
+            async for events in stream.take_events(settings.batch_size, settings.batch_wait_ms / 1000):
+                records = [InRecord(e.message.topic, e.message.key, e.message.value,
+                                    e.message.timestamp) for e in events]
+                out = processor.process(records, lambda user: users.get(user.encode()),
+                                        runtime.device)
+                for user, state in out.states.items():
+                    users[user.encode()] = state
+                for key, value in out.recommendations:
+                    await recs.send(key=key, value=value)
+                for key, value, headers in out.dead_letters:
+                    await dlq.send(key=key, value=value, headers=headers)
+                if out.cost_event is not None:
+                    await costs.send(key=settings.worker_name.encode(), value=out.cost_event)
+                    stats["cost_events_sent"] += 1
+                stats["consumed"] += len(records)
+                stats["batches"] += 1
+                stats.update(out.counts)
+
+        @app.timer(1.0)
+        async def watch_registry() -> None:
+            await asyncio.to_thread(runtime.refresh)
+
+    if settings.role in ("all", "sink"):
+        ch = connect(settings.clickhouse_url)
+        migrate(ch)
+
+        @app.agent(costs, name="cost-sink")
+        async def sink(stream: faust.Stream) -> None:
+            async for batch in stream.take(settings.sink_batch_rows, settings.sink_flush_ms / 1000):
+                stats["cost_rows_written"] += await write_with_retry(ch, batch)
+                stats["cost_events_sunk"] += len(batch)
+
+    @app.page("/stats")
+    async def stats_page(web: Any, request: Any) -> Any:
+        return web.json({**stats, "model_version": runtime.current_version, "device": runtime.device,
+                         "worker": settings.worker_name, "time": time.time()})
+
+    return app

@@ -1,0 +1,138 @@
+"""`reckon`: the one entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from streams.errors import ReckonError
+from streams.settings import Settings, load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Reckon: a streaming recommender that knows what every recommendation costs.")
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending ClickHouse migrations (infra/clickhouse/*.up.sql)."""
+    from streams.clickhouse import connect
+    from streams.migrations import migrate as run
+
+    settings = _settings()
+    ran = run(connect(settings.clickhouse_url))
+    console.print(f"applied {len(ran)} migration(s)" + "".join(f"\n  {m.version:04d} {m.name}" for m in ran))
+
+
+@app.command()
+def worker() -> None:
+    """Run a Faust worker: score events, publish recommendations, emit (and sink) costs."""
+    import faust
+
+    from streams.app import create_app
+    from streams.stack import kafka
+
+    settings = _settings()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    with kafka(settings, log_path=settings.data_dir / "broker.log") as bootstrap:
+        app_ = create_app(settings, bootstrap)
+        worker_ = faust.Worker(app_, loglevel="WARNING", override_logging=False)
+        worker_.execute_from_commandline()
+
+
+@app.command()
+def replay(
+    events: int = typer.Option(10_000, help="number of generated events"),
+    rate: float = typer.Option(0.0, help="events per second; 0 = as fast as possible"),
+    bad_fraction: float = typer.Option(0.0, help="share of malformed events (0..1)"),
+    file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="JSONL events or a session file"),
+    format: str = typer.Option("jsonl", help="file format: jsonl | sessions"),
+    seed: int = typer.Option(1),
+) -> None:
+    """Produce events to the configured Kafka (RECKON_BOOTSTRAP_SERVERS)."""
+    from streams.generator import TrafficGenerator
+    from streams.replay import produce, records_from_jsonl, records_from_sessions
+
+    settings = _settings()
+    if settings.embedded_kafka:
+        raise ReckonError("setting RECKON_BOOTSTRAP_SERVERS: replay needs a running broker "
+                          "(start one with `reckon stack up`)")
+    if file is not None:
+        if format not in ("jsonl", "sessions"):
+            raise ReckonError(f"--format must be jsonl or sessions, not {format!r}")
+        records = records_from_jsonl(file) if format == "jsonl" else records_from_sessions(file)
+    else:
+        records = TrafficGenerator(bad_fraction=bad_fraction, seed=seed).records(events)
+    counts = asyncio.run(produce(settings.bootstrap_servers, records, rate, settings.kafka_client_kwargs()))
+    print(json.dumps(dict(counts)))
+
+
+stack = typer.Typer(help="The embedded stack for multi-process setups.")
+app.add_typer(stack, name="stack")
+
+
+@stack.command("up")
+def stack_up() -> None:
+    """Start the embedded broker with Reckon's topics; print how to reach it; run until Ctrl-C."""
+    from streams.broker import EmbeddedBroker, create_topics
+
+    settings = _settings()
+    with EmbeddedBroker(log_path=None) as broker:
+        create_topics(broker.bootstrap_servers, settings.partitions)
+        print(f"RECKON_BOOTSTRAP_SERVERS={broker.bootstrap_servers}")
+        print(f"RECKON_CLICKHOUSE_DSN={settings.clickhouse_url}")
+        console.print("embedded broker (memory only: data is lost when it stops); Ctrl-C to stop")
+        sys.stdout.flush()
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+
+
+@app.command()
+def demo(
+    events: int = typer.Option(3000, min=1, help="events to replay"),
+    bad_fraction: float = typer.Option(0.0, min=0.0, max=0.99, help="share of malformed events"),
+    json_out: bool = typer.Option(False, "--json", help="print the summary as one JSON line"),
+    train_seconds: float = typer.Option(20.0, help="training budget when no model exists"),
+) -> None:
+    """End to end on the embedded stack: broker, model, worker, replay, costs in ClickHouse."""
+    from streams.demo import print_summary, run_demo
+
+    summary = run_demo(_settings(), events, bad_fraction, train_seconds, console)
+    if json_out:
+        print(json.dumps(summary, default=str))
+    else:
+        print_summary(summary, Console())
+
+
+def _register_models() -> None:
+    try:
+        from models.cli import register
+    except ImportError:  # models.cli not built yet
+        return
+    register(app)
+
+
+_register_models()
+
+
+def main() -> None:
+    try:
+        app()
+    except ReckonError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

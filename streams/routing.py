@@ -1,0 +1,62 @@
+"""Which model scores which user: the promoted version, an optional A/B split by user
+hash, and hot-swap when the registry's promoted version changes.
+
+A swap replaces a reference between batches: a batch is scored wholly by the scorer it
+started with, so no event is dropped or scored twice across a swap.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from typing import Any
+
+from models.registry import Registry
+from models.scorer import Scorer
+from streams.errors import ReckonError
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def user_bucket(user_id: str) -> float:
+    """A stable number in [0, 1) per user (crc32, so every worker agrees)."""
+    return zlib.crc32(user_id.encode()) / 2**32
+
+
+class ModelRuntime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = Registry(settings.registry_dir)
+        current = self.registry.current()
+        if current is None:
+            raise ReckonError(f"no promoted model in {settings.registry_dir}: "
+                              "run `reckon train ... --promote` or `reckon demo` first")
+        self._primary: Any = Scorer.load(current, device=settings.device)
+        self._challenger: Any = None
+        if settings.ab_version:
+            self._challenger = Scorer.load(self.registry.get(settings.ab_version), device=settings.device)
+        log.info("model %s on %s (%s)", self._primary.version, self._primary.device, self._primary.provider)
+
+    @property
+    def device(self) -> str:
+        return self._primary.device
+
+    @property
+    def current_version(self) -> str:
+        return self._primary.version
+
+    def scorer_for(self, user_id: str) -> Any:
+        if self._challenger is not None and user_bucket(user_id) < self.settings.ab_fraction:
+            return self._challenger
+        return self._primary
+
+    def refresh(self) -> bool:
+        """Load the newly promoted version if it changed; True if swapped."""
+        wanted = self.registry.current_id()
+        if wanted is None or wanted == self._primary.version:
+            return False
+        scorer = Scorer.load(self.registry.get(wanted), device=self.settings.device)
+        log.info("hot-swap: model %s -> %s", self._primary.version, scorer.version)
+        self._primary = scorer  # atomic reference swap between batches
+        return True

@@ -1,0 +1,100 @@
+"""Reckon's settings: one frozen object built at the entry point from RECKON_* env vars / .env."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.errors import SettingsError
+
+ENV_PREFIX = "RECKON_"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+    )
+
+    # Kafka: empty bootstrap servers means "start the embedded Tansu broker".
+    bootstrap_servers: str = ""
+    partitions: int = Field(4, ge=1, le=1024)
+    replication_factor: int = Field(1, ge=1, le=16)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_cafile: str = ""
+
+    # ClickHouse: chdb:///dir (embedded engine) or http(s)://user:pass@host:port/db.
+    clickhouse_dsn: SecretStr = SecretStr("")
+    data_dir: Path = Path(".reckon")
+
+    model_registry: Path | None = None
+    price_sheet: Path | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    ab_version: str = ""                       # challenger model version for an A/B split
+    ab_fraction: float = Field(0.0, ge=0, le=1)  # share of users (by hash) it scores
+
+    # Worker.
+    worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    role: Literal["all", "scorer", "sink"] = "all"
+    web_port: int = Field(6066, ge=1, le=65535)
+    batch_size: int = Field(256, ge=1, le=65536)
+    batch_wait_ms: int = Field(20, ge=1, le=60_000)
+    top_k: int = Field(10, ge=1, le=1000)
+    candidates: int = Field(100, ge=1, le=10_000)
+    history_len: int = Field(50, ge=1, le=1000)
+    trigger: Literal["all", "clicks", "searches"] = "all"
+    trigger_min_interval_s: float = Field(0.0, ge=0)
+    default_tenant: str = "default"
+
+    # Cost sink.
+    sink_batch_rows: int = Field(500, ge=1, le=1_000_000)
+    sink_flush_ms: int = Field(500, ge=1, le=600_000)
+
+    @field_validator("clickhouse_dsn")
+    @classmethod
+    def _dsn_scheme(cls, v: SecretStr) -> SecretStr:
+        raw = v.get_secret_value()
+        if raw and not raw.startswith(("chdb://", "http://", "https://")):
+            raise ValueError("must start with chdb://, http:// or https://")
+        return v
+
+    @property
+    def embedded_kafka(self) -> bool:
+        return not self.bootstrap_servers
+
+    @property
+    def clickhouse_url(self) -> str:
+        raw = self.clickhouse_dsn.get_secret_value()
+        return raw or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def registry_dir(self) -> Path:
+        return self.model_registry or self.data_dir / "models"
+
+    def kafka_client_kwargs(self) -> dict[str, object]:
+        """Security settings passed through to aiokafka / Faust clients."""
+        out: dict[str, object] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.startswith("SASL"):
+            out |= {
+                "sasl_mechanism": self.kafka_sasl_mechanism,
+                "sasl_plain_username": self.kafka_sasl_username,
+                "sasl_plain_password": self.kafka_sasl_password.get_secret_value(),
+            }
+        return out
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning validation errors into one that names the env var."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        raise SettingsError(f"{ENV_PREFIX}{field.upper()}", err["msg"]) from None

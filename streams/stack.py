@@ -1,0 +1,84 @@
+"""Start what a command needs: the embedded broker when no Kafka is configured, topics, workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from streams.broker import EmbeddedBroker, _die_with_parent_term, create_topics
+from streams.errors import BrokerError
+from streams.settings import Settings
+
+
+@contextmanager
+def kafka(settings: Settings, log_path: Path | None = None) -> Iterator[str]:
+    """Yield bootstrap servers: the configured Kafka, or an embedded broker for the block."""
+    if not settings.embedded_kafka:
+        create_topics(settings.bootstrap_servers, settings.partitions, settings.replication_factor,
+                      client_kwargs=settings.kafka_client_kwargs())
+        yield settings.bootstrap_servers
+        return
+    with EmbeddedBroker(log_path=log_path) as broker:
+        create_topics(broker.bootstrap_servers, settings.partitions)
+        yield broker.bootstrap_servers
+
+
+class WorkerProcess:
+    """`reckon worker` as a child process (dies with its parent)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, web_port: int) -> None:
+        self.web_port = web_port
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"], env={**os.environ, **env},
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent_term)
+
+    def stats(self) -> dict | None:
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.web_port}/stats", timeout=2).json()
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    def wait_ready(self, timeout_s: float = 120) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BrokerError(f"worker exited with code {self.proc.returncode}; log: {self.log_path}\n"
+                                  + self.tail())
+            stats = self.stats()
+            if stats is not None:
+                return stats
+            time.sleep(0.3)
+        raise BrokerError(f"worker did not answer within {timeout_s:.0f}s; log: {self.log_path}")
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout_s: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self._log.close()
