@@ -1,0 +1,65 @@
+"""Frozen model hyperparameters, stored verbatim in each version's manifest."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["ModelConfig", "TrainConfig"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    num_items: int  # item vocabulary size; internal ids 1..num_items, 0 = padding
+    max_len: int = 50  # history positions seen by the model (serving pads/truncates to this)
+    hidden: int = 64  # embedding and model width
+    blocks: int = 2  # transformer blocks
+    heads: int = 1  # attention heads; hidden must be divisible by heads
+    dropout: float = 0.2
+    query_buckets: int = 0  # hashed query-term buckets; 0 = no query conditioning
+    query_terms: int = 8  # query terms kept per request (the Q axis)
+    # Cosine scoring (L2-normalised sequence and item vectors, scaled by 1/temperature).
+    # It helps a lot on short sessions (NISER, CORE); False = plain dot product as in SASRec.
+    normalize: bool = False
+    temperature: float = 0.07
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.num_items < 1:
+            raise ValueError(f"num_items must be >= 1, got {self.num_items}")
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 128  # sequences per step
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    loss: Literal["ce", "bce"] = "ce"  # ce: softmax over all items; bce: one random negative (SASRec)
+    patience: int = 3  # epochs without validation improvement before stopping
+    time_budget: float | None = None  # seconds of training wall time; None = no limit
+    valid_metric: str = "ndcg@10"
+    valid_protocol: Literal["full", "sampled100"] = "full"
+    device: str = "cpu"  # torch device for training
+    seed: int = 42
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,161 @@
+"""Training loop: shuffled mini-batches of sequences, a loss at every position,
+validation each epoch, early stopping, an optional wall-time budget.
+
+Every position of a training sequence predicts the next item, so one causal pass over
+a session trains on all its prefixes (SR-GNN's augmentation) at the cost of one.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from models.config import ModelConfig, TrainConfig
+from models.data import SequenceData
+from models.evaluate import evaluate_model
+from models.sasrec import SASRec
+
+__all__ = ["TrainResult", "make_chunks", "seed_everything", "train"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    model: SASRec  # best weights by the validation metric, in eval mode, on CPU
+    epochs_run: int
+    best_epoch: int
+    stopped: str  # "epochs" | "early_stopping" | "time_budget"
+    wall_seconds: float
+    valid: dict[str, float]  # validation metrics of the returned weights
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_chunks(
+    seqs: list[np.ndarray], terms: list[np.ndarray] | None, max_len: int
+) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Cut sequences longer than max_len + 1 into windows so every target is trained on
+    exactly once, each with up to max_len items of context."""
+    out: list[tuple[np.ndarray, np.ndarray | None]] = []
+    for i, s in enumerate(seqs):
+        for end in range(len(s), 1, -max_len):
+            start = max(0, end - max_len - 1)
+            out.append((s[start:end], None if terms is None else terms[i][start:end]))
+    return out
+
+
+def _collate(chunks: list[tuple[np.ndarray, np.ndarray | None]], q: int | None) -> tuple[torch.Tensor, ...]:
+    """-> inputs (B, T), targets (B, T), terms (B, T, Q) or None; left-padded to the
+    batch's longest chunk (T <= max_len), the model right-aligns positions."""
+    t = max(len(c) for c, _ in chunks) - 1
+    inputs = np.zeros((len(chunks), t), dtype=np.int64)
+    targets = np.zeros((len(chunks), t), dtype=np.int64)
+    terms = np.zeros((len(chunks), t, q), dtype=np.int64) if q else None
+    for i, (c, ct) in enumerate(chunks):
+        n = len(c) - 1
+        inputs[i, t - n:] = c[:-1]
+        targets[i, t - n:] = c[1:]
+        if terms is not None and ct is not None:
+            terms[i, t - n:] = ct[1:]  # the query context before each target
+    tensors = (torch.from_numpy(inputs), torch.from_numpy(targets))
+    return tensors + ((torch.from_numpy(terms),) if terms is not None else (None,))
+
+
+def _loss(model: SASRec, inputs: torch.Tensor, targets: torch.Tensor, terms: torch.Tensor | None, kind: str) -> torch.Tensor:
+    rep = model(inputs, terms)  # (B, T, H)
+    mask = targets > 0
+    rep, tgt = rep[mask], targets[mask]  # (M, H), (M,)
+    if kind == "ce":
+        logits = model.logits_all(rep)  # (M, N + 1)
+        logits[:, 0] = float("-inf")
+        return F.cross_entropy(logits, tgt)
+    neg = torch.randint(1, model.config.num_items + 1, tgt.shape, device=tgt.device)
+    pos_logit = model.logits_for(rep, tgt.unsqueeze(-1)).squeeze(-1)
+    neg_logit = model.logits_for(rep, neg.unsqueeze(-1)).squeeze(-1)
+    return F.binary_cross_entropy_with_logits(pos_logit, torch.ones_like(pos_logit)) + \
+        F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit))
+
+
+def train(
+    data: SequenceData,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    progress: bool = True,
+    valid_limit: int | None = 20_000,
+) -> TrainResult:
+    """Train a SASRec on ``data.train``; select the epoch by ``train_config.valid_metric``
+    on (at most ``valid_limit`` examples of) ``data.valid``."""
+    tc = train_config
+    seed_everything(tc.seed)
+    started = time.monotonic()
+    deadline = None if tc.time_budget is None else started + tc.time_budget
+    device = torch.device(tc.device)
+    model = SASRec(model_config).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    q = model_config.query_terms if model_config.query_buckets and data.train_terms is not None else None
+    chunks = make_chunks(data.train, data.train_terms if q else None, model_config.max_len)
+    if not chunks:
+        raise ValueError("no training sequence with at least two items")
+    valid = data.valid.subset(valid_limit, tc.seed) if valid_limit else data.valid
+    rng = np.random.default_rng(tc.seed)
+    best_score, best_epoch, best_state, best_metrics = -1.0, 0, None, {}
+    history: list[dict[str, Any]] = []
+    stopped, epoch, bad = "epochs", 0, 0
+    for epoch in range(1, tc.epochs + 1):
+        model.train()
+        order = rng.permutation(len(chunks))
+        batches = range(0, len(order), tc.batch_size)
+        total, steps, out_of_time = 0.0, 0, False
+        bar = tqdm(batches, desc=f"epoch {epoch}/{tc.epochs}", disable=not progress, leave=False)
+        for lo in bar:
+            inputs, targets, terms = _collate([chunks[i] for i in order[lo : lo + tc.batch_size]], q)
+            loss = _loss(model, inputs.to(device), targets.to(device), None if terms is None else terms.to(device), tc.loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+            steps += 1
+            if steps % 50 == 0:
+                bar.set_postfix(loss=f"{total / steps:.4f}")
+            if deadline is not None and time.monotonic() > deadline:
+                out_of_time = True
+                break
+        bar.close()
+        metrics = evaluate_model(model, valid, tc.valid_protocol) if len(valid) else {}
+        score = metrics.get(tc.valid_metric, 0.0)
+        row = {"epoch": epoch, "loss": total / max(steps, 1), "steps": steps,
+               "seconds": round(time.monotonic() - started, 2), **{f"valid_{k}": v for k, v in metrics.items()}}
+        history.append(row)
+        log.info("epoch %d: loss %.4f %s %.4f", epoch, row["loss"], tc.valid_metric, score)
+        if progress:
+            tqdm.write(f"epoch {epoch}: loss {row['loss']:.4f} valid {tc.valid_metric} {score:.4f} ({row['seconds']:.0f}s)")
+        if score > best_score or not len(valid):
+            best_score, best_epoch, best_metrics, bad = score, epoch, metrics, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad += 1
+        if out_of_time:
+            stopped = "time_budget"
+            break
+        if bad >= tc.patience:
+            stopped = "early_stopping"
+            break
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    model = model.cpu().eval()
+    return TrainResult(model, epoch, best_epoch, stopped, time.monotonic() - started, best_metrics, history)

@@ -1,0 +1,53 @@
+"""Fixtures for tests/models: a tiny, learnable synthetic event stream."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+WORDS = ["red", "blue", "green", "black", "white", "gold", "pink", "grey"]
+
+
+def generate_events(users: int = 60, items_per_topic: int = 12, clicks_per_user: int = 14,
+                    seed: int = 7, start_ts: float = 1_790_000_000.0) -> list[dict[str, Any]]:
+    """Clicks that walk through a topic's items in order (so the next item is
+    predictable), with a search naming the topic whenever a user switches topic."""
+    rng = random.Random(seed)
+    events: list[dict[str, Any]] = []
+    n = 0
+    for u in range(users):
+        ts = start_ts + u
+        topic = rng.randrange(len(WORDS))
+        pos = rng.randrange(items_per_topic)
+        for c in range(clicks_per_user):
+            if c == 0 or rng.random() < 0.15:
+                topic = rng.randrange(len(WORDS))
+                pos = rng.randrange(items_per_topic)
+                n += 1
+                events.append({"event_id": f"e{n}", "user_id": f"u{u}", "query": f"{WORDS[topic]} shoes",
+                               "ts": ts, "session_id": f"s{u}", "tenant": "acme"})
+                ts += 1.0
+            n += 1
+            events.append({"event_id": f"e{n}", "user_id": f"u{u}", "item_id": f"{WORDS[topic]}-{pos}",
+                           "action": rng.choice(["view", "view", "cart", "purchase"]), "ts": ts,
+                           "session_id": f"s{u}", "price": 9.5, "tenant": "acme"})
+            ts += 1.0
+            pos = (pos + 1) % items_per_topic
+    rng.shuffle(events)  # arrival order differs from ts order, as on a real stream
+    return events
+
+
+@pytest.fixture
+def events() -> list[dict[str, Any]]:
+    return generate_events()
+
+
+@pytest.fixture
+def events_file(tmp_path: Path, events: list[dict[str, Any]]) -> Path:
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    return path
