@@ -14,7 +14,10 @@ import time
 from collections import Counter
 from typing import Any
 
+import weakref
+
 import faust
+from faust.streams import _current_event
 
 from streams.candidates import CandidateIndex
 from streams.clickhouse import connect
@@ -48,8 +51,26 @@ def _ssl_context(settings: Settings) -> Any:
     return ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
 
 
+def write_states(table: faust.Table, states: dict[str, dict], last_record: dict[str, int],
+                 events: list[faust.types.EventT]) -> None:
+    """One Table write per user per batch.
+
+    Faust's RocksDB store and changelog take the partition from the *current event*,
+    which `take_events()` leaves unset. We set it, per key, to that user's last event of
+    the batch: the state lands in the source partition's store and changelog partition,
+    exactly as a per-event write would, without use_partitioner's re-hashing.
+    """
+    for user, state in states.items():
+        token = _current_event.set(weakref.ref(events[last_record[user]]))
+        try:
+            table[user.encode()] = state
+        finally:
+            _current_event.reset(token)
+
+
 def create_app(settings: Settings, bootstrap: str) -> faust.App:
     data = settings.data_dir.resolve()
+    (data / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         APP_ID,
         **faust_broker_kwargs(settings, bootstrap),
@@ -59,6 +80,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         topic_replication_factor=settings.replication_factor,
         web_port=settings.web_port,
         web_host="127.0.0.1",
+        web_bind="127.0.0.1",
         # Short timeouts: a dead member's partitions move on within seconds (embedded mode).
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
@@ -77,7 +99,8 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
     dlq = app.topic("events-dlq", key_serializer="raw", value_serializer="raw")
     costs = app.topic("cost-events", key_serializer="raw", value_serializer="json")
     users = app.Table("user-state", default=None, partitions=settings.partitions,
-                      use_partitioner=True, key_serializer="raw", value_serializer="json")
+                      schema=faust.Schema(key_serializer="raw",
+                                                                value_serializer="json"))
 
     stats: Counter = Counter()
     runtime = ModelRuntime(settings)
@@ -93,8 +116,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
                                     e.message.timestamp) for e in events]
                 out = processor.process(records, lambda user: users.get(user.encode()),
                                         runtime.device)
-                for user, state in out.states.items():
-                    users[user.encode()] = state
+                write_states(users, out.states, out.last_record, events)
                 for key, value in out.recommendations:
                     await recs.send(key=key, value=value)
                 for key, value, headers in out.dead_letters:

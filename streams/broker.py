@@ -73,6 +73,8 @@ class EmbeddedBroker:
             raise BrokerError(f"no Tansu broker binary: {exc}") from exc
         self.port = self.port or free_port()
         url = f"tcp://127.0.0.1:{self.port}"
+        if self.log_path:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self._proc = subprocess.Popen(
             [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,

@@ -36,14 +36,16 @@ class InRecord:
 @dataclass
 class BatchOutput:
     states: dict[str, dict] = field(default_factory=dict)        # user -> new state (one write per key)
+    last_record: dict[str, int] = field(default_factory=dict)    # user -> index of its last record
     recommendations: list[tuple[bytes, bytes]] = field(default_factory=list)
-    dead_letters: list[tuple[bytes | None, bytes, dict[str, str]]] = field(default_factory=list)
+    dead_letters: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
     cost_event: dict | None = None
     counts: Counter = field(default_factory=Counter)
 
 
-def dead_letter_headers(record: InRecord, invalid: Invalid) -> dict[str, str]:
-    return {"reason": invalid.reason, "detail": invalid.detail, "topic": record.topic}
+def dead_letter_headers(record: InRecord, invalid: Invalid) -> list[tuple[str, bytes]]:
+    return [("reason", invalid.reason.encode()), ("detail", invalid.detail.encode()),
+            ("topic", record.topic.encode())]
 
 
 class BatchProcessor:
@@ -60,6 +62,10 @@ class BatchProcessor:
         s = self.settings
         if s.trigger != "all" and s.trigger.rstrip("s") != event.kind:
             return False
+        # Clicks and searches arrive on two topics, so a user's events can interleave out of
+        # ts order: without a throttle every event triggers, whatever its ts.
+        if not s.trigger_min_interval_s:
+            return True
         return event.ts - state["last_rec_ts"] >= s.trigger_min_interval_s
 
     def process(self, records: Sequence[InRecord], state_get: Callable[[str], dict | None],
@@ -69,7 +75,7 @@ class BatchProcessor:
         groups = new_groups()
         triggered: list[tuple[Event, float, Any]] = []
         now = time.time()
-        for record in records:
+        for position, record in enumerate(records):
             meter.bytes_in += len(record.value) + len(record.key or b"")
             event = parse_event(record.topic, record.value, now=now,
                                 default_tenant=self.settings.default_tenant)
@@ -89,9 +95,10 @@ class BatchProcessor:
             scorer = self.scorer_for(event.user_id)
             groups[group_key(event.tenant, scorer.version, event.kind)].events += 1
             if self._triggers(event, state):
-                state["last_rec_ts"] = event.ts
+                state["last_rec_ts"] = max(state["last_rec_ts"], event.ts)
                 triggered.append((event, record.timestamp, scorer))
             out.states[event.user_id] = apply_event(state, event)
+            out.last_record[event.user_id] = position
         if triggered:
             self._score(triggered, out, meter, groups)
         if out.counts["valid"]:
