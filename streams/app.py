@@ -114,8 +114,13 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
             async for events in stream.take_events(settings.batch_size, settings.batch_wait_ms / 1000):
                 records = [InRecord(e.message.topic, e.message.key, e.message.value,
                                     e.message.timestamp) for e in events]
-                out = processor.process(records, lambda user: users.get(user.encode()),
-                                        runtime.device)
+                try:
+                    out = processor.process(records, lambda user: users.get(user.encode()),
+                                            runtime.device)
+                except Exception as exc:  # a bug, not bad input (that is dead-lettered): stop loudly
+                    log.exception("scoring batch failed; stopping the worker (offsets not committed)")
+                    await app.crash(exc)
+                    return
                 write_states(users, out.states, out.last_record, events)
                 for key, value in out.recommendations:
                     await recs.send(key=key, value=value)

@@ -177,4 +177,4 @@ def _popular(scorer: Any, n: int) -> list[str]:
     """Items to fill a short candidate list (cold users, empty stream statistics)."""
     if hasattr(scorer, "popular_items"):
         return scorer.popular_items(n)
-    return scorer.item_ids(np.arange(1, min(n, len(scorer.item_ids_all)) + 1))
+    return scorer.item_ids(np.arange(1, min(n, scorer.num_items) + 1))
