@@ -152,4 +152,10 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         return web.json({**stats, "model_version": runtime.current_version, "device": runtime.device,
                          "worker": settings.worker_name, "time": time.time()})
 
+    @app.page("/state/{user}")
+    async def state_page(web: Any, request: Any, user: str) -> Any:
+        """Read-only: a user's state as this worker holds it (only for partitions it owns)."""
+        state = users.get(user.encode())
+        return web.json({"user_id": user, "state": state}, status=200 if state else 404)
+
     return app
