@@ -98,9 +98,9 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
     recs = app.topic("recommendations", key_serializer="raw", value_serializer="raw")
     dlq = app.topic("events-dlq", key_serializer="raw", value_serializer="raw")
     costs = app.topic("cost-events", key_serializer="raw", value_serializer="json")
-    users = app.Table("user-state", default=None, partitions=settings.partitions,
-                      schema=faust.Schema(key_serializer="raw",
-                                                                value_serializer="json"))
+    # key_type=bytes makes Faust use raw keys for the changelog too (a Schema would not:
+    # recovery decodes with the table's own serializers); values are JSON.
+    users = app.Table("user-state", default=None, partitions=settings.partitions, key_type=bytes)
 
     stats: Counter = Counter()
     runtime = ModelRuntime(settings)

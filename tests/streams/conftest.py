@@ -1,0 +1,82 @@
+"""Fixtures for the event path: a small trained model and a worker process runner."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+
+import pytest
+
+from models.bootstrap import ensure_model
+from models.registry import Registry
+from streams.broker import EmbeddedBroker, create_topics, free_port
+from streams.generator import TrafficGenerator
+from streams.stack import WorkerProcess
+
+
+@pytest.fixture(scope="session")
+def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("registry")
+    ensure_model(path, islice(TrafficGenerator(seed=5).sessions(), 6000), seconds=8)
+    return path
+
+
+@pytest.fixture(scope="session")
+def scorer(registry_dir: Path):
+    from models.scorer import Scorer
+
+    return Scorer.load(Registry(registry_dir).current(), device="cpu")
+
+
+@pytest.fixture
+def fresh_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A broker of the test's own: topic counts and consumer groups start at zero."""
+    with EmbeddedBroker(log_path=tmp_path / "broker.log") as b:
+        create_topics(b.bootstrap_servers, partitions=4)
+        yield b
+
+
+class Workers:
+    """Start `reckon worker` processes against a broker; stops them all at teardown."""
+
+    def __init__(self, broker: EmbeddedBroker, registry: Path, root: Path) -> None:
+        self.broker, self.registry, self.root = broker, registry, root
+        self.started: list[WorkerProcess] = []
+
+    def start(self, name: str, data_dir: Path | None = None, **env: str) -> WorkerProcess:
+        port = free_port()
+        data = data_dir or self.root / name
+        data.mkdir(parents=True, exist_ok=True)
+        base = {"RECKON_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
+                "RECKON_DATA_DIR": str(data), "RECKON_MODEL_REGISTRY": str(self.registry),
+                "RECKON_CLICKHOUSE_DSN": f"chdb://{data / 'clickhouse'}",
+                "RECKON_WEB_PORT": str(port), "RECKON_WORKER_NAME": name, "RECKON_DEVICE": "cpu",
+                "RECKON_BATCH_WAIT_MS": "20"}
+        worker = WorkerProcess({**base, **env}, data / f"{name}.log", port)
+        self.started.append(worker)
+        worker.wait_ready()
+        return worker
+
+    def stop_all(self) -> None:
+        for worker in self.started:
+            if worker.proc.poll() is None:
+                worker.stop()
+
+
+@pytest.fixture
+def workers(fresh_broker: EmbeddedBroker, registry_dir: Path, tmp_path: Path) -> Iterator[Workers]:
+    ws = Workers(fresh_broker, registry_dir, tmp_path)
+    yield ws
+    ws.stop_all()
+
+
+def wait_for(predicate, timeout_s: float = 90, what: str = "condition", poll_s: float = 0.25):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+
+from streams.errors import SettingsError
+from streams.settings import load_settings
+
+
+def test_defaults_use_the_embedded_stack(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load_settings()
+    assert s.embedded_kafka
+    assert s.clickhouse_url == f"chdb://{(tmp_path / '.reckon' / 'clickhouse').resolve()}"
+
+
+@pytest.mark.parametrize(("env", "value", "needle"), [
+    ("RECKON_PARTITIONS", "zero", "RECKON_PARTITIONS"),
+    ("RECKON_PARTITIONS", "0", "RECKON_PARTITIONS"),
+    ("RECKON_CLICKHOUSE_DSN", "mysql://x", "RECKON_CLICKHOUSE_DSN"),
+    ("RECKON_DEVICE", "tpu", "RECKON_DEVICE"),
+    ("RECKON_AB_FRACTION", "1.5", "RECKON_AB_FRACTION"),
+])
+def test_bad_settings_name_the_variable(monkeypatch, env: str, value: str, needle: str) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert needle in str(err.value)
+
+
+def test_secrets_are_not_printed(monkeypatch) -> None:
+    monkeypatch.setenv("RECKON_CLICKHOUSE_DSN", "http://u:hunter2@localhost:8123/db")
+    monkeypatch.setenv("RECKON_KAFKA_SASL_PASSWORD", "hunter3")
+    s = load_settings()
+    assert "hunter2" not in repr(s) and "hunter3" not in repr(s)
+    assert s.clickhouse_url.endswith("@localhost:8123/db")
