@@ -1,0 +1,127 @@
+"""The batch processor with the real ONNX scorer (no broker needed)."""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+
+import numpy as np
+
+from streams.candidates import CandidateIndex
+from streams.contracts import parse_event
+from streams.generator import TrafficGenerator
+from streams.pricing import PriceSheet
+from streams.processor import BatchProcessor, InRecord
+from streams.settings import Settings
+from streams.state import MAX_ITEMS, new_state
+
+from .kafka_io import click, search
+
+
+def _processor(scorer, **settings) -> BatchProcessor:
+    return BatchProcessor(Settings(worker_name="t", **settings), PriceSheet.load(env={}),
+                          lambda user: scorer, CandidateIndex())
+
+
+def _records(records) -> list[InRecord]:
+    return [InRecord(r.topic, r.key, r.value, time.time()) for r in records]
+
+
+def _run(processor, records, store: dict) -> list:
+    outs = []
+    for start in range(0, len(records), 128):
+        out = processor.process(records[start:start + 128], store.get, "cpu")
+        store.update(out.states)
+        outs.append(out)
+    return outs
+
+
+def test_batch_scoring_equals_one_by_one(registry_dir) -> None:
+    # fp32: exact. int8 dynamic quantization picks activation scales per call, so a row's
+    # scores shift slightly with its batch-mates; its test below bounds that.
+    from models.registry import Registry
+    from models.scorer import Scorer
+
+    scorer = Scorer.load(Registry(registry_dir).current(), device="cpu", variant="fp32")
+    rng = np.random.default_rng(0)
+    histories = rng.integers(0, scorer.num_items + 1, size=(16, scorer.max_len))
+    candidates = rng.integers(1, scorer.num_items + 1, size=(16, 40))
+    terms = np.zeros((16, 8), dtype=np.int64)
+    batch = scorer.score(histories, candidates, terms)
+    single = np.vstack([scorer.score(histories[i:i + 1], candidates[i:i + 1], terms[i:i + 1])
+                        for i in range(16)])
+    np.testing.assert_allclose(batch, single, rtol=1e-4, atol=1e-4)
+
+
+def test_int8_batch_scores_stay_close_to_one_by_one(scorer) -> None:
+    rng = np.random.default_rng(1)
+    histories = rng.integers(0, scorer.num_items + 1, size=(32, scorer.max_len))
+    candidates = rng.integers(1, scorer.num_items + 1, size=(32, 100))
+    batch = scorer.score(histories, candidates)
+    single = np.vstack([scorer.score(histories[i:i + 1], candidates[i:i + 1]) for i in range(32)])
+    top_batch = np.argsort(-batch, axis=1)[:, :10]
+    top_single = np.argsort(-single, axis=1)[:, :10]
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top_batch, top_single)])
+    assert overlap >= 0.9
+
+
+def test_each_candidate_source_contributes(scorer) -> None:
+    processor = _processor(scorer)
+    store: dict = {}
+    traffic = _records(TrafficGenerator(seed=11).records(3000))
+    outs = _run(processor, traffic, store)
+    sources = {k.split(":", 1)[1] for out in outs for k in out.counts if k.startswith("candidate:")}
+    assert {"covisit", "query", "trending", "embedding"} <= sources
+
+
+def test_recommendations_exclude_purchases_and_carry_their_trigger(scorer) -> None:
+    processor = _processor(scorer)
+    store: dict = {}
+    _run(processor, _records(TrafficGenerator(seed=2).records(1500)), store)
+    bought = "i1"
+    out = processor.process(_records([click("p1", "u-buyer", bought, action="purchase"),
+                                      search("p2", "u-buyer", "red lamp", ["i2", "i3"])]),
+                            store.get, "cpu")
+    recs = [json.loads(v) for _, v in out.recommendations]
+    assert [r["trigger_event_id"] for r in recs] == ["p1", "p2"]
+    assert all(bought not in r["items"] and len(r["items"]) == 10 for r in recs)
+    assert all(r["scores"] == sorted(r["scores"], reverse=True) for r in recs)
+
+
+def test_duplicates_dropped_and_state_bounded(scorer) -> None:
+    processor = _processor(scorer)
+    store: dict = {}
+    events = [click(f"d{i}", "u-dup", f"i{i}") for i in range(MAX_ITEMS + 10)]
+    first = processor.process(_records(events), store.get, "cpu")
+    store.update(first.states)
+    again = processor.process(_records(events[-5:]), store.get, "cpu")
+    assert first.counts["valid"] == MAX_ITEMS + 10 and again.counts["duplicate"] == 5
+    assert len(store["u-dup"]["items"]) == MAX_ITEMS and again.recommendations == []
+
+
+def test_cost_event_splits_the_whole_batch(scorer) -> None:
+    processor = _processor(scorer)
+    out = processor.process(_records(TrafficGenerator(seed=4).records(400)), {}.get, "cpu")
+    event = out.cost_event
+    lines = event["lines"]
+    assert {line["tenant"] for line in lines} == {"acme", "globex"}
+    assert sum(Decimal(line["cost"]["total"]) for line in lines) == Decimal(event["cost"]["total"])
+    assert sum(line["recommendations"] for line in lines) == out.counts["recommendations"]
+    assert event["usage"]["device_seconds"] > 0 and event["usage"]["cpu_seconds"] > 0
+
+
+def test_throttle_limits_recommendations_per_user(scorer) -> None:
+    processor = _processor(scorer, trigger_min_interval_s=60)
+    now = time.time()
+    events = [click(f"t{i}", "u-busy", f"i{i}", ts=now + i) for i in range(5)]
+    out = processor.process(_records(events), {}.get, "cpu")
+    assert out.counts["valid"] == 5 and out.counts["recommendations"] == 1
+
+
+def test_state_is_what_the_contract_says(scorer) -> None:
+    state = new_state()
+    event = parse_event("searches", search("q1", "u", "Red  LAMP", ["i1"]).value)
+    assert event.query == "Red  LAMP"
+    from streams.state import apply_event
+    assert apply_event(state, event)["terms"] == ["red", "lamp"]
