@@ -29,7 +29,6 @@ from streams.settings import Settings
 from streams.sink import write_with_retry
 
 log = logging.getLogger(__name__)
-APP_ID = "reckon"
 
 
 def faust_broker_kwargs(settings: Settings, bootstrap: str) -> dict[str, Any]:
@@ -72,7 +71,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
     data = settings.data_dir.resolve()
     (data / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(
-        APP_ID,
+        settings.app_id,
         **faust_broker_kwargs(settings, bootstrap),
         store="rocksdb://",
         datadir=str(data / "faust" / settings.worker_name),
@@ -130,6 +129,8 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
                     await costs.send(key=settings.worker_name.encode(), value=out.cost_event)
                     stats["cost_events_sent"] += 1
                 stats["consumed"] += len(records)
+                stats.setdefault("first_batch_at", time.time())
+                stats["last_batch_at"] = time.time()
                 stats["batches"] += 1
                 stats.update(out.counts)
 

@@ -126,6 +126,15 @@ def _register_models() -> None:
 _register_models()
 
 
+def _register_bench() -> None:
+    from bench.cli import register
+
+    register(app)
+
+
+_register_bench()
+
+
 def main() -> None:
     try:
         app()

@@ -60,7 +60,7 @@ class BatchProcessor:
 
     def _triggers(self, event: Event, state: dict) -> bool:
         s = self.settings
-        if s.trigger != "all" and s.trigger.rstrip("s") != event.kind:
+        if s.trigger == "none" or (s.trigger != "all" and s.trigger.rstrip("s") != event.kind):
             return False
         # Clicks and searches arrive on two topics, so a user's events can interleave out of
         # ts order: without a throttle every event triggers, whatever its ts.

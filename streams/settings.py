@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     ab_fraction: float = Field(0.0, ge=0, le=1)  # share of users (by hash) it scores
 
     # Worker.
+    app_id: str = Field("reckon", pattern=r"^[A-Za-z0-9._-]+$")  # consumer group and changelog prefix
     worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     role: Literal["all", "scorer", "sink"] = "all"
     web_port: int = Field(6066, ge=1, le=65535)
@@ -49,7 +50,7 @@ class Settings(BaseSettings):
     top_k: int = Field(10, ge=1, le=1000)
     candidates: int = Field(100, ge=1, le=10_000)
     history_len: int = Field(50, ge=1, le=1000)
-    trigger: Literal["all", "clicks", "searches"] = "all"
+    trigger: Literal["all", "clicks", "searches", "none"] = "all"   # "none": ingest and state only
     trigger_min_interval_s: float = Field(0.0, ge=0)
     default_tenant: str = "default"
 

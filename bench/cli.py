@@ -1,0 +1,54 @@
+"""`reckon bench ...`: benchmarks registered on the main CLI."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+bench = typer.Typer(help="Benchmarks (ratios measured within one run).", no_args_is_help=True)
+
+
+def _registry() -> Path:
+    from itertools import islice
+
+    from models.bootstrap import ensure_model
+    from streams.generator import TrafficGenerator
+    from streams.settings import load_settings
+
+    registry = load_settings().registry_dir.resolve()
+    ensure_model(registry, islice(TrafficGenerator(seed=99).sessions(), 20_000))
+    return registry
+
+
+def _print(result: dict, json_out: bool) -> None:
+    if json_out:
+        print(json.dumps(result))
+        return
+    table = Table(show_header=False)
+    for key, value in result.items():
+        table.add_row(key, str(value))
+    Console().print(table)
+
+
+@bench.command("stream")
+def stream(events: int = typer.Option(50_000, min=1000), json_out: bool = typer.Option(False, "--json")) -> None:
+    """Raw aiokafka read rate vs worker ingest (state) vs full path (scoring), with latency."""
+    from bench.stream import run
+
+    with tempfile.TemporaryDirectory(prefix="reckon-bench-") as tmp:
+        _print(run(_registry(), Path(tmp), events=events), json_out)
+
+
+@bench.command("ingest")
+def ingest(events: int = typer.Option(50_000, min=1000), json_out: bool = typer.Option(False, "--json")) -> None:
+    """Same harness as `stream`: the issue-6 view of it (ingest vs raw)."""
+    stream(events=events, json_out=json_out)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench, name="bench")

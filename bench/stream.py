@@ -1,0 +1,139 @@
+"""Stream benchmark: raw aiokafka read rate vs Reckon's worker, on one topic, in one run.
+
+1. produce N generated click events to `clicks` (backlog);
+2. raw: an aiokafka getmany() loop reads the backlog (bytes only, no decoding);
+3. ingest: a worker (trigger=none) validates and folds every event into the RocksDB Table
+   with its changelog, reading the same backlog under its own consumer group;
+4. full: a worker that also scores and publishes (trigger=all), same backlog, own group;
+5. latency: the full worker keeps running while events are produced at half its measured
+   rate; p50/p99 of event-to-recommendation latency (producer timestamp -> recommendation).
+Ratios are within this run, so a noisy shared machine affects both sides alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.broker import EmbeddedBroker, create_topics, free_port
+from streams.generator import Record, TrafficGenerator
+from streams.replay import produce
+from streams.stack import WorkerProcess
+
+
+def _clicks(n: int, seed: int) -> list[Record]:
+    gen = TrafficGenerator(seed=seed, search_fraction=0.0)
+    out: list[Record] = []
+    for event in gen.sessions():
+        if "item_id" in event:
+            out.append(Record("clicks", event["user_id"].encode(), json.dumps(event).encode(), True))
+            if len(out) == n:
+                return out
+    return out
+
+
+async def _raw_read(bootstrap: str, topic: str, n: int) -> float:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", fetch_max_bytes=16 * 1024 * 1024,
+                                max_partition_fetch_bytes=4 * 1024 * 1024)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning()
+        got = 0
+        started = time.perf_counter()
+        while got < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            got += sum(len(v) for v in batch.values())
+        return n / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+def _worker(bootstrap: str, registry: Path, root: Path, name: str, trigger: str) -> WorkerProcess:
+    port = free_port()
+    data = root / name
+    data.mkdir(parents=True, exist_ok=True)
+    env = {"RECKON_BOOTSTRAP_SERVERS": bootstrap, "RECKON_DATA_DIR": str(data),
+           "RECKON_MODEL_REGISTRY": str(registry), "RECKON_WEB_PORT": str(port),
+           "RECKON_WORKER_NAME": name, "RECKON_APP_ID": f"bench-{name}", "RECKON_TRIGGER": trigger,
+           "RECKON_ROLE": "scorer", "RECKON_DEVICE": "cpu"}
+    worker = WorkerProcess(env, data / "worker.log", port)
+    worker.wait_ready()
+    return worker
+
+
+def _drain_rate(worker: WorkerProcess, n: int, timeout_s: float = 600) -> float:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        stats = worker.stats() or {}
+        if stats.get("consumed", 0) >= n:
+            span = stats["last_batch_at"] - stats["first_batch_at"]
+            return n / span if span > 0 else float("inf")
+        time.sleep(0.2)
+    raise TimeoutError(f"worker consumed {stats.get('consumed')} of {n} in {timeout_s}s")
+
+
+async def _latencies(bootstrap: str, since_ms: int, expect: int) -> list[float]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = [TopicPartition("recommendations", p)
+                 for p in consumer.partitions_for_topic("recommendations") or ()]
+        consumer.assign(parts)
+        offsets = await consumer.offsets_for_times({tp: since_ms for tp in parts})
+        for tp in parts:
+            if offsets[tp] is None:
+                await consumer.seek_to_end(tp)
+            else:
+                consumer.seek(tp, offsets[tp].offset)
+        out: list[float] = []
+        deadline = time.monotonic() + 60
+        while len(out) < expect and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            out += [json.loads(m.value)["latency_ms"] for msgs in batch.values() for m in msgs]
+        return out
+    finally:
+        await consumer.stop()
+
+
+def _pct(values: list[float], q: float) -> float:
+    return round(statistics.quantiles(values, n=100)[int(q) - 1], 2) if len(values) > 1 else float("nan")
+
+
+def run(registry: Path, workdir: Path, events: int = 50_000, latency_events: int = 5000,
+        partitions: int = 4) -> dict:
+    with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
+        bootstrap = broker.bootstrap_servers
+        create_topics(bootstrap, partitions)
+        backlog = _clicks(events, seed=21)
+        asyncio.run(produce(bootstrap, backlog))
+        raw = asyncio.run(_raw_read(bootstrap, "clicks", events))
+
+        ingest_worker = _worker(bootstrap, registry, workdir, "ingest", "none")
+        ingest = _drain_rate(ingest_worker, events)
+        ingest_worker.stop()
+
+        full_worker = _worker(bootstrap, registry, workdir, "full", "all")
+        try:
+            full = _drain_rate(full_worker, events)
+            since_ms = int(time.time() * 1000)
+            rate = max(100.0, full / 2)
+            asyncio.run(produce(bootstrap, _clicks(latency_events, seed=22), rate=rate))
+            latencies = asyncio.run(_latencies(bootstrap, since_ms, latency_events))
+        finally:
+            full_worker.stop()
+    return {
+        "events": events, "partitions": partitions,
+        "raw_aiokafka_events_per_s": round(raw), "ingest_events_per_s": round(ingest),
+        "full_path_events_per_s": round(full),
+        "ingest_over_raw": round(ingest / raw, 4), "full_over_raw": round(full / raw, 4),
+        "latency_load_events_per_s": round(rate), "latency_samples": len(latencies),
+        "latency_p50_ms": _pct(latencies, 50), "latency_p99_ms": _pct(latencies, 99),
+    }
