@@ -48,6 +48,7 @@ class TrainConfig:
     batch_size: int = 128  # sequences per step
     lr: float = 1e-3
     weight_decay: float = 0.0
+    lr_decay: float = 1.0  # learning rate multiplied by this after every epoch (1.0 = constant)
     loss: Literal["ce", "bce"] = "ce"  # ce: softmax over all items; bce: one random negative (SASRec)
     patience: int = 3  # epochs without validation improvement before stopping
     time_budget: float | None = None  # seconds of training wall time; None = no limit

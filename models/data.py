@@ -23,7 +23,7 @@ import numpy as np
 from models.errors import DataFormatError
 from models.terms import hash_terms, tokenize
 
-__all__ = ["EvalSet", "SequenceData", "load_events", "load_sasrec", "load_sessions", "read_events"]
+__all__ = ["EvalSet", "SequenceData", "load_dataset", "load_events", "load_sasrec", "load_sessions", "read_events"]
 
 _ACTIONS = {"view", "cart", "purchase"}
 
@@ -305,3 +305,30 @@ def _query_context(click_ts: list[float], searches: list[tuple[float, list[int]]
         if recent:
             out[i, q - len(recent):] = recent
     return out
+
+
+def load_dataset(
+    path: str | Path,
+    fmt: str,
+    test_path: str | Path | None = None,
+    query_buckets: int = 0,
+    query_terms: int = 8,
+    item_ids: list[str] | None = None,
+    valid_fraction: float = 0.05,
+) -> SequenceData:
+    """Dispatch on ``fmt`` ("jsonl" | "sessions" | "sasrec").
+
+    For "sessions", ``path`` may be a directory holding ``train_sessions.txt`` and
+    ``test_samples.tsv``. ``item_ids`` (jsonl only) fixes the vocabulary to a model's.
+    """
+    path = Path(path)
+    if fmt == "jsonl":
+        return load_events(path, query_buckets, query_terms, item_ids)
+    if fmt == "sessions":
+        if path.is_dir():
+            test_path = test_path or (path / "test_samples.tsv" if (path / "test_samples.tsv").exists() else None)
+            path = path / "train_sessions.txt"
+        return load_sessions(path, Path(test_path) if test_path else None, valid_fraction)
+    if fmt == "sasrec":
+        return load_sasrec(path)
+    raise ValueError(f'unknown format "{fmt}" (expected jsonl, sessions or sasrec)')

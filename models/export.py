@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import logging
-import time
 import warnings
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import onnxruntime as ort
 import torch
 from torch import Tensor, nn
 
+from models.costing import time_scoring
 from models.errors import ExportError
 from models.sasrec import SASRec
 
@@ -132,32 +132,12 @@ def measure_throughput(
     batch: int = 256, candidates: int = 100, seconds: float = 1.0,
     query_buckets: int = 0, query_terms: int = 8,
 ) -> dict[str, float]:
-    """Wall seconds per scoring call on random inputs after one warm-up call.
+    """Time one onnxruntime session on (batch x candidates) scoring calls (see models.costing)."""
 
-    A "score" is one history scored against ``candidates`` items (one recommendation
-    request), so seconds per 1k scores = seconds per call / batch * 1000.
-    """
-    rng = np.random.default_rng(0)
-    feeds = {
-        "history": rng.integers(1, num_items + 1, size=(batch, max_len), dtype=np.int64),
-        "candidates": rng.integers(1, num_items + 1, size=(batch, candidates), dtype=np.int64),
-    }
-    if "query_terms" in model_inputs:
-        feeds["query_terms"] = rng.integers(0, query_buckets + 1, size=(batch, query_terms), dtype=np.int64)
-    session.run(["scores"], feeds)  # warm-up (allocations, kernel selection)
-    calls, started = 0, time.perf_counter()
-    while True:
-        session.run(["scores"], feeds)
-        calls += 1
-        elapsed = time.perf_counter() - started
-        if elapsed >= seconds and calls >= 3:
-            break
-    per_call = elapsed / calls
-    return {
-        "seconds_per_call": per_call,
-        "scores_per_second": batch / per_call,
-        "device_seconds_per_1k_scores": per_call / batch * 1000.0,
-        "batch": batch,
-        "candidates": candidates,
-        "calls": calls,
-    }
+    def score(h: np.ndarray, c: np.ndarray, q: np.ndarray | None) -> np.ndarray:
+        feeds = {"history": h, "candidates": c}
+        if "query_terms" in model_inputs:
+            feeds["query_terms"] = q if q is not None else np.zeros((len(h), 1), np.int64)
+        return session.run(["scores"], feeds)[0]
+
+    return time_scoring(score, num_items, max_len, batch, candidates, seconds, query_buckets, query_terms)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.costing import DEVICE_HOUR_USD, cost_per_1k
 from models.data import EvalSet
 from models.evaluate import Protocol, evaluate_model, evaluate_scorer
 from models.export import (
@@ -27,14 +28,10 @@ from models.registry import ModelVersion, Registry, sha256_file
 from models.sasrec import SASRec
 from models.scorer import cuda_device_name
 
-__all__ = ["CPU_HOUR_USD", "cost_per_1k", "publish", "save_checkpoint", "load_checkpoint"]
+__all__ = ["CPU_HOUR_USD", "load_checkpoint", "measure_variants", "publish", "save_checkpoint"]
 
-CPU_HOUR_USD = 0.0624  # 2 vCPU x $0.0312 per vCPU-hour
+CPU_HOUR_USD = DEVICE_HOUR_USD["cpu"]
 log = logging.getLogger(__name__)
-
-
-def cost_per_1k(device_seconds_per_1k: float, device_hour_usd: float) -> float:
-    return device_seconds_per_1k / 3600.0 * device_hour_usd
 
 
 def save_checkpoint(model: SASRec, path: Path) -> None:

@@ -102,7 +102,7 @@ class Registry:
     def __init__(self, path: Path) -> None:
         self._path = Path(path)
         self._path.mkdir(parents=True, exist_ok=True)
-        self._cache: dict[str, ModelVersion] = {}
+        self._cache: dict[str, tuple[int, ModelVersion]] = {}  # version -> (manifest mtime, mv)
 
     @property
     def path(self) -> Path:
@@ -120,12 +120,16 @@ class Registry:
         return None if version is None else self.get(version)
 
     def get(self, version: str) -> ModelVersion:
-        cached = self._cache.get(version)
-        if cached is not None:
-            return cached
         if not version or "/" in version or version.startswith("."):
             raise VersionNotFoundError(self._path, version)
         manifest_path = self._path / version / "manifest.json"
+        try:
+            mtime = manifest_path.stat().st_mtime_ns
+        except FileNotFoundError:
+            raise VersionNotFoundError(self._path, version) from None
+        cached = self._cache.get(version)
+        if cached is not None and cached[0] == mtime:
+            return cached[1]  # artifacts are immutable; only added measurements change the manifest
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -133,7 +137,7 @@ class Registry:
         except json.JSONDecodeError as exc:
             raise RegistryError(f"{manifest_path}: invalid JSON ({exc.msg})") from None
         mv = ModelVersion(self._path / version, manifest)
-        self._cache[version] = mv  # versions are immutable once renamed into place
+        self._cache[version] = (mtime, mv)
         return mv
 
     def list(self) -> list[ModelVersion]:
@@ -149,6 +153,20 @@ class Registry:
         tmp = self._path / f".CURRENT.{os.getpid()}.tmp"
         tmp.write_text(version + "\n", encoding="utf-8")
         os.replace(tmp, self._path / "CURRENT")
+
+    def record_measurement(self, version: str, key: str, measurement: dict[str, Any]) -> ModelVersion:
+        """Add ``manifest["measurements"][key]`` (e.g. scoring cost on another device).
+
+        Only the manifest changes (atomically); the checksummed artifacts never do.
+        """
+        mv = self.get(version)
+        manifest = {**mv.manifest, "measurements": {**mv.manifest.get("measurements", {}), key: measurement}}
+        path = mv.path / "manifest.json"
+        tmp = mv.path / f".manifest.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+        self._cache.pop(version, None)
+        return self.get(version)
 
     def staging_dir(self) -> Path:
         """A fresh hidden directory inside the registry (same filesystem, so rename is atomic)."""

@@ -107,6 +107,7 @@ def train(
     device = torch.device(tc.device)
     model = SASRec(model_config).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=tc.lr_decay)
     q = model_config.query_terms if model_config.query_buckets and data.train_terms is not None else None
     chunks = make_chunks(data.train, data.train_terms if q else None, model_config.max_len)
     if not chunks:
@@ -136,6 +137,7 @@ def train(
                 out_of_time = True
                 break
         bar.close()
+        sched.step()
         metrics = evaluate_model(model, valid, tc.valid_protocol) if len(valid) else {}
         score = metrics.get(tc.valid_metric, 0.0)
         row = {"epoch": epoch, "loss": total / max(steps, 1), "steps": steps,

@@ -1,0 +1,121 @@
+"""Quality of Reckon's sequence model on public datasets, in their published protocols.
+
+    python bench/model_quality.py diginetica --data-dir /work/shared/datasets [--device cuda]
+    python bench/model_quality.py games      --data-dir /work/shared/datasets
+
+diginetica: SR-GNN split, full ranking over all 43,097 items, P@20 / MRR@20 (percent).
+games:      SASRec split (last item test), 100 sampled negatives, HR@10 / NDCG@10.
+Prints one JSON object (also appended to --out) with the config, epochs, wall time,
+the machine, and validation/test metrics. Results are summarised in bench/MODEL.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from models.config import ModelConfig, TrainConfig  # noqa: E402
+from models.data import load_sasrec, load_sessions  # noqa: E402
+from models.evaluate import evaluate_model  # noqa: E402
+from models.train import train  # noqa: E402
+
+PRESETS = {
+    # Session data: wide model, cosine scores with a temperature (NISER/CORE), CE over all items.
+    "diginetica": (
+        ModelConfig(num_items=1, max_len=20, hidden=128, blocks=2, heads=2, dropout=0.3, normalize=True, temperature=0.07),
+        TrainConfig(epochs=30, batch_size=256, lr=1e-3, patience=3, valid_metric="mrr@20", valid_protocol="full"),
+    ),
+    # SASRec's games setting (max_len 50, hidden 50, 2 blocks, dropout 0.5), CE over all items.
+    "games": (
+        ModelConfig(num_items=1, max_len=50, hidden=50, blocks=2, heads=1, dropout=0.5),
+        TrainConfig(epochs=200, batch_size=128, lr=1e-3, patience=10, valid_metric="ndcg@10", valid_protocol="sampled100"),
+    ),
+}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dataset", choices=sorted(PRESETS))
+    p.add_argument("--data-dir", type=Path, default=Path("/work/shared/datasets"))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a ModelConfig/TrainConfig field, e.g. --set hidden=100 --set epochs=5")
+    p.add_argument("--time-budget", type=float, default=None, help="training wall seconds")
+    p.add_argument("--valid-limit", type=int, default=20000)
+    p.add_argument("--valid-fraction", type=float, default=0.05,
+                   help="diginetica: share of (the last) training sessions held out for validation; "
+                        "0 trains on all of them for exactly --set epochs=N")
+    p.add_argument("--save", type=Path, default=None, help="write the trained checkpoint here")
+    p.add_argument("--out", type=Path, default=None, help="append the JSON result to this file")
+    p.add_argument("--tag", default="")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+
+    model_cfg, train_cfg = PRESETS[args.dataset]
+    overrides = dict(kv.split("=", 1) for kv in args.set)
+    for key, raw in overrides.items():
+        target = model_cfg if hasattr(model_cfg, key) else train_cfg
+        if not hasattr(target, key):
+            p.error(f"unknown field {key}")
+        kind = type(getattr(target, key))
+        value = raw.lower() in ("1", "true", "yes") if kind is bool else (raw if kind is str else kind(raw))
+        if target is model_cfg:
+            model_cfg = replace(model_cfg, **{key: value})
+        else:
+            train_cfg = replace(train_cfg, **{key: value})
+    train_cfg = replace(train_cfg, device=args.device, time_budget=args.time_budget)
+
+    t0 = time.monotonic()
+    if args.dataset == "diginetica":
+        d = args.data_dir / "diginetica"
+        data = load_sessions(d / "train_sessions.txt", d / "test_samples.tsv", args.valid_fraction)
+        protocol, ks = "full", (10, 20)
+    else:
+        data = load_sasrec(args.data_dir / "games" / "Video.txt")
+        protocol, ks = "sampled100", (10, 20)
+    model_cfg = replace(model_cfg, num_items=data.num_items)
+    load_s = time.monotonic() - t0
+
+    result = train(data, model_cfg, train_cfg, progress=not args.quiet, valid_limit=args.valid_limit)
+    model = result.model.to(args.device)
+    t1 = time.monotonic()
+    test = evaluate_model(model, data.test, protocol, ks=ks)
+    out = {
+        "dataset": args.dataset, "tag": args.tag, "protocol": protocol,
+        "test": test, "valid": result.valid,
+        "epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "stopped": result.stopped,
+        "train_wall_s": round(result.wall_seconds, 1), "eval_wall_s": round(time.monotonic() - t1, 1),
+        "load_wall_s": round(load_s, 1),
+        "machine": {"device": args.device, "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
+                    "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                    "python": platform.python_version()},
+        "model_config": model_cfg.to_dict(), "train_config": train_cfg.to_dict(),
+        "data": data.description, "history": result.history,
+    }
+    if args.save:
+        from models.publish import save_checkpoint
+
+        save_checkpoint(result.model.cpu(), args.save)
+    line = json.dumps(out)
+    if args.out:
+        with args.out.open("a") as fh:
+            fh.write(line + "\n")
+    headline = ({"P@20": 100 * test["hr@20"], "MRR@20": 100 * test["mrr@20"]} if args.dataset == "diginetica"
+                else {"HR@10": test["hr@10"], "NDCG@10": test["ndcg@10"]})
+    print(json.dumps({"dataset": args.dataset, "tag": args.tag, **headline, "epochs": result.epochs_run,
+                      "best_epoch": result.best_epoch, "train_wall_s": out["train_wall_s"]}))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Scoring throughput and latency of a registered model version per device and variant.
+
+    python bench/model_scoring.py --registry .reckon/models [--version V] [--threads 2]
+
+For every available (device, variant) pair it times ``Scorer.score`` on batches of
+256 histories x 100 candidates (the manifest's cost unit) and prints one JSON line:
+calls/s, p50/p99 milliseconds per call, device seconds and dollars per 1,000 scores.
+CUDA rows appear only where onnxruntime has the CUDA provider and a GPU is visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import onnxruntime as ort  # noqa: E402
+
+from models.costing import DEVICE_HOUR_USD, cost_per_1k, time_scoring  # noqa: E402
+from models.registry import Registry  # noqa: E402
+from models.scorer import Scorer, cuda_device_name  # noqa: E402
+
+def bench(scorer: Scorer, batch: int, candidates: int, seconds: float) -> dict:
+    kind = "cuda" if scorer.device.startswith("cuda") else "cpu"
+    timing = time_scoring(scorer.score, scorer.num_items, scorer.max_len, batch, candidates, seconds, warmup=3)
+    return {
+        "version": scorer.version, "device": scorer.device, "provider": scorer.provider, "variant": scorer.variant,
+        **timing,
+        "cost_per_1k_scores_usd": cost_per_1k(timing["device_seconds_per_1k_scores"], DEVICE_HOUR_USD[kind]),
+        "device_hour_usd": DEVICE_HOUR_USD[kind],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--registry", type=Path, required=True)
+    p.add_argument("--version", default=None, help="default: the promoted version")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--candidates", type=int, default=100)
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads on CPU")
+    args = p.parse_args()
+    reg = Registry(args.registry)
+    mv = reg.get(args.version) if args.version else reg.current()
+    if mv is None:
+        sys.exit(f"no promoted version in {args.registry}")
+    devices = ["cpu"]
+    if "CUDAExecutionProvider" in ort.get_available_providers() and cuda_device_name():
+        devices.append("cuda")
+    for device in devices:
+        for variant in mv.variants:
+            try:
+                s = Scorer.load(mv, device=device, variant=variant, threads=args.threads if device == "cpu" else None)
+                row = bench(s, args.batch, args.candidates, args.seconds)
+                row["threads"] = args.threads
+            except Exception as exc:  # report and go on: one broken provider should not hide the rest
+                row = {"device": device, "variant": variant, "error": str(exc)[:300]}
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,323 @@
+"""``reckon train | eval | export | model list | model promote``.
+
+The main CLI (``streams.cli``) calls ``register(app)``; nothing here parses arguments
+at import time, and heavy imports (torch, onnxruntime) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from models.costing import DEVICE_HOUR_USD
+
+__all__ = ["register"]
+
+DEFAULT_REGISTRY = Path(".reckon/models")
+
+console = Console()
+
+
+class Format(str, Enum):
+    jsonl = "jsonl"
+    sessions = "sessions"
+    sasrec = "sasrec"
+
+
+class ProtocolOpt(str, Enum):
+    full = "full"
+    sampled100 = "sampled100"
+
+
+class Loss(str, Enum):
+    ce = "ce"
+    bce = "bce"
+
+
+class EvalVariant(str, Enum):
+    torch = "torch"
+    fp32 = "fp32"
+    int8 = "int8"
+    fp16 = "fp16"
+
+
+RegistryOpt = Annotated[Path, typer.Option("--registry", help="model registry directory")]
+FormatOpt = Annotated[Format, typer.Option("--format", help="jsonl: Reckon events; sessions: SR-GNN; sasrec: 'user item'")]
+HourOpt = Annotated[Optional[float], typer.Option("--device-hour-usd", help="device price per hour [default: 0.0624 cpu, 4.00 cuda]")]
+
+
+def _default_protocol(fmt: Format) -> str:
+    return "sampled100" if fmt is Format.sasrec else "full"
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(1)
+
+
+def _print_metrics(title: str, metrics: dict[str, float]) -> None:
+    table = Table(title=title)
+    for key in metrics:
+        table.add_column(key)
+    table.add_row(*(f"{v:.4f}" if k != "count" else f"{int(v)}" for k, v in metrics.items()))
+    console.print(table)
+
+
+def train_cmd(
+    data: Annotated[Path, typer.Argument(help="events .jsonl, sessions file/dir, or 'user item' file")],
+    fmt: FormatOpt = Format.jsonl,
+    test: Annotated[Optional[Path], typer.Option(help="sessions: test_samples.tsv (default: beside DATA)")] = None,
+    registry: RegistryOpt = DEFAULT_REGISTRY,
+    epochs: int = 20,
+    time_budget: Annotated[Optional[float], typer.Option(help="training wall seconds")] = None,
+    promote: Annotated[bool, typer.Option(help="make the new version current")] = False,
+    hidden: int = 64,
+    max_len: int = 50,
+    blocks: int = 2,
+    heads: int = 1,
+    dropout: float = 0.2,
+    normalize: Annotated[bool, typer.Option(help="cosine scores / temperature (good for sessions)")] = False,
+    temperature: float = 0.07,
+    query_buckets: Annotated[int, typer.Option(help="hashed query-term buckets (jsonl); 0 = off")] = 0,
+    loss: Loss = Loss.ce,
+    lr: float = 1e-3,
+    lr_decay: float = 1.0,
+    batch_size: int = 128,
+    patience: int = 3,
+    device: Annotated[str, typer.Option(help="torch device for training")] = "cpu",
+    device_hour_usd: HourOpt = None,
+    seed: int = 42,
+    as_json: Annotated[bool, typer.Option("--json", help="print the manifest as JSON")] = False,
+) -> None:
+    """Train a model, export its ONNX variants, measure them and register a version."""
+    from models.config import ModelConfig, TrainConfig
+    from models.data import load_dataset
+    from models.errors import ModelError
+    from models.evaluate import evaluate_model
+    from models.publish import publish
+    from models.registry import Registry
+    from models.train import train
+
+    try:
+        dataset = load_dataset(data, fmt.value, test, query_buckets)
+        protocol = _default_protocol(fmt)
+        model_cfg = ModelConfig(num_items=dataset.num_items, max_len=max_len, hidden=hidden, blocks=blocks,
+                                heads=heads, dropout=dropout, query_buckets=query_buckets,
+                                normalize=normalize, temperature=temperature, seed=seed)
+        train_cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, loss=loss.value,
+                                patience=patience, time_budget=time_budget, device=device, seed=seed,
+                                valid_protocol=protocol, valid_metric="ndcg@10")
+        result = train(dataset, model_cfg, train_cfg)
+        test_metrics = evaluate_model(result.model, dataset.test, protocol) if len(dataset.test) else {}
+        mv = publish(
+            result.model, Registry(registry), dataset.item_ids, dataset.description,
+            training={**train_cfg.to_dict(), "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+                      "stopped": result.stopped, "wall_seconds": round(result.wall_seconds, 2),
+                      "history": result.history},
+            metrics={"protocol": protocol, "valid": result.valid, "test": test_metrics},
+            eval_set=dataset.test if len(dataset.test) else dataset.valid, protocol=protocol,
+            device_hour_usd=device_hour_usd if device_hour_usd is not None else DEVICE_HOUR_USD["cpu"],
+            promote=promote,
+        )
+    except (ModelError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        print(json.dumps(mv.manifest, indent=2))
+        return
+    console.print(f"registered [bold]{mv.version}[/bold] in {registry}" + (" (promoted)" if promote else ""))
+    console.print(f"epochs {result.epochs_run} (best {result.best_epoch}, stopped: {result.stopped}), "
+                  f"{result.wall_seconds:.0f}s")
+    if test_metrics:
+        _print_metrics(f"test ({protocol})", test_metrics)
+    _print_variants(mv.manifest)
+
+
+def _print_variants(manifest: dict[str, Any]) -> None:
+    table = Table(title=f"variants of {manifest['version']}")
+    for col in ("variant", "MB", "scores/s", "device s / 1k", "$ / 1k", "Δ ndcg@10 vs fp32"):
+        table.add_column(col)
+    for name, v in manifest.get("variants", {}).items():
+        delta = v.get("quality_delta_vs_fp32", {}).get("ndcg@10")
+        table.add_row(name, f"{v['bytes'] / 1e6:.2f}", f"{v['scores_per_second']:.0f}",
+                      f"{v['device_seconds_per_1k_scores']:.4f}", f"{v['cost_per_1k_scores_usd']:.2e}",
+                      "" if delta is None else f"{delta:+.4f}")
+    console.print(table)
+
+
+def eval_cmd(
+    data: Annotated[Path, typer.Argument(help="the data the version was trained on (same format)")],
+    fmt: FormatOpt = Format.jsonl,
+    test: Annotated[Optional[Path], typer.Option(help="sessions: test_samples.tsv (default: beside DATA)")] = None,
+    registry: RegistryOpt = DEFAULT_REGISTRY,
+    version: Annotated[Optional[str], typer.Option(help="default: the promoted version")] = None,
+    protocol: Annotated[Optional[ProtocolOpt], typer.Option(help="default: sampled100 for sasrec, else full")] = None,
+    variant: Annotated[EvalVariant, typer.Option(help="torch checkpoint or an ONNX variant (CPU provider)")] = EvalVariant.torch,
+    split: Annotated[str, typer.Option(help="test | valid")] = "test",
+    limit: Annotated[Optional[int], typer.Option(help="evaluate a random subset of this size")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """HR@K, NDCG@K and MRR@K of a registered version (full ranking or 100 sampled negatives)."""
+    from models.data import load_dataset
+    from models.errors import ModelError
+    from models.evaluate import evaluate_model, evaluate_scorer
+    from models.publish import load_checkpoint
+    from models.registry import Registry
+    from models.scorer import Scorer
+
+    try:
+        reg = Registry(registry)
+        mv = reg.get(version) if version else reg.current()
+        if mv is None:
+            _fail(f"no promoted version in {registry}; pass --version")
+            return
+        cfg = mv.manifest["config"]
+        dataset = load_dataset(data, fmt.value, test, int(cfg.get("query_buckets", 0)), int(cfg.get("query_terms", 8)),
+                               item_ids=mv.item_ids if fmt is Format.jsonl else None)
+        if dataset.num_items != int(cfg["num_items"]):
+            _fail(f"{data} has {dataset.num_items} items but {mv.version} was trained on {cfg['num_items']}")
+        evalset = dataset.test if split == "test" else dataset.valid
+        if limit:
+            evalset = evalset.subset(limit)
+        proto = protocol.value if protocol else _default_protocol(fmt)
+        if variant is EvalVariant.torch:
+            metrics = evaluate_model(load_checkpoint(mv.path / "model.pt"), evalset, proto)
+        else:
+            scorer = Scorer.load(mv, device="cpu", variant=variant.value)
+            metrics = evaluate_scorer(scorer.score, evalset, scorer.num_items, scorer.max_len, proto)
+    except (ModelError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    out = {"version": mv.version, "variant": variant.value, "protocol": proto, "split": split, **metrics}
+    if as_json:
+        print(json.dumps(out))
+    else:
+        _print_metrics(f"{mv.version} {variant.value} {split} ({proto})", metrics)
+
+
+def export_cmd(
+    registry: RegistryOpt = DEFAULT_REGISTRY,
+    version: Annotated[Optional[str], typer.Option(help="version to re-export or re-measure [default: current]")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="a model.pt to register (needs --data)")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="with --checkpoint: the training data (item ids, quality)")] = None,
+    fmt: FormatOpt = Format.jsonl,
+    measure_only: Annotated[bool, typer.Option(help="only time the existing variants on this machine")] = False,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda (for --measure-only)")] = "auto",
+    device_hour_usd: HourOpt = None,
+    promote: bool = False,
+) -> None:
+    """Export a checkpoint (or an existing version's) to ONNX fp32/int8/fp16 as a new version,
+    or with --measure-only record this machine's scoring cost in a version's manifest."""
+    from models.data import load_dataset
+    from models.errors import ModelError
+    from models.publish import load_checkpoint, publish
+    from models.registry import Registry
+
+    try:
+        reg = Registry(registry)
+        if checkpoint is not None:
+            if data is None:
+                _fail("--checkpoint needs --data (and --format) for item ids and quality")
+                return
+            model = load_checkpoint(checkpoint)
+            dataset = load_dataset(data, fmt.value, None, model.config.query_buckets, model.config.query_terms)
+            mv = publish(model, reg, dataset.item_ids, dataset.description, training={"checkpoint": str(checkpoint)},
+                         eval_set=dataset.test, protocol=_default_protocol(fmt),
+                         device_hour_usd=device_hour_usd or DEVICE_HOUR_USD["cpu"], promote=promote)
+        else:
+            src = reg.get(version) if version else reg.current()
+            if src is None:
+                _fail(f"no promoted version in {registry}; pass --version or --checkpoint")
+                return
+            if measure_only:
+                mv = _measure(reg, src.version, device, device_hour_usd)
+            else:
+                mv = publish(load_checkpoint(src.path / "model.pt"), reg, src.item_ids, src.manifest.get("data", {}),
+                             training={**src.manifest.get("training", {}), "exported_from": src.version},
+                             metrics=src.manifest.get("metrics", {}),
+                             device_hour_usd=device_hour_usd or DEVICE_HOUR_USD["cpu"], promote=promote)
+    except (ModelError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    console.print(f"[bold]{mv.version}[/bold] in {registry}" + (" (promoted)" if promote else ""))
+    _print_variants(mv.manifest)
+    for key, rows in mv.manifest.get("measurements", {}).items():
+        console.print(f"measured on {key}: " + ", ".join(
+            f"{v}: {r['device_seconds_per_1k_scores']:.4f} s/1k, ${r['cost_per_1k_scores_usd']:.2e}/1k" for v, r in rows.items()))
+
+
+def _measure(reg: Any, version: str, device: str, hour_usd: float | None) -> Any:
+    """Time each variant through Scorer on this machine and record it in the manifest."""
+    from models.costing import cost_per_1k, time_scoring
+    from models.scorer import Scorer
+
+    mv = reg.get(version)
+    rows: dict[str, Any] = {}
+    label = "cpu"
+    for variant in mv.variants:
+        scorer = Scorer.load(mv, device=device, variant=variant)
+        label = scorer.device
+        price = hour_usd if hour_usd is not None else DEVICE_HOUR_USD["cuda" if label.startswith("cuda") else "cpu"]
+        cfg = mv.manifest["config"]
+        timing = time_scoring(scorer.score, scorer.num_items, scorer.max_len, seconds=2.0,
+                              query_buckets=int(cfg.get("query_buckets", 0)), query_terms=int(cfg.get("query_terms", 8)))
+        rows[variant] = {"provider": scorer.provider, **timing, "device_hour_usd": price,
+                         "cost_per_1k_scores_usd": cost_per_1k(timing["device_seconds_per_1k_scores"], price)}
+    return reg.record_measurement(version, label, rows)
+
+
+def list_cmd(registry: RegistryOpt = DEFAULT_REGISTRY,
+             as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Registered versions, oldest first; * marks the promoted one."""
+    from models.registry import Registry
+
+    reg = Registry(registry)
+    current = reg.current_id()
+    versions = reg.list()
+    if as_json:
+        print(json.dumps([{"version": mv.version, "current": mv.version == current, "created": mv.manifest.get("created"),
+                           "variants": mv.variants, "metrics": mv.manifest.get("metrics", {}),
+                           "cost": mv.manifest.get("cost", {})} for mv in versions]))
+        return
+    table = Table(title=str(registry))
+    for col in ("", "version", "created", "items", "variants", "test", "int8 $/1k"):
+        table.add_column(col)
+    for mv in versions:
+        m = mv.manifest
+        test = m.get("metrics", {}).get("test", {})
+        headline = ", ".join(f"{k} {test[k]:.3f}" for k in ("hr@10", "ndcg@10") if k in test)
+        int8 = m.get("cost", {}).get("int8", {}).get("cost_per_1k_scores_usd")
+        table.add_row("*" if mv.version == current else "", mv.version, str(m.get("created", "")),
+                      str(m.get("config", {}).get("num_items", "")), ",".join(mv.variants), headline,
+                      "" if int8 is None else f"{int8:.2e}")
+    console.print(table)
+
+
+def promote_cmd(version: Annotated[str, typer.Argument()], registry: RegistryOpt = DEFAULT_REGISTRY) -> None:
+    """Make VERSION the one workers serve (atomic pointer swap)."""
+    from models.errors import ModelError
+    from models.registry import Registry
+
+    try:
+        Registry(registry).promote(version)
+    except ModelError as exc:
+        _fail(str(exc))
+        return
+    console.print(f"promoted {version}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add train, eval, export and the ``model`` sub-app to the main CLI."""
+    app.command("train")(train_cmd)
+    app.command("eval")(eval_cmd)
+    app.command("export")(export_cmd)
+    model_app = typer.Typer(help="Inspect and promote registered model versions.", no_args_is_help=True)
+    model_app.command("list")(list_cmd)
+    model_app.command("promote")(promote_cmd)
+    app.add_typer(model_app, name="model")
