@@ -93,6 +93,7 @@ def train_cmd(
     device: Annotated[str, typer.Option(help="torch device for training")] = "cpu",
     device_hour_usd: HourOpt = None,
     seed: int = 42,
+    measure_seconds: Annotated[float, typer.Option(help="timing per variant")] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="print the manifest as JSON")] = False,
 ) -> None:
     """Train a model, export its ONNX variants, measure them and register a version."""
@@ -123,7 +124,7 @@ def train_cmd(
             metrics={"protocol": protocol, "valid": result.valid, "test": test_metrics},
             eval_set=dataset.test if len(dataset.test) else dataset.valid, protocol=protocol,
             device_hour_usd=device_hour_usd if device_hour_usd is not None else DEVICE_HOUR_USD["cpu"],
-            promote=promote,
+            measure_seconds=measure_seconds, promote=promote,
         )
     except (ModelError, ValueError) as exc:
         _fail(str(exc))
@@ -210,6 +211,7 @@ def export_cmd(
     measure_only: Annotated[bool, typer.Option(help="only time the existing variants on this machine")] = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda (for --measure-only)")] = "auto",
     device_hour_usd: HourOpt = None,
+    measure_seconds: Annotated[float, typer.Option(help="timing per variant")] = 2.0,
     promote: bool = False,
 ) -> None:
     """Export a checkpoint (or an existing version's) to ONNX fp32/int8/fp16 as a new version,
@@ -228,7 +230,7 @@ def export_cmd(
             model = load_checkpoint(checkpoint)
             dataset = load_dataset(data, fmt.value, None, model.config.query_buckets, model.config.query_terms)
             mv = publish(model, reg, dataset.item_ids, dataset.description, training={"checkpoint": str(checkpoint)},
-                         eval_set=dataset.test, protocol=_default_protocol(fmt),
+                         eval_set=dataset.test, protocol=_default_protocol(fmt), measure_seconds=measure_seconds,
                          device_hour_usd=device_hour_usd or DEVICE_HOUR_USD["cpu"], promote=promote)
         else:
             src = reg.get(version) if version else reg.current()
@@ -236,11 +238,11 @@ def export_cmd(
                 _fail(f"no promoted version in {registry}; pass --version or --checkpoint")
                 return
             if measure_only:
-                mv = _measure(reg, src.version, device, device_hour_usd)
+                mv = _measure(reg, src.version, device, device_hour_usd, measure_seconds)
             else:
                 mv = publish(load_checkpoint(src.path / "model.pt"), reg, src.item_ids, src.manifest.get("data", {}),
                              training={**src.manifest.get("training", {}), "exported_from": src.version},
-                             metrics=src.manifest.get("metrics", {}),
+                             metrics=src.manifest.get("metrics", {}), measure_seconds=measure_seconds,
                              device_hour_usd=device_hour_usd or DEVICE_HOUR_USD["cpu"], promote=promote)
     except (ModelError, ValueError) as exc:
         _fail(str(exc))
@@ -252,7 +254,7 @@ def export_cmd(
             f"{v}: {r['device_seconds_per_1k_scores']:.4f} s/1k, ${r['cost_per_1k_scores_usd']:.2e}/1k" for v, r in rows.items()))
 
 
-def _measure(reg: Any, version: str, device: str, hour_usd: float | None) -> Any:
+def _measure(reg: Any, version: str, device: str, hour_usd: float | None, seconds: float) -> Any:
     """Time each variant through Scorer on this machine and record it in the manifest."""
     from models.costing import cost_per_1k, time_scoring
     from models.scorer import Scorer
@@ -265,7 +267,7 @@ def _measure(reg: Any, version: str, device: str, hour_usd: float | None) -> Any
         label = scorer.device
         price = hour_usd if hour_usd is not None else DEVICE_HOUR_USD["cuda" if label.startswith("cuda") else "cpu"]
         cfg = mv.manifest["config"]
-        timing = time_scoring(scorer.score, scorer.num_items, scorer.max_len, seconds=2.0,
+        timing = time_scoring(scorer.score, scorer.num_items, scorer.max_len, seconds=seconds,
                               query_buckets=int(cfg.get("query_buckets", 0)), query_terms=int(cfg.get("query_terms", 8)))
         rows[variant] = {"provider": scorer.provider, **timing, "device_hour_usd": price,
                          "cost_per_1k_scores_usd": cost_per_1k(timing["device_seconds_per_1k_scores"], price)}

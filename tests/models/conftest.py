@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,12 @@ def generate_events(users: int = 60, items_per_topic: int = 12, clicks_per_user:
 
 
 @pytest.fixture
+def make_events() -> Callable[..., list[dict[str, Any]]]:
+    """The generator itself, for tests that need other sizes or seeds."""
+    return generate_events
+
+
+@pytest.fixture
 def events() -> list[dict[str, Any]]:
     return generate_events()
 
@@ -51,3 +58,33 @@ def events_file(tmp_path: Path, events: list[dict[str, Any]]) -> Path:
     path = tmp_path / "events.jsonl"
     path.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data():
+    """Generated events loaded with query conditioning (shared, read-only)."""
+    from models.data import load_events
+
+    return load_events(generate_events(users=120), query_buckets=64, query_terms=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_data):
+    """A small SASRec trained for a few epochs on the generated events (~2 s)."""
+    from models.config import ModelConfig, TrainConfig
+    from models.train import train
+
+    cfg = ModelConfig(num_items=tiny_data.num_items, max_len=12, hidden=32, blocks=2, heads=2, dropout=0.1,
+                      query_buckets=64, query_terms=4)
+    return train(tiny_data, cfg, TrainConfig(epochs=6, batch_size=32, lr=3e-3, patience=6), progress=False).model
+
+
+@pytest.fixture(scope="session")
+def tiny_version(tmp_path_factory, tiny_model, tiny_data):
+    """tiny_model exported (fp32/int8/fp16), registered and promoted in a registry."""
+    from models.publish import publish
+    from models.registry import Registry
+
+    reg = Registry(tmp_path_factory.mktemp("registry"))
+    return publish(tiny_model, reg, tiny_data.item_ids, tiny_data.description, eval_set=tiny_data.test,
+                   quality_limit=100, measure_seconds=0.05, promote=True)

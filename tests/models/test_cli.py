@@ -1,0 +1,56 @@
+import json
+from pathlib import Path
+
+import typer
+from typer.testing import CliRunner
+
+from models.cli import register
+from models.registry import Registry
+
+
+def make_app() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """reckon (test harness)"""
+
+    register(app)
+    return app
+
+
+def test_train_eval_list_promote_export(tmp_path: Path, events_file: Path) -> None:
+    app, runner, reg = make_app(), CliRunner(), tmp_path / "reg"
+    common = ["--registry", str(reg)]
+    r = runner.invoke(app, ["train", str(events_file), "--format", "jsonl", *common, "--epochs", "2",
+                            "--hidden", "16", "--max-len", "8", "--query-buckets", "32", "--measure-seconds", "0.05", "--json"])
+    assert r.exit_code == 0, r.output
+    first = json.loads(r.output[r.output.index("{\n"):])["version"]  # progress bars precede the JSON
+    assert Registry(reg).current_id() is None  # not promoted without --promote
+
+    r = runner.invoke(app, ["model", "promote", first, *common])
+    assert r.exit_code == 0 and Registry(reg).current_id() == first
+
+    r = runner.invoke(app, ["eval", str(events_file), *common, "--variant", "int8", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["version"] == first and out["protocol"] == "full" and 0 <= out["hr@10"] <= 1
+
+    r = runner.invoke(app, ["export", *common, "--measure-only", "--device", "cpu", "--measure-seconds", "0.05"])
+    assert r.exit_code == 0, r.output
+    measured = Registry(reg).get(first).manifest["measurements"]["cpu"]
+    assert set(measured) == {"fp32", "int8", "fp16"}
+
+    r = runner.invoke(app, ["model", "list", *common, "--json"])
+    rows = json.loads(r.output)
+    assert [row["version"] for row in rows] == [first] and rows[0]["current"] is True
+
+
+def test_errors_exit_nonzero_with_a_message(tmp_path: Path) -> None:
+    app, runner = make_app(), CliRunner()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{oops\n")
+    r = runner.invoke(app, ["train", str(bad), "--registry", str(tmp_path / "reg")])
+    assert r.exit_code == 1 and "bad.jsonl:1" in r.output
+    r = runner.invoke(app, ["model", "promote", "nope", "--registry", str(tmp_path / "reg")])
+    assert r.exit_code == 1 and "not found" in r.output
