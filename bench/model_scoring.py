@@ -21,7 +21,8 @@ import onnxruntime as ort  # noqa: E402
 
 from models.costing import DEVICE_HOUR_USD, cost_per_1k, time_scoring  # noqa: E402
 from models.registry import Registry  # noqa: E402
-from models.scorer import Scorer, cuda_device_name  # noqa: E402
+from models.runtime import cuda_device_name  # noqa: E402
+from models.scorer import Scorer  # noqa: E402
 
 def bench(scorer: Scorer, batch: int, candidates: int, seconds: float) -> dict:
     kind = "cuda" if scorer.device.startswith("cuda") else "cpu"

@@ -9,12 +9,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from models.config import ModelConfig, TrainConfig
-from models.data import load_events
+from models.costing import DEVICE_HOUR_USD
 from models.errors import ModelError
-from models.publish import CPU_HOUR_USD, publish
 from models.registry import ModelVersion, Registry
-from models.train import train
 
 __all__ = ["ensure_model"]
 
@@ -26,7 +23,7 @@ def ensure_model(
     events: Iterable[dict[str, Any]],
     seconds: float = 20.0,
     query_buckets: int = 1024,
-    device_hour_usd: float = CPU_HOUR_USD,
+    device_hour_usd: float = DEVICE_HOUR_USD["cpu"],
     progress: bool = False,
 ) -> ModelVersion:
     """Return the promoted version; if there is none, train a small model on ``events``
@@ -47,6 +44,12 @@ def ensure_model(
             current = registry.current()
             if current is not None:
                 return current
+            # Imported here so that workers with a promoted model never import torch.
+            from models.config import ModelConfig, TrainConfig
+            from models.data import load_events
+            from models.publish import publish
+            from models.train import train
+
             data = load_events(events, query_buckets=query_buckets)
             if not data.train:
                 raise ModelError("ensure_model: no user has two or more clicks to learn from")

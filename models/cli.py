@@ -212,6 +212,7 @@ def export_cmd(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda (for --measure-only)")] = "auto",
     device_hour_usd: HourOpt = None,
     measure_seconds: Annotated[float, typer.Option(help="timing per variant")] = 2.0,
+    quality_limit: Annotated[int, typer.Option(help="with --checkpoint: test examples for variant quality")] = 2000,
     promote: bool = False,
 ) -> None:
     """Export a checkpoint (or an existing version's) to ONNX fp32/int8/fp16 as a new version,
@@ -231,6 +232,7 @@ def export_cmd(
             dataset = load_dataset(data, fmt.value, None, model.config.query_buckets, model.config.query_terms)
             mv = publish(model, reg, dataset.item_ids, dataset.description, training={"checkpoint": str(checkpoint)},
                          eval_set=dataset.test, protocol=_default_protocol(fmt), measure_seconds=measure_seconds,
+                         quality_limit=quality_limit,
                          device_hour_usd=device_hour_usd or DEVICE_HOUR_USD["cpu"], promote=promote)
         else:
             src = reg.get(version) if version else reg.current()

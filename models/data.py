@@ -145,6 +145,41 @@ def load_sessions(
     )
 
 
+def _leave_last_out(
+    seqs: list[np.ndarray], ctx: list[np.ndarray] | None
+) -> tuple[list[np.ndarray], list[np.ndarray] | None, EvalSet, EvalSet]:
+    """SASRec's split per user: last item test, second to last validation, rest training.
+
+    Users with fewer than 3 items only train. ``ctx[u]`` (L, Q) is the query context
+    before each item; the eval sets carry the context before their target.
+    """
+    train: list[np.ndarray] = []
+    train_ctx: list[np.ndarray] = []
+    rows: dict[str, list[list]] = {"valid": [[], [], []], "test": [[], [], []]}  # histories, targets, ctx
+    seen: list[np.ndarray] = []
+    for u, s in enumerate(seqs):
+        cut = len(s) if len(s) < 3 else len(s) - 2
+        if cut >= 2:
+            train.append(s[:cut])
+            if ctx is not None:
+                train_ctx.append(ctx[u][:cut])
+        if len(s) < 3:
+            continue
+        for name, end in (("valid", len(s) - 2), ("test", len(s) - 1)):
+            rows[name][0].append(s[:end])
+            rows[name][1].append(s[end])
+            if ctx is not None:
+                rows[name][2].append(ctx[u][end])
+        seen.append(np.unique(s))
+
+    def evalset(name: str) -> EvalSet:
+        hist, targ, c = rows[name]
+        terms = np.stack(c).astype(np.int64) if ctx is not None and c else None
+        return EvalSet(hist, np.asarray(targ, dtype=np.int64), terms, list(seen))
+
+    return train, train_ctx if ctx is not None else None, evalset("valid"), evalset("test")
+
+
 # --- SASRec "user item" -----------------------------------------------------------
 def load_sasrec(path: Path) -> SequenceData:
     """``user item`` lines, chronological per user. Users with >= 3 items give one
@@ -160,22 +195,13 @@ def load_sasrec(path: Path) -> SequenceData:
         seqs.setdefault(ids[0], []).append(ids[1])
     if not seqs:
         raise DataFormatError(path, None, "no interactions")
-    train, vh, vt, th, tt, seen = [], [], [], [], [], []
-    for items in seqs.values():
-        s = np.asarray(items, dtype=np.int64)
-        if len(s) < 3:
-            train.append(s)
-            continue
-        train.append(s[:-2])
-        vh.append(s[:-2]); vt.append(s[-2])  # noqa: E702 - paired appends
-        th.append(s[:-1]); tt.append(s[-1])  # noqa: E702
-        seen.append(np.unique(s))
+    train, _, valid, test = _leave_last_out([np.asarray(v, dtype=np.int64) for v in seqs.values()], None)
     top = max(max(v) for v in seqs.values())
     return SequenceData(
         item_ids=[str(i) for i in range(1, top + 1)],
-        train=[s for s in train if len(s) >= 2],
-        valid=EvalSet(vh, np.asarray(vt, dtype=np.int64), seen=seen),
-        test=EvalSet(th, np.asarray(tt, dtype=np.int64), seen=seen),
+        train=train,
+        valid=valid,
+        test=test,
         description={"format": "sasrec", "path": str(path), "users": len(seqs), "items": top,
                      "interactions": int(sum(len(v) for v in seqs.values()))},
     )
@@ -259,34 +285,21 @@ def load_events(
                 if fixed:
                     continue
                 vocab[item] = len(vocab) + 1
-            idx.append(vocab[item]); times.append(ts)  # noqa: E702
+            idx.append(vocab[item])
+            times.append(ts)
         seqs.append(np.asarray(idx, dtype=np.int64))
         ctx.append(_query_context(times, sorted(searches.get(user, []), key=lambda s: s[0]), query_terms))
     use_q = query_buckets > 0
-    train, train_terms = [], []
-    vh, vt, vq, th, tt, tq, seen = [], [], [], [], [], [], []
-    for s, q in zip(seqs, ctx):
-        if len(s) < 3:
-            train.append(s); train_terms.append(q)  # noqa: E702
-            continue
-        train.append(s[:-2]); train_terms.append(q[:-2])  # noqa: E702
-        vh.append(s[:-2]); vt.append(s[-2]); vq.append(q[-2])  # noqa: E702
-        th.append(s[:-1]); tt.append(s[-1]); tq.append(q[-1])  # noqa: E702
-        seen.append(np.unique(s))
-    keep = [i for i, s in enumerate(train) if len(s) >= 2]
-
-    def qstack(rows: list[np.ndarray]) -> np.ndarray | None:
-        return np.stack(rows).astype(np.int64) if use_q and rows else None
-
+    train, train_terms, valid, test = _leave_last_out(seqs, ctx if use_q else None)
     names = [""] * len(vocab)
     for name, i in vocab.items():
         names[i - 1] = name
     return SequenceData(
         item_ids=names,
-        train=[train[i] for i in keep],
-        train_terms=[train_terms[i] for i in keep] if use_q else None,
-        valid=EvalSet(vh, np.asarray(vt, dtype=np.int64), qstack(vq), seen),
-        test=EvalSet(th, np.asarray(tt, dtype=np.int64), qstack(tq), list(seen)),
+        train=train,
+        train_terms=train_terms,
+        valid=valid,
+        test=test,
         description={"format": "jsonl", "source": str(source) if isinstance(source, (str, Path)) else "<events>",
                      "users": len(users), "items": len(vocab), "clicks": int(sum(len(s) for s in seqs)),
                      "query_buckets": query_buckets},

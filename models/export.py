@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from models.costing import time_scoring
 from models.errors import ExportError
+from models.runtime import session_for
 from models.sasrec import SASRec
 
 __all__ = ["convert_fp16", "export_fp32", "measure_throughput", "parity_check", "quantize_int8", "session_for"]
@@ -103,14 +104,6 @@ def convert_fp16(fp32_path: Path, path: Path) -> Path:
     except Exception as exc:
         raise ExportError(f"fp16 conversion of {fp32_path} failed: {exc}") from exc
     return path
-
-
-def session_for(path: Path, providers: list[str] | None = None, threads: int | None = None) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # errors only: no provider chatter on CPU machines
-    if threads:
-        opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), sess_options=opts, providers=providers or ["CPUExecutionProvider"])
 
 
 def parity_check(model: SASRec, path: Path, atol: float = 1e-4, batch: int = 16, candidates: int = 50) -> float:

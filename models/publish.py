@@ -26,7 +26,7 @@ from models.export import (
 )
 from models.registry import ModelVersion, Registry, sha256_file
 from models.sasrec import SASRec
-from models.scorer import cuda_device_name
+from models.runtime import cuda_device_name
 
 __all__ = ["CPU_HOUR_USD", "load_checkpoint", "measure_variants", "publish", "save_checkpoint"]
 

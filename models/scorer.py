@@ -10,7 +10,6 @@ produced through IO binding (output allocated on the device, copied back once).
 
 from __future__ import annotations
 
-import ctypes
 import logging
 from functools import cached_property
 
@@ -18,31 +17,13 @@ import numpy as np
 import onnxruntime as ort
 
 from models.errors import ScorerError
-from models.export import session_for
 from models.registry import ModelVersion
+from models.runtime import cuda_device_name, session_for
 from models.terms import hash_terms
 
 __all__ = ["Scorer", "cuda_device_name"]
 
 log = logging.getLogger(__name__)
-
-
-def cuda_device_name() -> str | None:
-    """Name of GPU 0 from the CUDA driver, or None when there is no usable GPU.
-
-    Asks libcuda directly (no torch import, no onnxruntime provider probing, which
-    would print errors on machines without CUDA)."""
-    try:
-        cuda = ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return None
-    count = ctypes.c_int(0)
-    if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value < 1:
-        return None
-    name = ctypes.create_string_buffer(256)
-    if cuda.cuDeviceGetName(name, 256, 0) != 0:
-        return "gpu0"
-    return name.value.decode(errors="replace")
 
 
 class Scorer:
