@@ -8,7 +8,8 @@ rebuilt from the stream after a restart; each is bounded.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
+from itertools import islice
 
 from streams.contracts import Event, query_terms
 
@@ -47,6 +48,13 @@ class CandidateIndex:
         self.trending_window_s = trending_window_s
         self._recent: deque[tuple[float, str]] = deque()
         self.trending = Counter()
+        self._memo: dict[tuple[str, str], list[str]] = {}
+        self._trending_top: list[str] | None = None
+
+    def begin_batch(self) -> None:
+        """Neighbour lists and trending are ranked once per batch, not once per user."""
+        self._memo.clear()
+        self._trending_top = None
 
     def observe(self, event: Event, state: dict) -> None:
         """Learn from one valid event, given the user's state *before* it was applied."""
@@ -73,30 +81,38 @@ class CandidateIndex:
             for item in event.results[:5]:
                 _bump(counter, item, 0.25)
 
-    def candidates(self, state: dict, n: int,
-                   nearest: Callable[[Sequence[str]], list[str]] | None = None) -> dict[str, str]:
-        """Up to n candidate items -> the source that proposed each, merged in priority order."""
-        out: dict[str, str] = {}
-        exclude = set(state["bought"])
-        recent = state["items"][-5:]
+    def ranked(self, source: str, key: str) -> list[str]:
+        memo = self._memo.get((source, key))
+        if memo is None:
+            counter = (self.covisit if source == "covisit" else self.by_term).get(key)
+            memo = [i for i, _ in counter.most_common(NEIGHBOURS)] if counter else []
+            self._memo[(source, key)] = memo
+        return memo
 
-        def add(items: Sequence[str], source: str, limit: int) -> None:
-            for item in items:
-                if len(out) >= n or limit <= 0:
-                    return
-                if item not in out and item not in exclude:
-                    out[item] = source
-                    limit -= 1
+    def trending_top(self, n: int) -> list[str]:
+        if self._trending_top is None or len(self._trending_top) < n:
+            self._trending_top = [i for i, _ in self.trending.most_common(n)]
+        return self._trending_top
 
-        for item in reversed(recent):
-            counter = self.covisit.get(item)
-            if counter:
-                add([i for i, _ in counter.most_common(NEIGHBOURS)], "covisit", n // 2)
-        for term in state["terms"][-3:]:
-            counter = self.by_term.get(term)
-            if counter:
-                add([i for i, _ in counter.most_common(NEIGHBOURS)], "query", n // 4)
-        if nearest and recent:
-            add(nearest(recent[-2:]), "embedding", n // 4)
-        add([i for i, _ in self.trending.most_common(n)], "trending", n)
-        return out
+
+
+SOURCES = ("covisit", "query", "embedding", "trending", "catalog")  # catalog: any known item, last resort
+
+
+def merge(parts: Sequence[tuple[Sequence[int], int]], exclude: Iterable[int], n: int
+          ) -> tuple[list[int], list[int]]:
+    """Merge candidate item indices in priority order, first occurrence wins.
+
+    parts: (item indices already cut to the source's limit, source code). Returns up to n
+    indices and the source code of each. Index 0 (unknown item) and `exclude` (what the
+    user just bought) never appear. Dict operations keep the per-item work in C.
+    """
+    merged: dict[int, int] = {}
+    for indices, code in parts:
+        merged.update({i: code for i in indices if i not in merged})
+        if len(merged) > n + 32:  # enough even after removing exclusions
+            break
+    merged.pop(0, None)
+    for i in exclude:
+        merged.pop(i, None)
+    return list(islice(merged, n)), list(islice(merged.values(), n))

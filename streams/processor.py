@@ -11,13 +11,13 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from streams.candidates import CandidateIndex
+from streams.candidates import SOURCES, CandidateIndex, merge
 from streams.contracts import Event, Invalid, parse_event
 from streams.costs import BatchMeter, cost_event, group_key, new_groups
 from streams.pricing import PriceSheet
@@ -57,6 +57,7 @@ class BatchProcessor:
         self.scorer_for = scorer_for      # user_id -> Scorer (lets A/B routing live elsewhere)
         self.index = index or CandidateIndex()
         self.ram_gb = ram_gb
+        self._nearest_cache: dict[str, dict[str, list[int]]] = {}
 
     def _triggers(self, event: Event, state: dict) -> bool:
         s = self.settings
@@ -114,7 +115,7 @@ class BatchProcessor:
             by_scorer.setdefault(id(item[2]), []).append(item)
         for batch in by_scorer.values():
             scorer = batch[0][2]
-            histories, candidates, terms, candidate_ids = self._inputs(batch, out, scorer)
+            histories, candidates, terms = self._inputs(batch, out, scorer)
             started = time.perf_counter()
             scores = scorer.score(histories, candidates, terms)
             meter.device_seconds += time.perf_counter() - started
@@ -123,9 +124,10 @@ class BatchProcessor:
             top = np.argsort(-scores, axis=1)[:, :k]
             for row, (event, produced_at, _) in enumerate(batch):
                 picks = [int(c) for c in top[row] if candidates[row, c] > 0]
+                items = scorer.item_ids(candidates[row, picks])
                 latency_ms = (time.time() - produced_at) * 1000.0
                 rec = {"user_id": event.user_id,
-                       "items": [candidate_ids[row][c] for c in picks],
+                       "items": items,
                        "scores": [round(float(scores[row, c]), 5) for c in picks],
                        "model_version": scorer.version, "trigger_event_id": event.event_id,
                        "latency_ms": round(latency_ms, 3), "ts": time.time(), "tenant": event.tenant}
@@ -137,44 +139,64 @@ class BatchProcessor:
                 group.latencies_ms.append(round(latency_ms, 3))
         out.counts["recommendations"] += len(triggered)
 
+    def _nearest(self, scorer: Any, items: set[str], n: int = 10) -> dict[str, list[int]]:
+        """The model's nearest items (as indices) to every item in the batch: one call for
+        the items not cached yet. Embeddings are fixed per version, so the cache is too."""
+        cache = self._nearest_cache.setdefault(scorer.version, {})
+        if len(cache) > 200_000:
+            cache.clear()
+        missing = [(item, scorer.item_index(item)) for item in items if item not in cache]
+        missing = [(item, i) for item, i in missing if i > 0]
+        if missing:
+            near = scorer.nearest_items(np.array([i for _, i in missing], dtype=np.int64), n)
+            cache.update((item, row.tolist()) for (item, _), row in zip(missing, near))
+        return cache
+
     def _inputs(self, batch: list[tuple[Event, float, Any]], out: BatchOutput, scorer: Any
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[list[str]]]:
-        n_cand = self.settings.candidates
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        n = self.settings.candidates
         t = scorer.max_len
+        index = scorer.item_index
         histories = np.zeros((len(batch), t), dtype=np.int64)
-        candidates = np.zeros((len(batch), n_cand), dtype=np.int64)
+        candidates = np.zeros((len(batch), n), dtype=np.int64)
         terms = np.zeros((len(batch), 8), dtype=np.int64)
-        candidate_ids: list[list[str]] = []
-        fallback = _popular(scorer, n_cand)
-        for row, (event, _, _) in enumerate(batch):
-            state = out.states[event.user_id]
-            idx = [scorer.item_index(i) for i in state["items"][-t:]]
-            idx = [i for i in idx if i > 0]
+        states = [out.states[event.user_id] for event, _, _ in batch]
+        self.index.begin_batch()
+        memo: dict[tuple[str, str], list[int]] = {}
+
+        def ranked(source: str, key: str) -> list[int]:
+            found = memo.get((source, key))
+            if found is None:
+                found = memo[(source, key)] = list(map(index, self.index.ranked(source, key)))
+            return found
+
+        nearest = self._nearest(scorer, {i for s in states for i in s["items"][-2:]})
+        trending = list(map(index, self.index.trending_top(n)))
+        catalog = range(1, min(n, scorer.num_items) + 1)
+        codes: Counter = Counter()
+        for row, state in enumerate(states):
+            idx = [i for i in map(index, state["items"][-t:]) if i > 0]
             if idx:
                 histories[row, t - len(idx):] = idx
-            q = scorer.query_term_ids(state["terms"][-8:])
-            terms[row, : len(q)] = q[:8]
-            proposed = self.index.candidates(state, n_cand * 2, nearest=lambda items: _nearest(scorer, items))
-            ids = [i for i in proposed if scorer.item_index(i) > 0]
-            ids += [i for i in fallback if i not in proposed and i not in state["bought"]]
-            ids = ids[:n_cand]
-            for col, item in enumerate(ids):
-                candidates[row, col] = scorer.item_index(item)
-                out.counts[f"candidate:{proposed.get(item, 'popular')}"] += 1
-            candidate_ids.append(ids)
-        return histories, candidates, terms, candidate_ids
+            q = scorer.query_term_ids(state["terms"][-8:])[:8]
+            terms[row, : len(q)] = q
+            recent = state["items"][-5:][::-1]
+            parts = [
+                (_chain(ranked("covisit", i) for i in recent)[: n // 2], 0),
+                (_chain(ranked("query", w) for w in state["terms"][-3:])[: n // 4], 1),
+                (_chain(nearest.get(i, ()) for i in recent[:2])[: n // 4], 2),
+                (trending, 3),
+                (catalog, 4),
+            ]
+            items, sources = merge(parts, map(index, state["bought"]), n)
+            candidates[row, : len(items)] = items
+            codes.update(sources)
+        for code, count in codes.items():
+            out.counts[f"candidate:{SOURCES[code]}"] += count
+        return histories, candidates, terms
 
 
-def _nearest(scorer: Any, items: Sequence[str], n: int = 10) -> list[str]:
-    idx = np.array([scorer.item_index(i) for i in items], dtype=np.int64)
-    idx = idx[idx > 0]
-    if not len(idx):
-        return []
-    return scorer.item_ids(scorer.nearest_items(idx, n).reshape(-1))
+def _chain(lists: Iterable[Sequence[int]]) -> list[int]:
+    return [i for part in lists for i in part]
 
 
-def _popular(scorer: Any, n: int) -> list[str]:
-    """Items to fill a short candidate list (cold users, empty stream statistics)."""
-    if hasattr(scorer, "popular_items"):
-        return scorer.popular_items(n)
-    return scorer.item_ids(np.arange(1, min(n, scorer.num_items) + 1))

@@ -32,10 +32,11 @@ class ModelRuntime:
         if current is None:
             raise ReckonError(f"no promoted model in {settings.registry_dir}: "
                               "run `reckon train ... --promote` or `reckon demo` first")
-        self._primary: Any = Scorer.load(current, device=settings.device)
+        self._primary: Any = Scorer.load(current, device=settings.device, threads=settings.onnx_threads or None)
         self._challenger: Any = None
         if settings.ab_version:
-            self._challenger = Scorer.load(self.registry.get(settings.ab_version), device=settings.device)
+            self._challenger = Scorer.load(self.registry.get(settings.ab_version), device=settings.device,
+                                          threads=settings.onnx_threads or None)
         log.info("model %s on %s (%s)", self._primary.version, self._primary.device, self._primary.provider)
 
     @property
@@ -56,7 +57,8 @@ class ModelRuntime:
         wanted = self.registry.current_id()
         if wanted is None or wanted == self._primary.version:
             return False
-        scorer = Scorer.load(self.registry.get(wanted), device=self.settings.device)
+        scorer = Scorer.load(self.registry.get(wanted), device=self.settings.device,
+                             threads=self.settings.onnx_threads or None)
         log.info("hot-swap: model %s -> %s", self._primary.version, scorer.version)
         self._primary = scorer  # atomic reference swap between batches
         return True
