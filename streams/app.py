@@ -19,14 +19,12 @@ import weakref
 import faust
 from faust.streams import _current_event
 
+from streams import accounting
 from streams.candidates import CandidateIndex
-from streams.clickhouse import connect
-from streams.migrations import migrate
 from streams.routing import ModelRuntime
 from streams.pricing import PriceSheet
 from streams.processor import BatchProcessor, InRecord
 from streams.settings import Settings
-from streams.sink import write_with_retry
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +102,11 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
     stats: Counter = Counter()
     runtime = ModelRuntime(settings)
     processor = BatchProcessor(settings, PriceSheet.load(settings.price_sheet),
-                               runtime.scorer_for, CandidateIndex())
+                               runtime.scorer_for, CandidateIndex(), ram_gb=settings.reserved_ram_gb)
     app.reckon_stats = stats  # type: ignore[attr-defined]
+    # Idle/shared intervals, the ClickHouse sink, alerts and GET /costs (streams/accounting.py).
+    costing = accounting.install(app, settings, bootstrap, stats, sheet=processor.sheet,
+                                 device=runtime.device, costs_topic=costs)
 
     if settings.role in ("all", "scorer"):
         @app.agent(clicks, name="score")
@@ -120,6 +121,8 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
                     log.exception("scoring batch failed; stopping the worker (offsets not committed)")
                     await app.crash(exc)
                     return
+                if out.cost_event is not None:
+                    costing.observe(out.cost_event)  # before any await: intervals close between batches
                 write_states(users, out.states, out.last_record, events)
                 for key, value in out.recommendations:
                     await recs.send(key=key, value=value)
@@ -137,16 +140,6 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         @app.timer(1.0)
         async def watch_registry() -> None:
             await asyncio.to_thread(runtime.refresh)
-
-    if settings.role in ("all", "sink"):
-        ch = connect(settings.clickhouse_url)
-        migrate(ch)
-
-        @app.agent(costs, name="cost-sink")
-        async def sink(stream: faust.Stream) -> None:
-            async for batch in stream.take(settings.sink_batch_rows, settings.sink_flush_ms / 1000):
-                stats["cost_rows_written"] += await write_with_retry(ch, batch)
-                stats["cost_events_sunk"] += len(batch)
 
     @app.page("/stats")
     async def stats_page(web: Any, request: Any) -> Any:

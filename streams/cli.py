@@ -124,6 +124,7 @@ def _register_models() -> None:
 
 
 _register_models()
+__import__("streams.costs_cli").costs_cli.register(app)  # `reckon costs`
 
 
 def _register_bench() -> None:

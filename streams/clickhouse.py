@@ -102,6 +102,21 @@ class ClickHouse:
             self._run(self._client.insert, tag, table, rows, column_names=list(columns))
         return len(rows)
 
+    def advertise(self, url: str) -> None:
+        """Record in the owner file where this process answers cost queries (GET {url}/costs),
+        so `reckon costs` can go through the owner instead of failing on the held store."""
+        if self.store_path is None:
+            return
+        owner = self.store_path / OWNER_FILE
+        try:
+            data = json.loads(owner.read_text())
+        except (OSError, ValueError):
+            return
+        if data.get("pid") == os.getpid():
+            tmp = owner.with_suffix(".tmp")
+            tmp.write_text(json.dumps({**data, "url": url}))
+            tmp.replace(owner)   # atomic: a reader never sees half a file
+
     def close(self) -> None:
         try:
             self._client.close()
@@ -131,7 +146,8 @@ def disconnect(dsn: str) -> None:
 
 
 def _describe(holder: dict) -> str:
-    return f"pid {holder.get('pid')} ({holder.get('argv', '?')})"
+    where = f", serving {holder['url']}/costs" if holder.get("url") else ""
+    return f"pid {holder.get('pid')} ({holder.get('argv', '?')}{where})"
 
 
 def _is_unavailable(exc: Exception) -> bool:

@@ -1,10 +1,13 @@
 """Effective-dated price sheets and the seed's formula: C = compute + storage + people + ops.
 
-Money is Decimal end to end; quantities stay floats/ints as measured.
+Money is Decimal end to end; quantities stay floats/ints as measured. `price_quantities`
+is the one formula: scored batches, idle/shared intervals and the re-pricing SQL
+(streams/repricing.py) all price the same quantities the same way.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -31,13 +34,18 @@ class Prices:
     gpu_hour: dict[str, Decimal]
 
     def gpu_hour_for(self, device: str) -> Decimal:
+        """GPU hour price for a device name; longest matching key first (the SQL does the same)."""
         if not device.startswith("cuda"):
             return Decimal(0)
         name = device.lower()
-        for key, price in self.gpu_hour.items():
+        for key in gpu_key_order(self.gpu_hour):
             if key != "default" and key in name:
-                return price
+                return self.gpu_hour[key]
         return self.gpu_hour.get("default", Decimal(0))
+
+
+def gpu_key_order(keys: "dict[str, Decimal] | list[str]") -> list[str]:
+    return sorted(keys, key=lambda k: (-len(k), k))
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,22 @@ class Usage:
     state_bytes: int = 0
     clickhouse_bytes: int = 0
     device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class Quantities:
+    """What one cost row is priced from: exactly the quantity columns of `cost_events`."""
+
+    wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    device_seconds: float = 0.0
+    ram_gb_seconds: float = 0.0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    state_bytes: int = 0
+    clickhouse_bytes: int = 0
+    device: str = "cpu"
+    people_and_ops: bool = True   # False for idle rows: people and ops are spread as `shared`
 
 
 @dataclass(frozen=True)
@@ -89,8 +113,20 @@ class PriceSheet:
         version = raw.get("version")
         if not isinstance(version, str) or not version:
             errors.append("'version' must be a non-empty string")
+        if raw.get("currency", "USD") != "USD":
+            errors.append(f"currency {raw.get('currency')!r} is not supported (costs are kept in USD)")
+        unknown = set(raw) - {"version", "currency", "prices"}
+        if unknown:
+            errors.append(f"unknown top-level keys {sorted(unknown)}")
+        listed = raw.get("prices") or []
+        if not isinstance(listed, list):
+            errors.append("'prices' must be an array of tables ([[prices]])")
+            listed = []
         blocks = []
-        for i, block in enumerate(raw.get("prices") or []):
+        for i, block in enumerate(listed):
+            if not isinstance(block, dict):
+                errors.append(f"prices[{i}] must be a table")
+                continue
             blocks.append(_parse_block(block, f"prices[{i}]", errors))
         if not blocks:
             errors.append("needs at least one [[prices]] block")
@@ -116,7 +152,10 @@ class PriceSheet:
         if not changed:
             return self
         block = Prices(latest.effective_from, unit, latest.gpu_hour)
-        return PriceSheet(f"{self.version}+env", self.blocks[:-1] + (block,), self.source)
+        # The version names the overridden prices, so two override sets never share a version
+        # in the `prices` table (re-pricing by version must be unambiguous).
+        digest = hashlib.sha256(repr(sorted(unit.items())).encode()).hexdigest()[:8]
+        return PriceSheet(f"{self.version}+env.{digest}", self.blocks[:-1] + (block,), self.source)
 
     def at(self, when: datetime) -> Prices:
         current = self.blocks[0]
@@ -126,19 +165,29 @@ class PriceSheet:
         return current
 
     def price(self, usage: Usage, when: datetime, ram_gb: float = 0.0) -> Cost:
-        """Cost of a usage record under the prices in effect at `when`."""
-        p = self.at(when).unit
-        hours = Decimal(repr(usage.wall_seconds)) / 3600
-        compute = (Decimal(repr(usage.cpu_seconds)) / 3600 * p["vcpu_hour"]
-                   + Decimal(repr(usage.device_seconds)) / 3600 * self.at(when).gpu_hour_for(usage.device)
-                   + Decimal(repr(ram_gb)) * hours * p["gb_ram_hour"])
-        storage = (Decimal(usage.state_bytes) / GB * p["state_gb_month"] * hours / HOURS_PER_MONTH
-                   + Decimal(usage.bytes_in) / GB * p["kafka_gb_in"]
-                   + Decimal(usage.bytes_out) / GB * p["kafka_gb_out"]
-                   + Decimal(usage.clickhouse_bytes) / GB * p["clickhouse_gb_month"])
+        """Cost of a scored batch under the prices in effect at `when` (RAM held for its wall time)."""
+        return self.price_quantities(Quantities(
+            wall_seconds=usage.wall_seconds, cpu_seconds=usage.cpu_seconds,
+            device_seconds=usage.device_seconds, ram_gb_seconds=ram_gb * usage.wall_seconds,
+            bytes_in=usage.bytes_in, bytes_out=usage.bytes_out, state_bytes=usage.state_bytes,
+            clickhouse_bytes=usage.clickhouse_bytes, device=usage.device), when)
+
+    def price_quantities(self, q: Quantities, when: datetime) -> Cost:
+        """The seed's formula, each component a sum of unit price x quantity, rounded to Decimal64(12)."""
+        block = self.at(when)
+        p = block.unit
+        hours = _dec(q.wall_seconds) / 3600
+        compute = (_dec(q.cpu_seconds) * p["vcpu_hour"]
+                   + _dec(q.device_seconds) * block.gpu_hour_for(q.device)
+                   + _dec(q.ram_gb_seconds) * p["gb_ram_hour"]) / 3600
+        storage = (Decimal(q.state_bytes) / GB * p["state_gb_month"] * hours / HOURS_PER_MONTH
+                   + Decimal(q.bytes_in) / GB * p["kafka_gb_in"]
+                   + Decimal(q.bytes_out) / GB * p["kafka_gb_out"]
+                   + Decimal(q.clickhouse_bytes) / GB * p["clickhouse_gb_month"])
+        people = hours * p["people_hour"] if q.people_and_ops else Decimal(0)
+        ops = hours * p["ops_hour"] if q.people_and_ops else Decimal(0)
         return Cost(compute=compute.quantize(_Q), storage=storage.quantize(_Q),
-                    people=(hours * p["people_hour"]).quantize(_Q),
-                    ops=(hours * p["ops_hour"]).quantize(_Q))
+                    people=people.quantize(_Q), ops=ops.quantize(_Q))
 
     def rows(self) -> list[list[object]]:
         """The sheet as rows for ClickHouse's `prices` table (name, device, usd, effective_from)."""
@@ -149,6 +198,11 @@ class PriceSheet:
             for device, usd in block.gpu_hour.items():
                 out.append([self.version, "gpu_hour", device, usd, block.effective_from])
         return out
+
+
+def _dec(value: float) -> Decimal:
+    # repr() is the shortest string that round-trips the float: no binary noise in the money.
+    return Decimal(repr(float(value)))
 
 
 def _parse_block(block: dict, where: str, errors: list[str]) -> Prices:
@@ -173,7 +227,11 @@ def _parse_block(block: dict, where: str, errors: list[str]) -> Prices:
     if unknown:
         errors.append(f"{where} has unknown prices {sorted(unknown)}")
     gpu: dict[str, Decimal] = {}
-    for device, value in (block.get("gpu_hour") or {}).items():
+    table = block.get("gpu_hour") or {}
+    if not isinstance(table, dict):
+        errors.append(f"{where}.gpu_hour must be a table of device type = price")
+        table = {}
+    for device, value in table.items():
         try:
             gpu[device.lower()] = _money(value, f"{where}.gpu_hour.{device}", "")
         except PriceSheetError as exc:

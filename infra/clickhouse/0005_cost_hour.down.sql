@@ -1,0 +1,2 @@
+DROP VIEW IF EXISTS cost_hour_mv;
+DROP TABLE IF EXISTS cost_hour
