@@ -50,7 +50,7 @@ def ensure_model(
             from models.publish import publish
             from models.train import train
 
-            data = load_events(events, query_buckets=query_buckets)
+            data = load_events(events, query_buckets=query_buckets, strict=False)  # a live stream may hold bad events
             if not data.train:
                 raise ModelError("ensure_model: no user has two or more clicks to learn from")
             with_queries = query_buckets if data.train_terms is not None and any(t.any() for t in data.train_terms) else 0

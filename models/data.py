@@ -250,8 +250,12 @@ def load_events(
     query_buckets: int = 0,
     query_terms: int = 8,
     item_ids: list[str] | None = None,
+    strict: bool = True,
 ) -> SequenceData:
     """Reckon click/search events -> per-user sequences, leave-one-out split.
+
+    ``strict=False`` skips malformed events (counted in ``description["skipped"]``)
+    instead of raising, for training from a live stream that may carry bad events.
 
     Duplicate ``event_id``s (at-least-once delivery) are dropped. With ``item_ids`` the
     vocabulary is fixed (clicks on unknown items are dropped), e.g. to evaluate a model.
@@ -261,8 +265,15 @@ def load_events(
     seen_ids: set[str] = set()
     clicks: dict[str, list[tuple[float, str]]] = {}
     searches: dict[str, list[tuple[float, list[int]]]] = {}
+    skipped = 0
     for origin, n, ev in read_events(source):
-        kind = _check_event(origin, n, ev)
+        try:
+            kind = _check_event(origin, n, ev)
+        except DataFormatError:
+            if strict:
+                raise
+            skipped += 1
+            continue
         eid = str(ev["event_id"])
         if eid in seen_ids:
             continue
@@ -302,7 +313,7 @@ def load_events(
         test=test,
         description={"format": "jsonl", "source": str(source) if isinstance(source, (str, Path)) else "<events>",
                      "users": len(users), "items": len(vocab), "clicks": int(sum(len(s) for s in seqs)),
-                     "query_buckets": query_buckets},
+                     "query_buckets": query_buckets, "skipped": skipped},
     )
 
 

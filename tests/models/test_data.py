@@ -79,8 +79,12 @@ def test_events_bad_input_names_line(tmp_path: Path) -> None:
         load_events(path)
     with pytest.raises(DataFormatError, match="<events>:1: click event is missing 'ts'"):
         load_events([{"event_id": "1", "user_id": "u", "item_id": "i", "action": "view"}])
+    bad = {"event_id": "1", "user_id": "u", "item_id": "i", "action": "like", "ts": 1}
     with pytest.raises(DataFormatError, match="unknown action"):
-        load_events([{"event_id": "1", "user_id": "u", "item_id": "i", "action": "like", "ts": 1}])
+        load_events([bad])
+    good = [{"event_id": str(i), "user_id": "u", "item_id": "i", "action": "view", "ts": i} for i in range(2, 5)]
+    lenient = load_events([bad, *good, {"junk": True}], strict=False)
+    assert lenient.description["skipped"] == 2 and lenient.description["clicks"] == 3
 
 
 def test_events_with_fixed_vocabulary_drops_unknown_items() -> None:
