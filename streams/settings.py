@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 from decimal import Decimal
-from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -60,27 +59,6 @@ class Settings(BaseSettings):
     # Cost sink.
     sink_batch_rows: int = Field(500, ge=1, le=1_000_000)
     sink_flush_ms: int = Field(500, ge=1, le=600_000)
-    sink_group_id: str = "reckon-sink"           # the sink's own consumer group (it commits its offsets)
-    sink_logs: bool = True                       # also store recommendations and clicks (attribution)
-
-    # Cost accounting (streams/idle.py, streams/alert_engine.py).
-    cost_interval_s: float = Field(10.0, gt=0, le=3600)     # idle/shared rows every N s (divide 60)
-    reserved_vcpus: float = Field(1.0, ge=0)                # what one worker reserves, used or not
-    reserved_ram_gb: float = Field(2.0, ge=0)
-    reserved_gpus: float | None = Field(None, ge=0)         # None: 1 when the device is cuda, else 0
-    attribution_window_s: int = Field(1800, ge=1, le=7 * 86400)
-    alert_interval_s: float = Field(10.0, gt=0, le=3600)
-    alert_window_minutes: int = Field(60, ge=3, le=10080)
-    alert_warmup_minutes: int = Field(15, ge=3, le=10080)
-    alert_z: float = Field(6.0, gt=0)
-    alert_min_ratio: float = Field(2.0, ge=1)
-    alert_min_recs: int = Field(20, ge=1)
-    daily_budget_usd: dict[str, Decimal] = Field(default_factory=dict)  # tenant or "*" -> USD/day (JSON)
-    burn_short_minutes: int = Field(5, ge=1, le=1440)
-    burn_long_minutes: int = Field(60, ge=2, le=1440)
-    burn_warning: float = Field(2.0, gt=0)
-    burn_critical: float = Field(10.0, gt=0)
-    alert_webhook_url: str = ""
     sink_group_id: str = "reckon-sink"           # the sink's own consumer group (it commits its offsets)
     sink_logs: bool = True                       # also store recommendations and clicks (attribution)
 
