@@ -32,6 +32,7 @@ from streams.pricing import PriceSheet
 from streams.reports import ReportRequest, build_report
 from streams.repricing import sync_prices
 from streams.settings import Settings
+from streams.sink import TOPIC_TABLES
 from streams.sink_consumer import SinkConsumer
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def install(app: faust.App, settings: Settings, bootstrap: str, stats: Counter, 
         acc.ch = ch = connect(settings.clickhouse_url)
         migrate(ch)
         sync_prices(ch, sheet)
-        topics = ("cost-events", "recommendations", "clicks") if settings.sink_logs else ("cost-events",)
+        topics = TOPIC_TABLES if settings.sink_logs else {"cost-events": TOPIC_TABLES["cost-events"]}
         acc.sink = sink = SinkConsumer(
             ch, bootstrap, topics, group_id=settings.sink_group_id, batch_rows=settings.sink_batch_rows,
             flush_ms=settings.sink_flush_ms, stats=stats, default_tenant=settings.default_tenant,

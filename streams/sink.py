@@ -119,23 +119,22 @@ def click_row(raw: bytes, default_tenant: str) -> list[object] | None:
             event.item_id, event.action, event.session_id, price]
 
 
-def rows_from_message(topic: str, value: bytes, default_tenant: str = "default") -> tuple[str, list[list[object]]]:
-    """(table, rows) for one Kafka message; raises BadMessage when it cannot be stored."""
-    table = TOPIC_TABLES.get(topic)
-    if table is None:
-        raise BadMessage(f"topic {topic!r} is not sunk")
+def rows_from_message(table: str, value: bytes, default_tenant: str = "default") -> list[list[object]]:
+    """The rows one Kafka message becomes in `table`; raises BadMessage when it cannot be stored."""
+    if table not in _TABLE_COLUMNS:
+        raise ValueError(f"table {table!r} is not sunk; known: {sorted(_TABLE_COLUMNS)}")
     if table == "clicks_log":
         row = click_row(value, default_tenant)
-        return table, [] if row is None else [row]
+        return [] if row is None else [row]
     try:
         doc = json.loads(value)
         if table == "cost_events":
-            return table, rows_from_event(doc)
-        return table, [recommendation_row(doc)]
+            return rows_from_event(doc)
+        return [recommendation_row(doc)]
     except BadMessage:
         raise
-    except (ValueError, KeyError, TypeError, InvalidOperation, OverflowError) as exc:
-        raise BadMessage(f"{topic}: {type(exc).__name__}: {exc}"[:300]) from None
+    except (ValueError, KeyError, TypeError, InvalidOperation, OverflowError, AttributeError) as exc:
+        raise BadMessage(f"{table}: {type(exc).__name__}: {exc}"[:300]) from None
 
 
 def _ts(table: str, row: Sequence[object]) -> datetime:

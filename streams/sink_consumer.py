@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -35,13 +35,13 @@ STALL_BACKOFF_S = 30.0   # a non-retryable ClickHouse error stalls the sink (no 
 
 
 class SinkConsumer:
-    def __init__(self, ch: ClickHouse, bootstrap: str, topics: Iterable[str], *, group_id: str,
+    def __init__(self, ch: ClickHouse, bootstrap: str, topics: Mapping[str, str], *, group_id: str,
                  batch_rows: int, flush_ms: int, stats: Counter | None = None,
                  default_tenant: str = "default", max_backoff_s: float = 5.0,
-                 client_kwargs: dict[str, Any] | None = None,
+                 client_kwargs: dict[str, Any] | None = None, session_timeout_ms: int = 6_000,
                  on_written: Callable[[dict[str, int]], None] | None = None) -> None:
         self.ch = ch
-        self.topics = tuple(topics)
+        self.topics = dict(topics)     # topic -> table (streams.sink.TOPIC_TABLES in a worker)
         self.batch_rows = batch_rows
         self.flush_s = flush_ms / 1000
         self.stats = stats if stats is not None else Counter()
@@ -50,14 +50,16 @@ class SinkConsumer:
         self.on_written = on_written
         self._consumer_kwargs: dict[str, Any] = dict(
             bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
-            auto_offset_reset="earliest", session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
-            rebalance_timeout_ms=5_000, max_poll_interval_ms=60_000, **(client_kwargs or {}))
+            # Short timeouts: the embedded broker ignores LeaveGroup, so a restarted sink waits
+            # for its predecessor's session to expire before it is assigned anything.
+            auto_offset_reset="earliest", session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=1_000,
+            rebalance_timeout_ms=3_000, max_poll_interval_ms=60_000, **(client_kwargs or {}))
         self._consumer: AIOKafkaConsumer = None  # type: ignore[assignment]  # made in start(): needs a loop
         self._rows = Rows()
         self._offsets: dict[TopicPartition, int] = {}   # next offset to commit, per partition
         self._oldest: float | None = None                # monotonic time the buffer got its first message
         self._newest_ts_ms = 0                           # newest message timestamp in the buffer
-        self._messages: Counter = Counter()              # buffered messages per topic
+        self._messages: Counter = Counter()              # buffered messages per table
         self._lock = asyncio.Lock()                      # flush vs. a rebalance callback
         self._stopping = False
         self._task: asyncio.Task | None = None
@@ -95,31 +97,36 @@ class SinkConsumer:
             if self._due():
                 await self.flush(deadline=None)
 
-    async def _drain(self, deadline: float) -> None:
-        assigned = list(self._consumer.assignment())
-        if assigned:
-            ends = await self._consumer.end_offsets(assigned)
-            while time.monotonic() < deadline:
-                behind = [tp for tp in assigned if tp in self._consumer.assignment()
-                          and await self._consumer.position(tp) < ends[tp]]
-                if not behind:
-                    break
-                self._add(await self._consumer.getmany(timeout_ms=100, max_records=self.batch_rows))
+    async def _drain(self, deadline: float, quiet_s: float = 0.6) -> None:
+        """Read until every assigned partition is at its high watermark and nothing new came
+        for `quiet_s` (longer than one fetch long-poll round). Not `end_offsets()`: the embedded
+        Tansu broker answers ListOffsets(latest) with the last batch's base offset + 1."""
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = await self._consumer.getmany(timeout_ms=100, max_records=self.batch_rows)
+            if any(batch.values()):
+                self._add(batch)
+                quiet_since = time.monotonic()
                 if len(self._rows) >= self.batch_rows:
                     await self.flush(deadline)
+                continue
+            behind = [tp for tp in self._consumer.assignment()
+                      if await self._consumer.position(tp) < (self._consumer.highwater(tp) or 0)]
+            if not behind and time.monotonic() - quiet_since >= quiet_s:
+                break
         await self.flush(deadline)
 
     def _add(self, batch: dict[TopicPartition, list[Any]]) -> None:
         for tp, messages in batch.items():
             for message in messages:
+                table = self.topics[tp.topic]
                 try:
-                    table, rows = rows_from_message(message.topic, message.value, self.default_tenant)
-                    self._rows.add(table, rows)
+                    self._rows.add(table, rows_from_message(table, message.value, self.default_tenant))
                 except BadMessage as exc:
                     self.stats["sink_bad_messages"] += 1
                     log.warning("sink: skipping %s[%d]@%d: %s", tp.topic, tp.partition, message.offset, exc)
                 self._offsets[tp] = message.offset + 1
-                self._messages[tp.topic] += 1
+                self._messages[table] += 1
                 self._newest_ts_ms = max(self._newest_ts_ms, message.timestamp or 0)
                 if self._oldest is None:
                     self._oldest = time.monotonic()
@@ -179,7 +186,7 @@ class SinkConsumer:
         self.stats["cost_rows_written"] += written.get("cost_events", 0)
         self.stats["recs_logged"] += written.get("recommendations_log", 0)
         self.stats["clicks_logged"] += written.get("clicks_log", 0)
-        self.stats["cost_events_sunk"] += self._messages["cost-events"]
+        self.stats["cost_events_sunk"] += self._messages["cost_events"]
         if self.on_written is not None:
             self.on_written(written)
         return True
