@@ -53,7 +53,8 @@ class TrafficGenerator:
         self.bad_fraction = bad_fraction
         self.search_fraction = search_fraction
         self.tenants = tenants
-        self.ts = time.time() - 600 if start_ts is None else start_ts
+        # Start an hour back: ~0.025 s per event leaves room for ~150k events before "now".
+        self.ts = time.time() - 3600 if start_ts is None else start_ts
         self._seq = 0
         self._popular = self._zipf_weights(catalog.items)
 
