@@ -20,10 +20,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 import faust
-import httpx
 
-from streams.alert_engine import AlertConfig, AlertEngine, webhook_payload
-from streams.alerts import Alert, BurnConfig, DetectorConfig
+from streams.alert_engine import AlertConfig, AlertEngine, deliver
+from streams.alerts import BurnConfig, DetectorConfig
 from streams.clickhouse import ClickHouse, connect
 from streams.errors import ClickHouseError
 from streams.idle import IntervalAccountant, Reserved
@@ -140,22 +139,11 @@ def _install_alerts(app: faust.App, settings: Settings, ch: ClickHouse, stats: C
             stats["alert_errors"] += 1
             log.warning("alert evaluation failed: %s", exc)
             return
-        for alert in alerts:
-            await alerts_topic.send(key=alert.alert_id.encode(), value=alert.to_wire())
-            stats[f"alerts_{alert.kind}"] += 1
-        if alerts and settings.alert_webhook_url:
-            await _post_webhook(settings.alert_webhook_url, alerts, stats)
 
+        async def send(key: bytes, value: dict) -> None:
+            await alerts_topic.send(key=key, value=value)
 
-async def _post_webhook(url: str, alerts: list[Alert], stats: Counter) -> None:
-    async with httpx.AsyncClient(timeout=5.0) as client:
-        for alert in alerts:
-            try:
-                response = await client.post(url, json=webhook_payload(alert))
-                response.raise_for_status()
-            except httpx.HTTPError as exc:   # the table and topic have it; a webhook is best effort
-                stats["alert_webhook_failed"] += 1
-                log.warning("alert webhook %s failed: %s", url, exc)
+        await deliver(alerts, send, stats, settings.alert_webhook_url)
 
 
 def _install_costs_page(app: faust.App, ch: ClickHouse) -> None:

@@ -19,10 +19,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+
+import httpx
 
 from streams.alerts import Alert, BurnConfig, DetectorConfig, Verdict, check_budget, detect_spike
 from streams.clickhouse import ClickHouse
@@ -186,3 +189,27 @@ def webhook_payload(alert: Alert) -> dict:
     return {**alert.to_wire(), "text": f"[{alert.severity}] {alert.kind} {alert.metric} ({dims}): "
                                        f"observed {alert.observed:.6g}, expected {alert.expected:.6g}",
             "sent_at": time.time()}
+
+
+async def deliver(alerts: list[Alert], send: Callable[[bytes, dict], Awaitable[object]], stats: Counter,
+                  webhook_url: str = "", client: httpx.AsyncClient | None = None) -> None:
+    """Publish alerts (already stored) to `cost-alerts` through `send(key, value)`, then POST each
+    to the webhook if one is set. The webhook is best effort: the table and topic have them."""
+    for alert in alerts:
+        await send(alert.alert_id.encode(), alert.to_wire())
+        stats[f"alerts_{alert.kind}"] += 1
+    if not alerts or not webhook_url:
+        return
+    own = client is None
+    client = client or httpx.AsyncClient(timeout=5.0)
+    try:
+        for alert in alerts:
+            try:
+                response = await client.post(webhook_url, json=webhook_payload(alert))
+                response.raise_for_status()
+            except httpx.HTTPError as exc:
+                stats["alert_webhook_failed"] += 1
+                log.warning("alert webhook %s failed: %s", webhook_url, exc)
+    finally:
+        if own:
+            await client.aclose()

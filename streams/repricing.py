@@ -11,7 +11,10 @@ effect at the row's ts, with the same formula as `PriceSheet.price_quantities`:
               + clickhouse_bytes/1e9 x clickhouse_gb_month
     people, ops = wall_hours x people_hour, ops_hour   (0 for idle rows)
 
-Before a sheet's first block, the first block applies (as `PriceSheet.at`).
+Before a sheet's first block, the first block applies (as `PriceSheet.at`). Components are
+computed at 24 decimal places and rounded to 12, as Python quantizes them, so a row priced
+under its ingestion sheet comes back to the last digit (allocation across a batch's lines
+and float quantities aside, which move the 12th place at most).
 """
 
 from __future__ import annotations
@@ -68,19 +71,20 @@ _ROWS = """
            if(matched > 0, s.gpu_usd[b][matched],
               if(indexOf(keys, 'default') > 0, s.gpu_usd[b][indexOf(keys, 'default')], toDecimal64(0, 12))))
             AS gpu_hour,
-        toDecimal128((toDecimal128(e.cpu_seconds, 12) * s.vcpu_hour[b]
-                      + toDecimal128(e.device_seconds, 12) * gpu_hour
-                      + toDecimal128(e.ram_gb_seconds, 12) * s.gb_ram_hour[b]) / 3600, 12) AS row_compute_usd,
-        toDecimal128(toDecimal128(e.state_bytes, 0) * s.state_gb_month[b] * toDecimal128(e.wall_seconds, 12)
-                     / 2628000000000000
-                     + (toDecimal128(e.bytes_in, 0) * s.kafka_gb_in[b]
-                        + toDecimal128(e.bytes_out, 0) * s.kafka_gb_out[b]
-                        + toDecimal128(e.clickhouse_bytes, 0) * s.clickhouse_gb_month[b]) / 1000000000, 12)
+        toDecimal128(round((toDecimal128(e.cpu_seconds, 12) * s.vcpu_hour[b]
+                            + toDecimal128(e.device_seconds, 12) * gpu_hour
+                            + toDecimal128(e.ram_gb_seconds, 12) * s.gb_ram_hour[b]) / 3600, 12), 12)
+            AS row_compute_usd,
+        toDecimal128(round(toDecimal128(e.state_bytes, 0) * s.state_gb_month[b] * toDecimal128(e.wall_seconds, 12)
+                           / 2628000000000000
+                           + (toDecimal128(e.bytes_in, 0) * s.kafka_gb_in[b]
+                              + toDecimal128(e.bytes_out, 0) * s.kafka_gb_out[b]
+                              + toDecimal128(e.clickhouse_bytes, 0) * s.clickhouse_gb_month[b]) / 1000000000, 12), 12)
             AS row_storage_usd,
         if(e.kind = 'idle', toDecimal128(0, 12),
-           toDecimal128(toDecimal128(e.wall_seconds, 12) * s.people_hour[b] / 3600, 12)) AS row_people_usd,
+           toDecimal128(round(toDecimal128(e.wall_seconds, 12) * s.people_hour[b] / 3600, 12), 12)) AS row_people_usd,
         if(e.kind = 'idle', toDecimal128(0, 12),
-           toDecimal128(toDecimal128(e.wall_seconds, 12) * s.ops_hour[b] / 3600, 12)) AS row_ops_usd
+           toDecimal128(round(toDecimal128(e.wall_seconds, 12) * s.ops_hour[b] / 3600, 12), 12)) AS row_ops_usd
     FROM cost_events AS e FINAL
     CROSS JOIN ({sheet}) AS s
     WHERE e.ts >= {{start:DateTime64(3, 'UTC')}} AND e.ts < {{end:DateTime64(3, 'UTC')}}{tenant_filter}"""
