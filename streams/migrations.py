@@ -1,7 +1,8 @@
 """Numbered ClickHouse migrations (infra/clickhouse/NNNN_name.up.sql), applied once each.
 
 `schema_migrations` records what ran with a checksum: a shipped migration that was
-edited afterwards is an error, not a silent skip.
+edited afterwards is an error, not a silent skip. Each up has a `.down.sql` that exactly
+reverses it; `rollback` runs those newest first.
 """
 
 from __future__ import annotations
@@ -38,9 +39,14 @@ class Migration:
     def checksum(self) -> str:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
 
-    def statements(self) -> list[str]:
+    @property
+    def down_path(self) -> Path:
+        return self.path.with_name(self.path.name.replace(".up.sql", ".down.sql"))
+
+    def statements(self, down: bool = False) -> list[str]:
         # Strip line comments first so a ';' inside one does not split a statement.
-        body = "\n".join(line.split("--", 1)[0] for line in self.sql.splitlines())
+        text = self.down_path.read_text() if down else self.sql
+        body = "\n".join(line.split("--", 1)[0] for line in text.splitlines())
         return [s.strip() for s in body.split(";") if s.strip()]
 
 
@@ -81,3 +87,23 @@ def migrate(ch: ClickHouse, directory: Path = MIGRATIONS_DIR) -> list[Migration]
                   ["version", "name", "checksum"], tag="migrate")
         ran.append(migration)
     return ran
+
+
+def rollback(ch: ClickHouse, to_version: int, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Undo every applied migration newer than `to_version`, newest first; returns those undone."""
+    done = applied(ch)
+    undone: list[Migration] = []
+    for migration in reversed(discover(directory)):
+        if migration.version <= to_version or migration.version not in done:
+            continue
+        if not migration.down_path.exists():
+            raise MigrationError(f"{migration.path.name} has no {migration.down_path.name}")
+        for statement in migration.statements(down=True):
+            try:
+                ch.command(statement, tag=f"rollback:{migration.version}")
+            except Exception as exc:
+                raise MigrationError(f"{migration.down_path.name} failed: {exc}") from exc
+        ch.command("DELETE FROM schema_migrations WHERE version = {version:UInt32}",
+                   {"version": migration.version}, tag="rollback")
+        undone.append(migration)
+    return undone
