@@ -48,6 +48,7 @@ def _read_examples(bootstrap: str, limit: int = 3) -> list[dict]:
 
 def cost_summary(dsn: str) -> dict:
     from streams.clickhouse import connect, disconnect
+    from streams.reports import demo_extras
 
     ch = connect(dsn)
     try:
@@ -55,13 +56,14 @@ def cost_summary(dsn: str) -> dict:
             "SELECT count() AS cost_rows, sum(cost_usd) AS total_cost_usd, "
             "sum(recommendations) AS recs FROM cost_events FINAL", tag="demo:summary")[0]
         minute = ch.query("SELECT sum(cost_usd) FROM cost_minute", tag="demo:summary")[0][0]
+        extras = demo_extras(ch)   # idle_share, alerts (streams/reports.py)
     finally:
         disconnect(dsn)
     recs = row["recs"] or 0
     total = row["total_cost_usd"] or 0
     return {"cost_rows": row["cost_rows"], "total_cost_usd": float(total),
             "rollup_cost_usd": float(minute or 0),
-            "cost_per_1k_recs_usd": float(total) * 1000 / recs if recs else None}
+            "cost_per_1k_recs_usd": float(total) * 1000 / recs if recs else None, **extras}
 
 
 def run_demo(settings: Settings, events: int, bad_fraction: float, train_seconds: float,

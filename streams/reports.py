@@ -29,6 +29,7 @@ KINDS = ("workload", "idle", "shared")
 COMPONENTS = ("compute", "storage", "people", "ops")
 _Q = Decimal("0.000000000001")
 MAX_HOURS = 24 * 400
+_IDLE_SHARE_ALL_TIME = "SELECT sumIf(cost_usd, kind = 'idle') AS idle_usd, sum(cost_usd) AS total_usd FROM cost_minute"
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,14 @@ def build_report(ch: ClickHouse, request: ReportRequest) -> dict:
              "repriced_usd": _money(_dec(r["repriced_usd"]))}
             for r in reprice(ch, request.sheet_version, start, end, ("model_version",), tenant)]}
     return report
+
+
+def demo_extras(ch: ClickHouse) -> dict:
+    """What `reckon demo --json` adds: the idle share and the alerts raised (all time: a demo's store
+    holds one run)."""
+    idle, total = ch.query(_IDLE_SHARE_ALL_TIME, tag="demo:idle")[0]
+    alerts = recent_alerts(ch, datetime(1970, 1, 1, tzinfo=timezone.utc), limit=100)
+    return {"idle_share": float(_dec(idle) / _dec(total)) if total else None, "alerts": alerts}
 
 
 def _dimension_row(r: dict, attribution: dict | None) -> dict:
