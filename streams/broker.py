@@ -18,6 +18,7 @@ from pathlib import Path
 
 from streams.errors import BrokerError
 
+EMBEDDED_CLUSTER_ID = "reckon-embedded-tansu"
 TOPICS = ("clicks", "searches", "recommendations", "cost-events", "cost-alerts", "events-dlq")
 _PR_SET_PDEATHSIG = 1
 
@@ -77,7 +78,8 @@ class EmbeddedBroker:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self._proc = subprocess.Popen(
-            [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [str(binary), "broker", "--cluster-id", EMBEDDED_CLUSTER_ID,
+             "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
         )
@@ -131,5 +133,17 @@ def create_topics(bootstrap_servers: str, partitions: int, replication_factor: i
             except TopicAlreadyExistsError:
                 pass
         return created
+    finally:
+        admin.close()
+
+
+def is_embedded_broker(bootstrap_servers: str, client_kwargs: dict | None = None) -> bool:
+    """True when the brokers are Reckon's embedded Tansu (recognised by its cluster id)."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="reckon-admin",
+                             **(client_kwargs or {}))
+    try:
+        return admin.describe_cluster().get("cluster_id") == EMBEDDED_CLUSTER_ID
     finally:
         admin.close()
