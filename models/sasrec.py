@@ -30,18 +30,22 @@ class _CausalSelfAttention(nn.Module):
         self.out = nn.Linear(hidden, hidden)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
-        # x: (B, T, H); allowed: (B, 1, T, T) bool, True where query t may attend key s
+    def forward(self, x: Tensor, allowed: Tensor, last_only: bool = False) -> Tensor:
+        # x: (B, T, H); allowed: (B, 1, T, T) bool, True where query t may attend key s.
+        # last_only: queries from the last position only -> (B, 1, H) (serving's final block).
         b, t, h = x.shape
         d = h // self.heads
         q, k, v = self.qkv(x).split(h, dim=-1)
-        q = q.view(b, t, self.heads, d).transpose(1, 2)  # (B, heads, T, d)
-        k = k.view(b, t, self.heads, d).transpose(1, 2)
-        v = v.view(b, t, self.heads, d).transpose(1, 2)
-        att = (q @ k.transpose(-1, -2)) / math.sqrt(d)  # (B, heads, T, T)
+        if last_only:
+            q, allowed = q[:, -1:], allowed[:, :, -1:]
+        tq = q.shape[1]
+        q = q.reshape(b, tq, self.heads, d).transpose(1, 2)  # (B, heads, Tq, d)
+        k = k.reshape(b, t, self.heads, d).transpose(1, 2)  # (B, heads, T, d)
+        v = v.reshape(b, t, self.heads, d).transpose(1, 2)
+        att = (q @ k.transpose(-1, -2)) / math.sqrt(d)  # (B, heads, Tq, T)
         att = att.masked_fill(~allowed, float("-inf"))
         att = self.drop(torch.softmax(att, dim=-1))
-        y = (att @ v).transpose(1, 2).reshape(b, t, h)  # (B, T, H)
+        y = (att @ v).transpose(1, 2).reshape(b, tq, h)  # (B, Tq, H)
         return self.out(y)
 
 
@@ -61,8 +65,9 @@ class _Block(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
-        x = x + self.drop(self.attn(self.ln_attn(x), allowed))
+    def forward(self, x: Tensor, allowed: Tensor, last_only: bool = False) -> Tensor:
+        y = self.drop(self.attn(self.ln_attn(x), allowed, last_only))
+        x = (x[:, -1:] if last_only else x) + y  # (B, T or 1, H)
         return x + self.drop(self.ffn(self.ln_ffn(x)))
 
 
@@ -93,8 +98,10 @@ class SASRec(nn.Module):
                 module.weight[module.padding_idx].zero_()
 
     # --- backbone ---------------------------------------------------------------
-    def encode(self, history: Tensor) -> Tensor:
-        """history: (B, T) int64, left-padded with 0 -> (B, T, H)."""
+    def encode(self, history: Tensor, last_only: bool = False) -> Tensor:
+        """history: (B, T) int64, left-padded with 0 -> (B, T, H), or (B, 1, H) with
+        ``last_only`` (serving: the final block computes only the last position, which is
+        all that scoring reads; earlier blocks still run everywhere as its keys/values)."""
         t = history.shape[1]
         valid = history > 0  # (B, T)
         positions = torch.arange(self.config.max_len - t, self.config.max_len, device=history.device)
@@ -107,8 +114,10 @@ class SASRec(nn.Module):
         # Keys must be real items; padding queries attend to themselves so no row is empty.
         allowed = (causal & valid.unsqueeze(1)) | eye  # (B, T, T)
         allowed = allowed.unsqueeze(1)  # (B, 1, T, T)
-        for block in self.blocks:
-            x = block(x, allowed) * valid.unsqueeze(-1)
+        n = len(self.blocks)
+        for i, block in enumerate(self.blocks):
+            last = last_only and i == n - 1
+            x = block(x, allowed, last) * (valid[:, -1:] if last else valid).unsqueeze(-1)
         return self.ln_out(x)
 
     def _query_vector(self, query_terms: Tensor) -> Tensor:
@@ -148,7 +157,7 @@ class SASRec(nn.Module):
     # --- serving ----------------------------------------------------------------
     def represent_last(self, history: Tensor, query_terms: Tensor | None = None) -> Tensor:
         """history (B, T), query_terms (B, Q) or None -> (B, H) for the next item."""
-        return self._finish(self.encode(history)[:, -1, :], query_terms)
+        return self._finish(self.encode(history, last_only=True)[:, -1, :], query_terms)
 
     def score(
         self, history: Tensor, candidates: Tensor, query_terms: Tensor | None = None
