@@ -24,7 +24,7 @@ import faust
 from streams.alert_engine import AlertConfig, AlertEngine, deliver
 from streams.alerts import BurnConfig, DetectorConfig
 from streams.clickhouse import ClickHouse, connect
-from streams.errors import ClickHouseError
+from streams.errors import ClickHouseError, PriceSheetError
 from streams.idle import IntervalAccountant, Reserved
 from streams.migrations import migrate
 from streams.pricing import PriceSheet
@@ -156,6 +156,8 @@ def _install_costs_page(app: faust.App, ch: ClickHouse) -> None:
             return web.json({"error": str(exc)}, status=400)
         try:
             report = await asyncio.to_thread(build_report, ch, report_request)
+        except PriceSheetError as exc:       # an unknown sheet_version: the caller's mistake
+            return web.json({"error": str(exc)}, status=400)
         except ClickHouseError as exc:
             return web.json({"error": str(exc)}, status=503)
         return web.json(report)

@@ -18,6 +18,7 @@ from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 
 from streams.costs_cli import fetch_over_http
@@ -103,37 +104,40 @@ def test_identity_after_a_replay_and_reading_through_the_owner(workers, fresh_br
     time.sleep(1.5)                                     # let the last batches' interval close
     stats = wait_for(lambda: _sent_and_sunk(worker), what="cost events in ClickHouse")
 
-    events = [json.loads(m.value) for m in read_topic(fresh_broker.bootstrap_servers, "cost-events",
-                                                      stats["cost_events_sent"])]
-    report = fetch_over_http(f"http://127.0.0.1:{worker.web_port}", ReportRequest(hours=1, audit=True))
-    totals, audit = report["totals"], report["audit"]
-    total = Decimal(totals["cost_usd"])
-    workload, independent_total = _independent(events)
-    assert abs(Decimal(totals["workload_usd"]) - workload) / workload < Decimal("0.001")
-    assert abs(total - independent_total) / independent_total < Decimal("0.001")
-    assert Decimal(totals["workload_usd"]) + Decimal(totals["idle_usd"]) + Decimal(totals["shared_usd"]) == total
-    assert total == sum((Decimal(e["cost"]["total"]) for e in events), Decimal(0))
-    assert Decimal(audit["raw_usd"]) == Decimal(audit["minute_usd"]) == Decimal(audit["hour_usd"]) == total
-    assert audit["raw_rows"] == audit["stored_rows"] == audit["distinct_ids"] == audit["minute_rows"]
+    # While it runs (interval rows keep arriving, so no two queries see the same snapshot):
+    report = fetch_over_http(f"http://127.0.0.1:{worker.web_port}", ReportRequest(hours=1))
+    totals = report["totals"]
+    assert Decimal(totals["workload_usd"]) + Decimal(totals["idle_usd"]) + Decimal(totals["shared_usd"]) \
+        == Decimal(totals["cost_usd"])
     assert totals["recommendations"] == stats["recommendations"]
     (scored,) = [v for v in report["by_version"] if v["model_version"]]     # "" = shared with no traffic
     assert scored["model_version"] == stats["model_version"] and scored["cost_per_1k_recs_usd"] is not None
-
+    for params, error in (({"hours": "-1"}, "bad query parameter"), ({"sql": "DROP TABLE prices"}, "unknown"),
+                          ({"sheet_version": "nope"}, "no such sheet version")):
+        response = httpx.get(f"http://127.0.0.1:{worker.web_port}/costs", params=params, timeout=10)
+        assert response.status_code == 400 and error in response.json()["error"]
     # `reckon costs` finds the store held and asks its holder (no --url needed).
     via_owner = _costs_cli(dsn, "--hours", "1")
     assert via_owner["source"] == f"http://127.0.0.1:{worker.web_port}"
     assert {v["model_version"] for v in via_owner["by_version"]} == {v["model_version"] for v in report["by_version"]}
 
+    sent_before_stop = (worker.stats() or {})["cost_events_sent"]
     assert worker.stop() == 0
-    # Stopped: the last partial interval was emitted and drained before the store closed.
+    # Stopped: the last partial interval was emitted and drained before the store closed, and
+    # `reckon costs` now opens the store itself. Everything below reads one stable store.
     events = [json.loads(m.value) for m in read_topic(fresh_broker.bootstrap_servers, "cost-events",
-                                                      len(events) + 2, timeout_s=15)]
+                                                      sent_before_stop + 2, timeout_s=15)]
     direct = _costs_cli(dsn, "--hours", "1", "--audit")
     assert direct["source"].startswith("store chdb://")
-    assert Decimal(direct["totals"]["cost_usd"]) == sum((Decimal(e["cost"]["total"]) for e in events), Decimal(0))
-    assert direct["audit"]["raw_rows"] == direct["audit"]["stored_rows"]
-    _, independent_total = _independent(events)
-    assert abs(Decimal(direct["totals"]["cost_usd"]) - independent_total) / independent_total < Decimal("0.001")
+    totals, audit = direct["totals"], direct["audit"]
+    total = Decimal(totals["cost_usd"])
+    assert total == sum((Decimal(e["cost"]["total"]) for e in events), Decimal(0))   # every event, once
+    workload, independent_total = _independent(events)
+    assert abs(Decimal(totals["workload_usd"]) - workload) / workload < Decimal("0.001")
+    assert abs(total - independent_total) / independent_total < Decimal("0.001")
+    assert Decimal(totals["workload_usd"]) + Decimal(totals["idle_usd"]) + Decimal(totals["shared_usd"]) == total
+    assert Decimal(audit["raw_usd"]) == Decimal(audit["minute_usd"]) == Decimal(audit["hour_usd"]) == total
+    assert audit["raw_rows"] == audit["stored_rows"] == audit["distinct_ids"] == audit["minute_rows"]
 
 
 def test_worker_killed_mid_batch_and_restarted_loses_and_doubles_nothing(workers, fresh_broker, tmp_path) -> None:
