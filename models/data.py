@@ -238,6 +238,8 @@ def _check_event(origin: str, n: int, ev: dict[str, Any]) -> str:
             raise DataFormatError(origin, n, f"{kind} event is missing {key!r}")
     if not isinstance(ev["ts"], (int, float)) or isinstance(ev["ts"], bool):
         raise DataFormatError(origin, n, f"'ts' must be unix seconds, got {ev['ts']!r}")
+    if kind == "click" and (not isinstance(ev["item_id"], (str, int)) or isinstance(ev["item_id"], bool)):
+        raise DataFormatError(origin, n, f"'item_id' must be a string, got {ev['item_id']!r}")
     if kind == "click" and ev["action"] not in _ACTIONS:
         raise DataFormatError(origin, n, f"unknown action {ev['action']!r}")
     if kind == "search" and not isinstance(ev["query"], str):
@@ -254,13 +256,11 @@ def load_events(
 ) -> SequenceData:
     """Reckon click/search events -> per-user sequences, leave-one-out split.
 
-    ``strict=False`` skips malformed events (counted in ``description["skipped"]``)
-    instead of raising, for training from a live stream that may carry bad events.
-
     Duplicate ``event_id``s (at-least-once delivery) are dropped. With ``item_ids`` the
     vocabulary is fixed (clicks on unknown items are dropped), e.g. to evaluate a model.
     Query context of a click = the last ``query_terms`` hashed terms of the user's
-    searches strictly before it.
+    searches strictly before it. ``strict=False`` skips malformed events (counted in
+    ``description["skipped"]``) instead of raising, for a live stream with bad events.
     """
     seen_ids: set[str] = set()
     clicks: dict[str, list[tuple[float, str]]] = {}
