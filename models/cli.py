@@ -47,7 +47,8 @@ class EvalVariant(str, Enum):
     fp16 = "fp16"
 
 
-RegistryOpt = Annotated[Path, typer.Option("--registry", help="model registry directory")]
+# Same directory as the worker's settings (RECKON_MODEL_REGISTRY, default .reckon/models).
+RegistryOpt = Annotated[Path, typer.Option("--registry", envvar="RECKON_MODEL_REGISTRY", help="model registry directory")]
 FormatOpt = Annotated[Format, typer.Option("--format", help="jsonl: Reckon events; sessions: SR-GNN; sasrec: 'user item'")]
 HourOpt = Annotated[Optional[float], typer.Option("--device-hour-usd", help="device price per hour [default: 0.0624 cpu, 4.00 cuda]")]
 
