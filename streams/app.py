@@ -23,6 +23,7 @@ from streams import accounting
 from streams.broker import is_embedded_broker
 from streams.candidates import CandidateIndex
 from streams.routing import ModelRuntime
+from streams.metrics import render as render_metrics
 from streams.pricing import PriceSheet
 from streams.processor import BatchProcessor, InRecord
 from streams.settings import Settings
@@ -147,12 +148,21 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
 
         @app.timer(1.0)
         async def watch_registry() -> None:
-            await asyncio.to_thread(runtime.refresh)
+            # Load off the loop, swap on it: batches run without awaits, so a swap never
+            # lands inside one and each batch is scored by the versions it started with.
+            scorer = await asyncio.to_thread(runtime.load_promoted)
+            if scorer is not None:
+                runtime.swap(scorer)
 
     @app.page("/stats")
     async def stats_page(web: Any, request: Any) -> Any:
         return web.json({**stats, "model_version": runtime.current_version, "device": runtime.device,
                          "worker": settings.worker_name, "time": time.time()})
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(render_metrics(stats, settings.worker_name),
+                         content_type="text/plain; version=0.0.4")
 
     @app.page("/state/{user}")
     async def state_page(web: Any, request: Any, user: str) -> Any:

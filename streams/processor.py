@@ -22,7 +22,7 @@ from streams.contracts import Event, Invalid, parse_event
 from streams.costs import BatchMeter, cost_event, group_key, new_groups
 from streams.pricing import PriceSheet
 from streams.settings import Settings
-from streams.state import apply_event, is_duplicate, new_state
+from streams.state import apply_event, expired, is_duplicate, new_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +84,13 @@ class BatchProcessor:
                 out.counts[f"invalid:{event.reason}"] += 1
                 out.dead_letters.append((record.key, record.value, dead_letter_headers(record, event)))
                 continue
-            state = out.states.get(event.user_id) or state_get(event.user_id) or new_state()
+            state = out.states.get(event.user_id)
+            if state is None:
+                state = state_get(event.user_id)
+                # An idle user starts over: stale history is worse than none. (The key stays
+                # in the store until then; Faust tables have no TTL outside windows.)
+                if state is None or expired(state, event.ts, self.settings.user_ttl_s):
+                    state = new_state()
             if is_duplicate(state, event.event_id):
                 out.counts["duplicate"] += 1
                 continue

