@@ -39,6 +39,10 @@ def test_every_event_accounted_for(workers, fresh_broker) -> None:
     assert {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("invalid:")} == expected_reasons
     assert stats["recommendations"] == valid
 
+    metrics = httpx.get(f"http://127.0.0.1:{worker.web_port}/metrics", timeout=5).text
+    for reason, count in expected_reasons.items():
+        assert f'reckon_dead_letters_total{{reason="{reason}",worker="w1"}} {float(count)}' in metrics
+
     dlq = read_topic(fresh_broker.bootstrap_servers, "events-dlq", sum(expected_reasons.values()))
     assert Counter(dict(m.headers)["reason"].decode() for m in dlq) == expected_reasons
     assert {m.value for m in dlq} == {r.value for r in records if not r.valid}   # raw bytes kept
