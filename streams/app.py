@@ -22,6 +22,8 @@ from faust.streams import _current_event
 from streams import accounting
 from streams.broker import is_embedded_broker
 from streams.candidates import CandidateIndex
+from streams.errors import BrokerError
+from streams.watchdog import BrokerWatchdog
 from streams.routing import ModelRuntime
 from streams.metrics import render as render_metrics
 from streams.pricing import PriceSheet
@@ -153,6 +155,18 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
             scorer = await asyncio.to_thread(runtime.load_promoted)
             if scorer is not None:
                 runtime.swap(scorer)
+
+    broker_watch = BrokerWatchdog(bootstrap, ("clicks", "searches", "cost-events"),
+                                  settings.kafka_client_kwargs())
+
+    @app.timer(5.0)
+    async def broker_watchdog() -> None:
+        try:
+            await broker_watch.check()
+        except BrokerError as exc:
+            log.error("%s", exc)
+            stats["broker_data_lost"] = 1
+            await app.crash(exc)
 
     @app.page("/stats")
     async def stats_page(web: Any, request: Any) -> Any:
