@@ -50,5 +50,27 @@ def ingest(events: int = typer.Option(50_000, min=1000), json_out: bool = typer.
     stream(events=events, json_out=json_out)
 
 
+def chaos(scenario: list[str] = typer.Option(["kill9", "broker", "fuzz"], help="kill9 | broker | fuzz"),
+          events: int = typer.Option(5000, min=100), fuzz_events: int = typer.Option(10_000, min=100),
+          json_out: bool = typer.Option(False, "--json")) -> None:
+    """The long-form fault suite on the embedded stack; exits 1 if an invariant fails."""
+    from bench.faults import SCENARIOS
+
+    unknown = set(scenario) - set(SCENARIOS)
+    if unknown:
+        raise typer.BadParameter(f"unknown scenario(s) {sorted(unknown)}; choose from {sorted(SCENARIOS)}")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="reckon-chaos-") as tmp:
+        registry = _registry()
+        for name in scenario:
+            results.append(SCENARIOS[name](registry, Path(tmp), fuzz_events if name == "fuzz" else events))
+            if not json_out:
+                _print(results[-1], False)
+    if json_out:
+        print(json.dumps(results))
+    raise typer.Exit(0 if all(r["ok"] for r in results) else 1)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench, name="bench")
+    app.command("chaos")(chaos)
