@@ -115,25 +115,18 @@ def demo(
         print_summary(summary, Console())
 
 
-def _register_models() -> None:
-    try:
-        from models.cli import register
-    except ImportError:  # models.cli not built yet
-        return
-    register(app)
+def _register_subcommands() -> None:
+    """Commands that live with their packages: models (train/eval/export/model), costs, bench, chaos."""
+    from bench.cli import register as register_bench
+    from models.cli import register as register_models
+    from streams.costs_cli import register as register_costs
+
+    register_models(app)
+    register_costs(app)
+    register_bench(app)
 
 
-_register_models()
-__import__("streams.costs_cli").costs_cli.register(app)  # `reckon costs`
-
-
-def _register_bench() -> None:
-    from bench.cli import register
-
-    register(app)
-
-
-_register_bench()
+_register_subcommands()
 
 
 def main() -> None:
