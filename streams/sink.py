@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 
 from streams.clickhouse import ClickHouse
 from streams.contracts import Invalid, parse_event
+from streams.errors import ReckonError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ _STORED_SQL = {
 _PRICE_Q = Decimal("0.000001")   # clicks_log.price is Decimal64(6)
 
 
-class BadMessage(ValueError):
+class BadMessage(ReckonError):
     """A message that cannot become a row (malformed JSON or fields); skipped and counted."""
 
 
