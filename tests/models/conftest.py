@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,18 @@ def generate_events(users: int = 60, items_per_topic: int = 12, clicks_per_user:
             pos = (pos + 1) % items_per_topic
     rng.shuffle(events)  # arrival order differs from ts order, as on a real stream
     return events
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny models gain nothing from intra-op threads, and on a loaded 2-core machine
+    OpenMP spin-waiting made one 1 s test take 49 s; restore the setting afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
