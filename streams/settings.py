@@ -116,9 +116,16 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build settings, turning validation errors into one that names the env var."""
+    """Build settings, turning validation errors into one that names the env var.
+
+    Secrets may also come from files: with RECKON_SECRETS_DIR=/run/secrets, a file named
+    `reckon_kafka_sasl_password` (or any other setting) holds that setting's value.
+    """
+    secrets_dir = os.environ.get(f"{ENV_PREFIX}SECRETS_DIR")
+    if secrets_dir and not Path(secrets_dir).is_dir():
+        raise SettingsError(f"{ENV_PREFIX}SECRETS_DIR", f"{secrets_dir} is not a directory")
     try:
-        return Settings(**overrides)
+        return Settings(**overrides, _secrets_dir=secrets_dir)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "?"

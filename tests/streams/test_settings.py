@@ -33,3 +33,27 @@ def test_secrets_are_not_printed(monkeypatch) -> None:
     s = load_settings()
     assert "hunter2" not in repr(s) and "hunter3" not in repr(s)
     assert s.clickhouse_url.endswith("@localhost:8123/db")
+
+
+def test_secrets_from_files(monkeypatch, tmp_path) -> None:
+    (tmp_path / "reckon_kafka_sasl_password").write_text("from-a-file")
+    monkeypatch.setenv("RECKON_SECRETS_DIR", str(tmp_path))
+    s = load_settings()
+    assert s.kafka_sasl_password.get_secret_value() == "from-a-file"
+    monkeypatch.setenv("RECKON_SECRETS_DIR", str(tmp_path / "missing"))
+    with pytest.raises(SettingsError, match="RECKON_SECRETS_DIR"):
+        load_settings()
+
+
+def test_sasl_settings_reach_the_kafka_clients(monkeypatch) -> None:
+    from streams.app import faust_broker_kwargs
+
+    monkeypatch.setenv("RECKON_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("RECKON_KAFKA_SASL_MECHANISM", "SCRAM-SHA-256")
+    monkeypatch.setenv("RECKON_KAFKA_SASL_USERNAME", "svc")
+    monkeypatch.setenv("RECKON_KAFKA_SASL_PASSWORD", "pw")
+    s = load_settings()
+    assert s.kafka_client_kwargs() == {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-256",
+                                       "sasl_plain_username": "svc", "sasl_plain_password": "pw"}
+    creds = faust_broker_kwargs(s, "k:9092")["broker_credentials"]
+    assert creds.username == "svc" and creds.mechanism.value == "SCRAM-SHA-256"
