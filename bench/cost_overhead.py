@@ -257,7 +257,7 @@ def freshness(registry: Path, root: Path, probes: int = 15, load_per_s: int = 40
                                     [Record("clicks", doc["user_id"].encode(), json.dumps(doc).encode(), True)]))
                 while time.time() - produced < 30:
                     report = httpx.get(f"http://127.0.0.1:{port}/costs",
-                                       params={"hours": "0.1", "tenant": tenant}, timeout=10).json()
+                                       params={"hours": "0.1", "tenant": tenant, "summary": "1"}, timeout=10).json()
                     if report["totals"]["recommendations"]:
                         latencies.append(time.time() - produced)
                         break

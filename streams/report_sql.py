@@ -38,7 +38,7 @@ _ATTRIBUTION = (
     "SELECT model_version, sum(attributed_clicks) AS attributed_clicks, "
     "sum(attributed_purchases) AS attributed_purchases "
     "FROM cost_per_attributed_click(start = {start:DateTime64(3, 'UTC')}, end = {end:DateTime64(3, 'UTC')}, "
-    "window_s = {window_s:UInt32}) WHERE 1{tenant} GROUP BY model_version ORDER BY model_version")
+    "window_s = {window_s:UInt32}, tenant = {tenant:String}) GROUP BY model_version ORDER BY model_version")
 
 _SERIES = (
     "SELECT minute, model_version, sum(cost_usd) AS cost_usd, sum(recommendations) AS recommendations "
@@ -87,10 +87,9 @@ def idle_query(start: datetime, end: datetime) -> tuple[str, dict]:
 
 def attribution_query(start: datetime, end: datetime, window_s: int,
                       tenant: str | None = None) -> tuple[str, dict]:
-    """Attributed clicks and purchases per model version (last touch within window_s)."""
-    params = _params(start, end, tenant)
-    params["window_s"] = window_s
-    return _ATTRIBUTION.replace("{tenant}", _tenant(tenant)), params
+    """Attributed clicks and purchases per model version (last touch within window_s); the view
+    filters the tenant before its join ('' = every tenant)."""
+    return _ATTRIBUTION, {"start": start, "end": end, "window_s": window_s, "tenant": tenant or ""}
 
 
 def series_query(start: datetime, end: datetime, tenant: str | None = None) -> tuple[str, dict]:

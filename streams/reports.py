@@ -41,6 +41,7 @@ class ReportRequest:
     audit: bool = False                  # raw rows vs rollups, over all time
     sheet_version: str | None = None     # also re-price the window under this sheet version
     attribution_window_s: int = 1800
+    summary: bool = False                # totals and idle share only: one query, cheap to poll
 
     def __post_init__(self) -> None:
         if not 0 < self.hours <= MAX_HOURS:
@@ -61,13 +62,13 @@ class ReportRequest:
             out["tenant"] = self.tenant
         if self.sheet_version is not None:
             out["sheet_version"] = self.sheet_version
-        out.update({k: "1" for k in ("series", "audit") if getattr(self, k)})
+        out.update({k: "1" for k in ("series", "audit", "summary") if getattr(self, k)})
         return out
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> "ReportRequest":
         """Parse `GET /costs` parameters; ValueError names the bad one."""
-        known = {"hours", "end", "tenant", "series", "audit", "sheet_version", "attribution_window_s"}
+        known = {"hours", "end", "tenant", "series", "audit", "summary", "sheet_version", "attribution_window_s"}
         unknown = set(query) - known
         if unknown:
             raise ValueError(f"unknown parameters {sorted(unknown)}; known: {sorted(known)}")
@@ -78,6 +79,7 @@ class ReportRequest:
             return cls(hours=float(query.get("hours", 24)), end=end, tenant=query.get("tenant"),
                        series=query.get("series", "0") in ("1", "true"),
                        audit=query.get("audit", "0") in ("1", "true"),
+                       summary=query.get("summary", "0") in ("1", "true"),
                        sheet_version=query.get("sheet_version"),
                        attribution_window_s=int(query.get("attribution_window_s", 1800)))
         except (TypeError, ValueError) as exc:
@@ -92,8 +94,6 @@ def build_report(ch: ClickHouse, request: ReportRequest) -> dict:
     total = sum(usd.values(), Decimal(0))
     recs = int(kinds.get("workload", {}).get("recommendations") or 0)
     attributed = usd["workload"] + usd["shared"]
-    attribution = {r["model_version"]: r for r in ch.query_dicts(
-        *attribution_query(start, end, request.attribution_window_s, tenant), tag="costs:attribution")}
     report: dict = {
         "window": {"start": start.isoformat(), "end": end.isoformat(), "hours": request.hours,
                    "tenant": tenant, "attribution_window_s": request.attribution_window_s},
@@ -104,6 +104,12 @@ def build_report(ch: ClickHouse, request: ReportRequest) -> dict:
                    "cost_per_1k_recs_usd": _per(attributed * 1000, recs),
                    "fully_loaded_per_1k_recs_usd": _per(total * 1000, recs)},
         "idle_share": float(usd["idle"] / total) if total else None,
+    }
+    if request.summary:
+        return report
+    attribution = {r["model_version"]: r for r in ch.query_dicts(
+        *attribution_query(start, end, request.attribution_window_s, tenant), tag="costs:attribution")}
+    report |= {
         "by_component": [{"kind": kind, **{f"{c}_usd": _money(_dec(kinds.get(kind, {}).get(f"{c}_usd")))
                                            for c in COMPONENTS}, "cost_usd": _money(usd[kind])}
                          for kind in KINDS if kind in kinds],

@@ -36,7 +36,8 @@ GROUP BY hour, worker, device;
 -- Last-touch attribution in event time: a click on an item that a recommendation for the
 -- same user and tenant showed, after that recommendation's triggering event and at most
 -- window_s seconds later, is credited to that recommendation's model version (the latest
--- such recommendation, so each click counts once).
+-- such recommendation, so each click counts once). tenant = '' means every tenant; a
+-- tenant is filtered inside, before the join.
 CREATE VIEW IF NOT EXISTS attributed_clicks AS
 SELECT
     c.event_id AS event_id,
@@ -49,12 +50,14 @@ FROM
 (
     SELECT event_id, tenant, user_id, item_id, action, ts FROM clicks_log FINAL
     WHERE ts >= {start:DateTime64(3, 'UTC')} AND ts < {end:DateTime64(3, 'UTC')}
+      AND ({tenant:String} = '' OR tenant = {tenant:String})
 ) AS c
 INNER JOIN
 (
     SELECT tenant, user_id, trigger_ts, trigger_event_id, model_version, items FROM recommendations_log
     WHERE trigger_ts >= subtractSeconds({start:DateTime64(3, 'UTC')}, {window_s:UInt32})
       AND trigger_ts < {end:DateTime64(3, 'UTC')}
+      AND ({tenant:String} = '' OR tenant = {tenant:String})
 ) AS r ON c.tenant = r.tenant AND c.user_id = r.user_id
 WHERE r.trigger_ts < c.ts AND c.ts <= addSeconds(r.trigger_ts, {window_s:UInt32})
   AND c.event_id != r.trigger_event_id AND has(r.items, c.item_id)
@@ -73,11 +76,13 @@ FROM
 (
     SELECT tenant, model_version, sum(cost_usd) AS cost_usd FROM cost_minute
     WHERE kind != 'idle' AND minute >= {start:DateTime64(3, 'UTC')} AND minute < {end:DateTime64(3, 'UTC')}
+      AND ({tenant:String} = '' OR tenant = {tenant:String})
     GROUP BY tenant, model_version
 ) AS k
 LEFT JOIN
 (
     SELECT tenant, model_version, count() AS clicks, countIf(action = 'purchase') AS purchases
-    FROM attributed_clicks(start = {start:DateTime64(3, 'UTC')}, end = {end:DateTime64(3, 'UTC')}, window_s = {window_s:UInt32})
+    FROM attributed_clicks(start = {start:DateTime64(3, 'UTC')}, end = {end:DateTime64(3, 'UTC')},
+                           window_s = {window_s:UInt32}, tenant = {tenant:String})
     GROUP BY tenant, model_version
 ) AS a ON k.tenant = a.tenant AND k.model_version = a.model_version

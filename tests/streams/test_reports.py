@@ -43,9 +43,10 @@ def test_report_queries_are_exact_sql_with_bound_values() -> None:
     assert sql == ("SELECT model_version, sum(attributed_clicks) AS attributed_clicks, "
                    "sum(attributed_purchases) AS attributed_purchases FROM cost_per_attributed_click("
                    "start = {start:DateTime64(3, 'UTC')}, end = {end:DateTime64(3, 'UTC')}, "
-                   "window_s = {window_s:UInt32}) WHERE 1 AND tenant = {tenant:String} "
+                   "window_s = {window_s:UInt32}, tenant = {tenant:String}) "
                    "GROUP BY model_version ORDER BY model_version")
     assert params == {"start": T, "end": T, "tenant": "acme", "window_s": 600}
+    assert report_sql.attribution_query(T, T, 600)[1]["tenant"] == ""            # every tenant
     assert report_sql.series_query(T, T)[0] == (
         "SELECT minute, model_version, sum(cost_usd) AS cost_usd, sum(recommendations) AS recommendations "
         "FROM cost_minute WHERE kind != 'idle' AND " + WINDOW + " GROUP BY minute, model_version "
@@ -60,7 +61,7 @@ def test_report_queries_are_exact_sql_with_bound_values() -> None:
 
 def test_report_request_round_trips_through_http_parameters() -> None:
     request = ReportRequest(hours=2.5, end=T, tenant="acme", series=True, sheet_version="s1",
-                            attribution_window_s=600)
+                            attribution_window_s=600, summary=True)
     assert ReportRequest.from_query(request.to_query()) == request
     assert ReportRequest.from_query({}) == ReportRequest()
     for bad in ({"hours": "-1"}, {"hours": "lots"}, {"sql": "SELECT 1"}, {"attribution_window_s": "0"}):
@@ -120,6 +121,9 @@ def test_report_figures_equal_the_events_written(clickhouse) -> None:
     assert sum(int(p["recommendations"]) for p in report["series"]) == 150
     (idle,) = [row for row in report["idle"] if row["worker"] == f"w-{tag}"]
     assert Decimal(idle["idle_usd"]) == usd(intervals, "idle")
+
+    summary = build_report(clickhouse, ReportRequest(hours=1, end=start + timedelta(minutes=30), summary=True))
+    assert summary == {k: report[k] for k in ("window", "totals", "idle_share")}
 
     text = io.StringIO()
     render_text(report, Console(file=text, width=200))
