@@ -70,7 +70,8 @@ def fetch_report(settings: Settings, request: ReportRequest, url: str | None = N
                               f"RECKON_CLICKHOUSE_DSN at a store{hint}")
     ch = connect(dsn)
     try:
-        migrate(ch)   # a store from an older build gains the views the report reads
+        if ch.embedded:
+            migrate(ch)   # a store from an older build gains the views; a server is migrated by `reckon migrate`
         if load_prices is not None:
             sheet = PriceSheet.load(load_prices)
             inserted = sync_prices(ch, sheet)
