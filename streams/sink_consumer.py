@@ -9,8 +9,10 @@ so a failed insert could still be committed. Here the sink owns its offsets:
     stays in its group) -> commit exactly the offsets written.
 
 On revocation the buffer is flushed once and committed, or dropped (the new owner
-re-reads it; the write is idempotent). `stop` drains to the end offsets first, so cost
-events produced just before shutdown (the last idle interval) are stored.
+re-reads it; the write is idempotent). `stop` drains the topics to their high watermark
+first, so cost events produced just before shutdown (the last idle interval) are stored;
+if ClickHouse is down then, it gives up after `drain_s` without committing (nothing lost:
+the next start re-reads).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -38,8 +40,7 @@ class SinkConsumer:
     def __init__(self, ch: ClickHouse, bootstrap: str, topics: Mapping[str, str], *, group_id: str,
                  batch_rows: int, flush_ms: int, stats: Counter | None = None,
                  default_tenant: str = "default", max_backoff_s: float = 5.0,
-                 client_kwargs: dict[str, Any] | None = None, session_timeout_ms: int = 6_000,
-                 on_written: Callable[[dict[str, int]], None] | None = None) -> None:
+                 client_kwargs: dict[str, Any] | None = None, session_timeout_ms: int = 6_000) -> None:
         self.ch = ch
         self.topics = dict(topics)     # topic -> table (streams.sink.TOPIC_TABLES in a worker)
         self.batch_rows = batch_rows
@@ -47,7 +48,6 @@ class SinkConsumer:
         self.stats = stats if stats is not None else Counter()
         self.default_tenant = default_tenant
         self.max_backoff_s = max_backoff_s
-        self.on_written = on_written
         self._consumer_kwargs: dict[str, Any] = dict(
             bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
             # Short timeouts: the embedded broker ignores LeaveGroup, so a restarted sink waits
@@ -172,8 +172,9 @@ class SinkConsumer:
                     self.stats["sink_errors"] += 1
                     log.error("sink stalled (offsets not committed, nothing lost): %s", exc)
                     delay = STALL_BACKOFF_S
-                if deadline is not None and time.monotonic() + delay > deadline:
-                    return False
+                if (deadline is None and self._stopping) or \
+                        (deadline is not None and time.monotonic() + delay > deadline):
+                    return False   # stopping: the drain retries until its own deadline
                 if not paused and self._consumer.assignment():
                     # Paused partitions return nothing, but polling keeps this member in its group.
                     self._consumer.pause(*self._consumer.assignment())
@@ -187,8 +188,6 @@ class SinkConsumer:
         self.stats["recs_logged"] += written.get("recommendations_log", 0)
         self.stats["clicks_logged"] += written.get("clicks_log", 0)
         self.stats["cost_events_sunk"] += self._messages["cost_events"]
-        if self.on_written is not None:
-            self.on_written(written)
         return True
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:

@@ -17,7 +17,7 @@ from collections import Counter
 from decimal import Decimal
 
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.broker import create_topics
 from streams.errors import ClickHouseUnavailable
@@ -183,3 +183,30 @@ def test_sink_dying_between_insert_and_commit_rereads_without_duplicates(broker,
     stats = asyncio.run(second())
     assert stats["cost_rows_written"] == 0
     assert _stored(clickhouse, tenant) == _expected(events)
+
+
+def test_stopping_while_clickhouse_is_down_gives_up_without_committing(broker, clickhouse) -> None:
+    tenant, topic = f"stop-{uuid.uuid4().hex[:8]}", _topic(broker)
+    events = [workload(tenant, time.time() - i) for i in range(5)]
+    flaky = FlakyClickHouse(clickhouse, down=10**6)
+    stats: Counter = Counter()
+
+    async def run() -> float:
+        await _produce(broker.bootstrap_servers, topic, events)
+        sink = _sink(flaky, broker, topic, f"g-{tenant}", stats)
+        await sink.start()
+        await _until(lambda: stats["sink_retries"] >= 2)
+        started = time.monotonic()
+        await sink.stop(drain_s=1.5)               # a worker shutting down during an outage
+        elapsed = time.monotonic() - started
+        probe = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap_servers, group_id=f"g-{tenant}",
+                                 enable_auto_commit=False)
+        await probe.start()
+        try:                                       # the group's committed offsets, without joining it
+            assert {await probe.committed(TopicPartition(topic, p)) for p in range(4)} == {None}
+        finally:
+            await probe.stop()
+        return elapsed
+
+    assert asyncio.run(run()) < 5
+    assert _stored(clickhouse, tenant)[0] == 0
