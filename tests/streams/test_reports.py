@@ -128,8 +128,12 @@ def test_report_figures_equal_the_events_written(clickhouse) -> None:
     text = io.StringIO()
     render_text(report, Console(file=text, width=200))
     assert "By model version" in text.getvalue() and "idle share" in text.getvalue()
-    page = render_html(report)
+    alert = {"alert_id": "a1", "ts": start.isoformat(), "kind": "anomaly", "metric": "cost_usd",
+             "tenant": f"a-{tag}", "model_version": "v1", "severity": "critical", "observed": "0.5",
+             "expected": "0.1", "window": "60m", "data_ts": (start + timedelta(minutes=1)).isoformat()}
+    page = render_html({**report, "alerts": [alert]})
     assert page.startswith("<!DOCTYPE html>") and "plotly" in page.lower()
+    assert "anomaly: cost_usd" in page                                 # the alert is marked on the plots
     assert "<script src=" not in page and len(page) > 1_000_000       # plotly.js inline: works offline
     json.dumps(report)                                                 # JSON-able as it stands
 
