@@ -136,6 +136,7 @@ class BatchProcessor:
                        "items": items,
                        "scores": [round(float(scores[row, c]), 5) for c in picks],
                        "model_version": scorer.version, "trigger_event_id": event.event_id,
+                       "trigger_ts": event.ts,  # event time: click attribution windows start here
                        "latency_ms": round(latency_ms, 3), "ts": time.time(), "tenant": event.tenant}
                 value = json.dumps(rec).encode()
                 meter.bytes_out += len(value)
