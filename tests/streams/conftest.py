@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from itertools import islice
@@ -21,6 +22,20 @@ def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("registry")
     ensure_model(path, islice(TrafficGenerator(seed=5).sessions(), 6000), seconds=8)
     return path
+
+
+def registry_with_copy(source: Path, target: Path, version: str) -> tuple[Registry, str]:
+    """A copy of `source` plus a second version with the promoted one's artifacts;
+    returns the registry and the id of the (still) promoted version."""
+    shutil.copytree(source, target)
+    registry = Registry(target)
+    current = registry.current()
+    staging = registry.staging_dir()
+    for f in current.path.iterdir():
+        if f.is_file() and f.name != "manifest.json":
+            shutil.copy(f, staging / f.name)
+    registry.add(staging, {**current.manifest, "version": version})
+    return registry, current.version
 
 
 @pytest.fixture(scope="session")

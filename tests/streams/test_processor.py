@@ -136,20 +136,12 @@ def test_idle_user_starts_over(scorer) -> None:
 
 
 def test_ab_split_routes_users_stably(registry_dir, tmp_path) -> None:
-    import shutil
-
-    from models.registry import Registry
     from streams.routing import ModelRuntime, user_bucket
 
+    from .conftest import registry_with_copy
+
     path = tmp_path / "registry"
-    shutil.copytree(registry_dir, path)
-    registry = Registry(path)
-    v1 = registry.current()
-    staging = registry.staging_dir()
-    for f in v1.path.iterdir():
-        if f.is_file() and f.name != "manifest.json":
-            shutil.copy(f, staging / f.name)
-    registry.add(staging, {**v1.manifest, "version": "challenger"})
+    _, v1 = registry_with_copy(registry_dir, path, "challenger")
     settings = Settings(worker_name="t", model_registry=path, ab_version="challenger",
                         ab_fraction=0.3, device="cpu")
     runtime = ModelRuntime(settings)
@@ -163,4 +155,4 @@ def test_ab_split_routes_users_stably(registry_dir, tmp_path) -> None:
     share = sum("challenger" in v for v in by_user.values()) / len(by_user)
     assert 0.15 < share < 0.45
     assert all(("challenger" in by_user[u]) == (user_bucket(u) < 0.3) for u in by_user)
-    assert {line["model_version"] for line in out.cost_event["lines"]} == {v1.version, "challenger"}
+    assert {line["model_version"] for line in out.cost_event["lines"]} == {v1, "challenger"}

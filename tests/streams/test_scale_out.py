@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import threading
 import time
 from collections import Counter
 
 import httpx
 
-from models.registry import Registry
 from streams.generator import TrafficGenerator
 from streams.replay import produce
 
-from .conftest import wait_for
+from .conftest import registry_with_copy, wait_for
 from .kafka_io import read_topic
 
 
@@ -33,14 +31,8 @@ def _state(worker, user: str) -> dict | None:
 
 def test_promoted_version_takes_over_mid_replay(workers, fresh_broker, registry_dir, tmp_path) -> None:
     registry_path = tmp_path / "registry"
-    shutil.copytree(registry_dir, registry_path)
-    registry = Registry(registry_path)
-    v1 = registry.current()
-    staging = registry.staging_dir()
-    for f in v1.path.iterdir():
-        if f.is_file() and f.name != "manifest.json":
-            shutil.copy(f, staging / f.name)
-    v2 = registry.add(staging, {**v1.manifest, "version": "v2-test"}).version
+    registry, v1 = registry_with_copy(registry_dir, registry_path, "v2-test")
+    v2 = "v2-test"
 
     workers.registry = registry_path
     worker = workers.start("swap")
@@ -56,7 +48,7 @@ def test_promoted_version_takes_over_mid_replay(workers, fresh_broker, registry_
     recs = [json.loads(m.value) for m in read_topic(fresh_broker.bootstrap_servers, "recommendations", 2000)]
     assert Counter(r["trigger_event_id"] for r in recs) == Counter(json.loads(r.value)["event_id"] for r in records)
     versions = [r["model_version"] for r in sorted(recs, key=lambda r: r["ts"])]
-    assert set(versions) == {v1.version, v2}
+    assert set(versions) == {v1, v2}
     switch = versions.index(v2)
     assert all(v == v2 for v in versions[switch:])   # no flapping back after the swap
 
