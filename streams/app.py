@@ -130,7 +130,6 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
                     return
                 if out.cost_event is not None:
                     costing.observe(out.cost_event)  # before any await: intervals close between batches
-                write_states(users, out.states, out.last_record, events)
                 # Straight to the producer's batch accumulator: Faust's per-message publish
                 # path costs more than scoring. Faust flushes the producer before it commits
                 # offsets, so a committed event's outputs are always delivered.
@@ -139,6 +138,9 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
                     await send("recommendations", key, value, None, None, None)
                 for key, value, headers in out.dead_letters:
                     await send("events-dlq", key, value, None, None, headers)
+                # State (and its changelog, which carries the dedup ids) only after the outputs
+                # are queued: a crash must not leave "seen" durable while a recommendation is not.
+                write_states(users, out.states, out.last_record, events)
                 if out.cost_event is not None:
                     await costs.send(key=settings.worker_name.encode(), value=out.cost_event)
                     stats["cost_events_sent"] += 1

@@ -22,7 +22,7 @@ def end_offsets(bootstrap: str, topics: Iterable[str], client_kwargs: dict | Non
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="reckon-watchdog",
-                             request_timeout_ms=5000, **(client_kwargs or {}))
+                             enable_auto_commit=False, request_timeout_ms=5000, **(client_kwargs or {}))
     try:
         tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
         return {(tp.topic, tp.partition): off for tp, off in consumer.end_offsets(tps).items()}
