@@ -14,14 +14,11 @@ bench = typer.Typer(help="Benchmarks (ratios measured within one run).", no_args
 
 
 def _registry() -> Path:
-    from itertools import islice
-
-    from models.bootstrap import ensure_model
-    from streams.generator import TrafficGenerator
+    from streams.demo import demo_model
     from streams.settings import load_settings
 
     registry = load_settings().registry_dir.resolve()
-    ensure_model(registry, islice(TrafficGenerator(seed=99).sessions(), 20_000))
+    demo_model(registry)
     return registry
 
 

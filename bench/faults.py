@@ -23,10 +23,10 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.broker import EmbeddedBroker, create_topics, free_port
+from streams.broker import EmbeddedBroker, create_topics
 from streams.generator import Record, TrafficGenerator
 from streams.replay import produce
-from streams.stack import WorkerProcess
+from streams.stack import WorkerProcess, start_worker
 
 READ_COSTS = """
 import json, sys
@@ -38,14 +38,7 @@ print(json.dumps({"cost_rows": n, "cost_rows_distinct": distinct}))
 
 
 def _worker(bootstrap: str, registry: Path, data: Path, name: str) -> WorkerProcess:
-    port = free_port()
-    data.mkdir(parents=True, exist_ok=True)
-    env = {"RECKON_BOOTSTRAP_SERVERS": bootstrap, "RECKON_DATA_DIR": str(data),
-           "RECKON_MODEL_REGISTRY": str(registry), "RECKON_WEB_PORT": str(port),
-           "RECKON_WORKER_NAME": name, "RECKON_CLICKHOUSE_DSN": f"chdb://{data / 'clickhouse'}"}
-    worker = WorkerProcess(env, data / f"{name}-{time.time():.0f}.log", port)
-    worker.wait_ready()
-    return worker
+    return start_worker(bootstrap, registry, data, name, log_name=f"{name}-{time.time():.0f}")
 
 
 async def _read_all(bootstrap: str, topic: str) -> list:

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.broker import EmbeddedBroker, create_topics, free_port
+from streams.broker import EmbeddedBroker, create_topics
 from streams.generator import Record, TrafficGenerator
 from streams.replay import produce
-from streams.stack import WorkerProcess
+from streams.stack import WorkerProcess, start_worker
 
 
 def _clicks(n: int, seed: int) -> list[Record]:
@@ -57,16 +57,9 @@ async def _raw_read(bootstrap: str, topic: str, n: int) -> float:
 
 
 def _worker(bootstrap: str, registry: Path, root: Path, name: str, trigger: str) -> WorkerProcess:
-    port = free_port()
-    data = root / name
-    data.mkdir(parents=True, exist_ok=True)
-    env = {"RECKON_BOOTSTRAP_SERVERS": bootstrap, "RECKON_DATA_DIR": str(data),
-           "RECKON_MODEL_REGISTRY": str(registry), "RECKON_WEB_PORT": str(port),
-           "RECKON_WORKER_NAME": name, "RECKON_APP_ID": f"bench-{name}", "RECKON_TRIGGER": trigger,
-           "RECKON_ROLE": "scorer", "RECKON_DEVICE": "cpu"}
-    worker = WorkerProcess(env, data / "worker.log", port)
-    worker.wait_ready()
-    return worker
+    return start_worker(bootstrap, registry, root / name, name, log_name="worker",
+                        RECKON_APP_ID=f"bench-{name}", RECKON_TRIGGER=trigger,
+                        RECKON_ROLE="scorer", RECKON_DEVICE="cpu")
 
 
 def _drain_rate(worker: WorkerProcess, n: int, timeout_s: float = 600) -> float:

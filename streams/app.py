@@ -8,7 +8,6 @@ were handed to the producer. Every sink downstream is idempotent.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import Counter

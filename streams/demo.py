@@ -25,9 +25,12 @@ from streams.settings import Settings
 from streams.stack import WorkerProcess, kafka
 
 
-def _training_events(n: int = 20_000) -> list[dict]:
+def demo_model(registry: Path, seconds: float = 20.0):
+    """The promoted model, or one trained for `seconds` on 20,000 generated events."""
+    from models.bootstrap import ensure_model
+
     gen = TrafficGenerator(seed=99)
-    return [e for e, _ in zip(gen.sessions(), range(n))]
+    return ensure_model(registry, [e for e, _ in zip(gen.sessions(), range(20_000))], seconds=seconds)
 
 
 def _read_examples(bootstrap: str, limit: int = 3) -> list[dict]:
@@ -68,15 +71,13 @@ def cost_summary(dsn: str) -> dict:
 
 def run_demo(settings: Settings, events: int, bad_fraction: float, train_seconds: float,
              console: Console) -> dict:
-    from models.bootstrap import ensure_model
-
     started = time.perf_counter()
     run_dir = settings.data_dir.resolve() / "demo"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     registry = settings.registry_dir.resolve()
     with console.status("preparing the model"):
-        model = ensure_model(registry, _training_events(), seconds=train_seconds)
+        model = demo_model(registry, seconds=train_seconds)
     console.print(f"model {model.version} from {registry}")
     dsn = f"chdb://{run_dir / 'clickhouse'}"
     with kafka(Settings(partitions=settings.partitions), log_path=run_dir / "broker.log") as bootstrap:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from streams.broker import EmbeddedBroker, _die_with_parent_term, create_topics
+from streams.broker import EmbeddedBroker, _die_with_parent_term, create_topics, free_port
 from streams.errors import BrokerError
 from streams.settings import Settings
 
@@ -82,3 +82,17 @@ class WorkerProcess:
         self.proc.kill()
         self.proc.wait()
         self._log.close()
+
+
+def start_worker(bootstrap: str, registry: Path, data: Path, name: str, log_name: str | None = None,
+                 **env: str) -> WorkerProcess:
+    """A `reckon worker` child on `bootstrap` with its own data dir, chdb store and web port,
+    started and answering. Extra RECKON_* settings go in `env`."""
+    port = free_port()
+    data.mkdir(parents=True, exist_ok=True)
+    base = {"RECKON_BOOTSTRAP_SERVERS": bootstrap, "RECKON_DATA_DIR": str(data),
+            "RECKON_MODEL_REGISTRY": str(registry), "RECKON_WEB_PORT": str(port),
+            "RECKON_WORKER_NAME": name, "RECKON_CLICKHOUSE_DSN": f"chdb://{data / 'clickhouse'}"}
+    worker = WorkerProcess({**base, **env}, data / f"{log_name or name}.log", port)
+    worker.wait_ready()
+    return worker

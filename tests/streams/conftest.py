@@ -12,9 +12,9 @@ import pytest
 
 from models.bootstrap import ensure_model
 from models.registry import Registry
-from streams.broker import EmbeddedBroker, create_topics, free_port
+from streams.broker import EmbeddedBroker, create_topics
 from streams.generator import TrafficGenerator
-from streams.stack import WorkerProcess
+from streams.stack import WorkerProcess, start_worker
 
 
 @pytest.fixture(scope="session")
@@ -61,17 +61,9 @@ class Workers:
         self.started: list[WorkerProcess] = []
 
     def start(self, name: str, data_dir: Path | None = None, **env: str) -> WorkerProcess:
-        port = free_port()
-        data = data_dir or self.root / name
-        data.mkdir(parents=True, exist_ok=True)
-        base = {"RECKON_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
-                "RECKON_DATA_DIR": str(data), "RECKON_MODEL_REGISTRY": str(self.registry),
-                "RECKON_CLICKHOUSE_DSN": f"chdb://{data / 'clickhouse'}",
-                "RECKON_WEB_PORT": str(port), "RECKON_WORKER_NAME": name, "RECKON_DEVICE": "cpu",
-                "RECKON_BATCH_WAIT_MS": "20"}
-        worker = WorkerProcess({**base, **env}, data / f"{name}.log", port)
+        worker = start_worker(self.broker.bootstrap_servers, self.registry, data_dir or self.root / name,
+                              name, **{"RECKON_DEVICE": "cpu", "RECKON_BATCH_WAIT_MS": "20", **env})
         self.started.append(worker)
-        worker.wait_ready()
         return worker
 
     def stop_all(self) -> None:
