@@ -2,14 +2,21 @@
 
 `parse_event` never raises on bad input: it returns an `Invalid` carrying a reason
 code (counted as a metric, written to the dead-letter topic with the raw bytes).
+
+Two parsers, one contract: a typed msgspec decode accepts the common, valid event in
+about a microsecond; anything it does not accept outright goes through the explicit
+parser (`_parse_slow`), which alone decides every rejection and its reason. The fast
+path may only say "valid, and here is the same Event the slow path would build"
+(tests/streams/test_contracts.py fuzzes that equivalence).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 MAX_EVENT_BYTES = 16 * 1024          # 16 KiB: bigger payloads are a producer bug
 MAX_ID_CHARS = 128
@@ -23,8 +30,9 @@ REASONS = ("oversized", "not_json", "not_object", "missing_field", "wrong_type",
            "unknown_action", "ts_out_of_range", "unknown_topic")
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(msgspec.Struct, frozen=True, gc=False):
+    """A valid event. A frozen msgspec Struct: built ~15x faster than a frozen dataclass."""
+
     kind: str                 # "click" | "search"
     event_id: str
     user_id: str
@@ -38,8 +46,7 @@ class Event:
     price: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Invalid:
+class Invalid(msgspec.Struct, frozen=True, gc=False):
     reason: str
     detail: str
 
@@ -64,9 +71,83 @@ def parse_event(topic: str, raw: bytes, now: float | None = None, default_tenant
         return Invalid("unknown_topic", f"topic {topic!r} carries no events")
     if len(raw) > MAX_EVENT_BYTES:
         return Invalid("oversized", f"{len(raw)} bytes > {MAX_EVENT_BYTES}")
+    now = time.time() if now is None else now
+    event = _parse_fast(kind, raw, now, default_tenant)
+    return _parse_slow(kind, raw, now, default_tenant) if event is None else event
+
+
+# --- fast path: typed decode of the common valid event; None means "ask the slow path" ---
+
+class _WireClick(msgspec.Struct, gc=False):
+    event_id: str | int
+    user_id: str | int
+    item_id: str | int
+    action: str
+    ts: float                         # msgspec takes JSON ints here too (as float), never bools
+    tenant: str = ""                  # "" and absent both mean default_tenant
+    session_id: str | int = ""
+    price: float | None = None
+
+
+class _WireSearch(msgspec.Struct, gc=False):
+    event_id: str | int
+    user_id: str | int
+    query: str
+    ts: float
+    tenant: str = ""
+    session_id: str | int = ""
+    results: list[str | int] | None = None
+
+
+_DECODERS = {"click": msgspec.json.Decoder(_WireClick), "search": msgspec.json.Decoder(_WireSearch)}
+
+
+def _fast_ident(value: str | int) -> str | None:
+    text = value if value.__class__ is str else str(value)
+    return text if 0 < len(text) <= MAX_ID_CHARS else None
+
+
+def _parse_fast(kind: str, raw: bytes, now: float, default_tenant: str) -> Event | None:
+    # msgspec skips unknown fields without checking their UTF-8, while json.loads rejects
+    # the whole document: only provably clean UTF-8 may take this path.
+    if not raw.isascii():
+        try:
+            raw.decode()
+        except UnicodeDecodeError:
+            return None
+    try:
+        wire = _DECODERS[kind].decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    event_id, user_id = _fast_ident(wire.event_id), _fast_ident(wire.user_id)
+    ts, tenant = wire.ts, wire.tenant
+    if (event_id is None or user_id is None or not now - TS_PAST_S <= ts <= now + TS_FUTURE_S
+            or len(tenant) > MAX_ID_CHARS):
+        return None
+    session = wire.session_id if wire.session_id.__class__ is str else str(wire.session_id)
+    tenant = tenant or default_tenant
+    if kind == "click":
+        item_id = _fast_ident(wire.item_id)
+        price = wire.price
+        if item_id is None or wire.action not in ACTIONS or (price is not None and price < 0):
+            return None
+        return Event("click", event_id, user_id, ts, tenant, item_id=item_id, action=wire.action,
+                     session_id=session, price=price)
+    query, results = wire.query, wire.results or ()
+    if not query or len(query) > MAX_QUERY_CHARS or len(results) > MAX_RESULTS:
+        return None
+    items = tuple(map(_fast_ident, results))
+    if None in items:
+        return None
+    return Event("search", event_id, user_id, ts, tenant, query=query, results=items, session_id=session)
+
+
+# --- slow path: explicit checks in a fixed order; names the reason for every rejection ---
+
+def _parse_slow(kind: str, raw: bytes, now: float, default_tenant: str) -> Event | Invalid:
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # 16 KiB of "[" nests too deep
         return Invalid("not_json", str(exc)[:200])
     if not isinstance(doc, dict):
         return Invalid("not_object", f"got {type(doc).__name__}")
@@ -82,7 +163,6 @@ def parse_event(topic: str, raw: bytes, now: float | None = None, default_tenant
     ts = doc["ts"]
     if isinstance(ts, bool) or not isinstance(ts, (int, float)):
         return Invalid("wrong_type", "ts must be unix seconds (number)")
-    now = time.time() if now is None else now
     if not (now - TS_PAST_S <= ts <= now + TS_FUTURE_S):
         return Invalid("ts_out_of_range", f"ts {ts} not within [-{TS_PAST_S}s, +{TS_FUTURE_S}s] of now")
     tenant = doc.get("tenant", default_tenant)
