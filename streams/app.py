@@ -11,12 +11,11 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import weakref
-
 import faust
-from faust.streams import _current_event
+from faust.types import TP
 
 from streams import accounting
 from streams.broker import is_embedded_broker
@@ -28,6 +27,8 @@ from streams.metrics import render as render_metrics
 from streams.pricing import PriceSheet
 from streams.processor import BatchProcessor, InRecord
 from streams.settings import Settings
+from streams.transport import on_batches
+from streams.user_store import UserStore
 
 log = logging.getLogger(__name__)
 
@@ -50,23 +51,6 @@ def _ssl_context(settings: Settings) -> Any:
     import ssl
 
     return ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
-
-
-def write_states(table: faust.Table, states: dict[str, dict], last_record: dict[str, int],
-                 events: list[faust.types.EventT]) -> None:
-    """One Table write per user per batch.
-
-    Faust's RocksDB store and changelog take the partition from the *current event*,
-    which `take_events()` leaves unset. We set it, per key, to that user's last event of
-    the batch: the state lands in the source partition's store and changelog partition,
-    exactly as a per-event write would, without use_partitioner's re-hashing.
-    """
-    for user, state in states.items():
-        token = _current_event.set(weakref.ref(events[last_record[user]]))
-        try:
-            table[user.encode()] = state
-        finally:
-            _current_event.reset(token)
 
 
 def create_app(settings: Settings, bootstrap: str) -> faust.App:
@@ -115,39 +99,51 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
                                  device=runtime.device, costs_topic=costs)
 
     if settings.role in ("all", "scorer"):
-        @app.agent(clicks, name="score")
-        async def score(stream: faust.Stream) -> None:
-            async for events in stream.take_events(settings.batch_size, settings.batch_wait_ms / 1000):
-                records = [InRecord(e.message.topic, e.message.key, e.message.value,
-                                    e.message.timestamp) for e in events]
-                try:
-                    out = processor.process(records, lambda user: users.get(user.encode()),
-                                            runtime.device)
-                except Exception as exc:  # a bug, not bad input (that is dead-lettered): stop loudly
-                    log.exception("scoring batch failed; stopping the worker (offsets not committed)")
-                    await app.crash(exc)
-                    return
-                if out.cost_event is not None:
-                    costing.observe(out.cost_event)  # before any await: intervals close between batches
-                # Straight to the producer's batch accumulator: Faust's per-message publish
-                # path costs more than scoring. Faust flushes the producer before it commits
-                # offsets, so a committed event's outputs are always delivered.
-                send = app.producer.send
-                for key, value in out.recommendations:
-                    await send("recommendations", key, value, None, None, None)
-                for key, value, headers in out.dead_letters:
-                    await send("events-dlq", key, value, None, None, headers)
-                # State (and its changelog, which carries the dedup ids) only after the outputs
-                # are queued: a crash must not leave "seen" durable while a recommendation is not.
-                write_states(users, out.states, out.last_record, events)
-                if out.cost_event is not None:
-                    await costs.send(key=settings.worker_name.encode(), value=out.cost_event)
-                    stats["cost_events_sent"] += 1
-                stats["consumed"] += len(records)
-                stats.setdefault("first_batch_at", time.time())
-                stats["last_batch_at"] = time.time()
-                stats["batches"] += 1
-                stats.update(out.counts)
+        store = UserStore(app, users)
+
+        async def score(batch: Mapping[TP, Sequence[Any]]) -> None:
+            """One fetched batch (all assigned partitions) -> outputs, then state, then cost."""
+            records: list[InRecord] = []
+            partitions: list[int] = []
+            partition_of: dict[bytes, int] = {}   # events are keyed by user id
+            for tp, recs in batch.items():
+                p = tp.partition
+                for r in recs:
+                    records.append(InRecord(r.topic, r.key, r.value, r.timestamp / 1000.0))
+                    partitions.append(p)
+                    partition_of[r.key] = p
+            try:
+                out = processor.process(
+                    records, lambda user: store.get(k := user.encode(), partition_of.get(k)),
+                    runtime.device)
+            except Exception as exc:  # a bug, not bad input (that is dead-lettered): stop loudly
+                log.exception("scoring batch failed; stopping the worker (offsets not committed)")
+                await app.crash(exc)
+                raise
+            if out.cost_event is not None:
+                costing.observe(out.cost_event)  # before any await: intervals close between batches
+            # Straight to the producer's batch accumulator: Faust's per-message publish path
+            # costs more than scoring. Faust flushes the producer before it commits offsets,
+            # so a committed event's outputs are always delivered.
+            send = app.producer.send
+            for key, value in out.recommendations:
+                await send("recommendations", key, value, None, None, None)
+            for key, value, headers in out.dead_letters:
+                await send("events-dlq", key, value, None, None, headers)
+            # State (and its changelog, which carries the dedup ids) only after the outputs
+            # are queued: a crash must not leave "seen" durable while a recommendation is not.
+            await store.put_many({user.encode(): (partitions[out.last_record[user]], state)
+                                  for user, state in out.states.items()})
+            if out.cost_event is not None:
+                await costs.send(key=settings.worker_name.encode(), value=out.cost_event)
+                stats["cost_events_sent"] += 1
+            stats["consumed"] += len(records)
+            stats.setdefault("first_batch_at", time.time())
+            stats["last_batch_at"] = time.time()
+            stats["batches"] += 1
+            stats.update(out.counts)
+
+        on_batches(app, clicks, score, fetch_wait_ms=settings.batch_wait_ms, max_records=settings.batch_size)
 
         @app.timer(1.0)
         async def watch_registry() -> None:

@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     role: Literal["all", "scorer", "sink"] = "all"
     web_port: int = Field(6066, ge=1, le=65535)
-    batch_size: int = Field(256, ge=1, le=65536)
+    # One batch = one fetch: at most batch_size records, the broker holding the fetch at most
+    # batch_wait_ms for more. Under backlog batches grow to batch_size; at low load they stay small.
+    batch_size: int = Field(2000, ge=1, le=65536)
     batch_wait_ms: int = Field(20, ge=1, le=60_000)
     top_k: int = Field(10, ge=1, le=1000)
     candidates: int = Field(100, ge=1, le=10_000)

@@ -1,30 +1,138 @@
-"""Faust's aiokafka transport with the one fetch setting Reckon needs changed.
+"""Faust's aiokafka transport with a batch path for Reckon's event topics.
 
-Faust hard-codes `fetch_max_wait_ms=1500` for its consumer. A broker that does not answer
-a long-poll fetch early when data arrives (the embedded Tansu broker, measured) then adds
-up to 1.5 s to event-to-recommendation latency. Registered as the `reckon://` broker
-scheme (entry point `faust.transports`); everything else is Faust's own transport.
+Two changes to Faust's own transport, registered as the `reckon://` broker scheme (entry
+point `faust.transports`):
+
+1. Fetch wait. Faust hard-codes `fetch_max_wait_ms=1500`. A broker that does not answer a
+   long-poll fetch early when data arrives (the embedded Tansu broker, measured) then adds
+   up to 1.5 s to event-to-recommendation latency. Reckon uses `RECKON_BATCH_WAIT_MS`.
+
+2. Batches below the Stream layer. Faust hands every message to a per-message callback
+   (Conductor -> channel queue -> Stream -> Event -> ack), about 250 µs of Python per event
+   (bench/INGEST.md). For the topics registered with `on_batches`, this consumer hands each
+   fetched record map to one coroutine instead, then acknowledges the whole batch in
+   Faust's own offset book-keeping (`_acked`, gaps, read offsets), so Faust's commit loop,
+   rebalancing and recovery work unchanged: offsets are committed only after the handler
+   returned and the producer was flushed (Faust flushes before every commit). A rebalance
+   waits for a running batch (`wait_empty`). Other topics (changelogs, other agents) take
+   Faust's normal path.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
 FETCH_MAX_WAIT_MS = 20
+BatchHandler = Callable[[Mapping[TP, Sequence[Any]]], Awaitable[None]]
+
+
+def on_batches(app: faust.App, topic: faust.TopicT, handler: BatchHandler, fetch_wait_ms: int,
+               max_records: int) -> None:
+    """Route every fetched batch of `topic`'s partitions to `handler(records_by_tp)`.
+
+    Records are aiokafka ConsumerRecords (topic, partition, offset, key, value, timestamp
+    in ms, headers), in offset order per partition. The handler must finish the batch's
+    side effects (state, produced messages) before it returns: its offsets are then
+    acknowledged and committed with Faust's next commit.
+    """
+    app.topics.add(topic)  # subscribes the consumer group to the topic, as an agent would
+    app.conf.broker_max_poll_records = max_records
+    app.reckon_batch_route = (frozenset(topic.topics), handler)  # type: ignore[attr-defined]
+    app.reckon_fetch_wait_ms = fetch_wait_ms  # type: ignore[attr-defined]
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by aiokafka's Fetcher at start()
+        # read by aiokafka's Fetcher at start()
+        consumer._fetch_max_wait_ms = getattr(transport.app, "reckon_fetch_wait_ms", FETCH_MAX_WAIT_MS)
         return consumer
 
 
 class Consumer(faust_aiokafka.Consumer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._batch_running = asyncio.Lock()
+
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
+        records, active = await super()._wait_next_records(timeout)
+        route = getattr(self.app, "reckon_batch_route", None)
+        if not records or route is None or not self.flow_active or self.should_stop:
+            return records, active  # Faust's getmany handles (or seeks back) the rest
+        topics, handler = route
+        batch: dict[TP, list[Any]] = {}
+        rest: dict[TP, Any] = {}
+        for tp, recs in records.items():
+            if tp.topic not in topics:
+                rest[tp] = recs
+            elif active is None or tp in active or tp in self._buffered_partitions:
+                fresh = self._unread(tp, recs)
+                if fresh:
+                    batch[tp] = fresh
+            # else: a paused partition (recovery, rebalance): dropped, as Faust's getmany does
+        if batch:
+            async with self._batch_running:
+                await handler(batch)
+                await self._ack_batch(batch)
+            if self._commit_every is not None and self._n_acked >= self._commit_every:
+                self._n_acked = 0
+                await self.commit()
+        return rest, active
+
+    def _unread(self, tp: TP, recs: list[Any]) -> list[Any]:
+        # Faust's drain loop skips records below the partition's read offset (already seen).
+        read = self._read_offset[tp]
+        if read is None or recs[0].offset >= read:
+            return recs
+        return [r for r in recs if r.offset >= read]
+
+    async def _ack_batch(self, batch: Mapping[TP, list[Any]]) -> None:
+        """Faust's `ack()` for a whole batch: offsets into `_acked` (what commit reads),
+        holes left by compaction or transaction markers into `_gap`."""
+        for tp, recs in batch.items():
+            offsets = [r.offset for r in recs]
+            previous = self._read_offset[tp]
+            for start, end in _holes(previous, offsets):
+                await self._add_gap(tp, start, end)
+            committed = self._committed_offset[tp]
+            if committed is not None and offsets[0] < committed:
+                offsets = [o for o in offsets if o >= committed]
+            with ack_lock:
+                self._acked[tp].extend(offsets)
+                self._acked_index[tp].update(offsets)
+                self._n_acked += len(offsets)
+            self._read_offset[tp] = recs[-1].offset
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+        notify(self._waiting_for_ack)
+
+    async def wait_empty(self) -> None:
+        # Called on rebalance and shutdown before the final commit: a batch in flight
+        # finishes (and is acknowledged) first.
+        async with self._batch_running:
+            pass
+        await super().wait_empty()
+
+
+def _holes(previous: int | None, offsets: list[int]) -> Iterable[tuple[int, int]]:
+    """(from, to) offset ranges missing before or inside a batch, as Faust's drain loop
+    reports them to `_add_gap` (its `to` is the next present offset)."""
+    if previous and offsets[0] - previous > 1:
+        yield previous + 1, offsets[0]
+    if offsets[-1] - offsets[0] + 1 != len(offsets):
+        for a, b in zip(offsets, offsets[1:]):
+            if b - a > 1:
+                yield a + 1, b
 
 
 class Transport(faust_aiokafka.Transport):

@@ -37,10 +37,14 @@ def test_promoted_version_takes_over_mid_replay(workers, fresh_broker, registry_
     workers.registry = registry_path
     worker = workers.start("swap")
     records = list(TrafficGenerator(seed=8).records(2000))
+    # The worker joins its group a few seconds after it answers HTTP: the first 100 events
+    # show it is consuming, then the rest arrive at 300/s and the promotion lands mid-way.
+    asyncio.run(produce(fresh_broker.bootstrap_servers, records[:100]))
+    wait_for(lambda: _consumed(worker) >= 100, what="worker consuming")
     sender = threading.Thread(target=lambda: asyncio.run(
-        produce(fresh_broker.bootstrap_servers, records, rate=500)))
+        produce(fresh_broker.bootstrap_servers, records[100:], rate=300)))
     sender.start()
-    time.sleep(2)
+    wait_for(lambda: _consumed(worker) >= 400, what="replay under way")
     registry.promote(v2)
     sender.join()
     wait_for(lambda: _consumed(worker) >= len(records), what="replay consumed")
