@@ -21,7 +21,7 @@ point `faust.transports`):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -85,6 +85,8 @@ class Consumer(faust_aiokafka.Consumer):
             async with self._batch_running:
                 await handler(batch)
                 await self._ack_batch(batch)
+            for tp in batch:
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
             if self._commit_every is not None and self._n_acked >= self._commit_every:
                 self._n_acked = 0
                 await self.commit()
@@ -113,7 +115,6 @@ class Consumer(faust_aiokafka.Consumer):
                 self._acked_index[tp].update(offsets)
                 self._n_acked += len(offsets)
             self._read_offset[tp] = recs[-1].offset
-            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
         notify(self._waiting_for_ack)
 
     async def wait_empty(self) -> None:
@@ -124,15 +125,15 @@ class Consumer(faust_aiokafka.Consumer):
         await super().wait_empty()
 
 
-def _holes(previous: int | None, offsets: list[int]) -> Iterable[tuple[int, int]]:
-    """(from, to) offset ranges missing before or inside a batch, as Faust's drain loop
-    reports them to `_add_gap` (its `to` is the next present offset)."""
-    if previous and offsets[0] - previous > 1:
-        yield previous + 1, offsets[0]
+def _holes(previous: int | None, offsets: list[int]) -> Iterator[tuple[int, int]]:
+    """(first, last) missing offsets, inclusive, before or inside a batch: compaction and
+    transaction markers leave such holes, and Faust's commit needs them as gaps."""
+    if previous is not None and offsets[0] - previous > 1:
+        yield previous + 1, offsets[0] - 1
     if offsets[-1] - offsets[0] + 1 != len(offsets):
         for a, b in zip(offsets, offsets[1:]):
             if b - a > 1:
-                yield a + 1, b
+                yield a + 1, b - 1
 
 
 class Transport(faust_aiokafka.Transport):

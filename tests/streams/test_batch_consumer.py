@@ -1,0 +1,72 @@
+"""The batch path's offset book-keeping is Faust's own: what it acknowledges is what Faust
+commits. The end-to-end guarantees (restart resumes, kill -9 loses nothing, rebalance) are
+in test_worker.py, test_scale_out.py and test_costs_worker.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import namedtuple
+
+import faust
+import pytest
+from faust.types import TP
+
+from streams.transport import Consumer, _holes
+
+Rec = namedtuple("Rec", "offset")
+TP0 = TP("clicks", 0)
+
+
+@pytest.fixture
+def consumer() -> Consumer:
+    app = faust.App("test-batch-consumer", broker="reckon://127.0.0.1:9", store="memory://")
+    c = app.consumer     # not started: no broker needed for the book-keeping
+    assert isinstance(c, Consumer)
+    return c
+
+
+def _ack(consumer: Consumer, offsets: list[int]) -> None:
+    asyncio.run(consumer._ack_batch({TP0: [Rec(o) for o in offsets]}))
+
+
+def test_holes_before_and_inside_a_batch() -> None:
+    assert list(_holes(None, [0, 1, 2])) == []
+    assert list(_holes(2, [3, 4])) == []
+    assert list(_holes(2, [6, 7, 9, 12])) == [(3, 5), (8, 8), (10, 11)]
+
+
+def test_consecutive_batches_commit_past_their_last_offset(consumer: Consumer) -> None:
+    _ack(consumer, list(range(0, 5)))
+    assert consumer._new_offset(TP0) == 5
+    _ack(consumer, list(range(5, 2005)))
+    assert consumer._new_offset(TP0) == 2005
+    assert consumer._n_acked == 2005 and consumer._read_offset[TP0] == 2004
+
+
+def test_compacted_holes_do_not_stall_the_commit(consumer: Consumer) -> None:
+    _ack(consumer, [0, 1])
+    _ack(consumer, [4, 5, 8])          # 2, 3, 6, 7 compacted away
+    assert consumer._new_offset(TP0) == 9
+
+
+def test_an_unacknowledged_batch_is_not_committed(consumer: Consumer) -> None:
+    _ack(consumer, [0, 1, 2])
+    assert consumer._new_offset(TP0) == 3
+    assert consumer._new_offset(TP0) is None   # nothing new acknowledged: nothing to commit
+
+
+def test_records_already_read_are_skipped(consumer: Consumer) -> None:
+    _ack(consumer, [0, 1, 2, 3])
+    fresh = consumer._unread(TP0, [Rec(2), Rec(3), Rec(4), Rec(5)])
+    assert [r.offset for r in fresh] == [3, 4, 5]   # Faust's rule: offset >= read offset
+
+
+def test_rebalance_waits_for_the_batch_in_flight(consumer: Consumer) -> None:
+    async def run() -> None:
+        await consumer._batch_running.acquire()            # a batch is being handled
+        waiting = asyncio.ensure_future(consumer.wait_empty())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        consumer._batch_running.release()
+        await asyncio.wait_for(waiting, 2)
+    asyncio.run(run())
