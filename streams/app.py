@@ -74,6 +74,10 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=8192,
+        # 4 MiB per partition and fetch, as the raw aiokafka reader in `reckon bench` uses:
+        # Faust's 1 MiB default made the consumer wait on fetches (measured 90k -> 120k/s
+        # with an empty handler).
+        consumer_max_fetch_size=4 * 1024 * 1024,
         producer_linger=0.005,
         table_cleanup_interval=60.0,
         logging_config=None,
