@@ -111,8 +111,14 @@ class Scorer:
 
     def item_ids(self, indices: np.ndarray) -> list[str]:
         """External ids for internal indices; padding (0) and out-of-range map to ""."""
-        names = self._mv.item_ids
-        return [names[i - 1] if 0 < i <= len(names) else "" for i in np.asarray(indices).ravel().tolist()]
+        idx = np.asarray(indices, dtype=np.int64).ravel()
+        names = self._names
+        return names[np.where((idx > 0) & (idx < len(names)), idx, 0)].tolist()
+
+    @cached_property
+    def _names(self) -> np.ndarray:
+        """Index -> external id as one object array ("" at 0): a batch's lookups in one call."""
+        return np.array([""] + list(self._mv.item_ids), dtype=object)
 
     def query_term_ids(self, terms: list[str]) -> list[int]:
         return hash_terms(terms, self._query_buckets)

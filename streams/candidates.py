@@ -158,12 +158,10 @@ def first_unique(parts: Sequence[Sequence[int]], blocked: Collection[int], n: in
         merged.update(dict.fromkeys(part))
         ends.append(len(merged))
     if not merged.keys().isdisjoint(blocked):
-        # a few at most (purchases, unknown items): shift the part boundaries past each
-        drop = merged.keys() & blocked
-        keys = list(merged)
-        for at in sorted(map(keys.index, drop), reverse=True):
-            ends = [end - (end > at) for end in ends]
-        for item in drop:
+        # a few at most (unknown items, purchases): each leaves the part it first came from
+        for item in merged.keys() & blocked:
+            first = next(code for code, part in enumerate(parts) if item in part)
+            ends = [end - (code >= first) for code, end in enumerate(ends)]
             del merged[item]
     if len(merged) <= n:
         return list(merged), [b - a for a, b in zip([0] + ends, ends)]

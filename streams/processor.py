@@ -81,6 +81,7 @@ class BatchProcessor:
         now = time.time()
         settings, index, states = self.settings, self.index, out.states
         scorers: dict[str, Any] = {}          # user -> scorer, asked once per user per batch
+        seen: dict[str, set[str]] = {}        # user -> event ids seen (this batch's dedup filter)
         bytes_in = valid = duplicates = 0
         for position, record in enumerate(records):
             bytes_in += len(record.value) + len(record.key or b"")
@@ -97,9 +98,13 @@ class BatchProcessor:
                 # in the store until then; Faust tables have no TTL outside windows.)
                 if state is None or expired(state, event.ts, settings.user_ttl_s):
                     state = new_state()
-            if is_duplicate(state, event.event_id):
+                seen[user] = set(state["seen"])
+            # the set only grows within the batch (a superset of state["seen"]): a miss there
+            # settles most events without scanning the 64-id list
+            if event.event_id in seen[user] and is_duplicate(state, event.event_id):
                 duplicates += 1
                 continue
+            seen[user].add(event.event_id)
             valid += 1
             if event.kind == "click":
                 index.observe(event, state)
@@ -155,12 +160,14 @@ class BatchProcessor:
         top_items = top_items.tolist()
         bytes_out = 0
         for row, (event, produced_at, _) in enumerate(batch):
-            picks = [c for c, i in enumerate(top_items[row]) if i > 0]
             row_names, row_scores = names[row * k:(row + 1) * k], top_scores[row]
+            if 0 in top_items[row]:     # fewer candidates than K: padding sorted in at -inf
+                picks = [c for c, i in enumerate(top_items[row]) if i > 0]
+                row_names, row_scores = [row_names[c] for c in picks], [row_scores[c] for c in picks]
             latency_ms = round((time.time() - produced_at) * 1000.0, 3)
             value = _encode({"user_id": event.user_id,
-                             "items": [row_names[c] for c in picks],
-                             "scores": [row_scores[c] for c in picks],
+                             "items": row_names,
+                             "scores": row_scores,
                              "model_version": scorer.version, "trigger_event_id": event.event_id,
                              "trigger_ts": event.ts,  # event time: click attribution windows start here
                              "latency_ms": latency_ms, "ts": time.time(), "tenant": event.tenant})
