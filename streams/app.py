@@ -17,7 +17,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from streams import accounting
+from streams import accounting, local_state
 from streams.broker import is_embedded_broker
 from streams.candidates import CandidateIndex
 from streams.errors import BrokerError
@@ -56,6 +56,7 @@ def _ssl_context(settings: Settings) -> Any:
 def create_app(settings: Settings, bootstrap: str) -> faust.App:
     data = settings.data_dir.resolve()
     (data / "faust").mkdir(parents=True, exist_ok=True)
+    embedded = is_embedded_broker(bootstrap, settings.kafka_client_kwargs())
     app = faust.App(
         settings.app_id,
         **faust_broker_kwargs(settings, bootstrap),
@@ -84,8 +85,12 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         # Tansu reports a partition's end offset as its last record *batch's* base offset + 1
         # (measured: 15 records in 2 batches -> end offset 11), so a local store can look
         # "ahead" of the changelog and Faust would refuse to start. Real Kafka keeps the check.
-        recovery_consistency_check=not is_embedded_broker(bootstrap, settings.kafka_client_kwargs()),
+        recovery_consistency_check=not embedded,
     )
+    # ... and the same bug would make table recovery stop one record batch short.
+    app.reckon_end_offsets_from_fetch = embedded  # type: ignore[attr-defined]
+    # A worker killed mid-batch may hold local writes its changelog never got: wipe, restore.
+    local_state.install(app, data / "faust" / settings.worker_name)
     clicks = app.topic("clicks", "searches", key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")
     costs = app.topic("cost-events", key_serializer="raw", value_serializer="json")

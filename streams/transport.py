@@ -56,6 +56,19 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer._fetch_max_wait_ms = getattr(transport.app, "reckon_fetch_wait_ms", FETCH_MAX_WAIT_MS)
         return consumer
 
+    async def _highwaters(self, partitions: Any) -> Any:
+        """End offsets; Faust's table recovery reads each changelog partition up to these.
+
+        Tansu answers ListOffsets(latest) with its last record batch's base offset + 1, so a
+        table restored from its changelog missed the rest of that batch (the newest states).
+        A fetch response's high watermark is right, on Tansu and on Kafka alike; the extra
+        fetch is only made where `create_app` says the broker is the embedded Tansu.
+        """
+        ends = dict(await super()._highwaters(partitions))
+        if not getattr(self.app, "reckon_end_offsets_from_fetch", False) or not any(ends.values()):
+            return ends
+        return await _fetched_highwaters(self, ends)
+
 
 class Consumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -138,3 +151,27 @@ def _holes(previous: int | None, offsets: list[int]) -> Iterator[tuple[int, int]
 
 class Transport(faust_aiokafka.Transport):
     Consumer = Consumer
+
+
+async def _fetched_highwaters(thread: Any, ends: dict) -> dict:
+    """`ends` corrected upward with the high watermark a fetch reports, per partition."""
+    import aiokafka
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
+
+    transport, conf = thread.transport, thread.app.conf
+    probe = aiokafka.AIOKafkaConsumer(
+        bootstrap_servers=server_list(transport.url, transport.default_port), enable_auto_commit=False,
+        fetch_max_wait_ms=20, **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context))
+    await probe.start()
+    try:
+        tps = [tp for tp, end in ends.items() if end]
+        probe.assign(tps)
+        for tp in tps:
+            probe.seek(tp, ends[tp] - 1)
+        for _ in range(50):
+            if all(probe.highwater(tp) is not None for tp in tps):
+                break
+            await probe.getmany(*tps, timeout_ms=100, max_records=1)
+        return {tp: max(end, probe.highwater(tp) or 0) if end else end for tp, end in ends.items()}
+    finally:
+        await probe.stop()
