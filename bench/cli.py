@@ -47,7 +47,8 @@ def ingest(events: int = typer.Option(50_000, min=1000), json_out: bool = typer.
     stream(events=events, json_out=json_out)
 
 
-def chaos(scenario: list[str] = typer.Option(["kill9", "broker", "fuzz"], help="kill9 | broker | fuzz"),
+def chaos(scenario: list[str] = typer.Option(["kill9", "clickhouse", "broker", "fuzz"],
+                                             help="kill9 | clickhouse | broker | fuzz (repeatable)"),
           events: int = typer.Option(5000, min=100), fuzz_events: int = typer.Option(10_000, min=100),
           json_out: bool = typer.Option(False, "--json")) -> None:
     """The long-form fault suite on the embedded stack; exits 1 if an invariant fails."""
