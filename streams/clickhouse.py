@@ -150,10 +150,19 @@ def _describe(holder: dict) -> str:
     return f"pid {holder.get('pid')} ({holder.get('argv', '?')}{where})"
 
 
+# Storage that refuses writes for a while (disk full or read-only, too many parts) is an
+# outage to retry soon, like a dropped connection, not a bug to stall on.
+_TRANSIENT_STORAGE = ("Read-only file system", "No space left on device", "NOT_ENOUGH_SPACE",
+                      "TOO_MANY_PARTS", "Code: 252", "Code: 243")
+
+
 def _is_unavailable(exc: Exception) -> bool:
     from clickhouse_connect.driver.exceptions import OperationalError
 
-    return isinstance(exc, (OperationalError, ConnectionError, TimeoutError))
+    if isinstance(exc, (OperationalError, ConnectionError, TimeoutError)):
+        return True
+    text = str(exc)
+    return any(marker in text for marker in _TRANSIENT_STORAGE)
 
 
 def _redact(exc: Exception) -> str:

@@ -61,3 +61,11 @@ def test_a_held_store_names_its_holder_and_where_it_answers(tmp_path: Path) -> N
         time.sleep(0.05)
     assert store_holder(store) is None                      # a dead holder holds nothing
     assert json.loads((store / ".reckon-owner").read_text())["pid"] == holder.pid
+
+
+def test_storage_refusing_writes_is_an_outage_to_retry_not_a_bug() -> None:
+    from streams.clickhouse import _is_unavailable
+
+    assert _is_unavailable(RuntimeError("Code: 1001. ... Cannot open file ... Read-only file system"))
+    assert _is_unavailable(RuntimeError("Code: 243. DB::Exception: NOT_ENOUGH_SPACE"))
+    assert not _is_unavailable(RuntimeError("Code: 62. DB::Exception: Syntax error"))
