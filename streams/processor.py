@@ -221,7 +221,7 @@ class BatchProcessor:
                 known = [i for i in known if i]
             histories += [0] * (t - len(known))          # left-padded
             histories += known
-            q = scorer.query_term_ids(state["terms"][-8:])[:8]
+            q = scorer.query_term_ids(state["terms"][-8:])[:8] if state["terms"] else []
             terms += q
             terms += [0] * (8 - len(q))
             recent = items[-5:][::-1]
