@@ -89,7 +89,7 @@ def overhead(registry: Path, events: int = 20_000, batch: int = 256) -> dict:
     scorer = Scorer.load(Registry(registry).current(), device="cpu")
     sheet = PriceSheet.load()
     now = time.time()
-    records = [InRecord(r.topic, r.key, r.value, now) for r in TrafficGenerator(seed=7).records(events)]
+    records = [InRecord(r.topic, r.key, r.value, int(now * 1000)) for r in TrafficGenerator(seed=7).records(events)]
     batches = [records[i:i + batch] for i in range(0, len(records), batch)]
     sides = {"with": (BatchProcessor(settings, sheet, lambda user: scorer, ram_gb=2.0), {}),
              "without": (BatchProcessor(settings, sheet, lambda user: scorer, ram_gb=2.0), {})}

@@ -25,7 +25,7 @@ from streams.watchdog import BrokerWatchdog
 from streams.routing import ModelRuntime
 from streams.metrics import render as render_metrics
 from streams.pricing import PriceSheet
-from streams.processor import BatchProcessor, InRecord
+from streams.processor import BatchProcessor
 from streams.settings import Settings
 from streams.transport import on_batches
 from streams.user_store import UserStore
@@ -112,15 +112,8 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
 
         async def score(batch: Mapping[TP, Sequence[Any]]) -> None:
             """One fetched batch (all assigned partitions) -> outputs, then state, then cost."""
-            records: list[InRecord] = []
-            partitions: list[int] = []
-            partition_of: dict[bytes, int] = {}   # events are keyed by user id
-            for tp, recs in batch.items():
-                p = tp.partition
-                for r in recs:
-                    records.append(InRecord(r.topic, r.key, r.value, r.timestamp / 1000.0))
-                    partitions.append(p)
-                    partition_of[r.key] = p
+            records = [r for recs in batch.values() for r in recs]   # aiokafka ConsumerRecords
+            partition_of = {r.key: r.partition for r in records}     # events are keyed by user id
             try:
                 out = processor.process(
                     records, lambda user: store.get(k := user.encode(), partition_of.get(k)),
@@ -141,7 +134,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
                 await send("events-dlq", key, value, None, None, headers)
             # State (and its changelog, which carries the dedup ids) only after the outputs
             # are queued: a crash must not leave "seen" durable while a recommendation is not.
-            await store.put_many({user.encode(): (partitions[out.last_record[user]], state)
+            await store.put_many({user.encode(): (records[out.last_record[user]].partition, state)
                                   for user, state in out.states.items()})
             if out.cost_event is not None:
                 await costs.send(key=settings.worker_name.encode(), value=out.cost_event)

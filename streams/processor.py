@@ -27,10 +27,12 @@ from streams.state import apply_event, expired, is_duplicate, new_state
 
 @dataclass(frozen=True, slots=True)
 class InRecord:
+    """The fields `process` reads, named as on aiokafka's ConsumerRecord (which the worker
+    passes as they are: building one object per event costs more than validating it)."""
     topic: str
     key: bytes | None
     value: bytes
-    timestamp: float          # broker/producer timestamp, unix seconds: latency starts here
+    timestamp: int            # broker/producer timestamp, unix ms: latency starts here
 
 
 @dataclass
@@ -116,7 +118,7 @@ class BatchProcessor:
             groups[(event.tenant, scorer.version, event.kind)].events += 1   # group_key()
             if self._triggers(event, state):
                 state["last_rec_ts"] = max(state["last_rec_ts"], event.ts)
-                triggered.append((event, record.timestamp, scorer))
+                triggered.append((event, record.timestamp / 1000.0, scorer))
             states[user] = apply_event(state, event)
             out.last_record[user] = position
         meter.bytes_in = bytes_in

@@ -53,7 +53,7 @@ def test_fuzzed_batches_are_fully_accounted_for(scorer, batch) -> None:
     # 40 batches of up to 250: ~5,000 fuzzed events through the whole processor per run
     processor = BatchProcessor(Settings(worker_name="fuzz"), PriceSheet.load(env={}),
                                lambda user: scorer, CandidateIndex())
-    records = [InRecord(topic, b"k", raw, time.time()) for topic, raw in batch]
+    records = [InRecord(topic, b"k", raw, int(time.time() * 1000)) for topic, raw in batch]
     out = processor.process(records, {}.get, "cpu")
     invalid = sum(v for k, v in out.counts.items() if k.startswith("invalid:"))
     assert out.counts["valid"] + out.counts["duplicate"] + invalid == len(records)

@@ -25,7 +25,7 @@ def _processor(scorer, **settings) -> BatchProcessor:
 
 
 def _records(records) -> list[InRecord]:
-    return [InRecord(r.topic, r.key, r.value, time.time()) for r in records]
+    return [InRecord(r.topic, r.key, r.value, int(time.time() * 1000)) for r in records]
 
 
 def _run(processor, records, store: dict) -> list:
