@@ -2,6 +2,7 @@
 
 1. produce N generated click events to `clicks` (backlog);
 2. raw: an aiokafka getmany() loop reads the backlog (bytes only, no decoding);
+   floor: Faust's consumer with Reckon's batch transport and an empty handler, same backlog;
 3. ingest: a worker (trigger=none) validates and folds every event into the RocksDB Table
    with its changelog, reading the same backlog under its own consumer group;
 4. full: a worker that also scores and publishes (trigger=all), same backlog, own group;
@@ -14,7 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -54,6 +58,16 @@ async def _raw_read(bootstrap: str, topic: str, n: int) -> float:
         return n / (time.perf_counter() - started)
     finally:
         await consumer.stop()
+
+
+def _faust_floor(bootstrap: str, topic: str, n: int, datadir: Path) -> float:
+    """Faust's consumer with Reckon's batch transport and an empty handler (bench/faust_floor.py)."""
+    out = subprocess.run([sys.executable, "-m", "bench.faust_floor", bootstrap, topic, str(n), str(datadir)],
+                         capture_output=True, text=True, timeout=300)
+    found = re.search(r'\{"events_per_s": [0-9.e+]+\}', out.stdout)   # Faust may print escapes too
+    if found is None:
+        raise RuntimeError(f"faust floor run failed (exit {out.returncode}): {out.stderr[-2000:]}")
+    return json.loads(found.group())["events_per_s"]
 
 
 def _worker(bootstrap: str, registry: Path, root: Path, name: str, trigger: str) -> WorkerProcess:
@@ -108,6 +122,7 @@ def run(registry: Path, workdir: Path, events: int = 50_000, latency_events: int
         backlog = _clicks(events, seed=21)
         asyncio.run(produce(bootstrap, backlog))
         raw = asyncio.run(_raw_read(bootstrap, "clicks", events))
+        floor = _faust_floor(bootstrap, "clicks", events, workdir / "floor")
 
         ingest_worker = _worker(bootstrap, registry, workdir, "ingest", "none")
         ingest = _drain_rate(ingest_worker, events)
@@ -124,7 +139,9 @@ def run(registry: Path, workdir: Path, events: int = 50_000, latency_events: int
             full_worker.stop()
     return {
         "events": events, "partitions": partitions,
-        "raw_aiokafka_events_per_s": round(raw), "ingest_events_per_s": round(ingest),
+        "raw_aiokafka_events_per_s": round(raw),
+        "faust_empty_handler_events_per_s": round(floor), "faust_empty_over_raw": round(floor / raw, 4),
+        "ingest_events_per_s": round(ingest),
         "full_path_events_per_s": round(full),
         "ingest_over_raw": round(ingest / raw, 4), "full_over_raw": round(full / raw, 4),
         "latency_load_events_per_s": round(rate), "latency_samples": len(latencies),

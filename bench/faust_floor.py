@@ -1,0 +1,44 @@
+"""The floor under Reckon's worker: Faust's consumer and Reckon's batch transport with an
+empty handler. What it cannot beat, the worker cannot either; the gap between this and a
+raw aiokafka loop is the cost of Faust itself (consumer thread, group, offsets).
+
+Run as a child process by bench/stream.py:
+    python -m bench.faust_floor BOOTSTRAP TOPIC N DATADIR   -> prints {"events_per_s": ...}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import faust
+
+from streams.transport import on_batches
+
+
+def main(bootstrap: str, topic_name: str, n: int, datadir: str) -> None:
+    app = faust.App(f"bench-floor-{int(time.time())}", broker=f"reckon://{bootstrap}", store="memory://",
+                    datadir=datadir, web_enabled=False, consumer_auto_offset_reset="earliest",
+                    consumer_max_fetch_size=4 * 1024 * 1024, logging_config=None)
+    topic = app.topic(topic_name, key_type=bytes, value_type=bytes, key_serializer="raw",
+                      value_serializer="raw")
+    seen = {"n": 0, "first": 0.0, "last": 0.0}
+
+    async def count(batch: Any) -> None:
+        # Timed as the worker's /stats are: from the end of the first batch to the last.
+        seen["n"] += sum(len(recs) for recs in batch.values())
+        seen["first"] = seen["first"] or time.time()
+        seen["last"] = time.time()
+        if seen["n"] >= n:
+            print(json.dumps({"events_per_s": n / max(seen["last"] - seen["first"], 1e-9)}), flush=True)
+            os._exit(0)   # a measuring child: nothing to flush or commit
+
+    on_batches(app, topic, count, fetch_wait_ms=20, max_records=2000)
+    faust.Worker(app, loglevel="ERROR", override_logging=False, quiet=True).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])
