@@ -129,7 +129,7 @@ def kill9(registry: Path, workdir: Path, events: int) -> dict:
         sender = threading.Thread(target=lambda: asyncio.run(
             produce(broker.bootstrap_servers, records, rate=max(200, events / 20))))
         sender.start()
-        time.sleep(5)
+        before = _until_consumed(worker, events // 2)   # mid-replay, offsets committed for some
         worker.kill()
         worker = _worker(broker.bootstrap_servers, registry, data, "w")
         sender.join()
@@ -138,7 +138,18 @@ def kill9(registry: Path, workdir: Path, events: int) -> dict:
         worker.stop()
         valid = {json.loads(r.value)["event_id"] for r in records if r.valid}
         return _report("kill9", len(records), valid, broker.bootstrap_servers,
-                       {**_costs(data / "clickhouse"), "restarted_consumed": stats.get("consumed")})
+                       {**_costs(data / "clickhouse"), "consumed_before_kill": before,
+                        "restarted_consumed": stats.get("consumed")})
+
+
+def _until_consumed(worker: WorkerProcess, n: int, timeout_s: float = 120) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        consumed = (worker.stats() or {}).get("consumed", 0)
+        if consumed >= n:
+            return consumed
+        time.sleep(0.1)
+    raise TimeoutError(f"worker consumed fewer than {n} events in {timeout_s:.0f}s")
 
 
 def broker_restart(registry: Path, workdir: Path, events: int) -> dict:
