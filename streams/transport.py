@@ -79,11 +79,16 @@ class Consumer(faust_aiokafka.Consumer):
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
+        generation = self.app.consumer_generation_id
         records, active = await super()._wait_next_records(timeout)
         route = getattr(self.app, "reckon_batch_route", None)
         if not records or route is None or not self.flow_active or self.should_stop:
             return records, active  # Faust's getmany handles (or seeks back) the rest
         topics, handler = route
+        if self.app.consumer_generation_id != generation:
+            # A rebalance finished while this fetch was out: its partitions may have moved.
+            # Faust's getmany drops such records too; the new owner reads from the commit.
+            return {tp: recs for tp, recs in records.items() if tp.topic not in topics}, active
         batch: dict[TP, list[Any]] = {}
         rest: dict[TP, Any] = {}
         for tp, recs in records.items():

@@ -70,3 +70,39 @@ def test_rebalance_waits_for_the_batch_in_flight(consumer: Consumer) -> None:
         consumer._batch_running.release()
         await asyncio.wait_for(waiting, 2)
     asyncio.run(run())
+
+
+def _fetching(consumer: Consumer, monkeypatch, records: dict, rebalance: bool = False) -> list:
+    """Make the consumer's next fetch return `records` (optionally across a rebalance) and
+    route the batch topic to a handler that records what it got."""
+    import faust.transport.consumer as base
+
+    handled: list = []
+
+    async def handler(batch) -> None:
+        handled.append(batch)
+
+    async def fetch(self, timeout):
+        if rebalance:
+            self.app.consumer_generation_id += 1
+        return records, {TP0}
+
+    monkeypatch.setattr(base.Consumer, "_wait_next_records", fetch)
+    monkeypatch.setattr(consumer, "highwater", lambda tp: 100)   # no consumer thread in a unit test
+    consumer.app.reckon_batch_route = (frozenset({"clicks"}), handler)
+    return handled
+
+
+def test_a_fetch_is_handled_as_one_batch_and_acknowledged(consumer: Consumer, monkeypatch) -> None:
+    handled = _fetching(consumer, monkeypatch, {TP0: [Rec(0), Rec(1)], TP("other", 0): [Rec(7)]})
+    rest, _ = asyncio.run(consumer._wait_next_records(1.0))
+    assert handled == [{TP0: [Rec(0), Rec(1)]}]
+    assert list(rest) == [TP("other", 0)]          # other topics take Faust's per-message path
+    assert consumer._new_offset(TP0) == 2
+
+
+def test_a_fetch_that_straddles_a_rebalance_is_not_handled(consumer: Consumer, monkeypatch) -> None:
+    handled = _fetching(consumer, monkeypatch, {TP0: [Rec(0), Rec(1)]}, rebalance=True)
+    rest, _ = asyncio.run(consumer._wait_next_records(1.0))
+    assert handled == [] and rest == {}
+    assert consumer._new_offset(TP0) is None       # nothing acknowledged, nothing committed
