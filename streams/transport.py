@@ -1,6 +1,6 @@
 """Faust's aiokafka transport with a batch path for Reckon's event topics.
 
-Two changes to Faust's own transport, registered as the `reckon://` broker scheme (entry
+Three changes to Faust's own transport, registered as the `reckon://` broker scheme (entry
 point `faust.transports`):
 
 1. Fetch wait. Faust hard-codes `fetch_max_wait_ms=1500`. A broker that does not answer a
@@ -16,6 +16,9 @@ point `faust.transports`):
    returned and the producer was flushed (Faust flushes before every commit). A rebalance
    waits for a running batch (`wait_empty`). Other topics (changelogs, other agents) take
    Faust's normal path.
+
+3. End offsets on the embedded Tansu broker, which answers ListOffsets one record batch
+   short: table recovery reads changelogs up to the fetch high watermark instead.
 """
 
 from __future__ import annotations
