@@ -224,12 +224,10 @@ def sink(root: Path, events: int = 4000, clicks: int = 50_000) -> dict:
 # 3. freshness -------------------------------------------------------------------------------
 
 def freshness(registry: Path, root: Path, probes: int = 15, load_per_s: int = 400) -> dict:
-    import threading
-
     import httpx
 
     from streams.broker import EmbeddedBroker, create_topics, free_port
-    from streams.replay import produce
+    from streams.replay import produce, produce_in_background
     from streams.stack import WorkerProcess
 
     with EmbeddedBroker() as broker:
@@ -242,10 +240,8 @@ def freshness(registry: Path, root: Path, probes: int = 15, load_per_s: int = 40
         worker = WorkerProcess(env, root / "fresh" / "worker.log", port)
         try:
             worker.wait_ready()
-            background = threading.Thread(target=lambda: asyncio.run(produce(
-                broker.bootstrap_servers, TrafficGenerator(seed=3).records(load_per_s * 45), rate=load_per_s)),
-                daemon=True)
-            background.start()
+            background = produce_in_background(broker.bootstrap_servers,
+                                               TrafficGenerator(seed=3).records(load_per_s * 45), rate=load_per_s)
             time.sleep(8)                                          # both groups joined, load steady
             latencies = []
             for i in range(probes):

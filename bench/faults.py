@@ -34,7 +34,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -44,7 +43,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.broker import EmbeddedBroker, create_topics
 from streams.generator import Record, TrafficGenerator
-from streams.replay import produce
+from streams.replay import produce, produce_in_background
 from streams.stack import WorkerProcess, start_worker
 
 READ_COSTS = """
@@ -126,9 +125,7 @@ def kill9(registry: Path, workdir: Path, events: int) -> dict:
         records = list(TrafficGenerator(seed=31, bad_fraction=0.02).records(events))
         data = workdir / "kill9"
         worker = _worker(broker.bootstrap_servers, registry, data, "w")
-        sender = threading.Thread(target=lambda: asyncio.run(
-            produce(broker.bootstrap_servers, records, rate=max(200, events / 20))))
-        sender.start()
+        sender = produce_in_background(broker.bootstrap_servers, records, rate=max(200, events / 20))
         before = _until_consumed(worker, events // 2)   # mid-replay, offsets committed for some
         worker.kill()
         worker = _worker(broker.bootstrap_servers, registry, data, "w")
@@ -281,9 +278,8 @@ def clickhouse_outage(registry: Path, workdir: Path, events: int, down_s: float 
         worker = _worker(broker.bootstrap_servers, registry, data, "w")
         # The replay spans the outage (the worker joins its group and stores its first cost
         # rows ~10 s after it starts): the scorer has work while ClickHouse cannot write.
-        sender = threading.Thread(target=lambda: asyncio.run(
-            produce(broker.bootstrap_servers, records, rate=max(50.0, events / (down_s + 15)))))
-        sender.start()
+        sender = produce_in_background(broker.bootstrap_servers, records,
+                                       rate=max(50.0, events / (down_s + 15)))
         try:
             with ReadOnlyMount(data / "clickhouse") as store:
                 _poll(worker, lambda s: s.get("cost_events_sunk", 0) > 0, 60, "no cost event stored")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -75,3 +76,10 @@ async def produce(bootstrap: str, records: Iterable[Record], rate: float = 0.0,
     finally:
         await producer.stop()
     return counts
+
+
+def produce_in_background(bootstrap: str, records: Iterable[Record], rate: float = 0.0) -> threading.Thread:
+    """`produce` on its own thread and event loop, started; join() it to wait for the end."""
+    thread = threading.Thread(target=lambda: asyncio.run(produce(bootstrap, records, rate=rate)), daemon=True)
+    thread.start()
+    return thread

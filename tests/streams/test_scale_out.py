@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections import Counter
 
 import httpx
 
 from streams.generator import TrafficGenerator
-from streams.replay import produce
+from streams.replay import produce, produce_in_background
 
 from .conftest import registry_with_copy, wait_for
 from .kafka_io import read_topic
@@ -41,9 +40,7 @@ def test_promoted_version_takes_over_mid_replay(workers, fresh_broker, registry_
     # show it is consuming, then the rest arrive at 300/s and the promotion lands mid-way.
     asyncio.run(produce(fresh_broker.bootstrap_servers, records[:100]))
     wait_for(lambda: _consumed(worker) >= 100, what="worker consuming")
-    sender = threading.Thread(target=lambda: asyncio.run(
-        produce(fresh_broker.bootstrap_servers, records[100:], rate=300)))
-    sender.start()
+    sender = produce_in_background(fresh_broker.bootstrap_servers, records[100:], rate=300)
     wait_for(lambda: _consumed(worker) >= 400, what="replay under way")
     registry.promote(v2)
     sender.join()
