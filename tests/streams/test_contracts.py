@@ -8,7 +8,8 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.contracts import Event, Invalid, _parse_fast, _parse_slow, parse_event
+import streams.contracts as contracts
+from streams.contracts import Event, Invalid, _parse_slow, parse_batch, parse_event
 from streams.generator import TrafficGenerator
 
 NOW = 1_800_000_000.0
@@ -80,20 +81,36 @@ def _valid_documents() -> st.SearchStrategy[bytes]:
 @settings(max_examples=3000, deadline=None)
 @given(kind=st.sampled_from(["click", "search"]), raw=_documents() | _valid_documents() | st.binary(max_size=80))
 def test_fast_path_agrees_with_the_explicit_parser(kind: str, raw: bytes) -> None:
-    slow = _parse_slow(kind, raw, NOW, "dflt")
-    fast = _parse_fast(kind, raw, NOW, "dflt")
-    if fast is not None:           # the fast path may decline, never disagree
-        assert isinstance(fast, Event) and fast == slow
     topic = "clicks" if kind == "click" else "searches"
-    assert parse_event(topic, raw, NOW, "dflt") == slow
+    assert parse_event(topic, raw, NOW, "dflt") == _parse_slow(kind, raw, NOW, "dflt")
 
 
-def test_generated_traffic_takes_the_fast_path() -> None:
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(["click", "search"]),
+       raws=st.lists(_documents() | _valid_documents() | st.binary(max_size=80), max_size=20))
+def test_a_batch_parses_each_record_on_its_own(kind: str, raws: list[bytes]) -> None:
+    topic = "clicks" if kind == "click" else "searches"
+    assert parse_batch(topic, raws, NOW, "dflt") == [_parse_slow(kind, raw, NOW, "dflt") for raw in raws]
+
+
+def test_generated_traffic_takes_the_fast_path(monkeypatch) -> None:
     now = time.time()
-    for record in TrafficGenerator(seed=3).records(500):
-        kind = "click" if record.topic == "clicks" else "search"
-        fast = _parse_fast(kind, record.value, now, "default")
-        assert fast is not None and fast == _parse_slow(kind, record.value, now, "default")
+    records = TrafficGenerator(seed=3).records(500)
+    expected = [_parse_slow("click" if r.topic == "clicks" else "search", r.value, now, "default") for r in records]
+    assert all(isinstance(e, Event) for e in expected)
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("a generated event took the slow path")
+
+    monkeypatch.setattr(contracts, "_parse_slow", refuse)
+    for topic in ("clicks", "searches"):
+        got = parse_batch(topic, [r.value for r in records if r.topic == topic], now, "default")
+        assert got == [e for r, e in zip(records, expected) if r.topic == topic]
+
+
+def test_an_unknown_topic_and_an_oversized_event_are_named() -> None:
+    assert parse_batch("orders", [b"{}"], NOW) == [Invalid("unknown_topic", "topic 'orders' carries no events")]
+    assert parse_batch("clicks", [b" " * (contracts.MAX_EVENT_BYTES + 1)], NOW)[0].reason == "oversized"
 
 
 def test_deep_nesting_is_not_json() -> None:
