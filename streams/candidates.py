@@ -3,141 +3,473 @@
 Sources: item co-visitation (decayed), items engaged after a query term, trending items
 in a sliding window, and nearest items by the model's embeddings. Per-worker memory,
 rebuilt from the stream after a restart; each is bounded.
+
+Learning is per batch and vectorised: item ids and query terms are mapped to dense ints
+(`_Vocab`), a batch's clicks and searches become (key, neighbour, weight) triples built
+with numpy, and those are aggregated and merged into fixed-width neighbour rows
+(`_NeighbourRows`). Per-event Python work was most of the streaming worker's CPU.
 """
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict, deque
+from collections import deque
 from collections.abc import Collection, Sequence
 from itertools import chain, islice
-from operator import itemgetter
 
 import numpy as np
 
-from streams.contracts import Event, query_terms
-
 MAX_TRACKED = 50_000       # items / terms kept in co-visitation and query maps
-NEIGHBOURS = 30            # per item / term
-DECAY = 0.98               # applied to an item's neighbours each time it gains a new one
-_RESCALE_AT = 1e200        # Neighbours.scale is folded back into the weights past this
+NEIGHBOURS = 30            # per item / term ranked; a row holds up to twice as many
+DECAY = 0.98               # applied to a key's neighbours each time its full row is pruned
+_RESCALE_AT = 1e200        # a row's scale is folded back into its weights past this
 
-_weight = itemgetter(1)
+_PREVS = 3                 # a click co-visits the user's previous 3 items
+_TERMS = 4                 # ... and is engaged after the user's last 4 query terms
+_RESULTS = 5               # a search links its terms to its first 5 results
 
 
-class Neighbours(dict):
-    """neighbour -> weight, decayed lazily.
+class _Ids(dict):
+    """name -> id; a missing name is given the next id, so encoding is one pass of lookups."""
 
-    Decaying every weight by DECAY is the same, for ranking, as weighing every later
-    addition by 1/DECAY more: `scale` grows instead of the weights shrinking, so a decay
-    costs one multiplication instead of one per neighbour. True weight = stored / scale.
+    __slots__ = ("names",)
+
+    def __missing__(self, name: str) -> int:
+        self[name] = code = len(self.names)
+        self.names.append(name)
+        return code
+
+
+class _Vocab:
+    """str <-> dense int id. Bounded by `compact`, which drops the ids nothing refers to."""
+
+    def __init__(self, names: list[str] | None = None) -> None:
+        self.names: list[str] = names or []
+        self.ids = _Ids(zip(self.names, range(len(self.names))))
+        self.ids.names = self.names
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def encode(self, names: Sequence[str]) -> np.ndarray:
+        """Ids of `names`; new names get the next ids, in order."""
+        return np.fromiter(map(self.ids.__getitem__, names), dtype=np.int64, count=len(names))
+
+    def encode_tails(self, lists: Sequence[Sequence[str]], width: int) -> np.ndarray:
+        """(len(lists), width) ids of each list's last `width` names, right-aligned
+        (oldest first), -1 where a list is shorter."""
+        lens = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+        if len(lens) and lens.max() > width:
+            lists = [names[-width:] for names in lists]
+            lens = np.minimum(lens, width)
+        out = np.full((len(lists), width), -1, dtype=np.int64)
+        ids = self.encode(list(chain.from_iterable(lists)))
+        if len(ids):
+            ends = np.cumsum(lens)
+            # name i of list r goes to column width - (ends[r] - i): the last one to width - 1
+            out[np.repeat(np.arange(len(lists)), lens), width - np.repeat(ends, lens) + np.arange(len(ids))] = ids
+        return out
+
+    def compact(self, live: np.ndarray) -> np.ndarray:
+        """Keep the ids where `live` (bool per id), renumbered in their old order.
+
+        Returns old id -> new id, -1 for dropped ones, one longer than the vocabulary so
+        that indexing it with -1 (an empty slot) gives -1."""
+        keep = np.flatnonzero(live)
+        remap = np.full(len(self.names) + 1, -1, dtype=np.int64)
+        remap[keep] = np.arange(len(keep))
+        _Vocab.__init__(self, [self.names[i] for i in keep.tolist()])
+        return remap
+
+
+def _run_starts(ordered: np.ndarray) -> np.ndarray:
+    """Where each run of equal values of a sorted array starts."""
+    starts = np.empty(len(ordered), dtype=bool)
+    starts[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+    return np.flatnonzero(starts)
+
+
+def _grown(array: np.ndarray, size: int, fill) -> np.ndarray:
+    """`array` with at least `size` rows (doubling), new rows set to `fill`."""
+    if len(array) >= size:
+        return array
+    out = np.full((max(size, 2 * len(array)),) + array.shape[1:], fill, dtype=array.dtype)
+    out[:len(array)] = array
+    return out
+
+
+class _NeighbourRows:
+    """key id -> up to 2 * NEIGHBOURS (neighbour id, weight, age), one fixed-width row per key.
+
+    A row's occupied slots are always its first `size` slots; empty ones hold -1, 0.0, 0.
+    Decay is lazy: decaying every weight of a row by DECAY is the same, for ranking, as
+    weighing every later addition by 1/DECAY more, so `scale` grows instead of the weights
+    shrinking; true weight = w / scale. `age` orders arrivals (ties rank the older first).
+    At most MAX_TRACKED keys: the least recently touched are evicted (in chunks) and their
+    rows reused, cleared, so a reused row never shows an old key's neighbours.
     """
 
-    __slots__ = ("scale",)
-
     def __init__(self) -> None:
-        super().__init__()
-        self.scale = 1.0
+        self.width, self.keep = 2 * NEIGHBOURS, NEIGHBOURS
+        rows = 256
+        self.nbr = np.full((rows, self.width), -1, dtype=np.int32)
+        self.w = np.zeros((rows, self.width))
+        self.age = np.zeros((rows, self.width), dtype=np.int64)
+        self.size = np.zeros(rows, dtype=np.int64)
+        self.scale = np.ones(rows)
+        self.touched = np.zeros(rows, dtype=np.int64)               # batch counter
+        self.key_of = np.full(rows, -1, dtype=np.int64)             # row -> key id, -1: free
+        self.row_of = np.full(0, -1, dtype=np.int64)                # key id -> row, -1: none
+        self.used = 0                                               # rows ever handed out
+        self.free: list[int] = []                                   # evicted rows, cleared
 
-    def decay_and_prune(self) -> None:
-        """Full: decay everything once, keep the strongest NEIGHBOURS (ties: oldest first)."""
-        self.scale /= DECAY
-        for key, _ in sorted(self.items(), key=_weight, reverse=True)[NEIGHBOURS:]:
-            del self[key]
-        if self.scale > _RESCALE_AT:
-            for key, stored in self.items():
-                self[key] = stored / self.scale
-            self.scale = 1.0
+    def __len__(self) -> int:
+        return self.used - len(self.free)
 
-    def top(self, n: int) -> list[str]:
-        """The n strongest, ties oldest first (heapq.nlargest's order; a sort of <= 60 is cheaper)."""
-        return [k for k, _ in sorted(self.items(), key=_weight, reverse=True)[:n]]
+    def row(self, key: int | None) -> int:
+        if key is None or key >= len(self.row_of):
+            return -1
+        return int(self.row_of[key])
 
+    def top(self, row: int) -> list[int]:
+        """The row's NEIGHBOURS strongest neighbour ids, ties oldest first."""
+        n = self.size[row]
+        order = np.lexsort((self.age[row, :n], -self.w[row, :n]))
+        return self.nbr[row, order[:self.keep]].tolist()
 
-class _BoundedMap(OrderedDict):
-    """LRU map of key -> Neighbours; at most MAX_TRACKED keys."""
+    def merge(self, keys: np.ndarray, values: np.ndarray, weights: np.ndarray | float,
+              age_base: int, tick: int) -> None:
+        """Add one batch's raw triples (key id, neighbour id, weight) to the rows. They come
+        in arrival order: position i arrived at age `age_base + i`.
 
-    def bump(self, key: str, items: Sequence[str], weight: float) -> None:
-        """Add `weight` to each of `items` among `key`'s neighbours (and mark `key` used).
-
-        This runs a few times per click, so the lookup, LRU touch and decayed add are
-        written out here rather than split into smaller methods."""
-        neighbours = self.get(key)
-        if neighbours is None:
-            neighbours = self[key] = Neighbours()
-            if len(self) > MAX_TRACKED:
-                self.popitem(last=False)
+        Per key: weights of known neighbours are added; new neighbours are appended. A row
+        they would overflow decays as often as the per-event rule (prune a full row to its
+        NEIGHBOURS strongest, then add) would have pruned it; then, if at most NEIGHBOURS
+        new ones arrive, it keeps its NEIGHBOURS strongest and takes all the new ones (what
+        that rule does), and if more arrive, the strongest 2 * NEIGHBOURS of the old and new
+        ones together stay.
+        """
+        count = len(keys)
+        if not count:
+            return
+        # Aggregate duplicate (key, neighbour) pairs, each at its first arrival. Sorting
+        # code * count + position is a stable sort by code (much faster than argsort's),
+        # and leaves the pairs grouped by key.
+        span = int(values.max()) + 1
+        code = keys * span + values
+        if int(code.max()) < np.iinfo(np.int64).max // count:
+            packed = np.sort(code * count + np.arange(count))
+            code = packed // count
+            arrival = packed - code * count
         else:
-            self.move_to_end(key)
-        for item in items:
-            stored = neighbours.get(item)
-            if stored is None:
-                if len(neighbours) >= NEIGHBOURS * 2:
-                    neighbours.decay_and_prune()
-                neighbours[item] = weight * neighbours.scale
-            else:
-                neighbours[item] = stored + weight * neighbours.scale
+            arrival = np.argsort(code, kind="stable")
+            code = code[arrival]
+        first = _run_starts(code)
+        if np.ndim(weights):
+            weight = np.add.reduceat(weights[arrival], first)
+        else:
+            weight = np.diff(first, append=count) * weights
+        code, arrival = code[first], arrival[first]
+        key = code // span
+        value = code - key * span
+        starts = _run_starts(key)
+        if len(starts) > MAX_TRACKED:                # more keys than fit: keep the latest
+            latest = np.maximum.reduceat(arrival, starts)
+            kept = np.zeros(len(starts), dtype=bool)
+            kept[np.argsort(-latest, kind="stable")[:MAX_TRACKED]] = True
+            kept = np.repeat(kept, np.diff(starts, append=len(key)))
+            key, value, weight, arrival = key[kept], value[kept], weight[kept], arrival[kept]
+            starts = _run_starts(key)
+        per_key = np.diff(starts, append=len(key))
+        rows = self._rows_for(key[starts], tick)
+        row = np.repeat(rows, per_key)
+
+        # known neighbours: compare each pair's value with its whole row (P x width is
+        # cheaper than keeping a lookup structure up to date); a value is once in a row
+        found = np.flatnonzero(np.take(self.nbr, row, axis=0) == value.astype(np.int32)[:, None])
+        hit = found // self.width
+        known = row[hit]
+        self.w.reshape(-1)[known * self.width + found - hit * self.width] += weight[hit] * self.scale[known]
+
+        new = np.ones(len(row), dtype=bool)
+        new[hit] = False
+        new = np.flatnonzero(new)
+        group = np.repeat(np.arange(len(rows)), per_key)[new]        # ascending
+        row, value, weight, arrival = row[new], value[new], weight[new], arrival[new]
+        arrived = np.bincount(group, minlength=len(rows))
+        size = self.size[rows]
+        over = np.flatnonzero(size + arrived > self.width)
+        if len(over):
+            width, keep = self.width, self.keep
+            # The per-event rule prunes a full row to its `keep` strongest when a new
+            # neighbour arrives on it, decaying it once: at the first overflow, then once
+            # per (width - keep) more. (The cap only keeps `scale` finite: DECAY ** 1000
+            # already makes anything older negligible.)
+            prunes = np.minimum(1 + (size[over] + arrived[over] - width - 1) // (width - keep), 1000)
+            self.scale[rows[over]] /= DECAY ** prunes
+            # one prune (the usual case): the strongest `keep` stay, all the new ones follow
+            once = over[arrived[over] <= width - keep]
+            self._prune(rows[once])
+            # more: the old and the new ones compete, the strongest `width` stay
+            many = over[arrived[over] > width - keep]
+            if len(many):
+                compete = np.zeros(len(rows), dtype=bool)
+                compete[many] = True
+                mine = compete[group]
+                self._refill(rows[many], np.searchsorted(many, group[mine]), value[mine],
+                             weight[mine], age_base + arrival[mine])
+                arrived[many] = 0
+                mine = ~mine
+                group, row, value, weight, arrival = group[mine], row[mine], value[mine], weight[mine], arrival[mine]
+        # the new neighbours go after each row's (possibly pruned) ones
+        j = np.arange(len(group)) - np.repeat(np.cumsum(arrived) - arrived, arrived)
+        flat = row * self.width + self.size[row] + j
+        self.nbr.reshape(-1)[flat] = value
+        self.w.reshape(-1)[flat] = weight * self.scale[row]
+        self.age.reshape(-1)[flat] = age_base + arrival
+        self.size[rows] += arrived
+
+        big = rows[self.scale[rows] > _RESCALE_AT]      # keep the floats finite
+        if len(big):
+            self.w[big] /= self.scale[big, None]
+            self.scale[big] = 1.0
+
+    def _prune(self, rows: np.ndarray) -> None:
+        """Keep the `keep` strongest neighbours of these rows (ties: the older)."""
+        width, keep = self.width, self.keep
+        slots = np.arange(width)
+        # strongest first, ties older first, empties last: complex numbers sort by real,
+        # then imaginary part. Which ones are kept is all that matters (top() sorts).
+        strength = np.where(slots < self.size[rows][:, None],
+                            np.take(self.age, rows, axis=0) * 1j - np.take(self.w, rows, axis=0), np.inf)
+        best = np.argpartition(strength, keep - 1, axis=1)[:, :keep]
+        # move them (by flat index) to the front of their rows, clear the rest
+        src = (rows * width)[:, None] + best
+        for array, empty in ((self.nbr, -1), (self.w, 0.0), (self.age, 0)):
+            array[rows, :keep] = array.reshape(-1)[src]
+            array[rows, keep:] = empty
+        self.size[rows] = keep
+
+    def _refill(self, rows: np.ndarray, new_group: np.ndarray, value: np.ndarray, weight: np.ndarray,
+                age: np.ndarray) -> None:
+        """Rewrite these rows with the strongest `width` of their neighbours and their new
+        ones (new_group: index into rows; weight: not scaled yet), ties: the older."""
+        width = self.width
+        held = np.arange(width) < self.size[rows][:, None]          # occupied slots
+        group = np.concatenate((np.nonzero(held)[0], new_group))
+        value = np.concatenate((np.take(self.nbr, rows, axis=0)[held], value))
+        weight = np.concatenate((np.take(self.w, rows, axis=0)[held], weight * self.scale[rows][new_group]))
+        age = np.concatenate((np.take(self.age, rows, axis=0)[held], age))
+        # by row, then strongest first, ties older first: a complex argsort (real part, then
+        # imaginary part), then a stable sort by row (a radix sort for 16-bit ints)
+        best = np.argsort(age * 1j - weight)
+        best = best[np.argsort(group[best].astype(np.uint16 if len(rows) < 1 << 16 else np.int64), kind="stable")]
+        group, value, weight, age = group[best], value[best], weight[best], age[best]
+        count = np.bincount(group, minlength=len(rows))
+        place = np.arange(len(group)) - np.repeat(np.cumsum(count) - count, count)
+        stay = place < width
+        self.nbr[rows], self.w[rows], self.age[rows] = -1, 0.0, 0
+        flat = rows[group[stay]] * width + place[stay]
+        self.nbr.reshape(-1)[flat] = value[stay]
+        self.w.reshape(-1)[flat] = weight[stay]
+        self.age.reshape(-1)[flat] = age[stay]
+        self.size[rows] = np.minimum(count, width)
+
+    def _rows_for(self, keys: np.ndarray, tick: int) -> np.ndarray:
+        """Rows of these (distinct) key ids, allocated for new ones; all marked touched."""
+        self.row_of = _grown(self.row_of, int(keys.max()) + 1, -1)
+        rows = self.row_of[keys]
+        new = np.flatnonzero(rows < 0)
+        self.touched[rows[rows >= 0]] = tick
+        if len(new):
+            over = len(self) + len(new) - MAX_TRACKED
+            if over > 0:       # in chunks, so that the scan for the oldest is rare
+                self._evict(max(over, MAX_TRACKED // 32), tick)
+            reuse = min(len(new), len(self.free))
+            fresh = np.array(self.free[len(self.free) - reuse:], dtype=np.int64)
+            del self.free[len(self.free) - reuse:]
+            fresh = np.concatenate((fresh, np.arange(self.used, self.used + len(new) - reuse)))
+            self.used += len(new) - reuse
+            self._grow(self.used)
+            rows[new] = fresh
+            self.row_of[keys[new]] = fresh
+            self.key_of[fresh] = keys[new]
+            self.touched[fresh] = tick
+        return rows
+
+    def _evict(self, count: int, tick: int) -> None:
+        """Free the `count` least recently touched rows (never ones touched this batch)."""
+        rows = np.flatnonzero(self.key_of[:self.used] >= 0)
+        rows = rows[self.touched[rows] < tick]
+        if count < len(rows):
+            rows = rows[np.argpartition(self.touched[rows], count)[:count]]
+        self.row_of[self.key_of[rows]] = -1
+        self.key_of[rows] = -1
+        self.nbr[rows], self.w[rows], self.age[rows] = -1, 0.0, 0
+        self.size[rows], self.scale[rows] = 0, 1.0
+        self.free += rows.tolist()
+
+    def _grow(self, rows: int) -> None:
+        if rows <= len(self.size):
+            return
+        rows = max(rows, min(2 * len(self.size), MAX_TRACKED))
+        for name, fill in (("nbr", -1), ("w", 0.0), ("age", 0), ("size", 0), ("scale", 1.0),
+                           ("touched", 0), ("key_of", -1)):
+            setattr(self, name, _grown(getattr(self, name), rows, fill))
+
+    def remap(self, keys: np.ndarray | None, values: np.ndarray | None) -> None:
+        """Renumber key ids and/or neighbour ids after a vocabulary compaction (old -> new)."""
+        if values is not None:
+            self.nbr[:self.used] = values[self.nbr[:self.used]]
+        if keys is not None:
+            live = np.flatnonzero(self.key_of[:self.used] >= 0)
+            self.key_of[live] = keys[self.key_of[live]]
+            self.row_of = np.full(len(keys), -1, dtype=np.int64)
+            self.row_of[self.key_of[live]] = live
 
 
 class CandidateIndex:
+    """Co-visitation, query -> item and trending sources, learned one batch at a time."""
+
     def __init__(self, trending_window_s: float = 600.0) -> None:
-        self.covisit = _BoundedMap()
-        self.by_term = _BoundedMap()
         self.trending_window_s = trending_window_s
-        self._recent: deque[tuple[float, str]] = deque()
-        self.trending = Counter()
+        self._items, self._terms = _Vocab(), _Vocab()
+        self._covisit = _NeighbourRows()        # item -> items
+        self._by_term = _NeighbourRows()        # term -> items
+        self._tick = 0                          # batches seen (the LRU clock)
+        self._clock = 0                         # triples seen (neighbour ages)
+        self._live_items = self._live_terms = 0  # vocabulary sizes after the last compaction
+        # trending: clicks per item id in the window, and the window's batches
+        self._trending = np.zeros(0, dtype=np.int64)
+        self._window: deque[tuple[float, np.ndarray, np.ndarray]] = deque()
+        self._newest = -np.inf
         self._memo: dict[tuple[str, str], list[str]] = {}
-        self._trending_top: list[str] | None = None
+        self._trending_top: list[str] = []
+        self._trending_n = -1
 
     def begin_batch(self) -> None:
         """Neighbour lists and trending are ranked once per batch, not once per user."""
         self._memo.clear()
-        self._trending_top = None
+        self._trending_n = -1
 
-    def observe(self, event: Event, state: dict) -> None:
-        """Learn from one valid event, given the user's state *before* it was applied."""
-        if event.kind != "click":
+    def observe_clicks(self, users: Sequence[int], items: Sequence[str], ts: Sequence[float],
+                       history: Sequence[Sequence[str]], terms: Sequence[Sequence[str]]) -> None:
+        """One batch's valid clicks, in batch order. users[k]: a dense per-batch user code
+        (0..U-1) of click k; items[k]: its item id; ts[k]: its event time (unix s).
+        history[u]: user u's last <= 3 items BEFORE this batch (oldest first);
+        terms[u]: user u's last <= 4 query terms (used for the query->item source)."""
+        n = len(items)
+        if not n:
             return
-        item = event.item_id
-        prevs = [prev for prev in state["items"][-3:] if prev != item]
-        if prevs:
-            bump = self.covisit.bump
-            one = (item,)
-            for prev in prevs:
-                bump(prev, one, 1.0)
-            bump(item, prevs, 0.5)      # the reverse link counts half
-        for term in state["terms"][-4:]:
-            self.by_term.bump(term, (item,), 1.0)
-        self._count_trending(event.ts, item)
+        self._tick += 1
+        x = self._items.encode(items)
+        user = np.fromiter(users, dtype=np.int64, count=n)
+        # Each user's sequence: 3 history slots, then their clicks in batch order, so that
+        # every click's 3 previous items sit just before it in `seq` (-1 where none).
+        known = self._items.encode_tails(history, _PREVS)               # (U, 3)
+        clicks = np.bincount(user, minlength=len(known))
+        first = np.cumsum(clicks) - clicks                              # users' first clicks
+        seg = _PREVS * np.arange(len(known)) + first                    # users' segments
+        seq = np.empty(known.size + n, dtype=np.int64)
+        seq[(seg[:, None] + np.arange(_PREVS)).ravel()] = known.ravel()
+        by_user = np.argsort(user, kind="stable")
+        pos = np.empty(n, dtype=np.int64)
+        pos[by_user] = (seg + _PREVS - first)[user[by_user]] + np.arange(n)
+        seq[pos] = x
+        prev = seq[pos[:, None] - np.arange(_PREVS, 0, -1)]             # (n, 3), oldest first
+        # per (click, prev), in the per-event code's order of arrival: prev -> x weighs
+        # 1.0, then x -> prev (the reverse link) 0.5
+        ok = (prev >= 0) & (prev != x[:, None])
+        earlier, later = prev[ok], np.broadcast_to(x[:, None], prev.shape)[ok]
+        keys, values = np.empty(2 * len(earlier), dtype=np.int64), np.empty(2 * len(earlier), dtype=np.int64)
+        keys[0::2], keys[1::2], values[0::2], values[1::2] = earlier, later, later, earlier
+        self._covisit.merge(keys, values, np.tile([1.0, 0.5], len(earlier)), self._clock, self._tick)
+        self._clock += len(keys)
+        # term -> clicked item: 1.0 per click per term of the user
+        term = self._terms.encode_tails(terms, _TERMS)[user]             # (n, 4)
+        has = term >= 0
+        if has.any():
+            self._by_term.merge(term[has], np.broadcast_to(x[:, None], term.shape)[has], 1.0,
+                                self._clock, self._tick)
+            self._clock += term.size
+        self._count_trending(x, float(max(ts)))
+        self._maybe_compact()
 
-    def _count_trending(self, ts: float, item: str) -> None:
-        recent, trending = self._recent, self.trending
-        recent.append((ts, item))
-        trending[item] += 1
-        horizon = ts - self.trending_window_s
-        while recent and recent[0][0] < horizon:
-            _, old = recent.popleft()
-            left = trending[old] - 1
-            if left <= 0:
-                del trending[old]
-            else:
-                trending[old] = left
+    def observe_searches(self, terms: Sequence[Sequence[str]], results: Sequence[Sequence[str]]) -> None:
+        """One batch's valid searches: each search's query terms and its result item ids."""
+        count = len(terms)
+        if not count:
+            return
+        self._tick += 1
+        top = self._items.encode_tails([r[:_RESULTS] for r in results], _RESULTS)  # (S, 5)
+        term = self._terms.encode(list(chain.from_iterable(terms)))
+        # each term of a search -> each of its first 5 results (in rank order), 0.25
+        value = top[np.repeat(np.arange(count), [len(t) for t in terms])]          # (T, 5)
+        has = value >= 0
+        if has.any():
+            self._by_term.merge(np.broadcast_to(term[:, None], value.shape)[has], value[has], 0.25,
+                                self._clock, self._tick)
+            self._clock += value.size
+        self._maybe_compact()
 
-    def observe_search(self, event: Event) -> None:
-        for term in query_terms(event.query):
-            self.by_term.bump(term, event.results[:5], 0.25)
+    def _count_trending(self, items: np.ndarray, newest: float) -> None:
+        """Clicks per item in the window, a batch at a time: a batch leaves the window once
+        its newest click is older than the newest click seen minus the window."""
+        items = np.sort(items)
+        starts = _run_starts(items)
+        ids, counts = items[starts], np.diff(starts, append=len(items))
+        self._trending = _grown(self._trending, len(self._items), 0)
+        self._trending[ids] += counts
+        self._window.append((newest, ids, counts))
+        self._newest = max(self._newest, newest)
+        horizon = self._newest - self.trending_window_s
+        while self._window and self._window[0][0] < horizon:
+            _, ids, counts = self._window.popleft()
+            self._trending[ids] -= counts
+
+    def _maybe_compact(self) -> None:
+        """Bound the vocabularies: once one holds twice as many names as were in use after
+        its last compaction (and twice MAX_TRACKED), drop the names nothing refers to.
+        Ids are renumbered everywhere they are held, so none is ever reused stale."""
+        if len(self._items) > 2 * max(self._live_items, MAX_TRACKED):
+            live = np.zeros(len(self._items) + 1, dtype=bool)   # [-1]: the empty slot
+            for rows in (self._covisit, self._by_term):
+                live[rows.nbr[:rows.used].ravel()] = True
+            live[self._covisit.key_of[:self._covisit.used]] = True
+            counted = np.flatnonzero(self._trending)
+            live[counted] = True
+            remap = self._items.compact(live[:-1])
+            self._covisit.remap(remap, remap)
+            self._by_term.remap(None, remap)
+            trending, self._trending = self._trending, np.zeros(len(self._items), dtype=np.int64)
+            self._trending[remap[counted]] = trending[counted]
+            self._window = deque((t, remap[ids], counts) for t, ids, counts in self._window)
+            self._live_items = len(self._items)
+        if len(self._terms) > 2 * max(self._live_terms, MAX_TRACKED):
+            live = np.zeros(len(self._terms) + 1, dtype=bool)
+            live[self._by_term.key_of[:self._by_term.used]] = True
+            self._by_term.remap(self._terms.compact(live[:-1]), None)
+            self._live_terms = len(self._terms)
 
     def ranked(self, source: str, key: str) -> list[str]:
+        """A key's strongest neighbours (at most NEIGHBOURS), best first: source "covisit"
+        (key: an item) or "query" (key: a term). Memoised until the next begin_batch."""
         memo = self._memo.get((source, key))
         if memo is None:
-            found = (self.covisit if source == "covisit" else self.by_term).get(key)
-            memo = found.top(NEIGHBOURS) if found else []
-            self._memo[(source, key)] = memo
+            vocab, rows = (self._items, self._covisit) if source == "covisit" else (self._terms, self._by_term)
+            row = rows.row(vocab.ids.get(key))
+            names = self._items.names
+            memo = self._memo[(source, key)] = [names[i] for i in rows.top(row)] if row >= 0 else []
         return memo
 
     def trending_top(self, n: int) -> list[str]:
-        if self._trending_top is None or len(self._trending_top) < n:
-            self._trending_top = [i for i, _ in self.trending.most_common(n)]
-        return self._trending_top
+        """The n most clicked items in the window, best first (ties: the earlier-known item)."""
+        if self._trending_n < n:
+            counted = np.flatnonzero(self._trending)
+            best = counted[np.lexsort((counted, -self._trending[counted]))[:n]]
+            names = self._items.names
+            self._trending_top, self._trending_n = [names[i] for i in best.tolist()], n
+        return self._trending_top[:n]
 
 
 SOURCES = ("covisit", "query", "embedding", "trending", "catalog")  # catalog: any known item, last resort
