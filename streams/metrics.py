@@ -38,7 +38,8 @@ class StatsCollector:
         for name, help_text in (("recommendations", "Recommendations published"),
                                 ("batches", "Micro-batches processed"),
                                 ("cost_events_sent", "Cost events emitted"),
-                                ("cost_rows_written", "Cost rows inserted into ClickHouse")):
+                                ("cost_rows_written", "Cost rows inserted into ClickHouse"),
+                                ("state_bytes_written", "User-state bytes written (RocksDB and changelog)")):
             metric = CounterMetricFamily(f"reckon_{name}", help_text, labels=["worker"])
             metric.add_metric([self.worker], self.stats.get(name, 0))
             yield metric

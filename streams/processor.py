@@ -12,17 +12,19 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import attrgetter
 from typing import Any
 
 import msgspec
 import numpy as np
 
 from streams.candidates import SOURCES, CandidateIndex, fill_from_shared, first_unique
-from streams.contracts import Event, Invalid, parse_event
+from streams.contracts import Event, Invalid, parse_batch, query_terms
 from streams.costs import BatchMeter, cost_event, new_groups
 from streams.pricing import PriceSheet
 from streams.settings import Settings
-from streams.state import apply_event, expired, is_duplicate, new_state
+from streams.state import apply_event, bound, expired, new_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,7 @@ class InRecord:
 @dataclass
 class BatchOutput:
     states: dict[str, dict] = field(default_factory=dict)        # user -> new state (one write per key)
+    encoded: dict[str, bytes] = field(default_factory=dict)      # user -> the state as stored (JSON)
     last_record: dict[str, int] = field(default_factory=dict)    # user -> index of its last record
     recommendations: list[tuple[bytes, bytes]] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
@@ -78,17 +81,20 @@ class BatchProcessor:
                 device: str) -> BatchOutput:
         meter = BatchMeter(device=device)
         out = BatchOutput()
-        groups = new_groups()
-        triggered: list[tuple[Event, float, Any]] = []
         now = time.time()
-        settings, index, states = self.settings, self.index, out.states
-        scorers: dict[str, Any] = {}          # user -> scorer, asked once per user per batch
-        seen: dict[str, set[str]] = {}        # user -> event ids seen (this batch's dedup filter)
-        bytes_in = valid = duplicates = 0
-        for position, record in enumerate(records):
-            bytes_in += len(record.value) + len(record.key or b"")
-            event = parse_event(record.topic, record.value, now, settings.default_tenant)
+        settings, states, last = self.settings, out.states, out.last_record
+        events, meter.bytes_in = _parse(records, now, settings.default_tenant)
+        scoring = settings.trigger != "none"
+        triggered: list[tuple[Event, float]] = []
+        seen: dict[str, set[str]] = {}         # user -> event ids seen (the batch's dedup filter)
+        history: dict[str, list[str]] = {}     # user -> last items before this batch (co-visitation)
+        tally: Counter = Counter()             # (user, tenant, kind) -> valid events
+        clicks: list[Event] = []               # valid clicks, in batch order
+        searches: list[tuple[list[str], Sequence[str]]] = []
+        duplicates = 0
+        for position, event in enumerate(events):
             if event.__class__ is Invalid:
+                record = records[position]
                 out.counts[f"invalid:{event.reason}"] += 1
                 out.dead_letters.append((record.key, record.value, dead_letter_headers(record, event)))
                 continue
@@ -100,40 +106,68 @@ class BatchProcessor:
                 # in the store until then; Faust tables have no TTL outside windows.)
                 if state is None or expired(state, event.ts, settings.user_ttl_s):
                     state = new_state()
+                states[user] = state
                 seen[user] = set(state["seen"])
-            # the set only grows within the batch (a superset of state["seen"]): a miss there
-            # settles most events without scanning the 64-id list
-            if event.event_id in seen[user] and is_duplicate(state, event.event_id):
+                history[user] = state["items"][-3:]
+            ids = seen[user]
+            if event.event_id in ids:          # the lists grow until bound(): the set is exact
                 duplicates += 1
                 continue
-            seen[user].add(event.event_id)
-            valid += 1
+            ids.add(event.event_id)
             if event.kind == "click":
-                index.observe(event, state)
+                clicks.append(event)
             else:
-                index.observe_search(event)
-            scorer = scorers.get(user)
-            if scorer is None:
-                scorer = scorers[user] = self.scorer_for(user)
-            groups[(event.tenant, scorer.version, event.kind)].events += 1   # group_key()
-            if self._triggers(event, state):
+                searches.append((query_terms(event.query), event.results))
+            tally[user, event.tenant, event.kind] += 1
+            if scoring and self._triggers(event, state):
                 state["last_rec_ts"] = max(state["last_rec_ts"], event.ts)
-                triggered.append((event, record.timestamp / 1000.0, scorer))
-            states[user] = apply_event(state, event)
-            out.last_record[user] = position
-        meter.bytes_in = bytes_in
+                triggered.append((event, records[position].timestamp / 1000.0))
+            apply_event(state, event)
+            last[user] = position
+        for user in history:
+            bound(states[user])
+        self._learn(clicks, searches, history, states)
+        groups, scorers = self._count(tally)
+        valid = sum(tally.values())
         for name, count in (("duplicate", duplicates), ("valid", valid)):
             if count:                 # a Counter with the same keys as one counted event by event
                 out.counts[name] += count
         if triggered:
-            self._score(triggered, out, meter, groups)
+            self._score([(event, produced_at, scorers[event.user_id]) for event, produced_at in triggered],
+                        out, meter, groups)
         if valid:
-            # compact JSON size (msgspec: ~10x faster than json.dumps, which adds a space
-            # after every ',' and ':')
-            state_bytes = sum(len(_encode(s)) for s in states.values())
+            # Encoded once: its size goes into the cost event, its bytes to the store.
+            out.encoded = {user: _encode(state) for user, state in states.items() if user in last}
+            state_bytes = sum(map(len, out.encoded.values()))
             out.cost_event = cost_event(f"b-{uuid.uuid4().hex}", meter.usage(state_bytes), groups,
                                         self.sheet, self.settings.worker_name, self.ram_gb)
+        for user in [user for user in states if user not in last]:   # only duplicates: unchanged
+            del states[user]
         return out
+
+    def _learn(self, clicks: list[Event], searches: list[tuple[list[str], Sequence[str]]],
+               history: dict[str, list[str]], states: dict[str, dict]) -> None:
+        """The batch's valid events into the candidate index, vectorised there (users as
+        dense codes; each user's history as before the batch, terms as after it)."""
+        if clicks:
+            codes = dict(zip(history, range(len(history))))
+            self.index.observe_clicks([codes[e.user_id] for e in clicks], [e.item_id for e in clicks],
+                                      [e.ts for e in clicks], list(history.values()),
+                                      [states[u]["terms"][-4:] for u in history])
+        if searches:
+            terms, results = zip(*searches)
+            self.index.observe_searches(terms, results)
+
+    def _count(self, tally: Counter) -> tuple[dict, dict[str, Any]]:
+        """Cost groups from the per-user tally; the scorer (A/B routing) is asked once per user."""
+        groups = new_groups()
+        scorers: dict[str, Any] = {}
+        for (user, tenant, kind), count in tally.items():
+            scorer = scorers.get(user)
+            if scorer is None:
+                scorer = scorers[user] = self.scorer_for(user)
+            groups[(tenant, scorer.version, kind)].events += count   # group_key()
+        return groups, scorers
 
     def _score(self, triggered: list[tuple[Event, float, Any]], out: BatchOutput,
                meter: BatchMeter, groups: dict) -> None:
@@ -243,6 +277,21 @@ class BatchProcessor:
         rows = len(batch)
         return (np.array(histories, dtype=np.int64).reshape(rows, t), candidates,
                 np.array(terms, dtype=np.int64).reshape(rows, 8))
+
+
+def _parse(records: Sequence[InRecord], now: float, default_tenant: str) -> tuple[list[Event | Invalid], int]:
+    """Every record parsed, in order, a topic's run at a time; and the bytes read."""
+    events: list[Event | Invalid] = []
+    size = 0
+    for topic, run in groupby(records, _topic):
+        run = list(run)
+        values = [r.value for r in run]
+        size += sum(map(len, values)) + sum(map(len, filter(None, [r.key for r in run])))
+        events += parse_batch(topic, values, now, default_tenant)
+    return events, size
+
+
+_topic = attrgetter("topic")
 
 
 class _Memo(dict):

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     # batch_wait_ms for more. Under backlog batches grow to batch_size; at low load they stay small.
     batch_size: int = Field(2000, ge=1, le=65536)
     batch_wait_ms: int = Field(20, ge=1, le=60_000)
+    # User states kept decoded in memory between batches (streams/user_store.py).
+    state_cache_users: int = Field(50_000, ge=100, le=10_000_000)
     top_k: int = Field(10, ge=1, le=1000)
     candidates: int = Field(100, ge=1, le=10_000)
     history_len: int = Field(50, ge=1, le=1000)

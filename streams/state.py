@@ -21,35 +21,36 @@ def new_state() -> dict[str, Any]:
             "last_seen": 0.0, "last_rec_ts": 0.0}
 
 
-def is_duplicate(state: dict[str, Any], event_id: str) -> bool:
-    return event_id in state["seen"]
-
-
 def apply_event(state: dict[str, Any], event: Event) -> dict[str, Any]:
     """Fold one valid event into the user's state (in place) and return it.
 
-    Lists are updated in place (append, then trim the front): a copy per event of a
-    50-entry list was most of this function's time."""
-    _push(state["seen"], event.event_id, MAX_SEEN)
+    Lists only grow here: `bound` trims them once per batch (a trim per event, or a copy
+    of a 50-entry list, was most of this function's time)."""
+    state["seen"].append(event.event_id)
     if event.ts > state["last_seen"]:
         state["last_seen"] = event.ts
     if event.kind == "click":
         state["clicks"] += 1
-        _push(state["items"], event.item_id, MAX_ITEMS)
+        state["items"].append(event.item_id)
         if event.action == "purchase":
-            _push(state["bought"], event.item_id, MAX_BOUGHT)
+            state["bought"].append(event.item_id)
     else:
         state["searches"] += 1
         new = query_terms(event.query)
-        terms = [t for t in state["terms"] if t not in new] + new
-        state["terms"] = terms[-MAX_TERMS:]
+        state["terms"] = [t for t in state["terms"] if t not in new] + new
     return state
 
 
-def _push(values: list, value: Any, limit: int) -> None:
-    values.append(value)
-    if len(values) > limit:
-        del values[:-limit]
+def bound(state: dict[str, Any]) -> dict[str, Any]:
+    """Trim the lists to their limits, keeping the newest (in place); returns the state."""
+    for name, limit in _LIMITS:
+        values = state[name]
+        if len(values) > limit:
+            del values[:-limit]
+    return state
+
+
+_LIMITS = (("items", MAX_ITEMS), ("terms", MAX_TERMS), ("seen", MAX_SEEN), ("bought", MAX_BOUGHT))
 
 
 def expired(state: dict[str, Any], now: float, ttl_s: float) -> bool:

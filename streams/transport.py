@@ -1,6 +1,6 @@
 """Faust's aiokafka transport with a batch path for Reckon's event topics.
 
-Three changes to Faust's own transport, registered as the `reckon://` broker scheme (entry
+Four changes to Faust's own transport, registered as the `reckon://` broker scheme (entry
 point `faust.transports`):
 
 1. Fetch wait. Faust hard-codes `fetch_max_wait_ms=1500`. A broker that does not answer a
@@ -17,7 +17,11 @@ point `faust.transports`):
    waits for a running batch (`wait_empty`). Other topics (changelogs, other agents) take
    Faust's normal path.
 
-3. End offsets on the embedded Tansu broker, which answers ListOffsets one record batch
+3. A hook before every offset commit (`app.reckon_before_commit`), run while no batch
+   runs: the user store writes the states it staged (streams/user_store.py) there, so
+   committed offsets never get ahead of durable state.
+
+4. End offsets on the embedded Tansu broker, which answers ListOffsets one record batch
    short: table recovery reads changelogs up to the fetch high watermark instead.
 """
 
@@ -137,6 +141,16 @@ class Consumer(faust_aiokafka.Consumer):
                 self._n_acked += len(offsets)
             self._read_offset[tp] = recs[-1].offset
         notify(self._waiting_for_ack)
+
+    async def _commit_tps(self, tps: Any, start_new_transaction: bool) -> bool:
+        """Every commit first runs the app's `reckon_before_commit` (the user store's flush
+        of staged states), and no batch runs between that and the offsets it commits."""
+        before = getattr(self.app, "reckon_before_commit", None)
+        if before is None:
+            return await super()._commit_tps(tps, start_new_transaction)
+        async with self._batch_running:
+            await before()
+            return await super()._commit_tps(tps, start_new_transaction)
 
     async def wait_empty(self) -> None:
         # Called on rebalance and shutdown before the final commit: a batch in flight

@@ -1,13 +1,22 @@
-"""Batch reads and writes of the user-state Table, below Faust's per-key API.
+"""User states: the Faust Table's RocksDB store and changelog, with a write-back cache.
 
-Faust's `table[key] = value` serialises, writes RocksDB, and queues one changelog message
-through `send_soon`, all per key and all needing a "current event" for the partition: about
-40 µs a key. A batch touches each user once, so this writes the batch's states with one
-RocksDB WriteBatch per partition and sends the changelog messages straight to the
-producer. What Faust keeps is kept: values are plain JSON under raw keys (so Faust's
-recovery and `table.get` read them), each changelog message goes to the state's partition,
-and the store's persisted changelog offset advances when the last message of a partition
-is acknowledged, exactly as `Table._on_changelog_sent` does.
+Faust's `table[key] = value` serialises, writes RocksDB, and queues one changelog message,
+all per key and per write: at one write per user per batch that was most of the worker's
+time. This store does what Kafka Streams' record cache does instead:
+
+- reads: a user's state stays decoded in memory between batches (bounded, least recently
+  written first out; dropped whenever the partition assignment changes);
+- writes: a batch only stages its states; `flush` writes the latest state of every key
+  staged since the last flush, with one RocksDB WriteBatch and one changelog record batch
+  per partition. The transport calls it before every offset commit, under the lock that
+  keeps batches out (streams/transport.py), so whatever offsets are committed, the states
+  that include those events are in RocksDB and on their way to the changelog first.
+
+What Faust keeps is kept: values are plain JSON under raw keys (so Faust's recovery and
+`table.get` read them), each changelog record goes to the state's partition, and the
+store's persisted changelog offset advances when a partition's records are acknowledged,
+as `Table._on_changelog_sent` does. A crash loses only staged states whose events were
+never committed: they are consumed again.
 """
 
 from __future__ import annotations
@@ -21,55 +30,106 @@ from faust.types import TP
 from rocksdict import WriteBatch
 
 _decode = msgspec.json.Decoder().decode
-_encode = msgspec.json.Encoder().encode
 
 
 class UserStore:
-    def __init__(self, app: faust.App, table: faust.Table) -> None:
+    def __init__(self, app: faust.App, table: faust.Table, max_cached: int = 50_000) -> None:
         self.app = app
         self.table = table
+        self.max_cached = max_cached
+        self._cached: dict[bytes, dict] = {}               # key -> decoded state
+        self._staged: dict[bytes, tuple[int, bytes]] = {}  # key -> (partition, JSON) to write
+        self._generation: int | None = None
 
     @property
     def _store(self) -> Any:
         return self.table.data  # faust.stores.rocksdb.Store, created when the table starts
 
+    def begin_batch(self) -> None:
+        """Forget cached states after a rebalance: a partition that left this worker and came
+        back may have been changed by another one (staged states were flushed by the commit
+        that every rebalance makes first)."""
+        generation = self.app.consumer_generation_id
+        if generation != self._generation:
+            self._generation = generation
+            self._cached = {key: self._cached[key] for key in self._staged}
+
     def get(self, key: bytes, partition: int | None) -> dict | None:
-        """The state under `key`, read from `partition`'s store (the partition its events
-        arrive on); anywhere else this worker holds it when the partition is unknown."""
+        """The state under `key`: cached, or read from `partition`'s store (the partition its
+        events arrive on; anywhere this worker holds it when the partition is unknown)."""
+        state = self._cached.get(key)
+        if state is not None:
+            return state
         store = self._store
         if partition is not None:
             raw = store._db_for_partition(partition).get(key)
         else:
             found = store._get_bucket_for_key(key)
             raw = found.value if found else None
-        return None if raw is None else _decode(raw)
+        if raw is None:
+            return None
+        state = self._cached[key] = _decode(raw)
+        return state
 
-    async def put_many(self, states: Mapping[bytes, tuple[int, dict]]) -> int:
-        """Write {key: (partition, state)}; returns the bytes written. The changelog
-        messages are queued on the producer (Faust flushes it before committing offsets)."""
+    def stage(self, states: Mapping[bytes, tuple[int, dict, bytes]]) -> None:
+        """{key: (partition, state, state as JSON)}: the batch's new states, written by the
+        next `flush`. The decoded state is what the next batch reads."""
+        cached, staged = self._cached, self._staged
+        for key, (partition, state, value) in states.items():
+            cached.pop(key, None)          # re-inserted last: the dict's order is write order
+            cached[key] = state
+            staged[key] = (partition, value)
+        if len(cached) > self.max_cached:
+            self._evict(len(cached) - self.max_cached * 9 // 10)
+
+    def _evict(self, count: int) -> None:
+        """Drop the `count` least recently written clean states (staged ones stay)."""
+        staged = self._staged
+        drop = []
+        for key in self._cached:
+            if len(drop) == count:
+                break
+            if key not in staged:
+                drop.append(key)
+        for key in drop:
+            del self._cached[key]
+
+    async def flush(self) -> int:
+        """Write every staged state; returns the bytes written. The changelog batches are
+        queued on the producer (Faust flushes it before committing offsets)."""
+        if not self._staged:
+            return 0
+        staged, self._staged = self._staged, {}
         store = self._store
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        for key, (partition, value) in staged.items():
+            by_partition.setdefault(partition, []).append((key, value))
         topic = self.table.changelog_topic.get_topic_name()
-        batches: dict[int, WriteBatch] = {}
-        last: dict[int, Any] = {}
+        producer = self.app.producer._ensure_producer()   # aiokafka's, for whole record batches
         written = 0
-        send = self.app.producer.send
-        for key, (partition, state) in states.items():
-            value = _encode(state)
-            written += len(value)
-            wb = batches.get(partition)
-            if wb is None:
-                wb = batches[partition] = WriteBatch(raw_mode=True)
-            wb.put(key, value)
-            store._key_index[key] = partition
-            last[partition] = await send(topic, key, value, partition, None, None)
-        for partition, wb in batches.items():
+        for partition, records in by_partition.items():
+            wb = WriteBatch(raw_mode=True)
+            for key, value in records:
+                wb.put(key, value)
+                store._key_index[key] = partition
+                written += len(value)
             store._db_for_partition(partition).write(wb)
-        for partition, fut in last.items():
-            fut.add_done_callback(self._persisted(TP(topic, partition)))
+            batch = producer.create_batch()
+            count = 0
+            for key, value in records:
+                if batch.append(key=key, value=value, timestamp=None) is None:   # full: send it
+                    await self._send(producer, batch, topic, partition, count)
+                    batch, count = producer.create_batch(), 0
+                    batch.append(key=key, value=value, timestamp=None)
+                count += 1
+            await self._send(producer, batch, topic, partition, count)
         return written
 
-    def _persisted(self, tp: TP) -> Any:
-        def done(fut: Any) -> None:
+    async def _send(self, producer: Any, batch: Any, topic: str, partition: int, count: int) -> None:
+        sent = await producer.send_batch(batch, topic, partition=partition)
+        tp = TP(topic, partition)
+
+        def persisted(fut: Any) -> None:
             if not fut.cancelled() and fut.exception() is None:
-                self._store.set_persisted_offset(tp, fut.result().offset)
-        return done
+                self._store.set_persisted_offset(tp, fut.result().offset + count - 1)
+        sent.add_done_callback(persisted)

@@ -106,3 +106,29 @@ def test_a_fetch_that_straddles_a_rebalance_is_not_handled(consumer: Consumer, m
     rest, _ = asyncio.run(consumer._wait_next_records(1.0))
     assert handled == [] and rest == {}
     assert consumer._new_offset(TP0) is None       # nothing acknowledged, nothing committed
+
+
+def test_a_commit_writes_staged_state_first_and_never_during_a_batch(consumer: Consumer, monkeypatch) -> None:
+    import faust.transport.consumer as base
+
+    calls: list[str] = []
+
+    async def before() -> None:
+        calls.append("write staged state")
+
+    async def commit_tps(self, tps, start_new_transaction) -> bool:
+        calls.append("commit offsets")
+        return True
+
+    monkeypatch.setattr(base.Consumer, "_commit_tps", commit_tps)
+    consumer.app.reckon_before_commit = before
+
+    async def run() -> None:
+        await consumer._batch_running.acquire()            # a batch is being handled
+        committing = asyncio.ensure_future(consumer._commit_tps([TP0], True))
+        await asyncio.sleep(0.05)
+        assert calls == []                                 # its states are not staged yet
+        consumer._batch_running.release()
+        assert await asyncio.wait_for(committing, 2) is True
+    asyncio.run(run())
+    assert calls == ["write staged state", "commit offsets"]

@@ -95,7 +95,13 @@ def _run_and_remember(workers, data: Path) -> tuple[object, dict[str, list]]:
     wait_for(lambda: (worker.stats() or {}).get("consumed", 0) >= len(records), what="events consumed")
     clickers = sorted({json.loads(r.value)["user_id"] for r in records if r.valid and r.topic == "clicks"})
     items = {u: wait_for(lambda u=u: _items(worker, u), what=f"state of {u}") for u in clickers[:8]}
+    # States are written to RocksDB and the changelog before each offset commit: wait for one.
+    wait_for(lambda: _written(worker.stats() or {}), what="the states written")
     return worker, items
+
+
+def _written(stats: dict) -> bool:
+    return stats.get("state_written_at", 0) > stats.get("last_batch_at", float("inf"))
 
 
 def test_clean_stop_keeps_the_local_store(workers, tmp_path: Path) -> None:
