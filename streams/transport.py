@@ -33,6 +33,7 @@ from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.exceptions import ProducerSendError
 from faust.types import TP
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
@@ -143,14 +144,24 @@ class Consumer(faust_aiokafka.Consumer):
         notify(self._waiting_for_ack)
 
     async def _commit_tps(self, tps: Any, start_new_transaction: bool) -> bool:
-        """Every commit first runs the app's `reckon_before_commit` (the user store's flush
-        of staged states), and no batch runs between that and the offsets it commits."""
+        """Faust's `_commit_tps`, with the app's `reckon_before_commit` (the user store's
+        write of staged states) run first. The offsets to commit are taken in the same
+        critical section, so they cover exactly the batches whose states were just written;
+        the commit round trip itself runs while the next batch is handled."""
         before = getattr(self.app, "reckon_before_commit", None)
         if before is None:
             return await super()._commit_tps(tps, start_new_transaction)
         async with self._batch_running:
             await before()
-            return await super()._commit_tps(tps, start_new_transaction)
+            offsets = self._filter_committable_offsets(tps)
+        if not offsets:
+            return False
+        try:
+            await self._handle_attached(offsets)
+        except ProducerSendError as exc:
+            await self.crash(exc)
+            return False
+        return await self._commit_offsets(offsets, start_new_transaction=start_new_transaction)
 
     async def wait_empty(self) -> None:
         # Called on rebalance and shutdown before the final commit: a batch in flight

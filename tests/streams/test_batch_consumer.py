@@ -109,26 +109,31 @@ def test_a_fetch_that_straddles_a_rebalance_is_not_handled(consumer: Consumer, m
 
 
 def test_a_commit_writes_staged_state_first_and_never_during_a_batch(consumer: Consumer, monkeypatch) -> None:
-    import faust.transport.consumer as base
-
-    calls: list[str] = []
+    calls: list = []
 
     async def before() -> None:
         calls.append("write staged state")
 
-    async def commit_tps(self, tps, start_new_transaction) -> bool:
-        calls.append("commit offsets")
+    async def commit_offsets(offsets, start_new_transaction) -> bool:
+        calls.append(dict(offsets))
         return True
 
-    monkeypatch.setattr(base.Consumer, "_commit_tps", commit_tps)
+    async def next_batch_runs(offsets) -> None:               # the lock is free again here
+        await consumer._ack_batch({TP0: [Rec(4)]})
+
+    monkeypatch.setattr(consumer, "_commit_offsets", commit_offsets)
+    monkeypatch.setattr(consumer, "_handle_attached", next_batch_runs)
     consumer.app.reckon_before_commit = before
+    _ack(consumer, [0, 1, 2])
 
     async def run() -> None:
         await consumer._batch_running.acquire()            # a batch is being handled
         committing = asyncio.ensure_future(consumer._commit_tps([TP0], True))
         await asyncio.sleep(0.05)
         assert calls == []                                 # its states are not staged yet
+        await consumer._ack_batch({TP0: [Rec(3)]})         # ... it finishes
         consumer._batch_running.release()
         assert await asyncio.wait_for(committing, 2) is True
     asyncio.run(run())
-    assert calls == ["write staged state", "commit offsets"]
+    assert calls == ["write staged state", {TP0: 4}]      # offset 4's state was not written yet
+    assert consumer._new_offset(TP0) == 5                  # the next commit takes it
