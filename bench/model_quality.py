@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--valid-fraction", type=float, default=0.05,
                    help="diginetica: share of (the last) training sessions held out for validation; "
                         "0 trains on all of them for exactly --set epochs=N")
+    p.add_argument("--resume", type=Path, default=None,
+                   help="save the run's state here after every epoch; continue from it if present")
     p.add_argument("--save", type=Path, default=None, help="write the trained checkpoint here")
     p.add_argument("--out", type=Path, default=None, help="append the JSON result to this file")
     p.add_argument("--tag", default="")
@@ -89,7 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
     model_cfg = replace(model_cfg, num_items=data.num_items)
     load_s = time.monotonic() - t0
 
-    result = train(data, model_cfg, train_cfg, progress=not args.quiet, valid_limit=args.valid_limit)
+    result = train(data, model_cfg, train_cfg, progress=not args.quiet, valid_limit=args.valid_limit,
+                   resume_path=args.resume)
     model = result.model.to(args.device)
     t1 = time.monotonic()
     test = evaluate_model(model, data.test, protocol, ks=ks)

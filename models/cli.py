@@ -95,6 +95,8 @@ def train_cmd(
     device_hour_usd: HourOpt = None,
     seed: int = 42,
     measure_seconds: Annotated[float, typer.Option(help="timing per variant")] = 1.0,
+    resume: Annotated[Optional[Path], typer.Option(
+        help="save the run's state here after every epoch, and continue from it if present")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the manifest as JSON")] = False,
 ) -> None:
     """Train a model, export its ONNX variants, measure them and register a version."""
@@ -115,7 +117,7 @@ def train_cmd(
         train_cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, loss=loss.value,
                                 patience=patience, time_budget=time_budget, device=device, seed=seed,
                                 valid_protocol=protocol, valid_metric="ndcg@10")
-        result = train(dataset, model_cfg, train_cfg)
+        result = train(dataset, model_cfg, train_cfg, resume_path=resume)
         test_metrics = evaluate_model(result.model, dataset.test, protocol) if len(dataset.test) else {}
         mv = publish(
             result.model, Registry(registry), dataset.item_ids, dataset.description,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,6 +78,30 @@ def _collate(chunks: list[tuple[np.ndarray, np.ndarray | None]], q: int | None) 
     return tensors + ((torch.from_numpy(terms),) if terms is not None else (None,))
 
 
+def _save_resume_state(path: Path, state: dict[str, Any]) -> None:
+    # Written to a temporary file and renamed: a run killed mid-write keeps the previous epoch.
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load_resume_state(path: Path, model_config: ModelConfig, train_config: TrainConfig) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    mine = {"model_config": model_config.to_dict(), "train_config": train_config.to_dict()}
+    for key, want in mine.items():
+        # Where it runs, how long, and how many epochs in all may change between attempts.
+        free = ("time_budget", "device", "epochs")
+        have = {k: v for k, v in state[key].items() if k not in free}
+        want = {k: v for k, v in want.items() if k not in free}
+        if have != want:
+            diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+            raise ValueError(f"{path} was written by a run with a different {key} (differs in {', '.join(diff)}); "
+                             "delete it or train with the same settings to resume")
+    return state
+
+
 def _loss(model: SASRec, inputs: torch.Tensor, targets: torch.Tensor, terms: torch.Tensor | None, kind: str) -> torch.Tensor:
     rep = model(inputs, terms)  # (B, T, H)
     mask = targets > 0
@@ -97,12 +123,20 @@ def train(
     train_config: TrainConfig,
     progress: bool = True,
     valid_limit: int | None = 20_000,
+    resume_path: Path | None = None,
 ) -> TrainResult:
     """Train a SASRec on ``data.train``; select the epoch by ``train_config.valid_metric``
-    on (at most ``valid_limit`` examples of) ``data.valid``."""
+    on (at most ``valid_limit`` examples of) ``data.valid``.
+
+    With ``resume_path``, the whole run state (weights, optimizer, schedule, random
+    generators, best epoch so far) is written there after every epoch, and a run started
+    with the same settings continues from it: an interrupted multi-hour CPU run resumes
+    and ends with the weights an uninterrupted run would have had."""
     tc = train_config
     seed_everything(tc.seed)
-    started = time.monotonic()
+    resumed = _load_resume_state(resume_path, model_config, tc) if resume_path else None
+    # Time already trained counts against the budget and the reported wall time.
+    started = time.monotonic() - (resumed["elapsed"] if resumed else 0.0)
     deadline = None if tc.time_budget is None else started + tc.time_budget
     device = torch.device(tc.device)
     model = SASRec(model_config).to(device)
@@ -116,8 +150,21 @@ def train(
     rng = np.random.default_rng(tc.seed)
     best_score, best_epoch, best_state, best_metrics = -1.0, 0, None, {}
     history: list[dict[str, Any]] = []
-    stopped, epoch, bad = "epochs", 0, 0
-    for epoch in range(1, tc.epochs + 1):
+    stopped, epoch, bad, first = "epochs", 0, 0, 1
+    if resumed:
+        model.load_state_dict(resumed["model"])
+        opt.load_state_dict(resumed["opt"])
+        sched.load_state_dict(resumed["sched"])
+        rng.bit_generator.state = resumed["rng"]
+        torch.set_rng_state(resumed["torch_rng"])
+        best_score, best_epoch, best_state, best_metrics = (
+            resumed["best_score"], resumed["best_epoch"], resumed["best_state"], resumed["best_metrics"])
+        history, bad, epoch, stopped = resumed["history"], resumed["bad"], resumed["epoch"], resumed["stopped"]
+        # Early stopping is final; a run stopped by its time budget goes on if the new budget allows.
+        first = tc.epochs + 1 if stopped == "early_stopping" else epoch + 1
+        stopped = "epochs" if first <= tc.epochs else stopped
+        log.info("resumed from %s after epoch %d", resume_path, epoch)
+    for epoch in range(first, tc.epochs + 1):
         model.train()
         order = rng.permutation(len(chunks))
         batches = range(0, len(order), tc.batch_size)
@@ -153,9 +200,16 @@ def train(
             bad += 1
         if out_of_time:
             stopped = "time_budget"
-            break
-        if bad >= tc.patience:
+        elif bad >= tc.patience:
             stopped = "early_stopping"
+        if resume_path:
+            _save_resume_state(resume_path, {
+                "model_config": model_config.to_dict(), "train_config": tc.to_dict(), "epoch": epoch,
+                "stopped": stopped, "elapsed": time.monotonic() - started, "model": model.state_dict(),
+                "opt": opt.state_dict(), "sched": sched.state_dict(), "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(), "best_score": best_score, "best_epoch": best_epoch,
+                "best_state": best_state, "best_metrics": best_metrics, "history": history, "bad": bad})
+        if stopped != "epochs":
             break
     assert best_state is not None
     model.load_state_dict(best_state)

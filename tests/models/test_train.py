@@ -1,4 +1,7 @@
+from dataclasses import replace
+
 import numpy as np
+import pytest
 import torch
 
 from models.config import ModelConfig, TrainConfig
@@ -78,3 +81,30 @@ def test_sampled_negatives_exclude_seen_and_target() -> None:
 def test_pad_left_truncates_to_most_recent() -> None:
     out = pad_left([np.array([1, 2, 3, 4]), np.array([5])], 3)
     assert out.tolist() == [[2, 3, 4], [0, 0, 5]]
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path) -> None:
+    data = cyclic_data()
+    cfg = ModelConfig(num_items=12, max_len=8, hidden=16, dropout=0.3)  # dropout: the torch RNG is restored too
+    tc = TrainConfig(epochs=4, batch_size=8, lr=5e-3, lr_decay=0.8, patience=20)
+    whole = train(data, cfg, tc, progress=False)
+    ckpt = tmp_path / "run.resume"
+    first = train(data, cfg, replace(tc, epochs=2), progress=False, resume_path=ckpt)
+    assert first.epochs_run == 2 and ckpt.exists()
+    rest = train(data, cfg, tc, progress=False, resume_path=ckpt)
+    assert rest.epochs_run == 4 and [h["epoch"] for h in rest.history] == [1, 2, 3, 4]
+    assert [h["loss"] for h in rest.history] == [h["loss"] for h in whole.history]
+    for pa, pb in zip(whole.model.parameters(), rest.model.parameters()):
+        assert torch.equal(pa, pb)
+    again = train(data, cfg, tc, progress=False, resume_path=ckpt)  # finished: nothing more to train
+    assert again.epochs_run == 4 and len(again.history) == 4
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path) -> None:
+    data = cyclic_data()
+    ckpt = tmp_path / "run.resume"
+    train(data, ModelConfig(num_items=12, max_len=8, hidden=16), TrainConfig(epochs=1, batch_size=8),
+          progress=False, resume_path=ckpt)
+    with pytest.raises(ValueError, match=r"different model_config \(differs in hidden\)"):
+        train(data, ModelConfig(num_items=12, max_len=8, hidden=32), TrainConfig(epochs=2, batch_size=8),
+              progress=False, resume_path=ckpt)
