@@ -132,7 +132,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
             try:
                 out = processor.process(
                     records, lambda user: store.get(k := user.encode(), partition_of.get(k)),
-                    runtime.device)
+                    runtime.device, store.held_bytes)
             except Exception as exc:  # a bug, not bad input (that is dead-lettered): stop loudly
                 log.exception("scoring batch failed; stopping the worker (offsets not committed)")
                 await app.crash(exc)
@@ -148,7 +148,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
             for key, value, headers in out.dead_letters:
                 await send("events-dlq", key, value, None, None, headers)
             # Written (RocksDB + changelog) by the flush before the next offset commit.
-            store.stage({user.encode(): (records[out.last_record[user]].partition, state, out.encoded[user])
+            store.stage({user.encode(): (records[out.last_record[user]].partition, state)
                          for user, state in out.states.items()})
             if out.cost_event is not None:
                 await costs.send(key=settings.worker_name.encode(), value=out.cost_event)

@@ -24,7 +24,7 @@ from streams.contracts import Event, Invalid, parse_batch, query_terms
 from streams.costs import BatchMeter, cost_event, new_groups
 from streams.pricing import PriceSheet
 from streams.settings import Settings
-from streams.state import apply_event, bound, expired, new_state
+from streams.state import bound, expired, fold, new_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,6 @@ class InRecord:
 @dataclass
 class BatchOutput:
     states: dict[str, dict] = field(default_factory=dict)        # user -> new state (one write per key)
-    encoded: dict[str, bytes] = field(default_factory=dict)      # user -> the state as stored (JSON)
     last_record: dict[str, int] = field(default_factory=dict)    # user -> index of its last record
     recommendations: list[tuple[bytes, bytes]] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
@@ -78,55 +77,79 @@ class BatchProcessor:
         return event.ts - state["last_rec_ts"] >= s.trigger_min_interval_s
 
     def process(self, records: Sequence[InRecord], state_get: Callable[[str], dict | None],
-                device: str) -> BatchOutput:
+                device: str, held_bytes: Callable[[Iterable[str]], int] | None = None) -> BatchOutput:
+        """One batch -> its outputs. `state_get(user)`: the user's state or None.
+        `held_bytes(users)`: the stored size of those users' states (the store's, measured
+        when written); without it the batch's states are encoded to measure them."""
         meter = BatchMeter(device=device)
         out = BatchOutput()
         now = time.time()
         settings, states, last = self.settings, out.states, out.last_record
         events, meter.bytes_in = _parse(records, now, settings.default_tenant)
-        scoring = settings.trigger != "none"
-        triggered: list[tuple[Event, float]] = []
-        seen: dict[str, set[str]] = {}         # user -> event ids seen (the batch's dedup filter)
-        history: dict[str, list[str]] = {}     # user -> last items before this batch (co-visitation)
-        tally: Counter = Counter()             # (user, tenant, kind) -> valid events
-        clicks: list[Event] = []               # valid clicks, in batch order
-        searches: list[tuple[list[str], Sequence[str]]] = []
-        duplicates = 0
+        # The batch by user, in order: everything after this works a user (or a batch) at a time.
+        by_user: dict[str, list[int]] = {}
+        get = by_user.get
         for position, event in enumerate(events):
             if event.__class__ is Invalid:
                 record = records[position]
                 out.counts[f"invalid:{event.reason}"] += 1
                 out.dead_letters.append((record.key, record.value, dead_letter_headers(record, event)))
                 continue
-            user = event.user_id
-            state = states.get(user)
-            if state is None:
-                state = state_get(user)
-                # An idle user starts over: stale history is worse than none. (The key stays
-                # in the store until then; Faust tables have no TTL outside windows.)
-                if state is None or expired(state, event.ts, settings.user_ttl_s):
-                    state = new_state()
-                states[user] = state
-                seen[user] = set(state["seen"])
-                history[user] = state["items"][-3:]
-            ids = seen[user]
-            if event.event_id in ids:          # the lists grow until bound(): the set is exact
-                duplicates += 1
-                continue
-            ids.add(event.event_id)
-            if event.kind == "click":
-                clicks.append(event)
+            positions = get(event.user_id)
+            if positions is None:
+                by_user[event.user_id] = [position]
             else:
-                searches.append((query_terms(event.query), event.results))
-            tally[user, event.tenant, event.kind] += 1
-            if scoring and self._triggers(event, state):
-                state["last_rec_ts"] = max(state["last_rec_ts"], event.ts)
-                triggered.append((event, records[position].timestamp / 1000.0))
-            apply_event(state, event)
-            last[user] = position
-        for user in history:
-            bound(states[user])
-        self._learn(clicks, searches, history, states)
+                positions.append(position)
+        scoring = settings.trigger != "none"
+        triggered: list[tuple[Event, float]] = []
+        history: dict[str, list[str]] = {}     # user -> last items before this batch (co-visitation)
+        tally: Counter = Counter()             # (user, tenant, kind) -> valid events
+        clicks: tuple[list[int], list[str], list[float]] = ([], [], [])   # user code, item, ts
+        searches: list[tuple[list[str], Sequence[str]]] = []
+        duplicates = 0
+        for user, positions in by_user.items():
+            state = state_get(user)
+            mine = [events[p] for p in positions]
+            # An idle user starts over: stale history is worse than none. (The key stays
+            # in the store until then; Faust tables have no TTL outside windows.)
+            if state is None or expired(state, mine[0].ts, settings.user_ttl_s):
+                state = new_state()
+            ids = [e.event_id for e in mine]
+            seen = set(ids)
+            if len(seen) < len(ids) or not seen.isdisjoint(state["seen"]):
+                fresh = _unseen(mine, positions, state["seen"])
+                duplicates += len(mine) - len(fresh)
+                if not fresh:
+                    continue                   # only duplicates: the state is unchanged
+                mine, positions = [e for e, _ in fresh], [p for _, p in fresh]
+            states[user] = state
+            last[user] = positions[-1]
+            if scoring:
+                code = len(history)
+                history[user] = state["items"][-3:]     # before the fold
+                for event, position in zip(mine, positions):
+                    if self._triggers(event, state):
+                        state["last_rec_ts"] = max(state["last_rec_ts"], event.ts)
+                        triggered.append((event, records[position].timestamp / 1000.0))
+            items = fold(state, mine, ids if len(ids) == len(mine) else None)
+            bound(state)
+            if scoring:
+                if items:
+                    clicks[0].extend([code] * len(items))
+                    clicks[1].extend(items)
+                    clicks[2].extend([e.ts for e in mine if e.kind == "click"])
+                if len(items) < len(mine):
+                    searches += [(query_terms(e.query), e.results) for e in mine if e.kind == "search"]
+            tenant = mine[0].tenant
+            if len(mine) == 1 or all([e.tenant == tenant for e in mine]):
+                if items:
+                    tally[user, tenant, "click"] += len(items)
+                if len(items) < len(mine):
+                    tally[user, tenant, "search"] += len(mine) - len(items)
+            else:
+                tally.update([(user, e.tenant, e.kind) for e in mine])
+        if scoring:     # the index is read only to score: a worker that never scores skips it
+            self._learn(clicks, searches, history, states)
         groups, scorers = self._count(tally)
         valid = sum(tally.values())
         for name, count in (("duplicate", duplicates), ("valid", valid)):
@@ -136,23 +159,20 @@ class BatchProcessor:
             self._score([(event, produced_at, scorers[event.user_id]) for event, produced_at in triggered],
                         out, meter, groups)
         if valid:
-            # Encoded once: its size goes into the cost event, its bytes to the store.
-            out.encoded = {user: _encode(state) for user, state in states.items() if user in last}
-            state_bytes = sum(map(len, out.encoded.values()))
+            state_bytes = (held_bytes(states) if held_bytes is not None
+                           else sum(len(_encode(state)) for state in states.values()))
             out.cost_event = cost_event(f"b-{uuid.uuid4().hex}", meter.usage(state_bytes), groups,
                                         self.sheet, self.settings.worker_name, self.ram_gb)
-        for user in [user for user in states if user not in last]:   # only duplicates: unchanged
-            del states[user]
         return out
 
-    def _learn(self, clicks: list[Event], searches: list[tuple[list[str], Sequence[str]]],
+    def _learn(self, clicks: tuple[list[int], list[str], list[float]],
+               searches: list[tuple[list[str], Sequence[str]]],
                history: dict[str, list[str]], states: dict[str, dict]) -> None:
         """The batch's valid events into the candidate index, vectorised there (users as
-        dense codes; each user's history as before the batch, terms as after it)."""
-        if clicks:
-            codes = dict(zip(history, range(len(history))))
-            self.index.observe_clicks([codes[e.user_id] for e in clicks], [e.item_id for e in clicks],
-                                      [e.ts for e in clicks], list(history.values()),
+        dense codes, in `history`'s order; each user's history as before the batch, terms
+        as after it)."""
+        if clicks[0]:
+            self.index.observe_clicks(*clicks, list(history.values()),
                                       [states[u]["terms"][-4:] for u in history])
         if searches:
             terms, results = zip(*searches)
@@ -277,6 +297,17 @@ class BatchProcessor:
         rows = len(batch)
         return (np.array(histories, dtype=np.int64).reshape(rows, t), candidates,
                 np.array(terms, dtype=np.int64).reshape(rows, 8))
+
+
+def _unseen(events: list[Event], positions: list[int], seen: list[str]) -> list[tuple[Event, int]]:
+    """A user's events whose ids are neither in `seen` nor earlier in the batch."""
+    ids = set(seen)
+    fresh = []
+    for event, position in zip(events, positions):
+        if event.event_id not in ids:
+            ids.add(event.event_id)
+            fresh.append((event, position))
+    return fresh
 
 
 def _parse(records: Sequence[InRecord], now: float, default_tenant: str) -> tuple[list[Event | Invalid], int]:

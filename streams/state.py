@@ -6,6 +6,7 @@ Bounded per user; `expired` lets a timer drop users idle for too long.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from streams.contracts import Event, query_terms
@@ -21,24 +22,32 @@ def new_state() -> dict[str, Any]:
             "last_seen": 0.0, "last_rec_ts": 0.0}
 
 
-def apply_event(state: dict[str, Any], event: Event) -> dict[str, Any]:
-    """Fold one valid event into the user's state (in place) and return it.
+def fold(state: dict[str, Any], events: Sequence[Event], ids: list[str] | None = None) -> list[str]:
+    """Fold one user's new events of a batch (valid, not seen before, in order; `ids`:
+    their event ids, if already at hand) into its state, in place; returns the items
+    clicked, in order.
 
-    Lists only grow here: `bound` trims them once per batch (a trim per event, or a copy
-    of a 50-entry list, was most of this function's time)."""
-    state["seen"].append(event.event_id)
-    if event.ts > state["last_seen"]:
-        state["last_seen"] = event.ts
-    if event.kind == "click":
-        state["clicks"] += 1
-        state["items"].append(event.item_id)
-        if event.action == "purchase":
-            state["bought"].append(event.item_id)
-    else:
-        state["searches"] += 1
-        new = query_terms(event.query)
-        state["terms"] = [t for t in state["terms"] if t not in new] + new
-    return state
+    A batch's events of one user go in together, as whole-list operations (an event at a
+    time was most of the worker's time). Lists only grow here: `bound` trims them."""
+    state["seen"] += [e.event_id for e in events] if ids is None else ids
+    newest = max([e.ts for e in events])
+    if newest > state["last_seen"]:
+        state["last_seen"] = newest
+    clicks = [e for e in events if e.kind == "click"]
+    items = [e.item_id for e in clicks]
+    if items:
+        state["items"] += items
+        state["clicks"] += len(items)
+        state["bought"] += [e.item_id for e in clicks if e.action == "purchase"]
+    if len(clicks) < len(events):
+        terms = state["terms"]
+        for search in events:
+            if search.kind == "search":
+                new = query_terms(search.query)
+                terms = [t for t in terms if t not in new] + new
+        state["terms"] = terms
+        state["searches"] += len(events) - len(clicks)
+    return items
 
 
 def bound(state: dict[str, Any]) -> dict[str, Any]:

@@ -6,8 +6,8 @@ time. This store does what Kafka Streams' record cache does instead:
 
 - reads: a user's state stays decoded in memory between batches (bounded, least recently
   written first out; dropped whenever the partition assignment changes);
-- writes: a batch only stages its states; `flush` writes the latest state of every key
-  staged since the last flush, with one RocksDB WriteBatch and one changelog record batch
+- writes: a batch only stages its states; `flush` encodes and writes the latest state of
+  every key staged since the last flush (once per key, however many batches changed it), with one RocksDB WriteBatch and one changelog record batch
   per partition. The transport calls it before every offset commit, under the lock that
   keeps batches out (streams/transport.py), so whatever offsets are committed, the states
   that include those events are in RocksDB and on their way to the changelog first.
@@ -21,7 +21,7 @@ never committed: they are consumed again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import faust
@@ -30,6 +30,7 @@ from faust.types import TP
 from rocksdict import WriteBatch
 
 _decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
 
 
 class UserStore:
@@ -38,7 +39,8 @@ class UserStore:
         self.table = table
         self.max_cached = max_cached
         self._cached: dict[bytes, dict] = {}               # key -> decoded state
-        self._staged: dict[bytes, tuple[int, bytes]] = {}  # key -> (partition, JSON) to write
+        self._staged: dict[bytes, int] = {}                # key -> partition, to write
+        self._sizes: dict[bytes, int] = {}                 # key -> bytes stored (cached keys)
         self._generation: int | None = None
 
     @property
@@ -53,6 +55,7 @@ class UserStore:
         if generation != self._generation:
             self._generation = generation
             self._cached = {key: self._cached[key] for key in self._staged}
+            self._sizes = {key: self._sizes[key] for key in self._staged if key in self._sizes}
 
     def get(self, key: bytes, partition: int | None) -> dict | None:
         """The state under `key`: cached, or read from `partition`'s store (the partition its
@@ -69,16 +72,23 @@ class UserStore:
         if raw is None:
             return None
         state = self._cached[key] = _decode(raw)
+        self._sizes[key] = len(raw)
         return state
 
-    def stage(self, states: Mapping[bytes, tuple[int, dict, bytes]]) -> None:
-        """{key: (partition, state, state as JSON)}: the batch's new states, written by the
-        next `flush`. The decoded state is what the next batch reads."""
+    def held_bytes(self, users: Iterable[str]) -> int:
+        """Bytes these users' states take in the store, as last written or read (0 for a
+        state not written yet): what a batch's cost event counts as state held."""
+        sizes = self._sizes
+        return sum([sizes.get(user.encode(), 0) for user in users])
+
+    def stage(self, states: Mapping[bytes, tuple[int, dict]]) -> None:
+        """{key: (partition, state)}: the batch's new states, written by the next `flush`.
+        The state object itself is kept: the next batch reads (and changes) it in place."""
         cached, staged = self._cached, self._staged
-        for key, (partition, state, value) in states.items():
+        for key, (partition, state) in states.items():
             cached.pop(key, None)          # re-inserted last: the dict's order is write order
             cached[key] = state
-            staged[key] = (partition, value)
+            staged[key] = partition
         if len(cached) > self.max_cached:
             self._evict(len(cached) - self.max_cached * 9 // 10)
 
@@ -93,6 +103,7 @@ class UserStore:
                 drop.append(key)
         for key in drop:
             del self._cached[key]
+            self._sizes.pop(key, None)
 
     async def flush(self) -> int:
         """Write every staged state; returns the bytes written. The changelog batches are
@@ -100,9 +111,11 @@ class UserStore:
         if not self._staged:
             return 0
         staged, self._staged = self._staged, {}
-        store = self._store
+        store, cached, sizes = self._store, self._cached, self._sizes
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
-        for key, (partition, value) in staged.items():
+        for key, partition in staged.items():
+            value = _encode(cached[key])     # staged states are never evicted
+            sizes[key] = len(value)
             by_partition.setdefault(partition, []).append((key, value))
         topic = self.table.changelog_topic.get_topic_name()
         producer = self.app.producer._ensure_producer()   # aiokafka's, for whole record batches

@@ -14,7 +14,7 @@ from streams.generator import TrafficGenerator
 from streams.pricing import PriceSheet
 from streams.processor import BatchProcessor, InRecord
 from streams.settings import Settings
-from streams.state import MAX_ITEMS, new_state
+from streams.state import MAX_ITEMS, fold, new_state
 
 from .kafka_io import click, search
 
@@ -123,8 +123,8 @@ def test_state_is_what_the_contract_says(scorer) -> None:
     state = new_state()
     event = parse_event("searches", search("q1", "u", "Red  LAMP", ["i1"]).value)
     assert event.query == "Red  LAMP"
-    from streams.state import apply_event
-    assert apply_event(state, event)["terms"] == ["red", "lamp"]
+    fold(state, [event])
+    assert state["terms"] == ["red", "lamp"]
 
 
 def test_idle_user_starts_over(scorer) -> None:
@@ -156,3 +156,18 @@ def test_ab_split_routes_users_stably(registry_dir, tmp_path) -> None:
     assert 0.15 < share < 0.45
     assert all(("challenger" in by_user[u]) == (user_bucket(u) < 0.3) for u in by_user)
     assert {line["model_version"] for line in out.cost_event["lines"]} == {v1, "challenger"}
+
+
+def test_a_worker_that_never_scores_folds_state_but_learns_no_candidates(scorer) -> None:
+    records = _records(TrafficGenerator(seed=8).records(300))
+    ingest, full = _processor(scorer, trigger="none"), _processor(scorer)
+    a, b = ingest.process(records, {}.get, "cpu"), full.process(records, {}.get, "cpu")
+    assert a.states == {u: {**s, "last_rec_ts": 0.0} for u, s in b.states.items()}   # same state
+    assert a.recommendations == [] and a.cost_event is not None
+    assert ingest.index.trending_top(5) == [] and full.index.trending_top(5) != []
+    # the state bytes counted: the states as encoded, or the store's measure when given
+    assert a.cost_event["usage"]["state_bytes"] == sum(len(json.dumps(s, separators=(",", ":")))
+                                                       for s in a.states.values())
+    held = ingest.process(_records(TrafficGenerator(seed=9).records(50)), {}.get, "cpu",
+                          held_bytes=lambda users: 7 * len(list(users)))
+    assert held.cost_event["usage"]["state_bytes"] == 7 * len(held.states)

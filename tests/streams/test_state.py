@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 
-from streams.contracts import Event
-from streams.state import MAX_BOUGHT, MAX_ITEMS, MAX_SEEN, apply_event, bound, new_state
+from streams.contracts import Click, Search
+from streams.state import MAX_BOUGHT, MAX_ITEMS, MAX_SEEN, bound, fold, new_state
 
 
 def test_lists_stay_bounded_newest_last_and_json_round_trips() -> None:
     state = new_state()
     state["items"] = [f"old{i}" for i in range(MAX_ITEMS + 5)]   # e.g. written by an older build
-    for n in range(MAX_SEEN + 3):
-        action = "purchase" if n % 2 else "view"
-        apply_event(state, Event("click", f"e{n}", "u", 100.0 + n, "t", item_id=f"i{n}", action=action))
-    apply_event(state, Event("search", "s1", "u", 50.0, "t", query="Red lamp red"))
+    clicks = [Click(f"e{n}", "u", f"i{n}", "purchase" if n % 2 else "view", 100.0 + n, "t")
+              for n in range(MAX_SEEN + 3)]
+    assert fold(state, clicks[:2]) == ["i0", "i1"]
+    fold(state, clicks[2:] + [Search("s1", "u", "Red lamp red", 50.0, "t")])
     assert len(state["seen"]) == MAX_SEEN + 4            # lists grow within a batch ...
     bound(state)                                         # ... and are trimmed once after it
     assert state["items"][-1] == f"i{MAX_SEEN + 2}" and len(state["items"]) == MAX_ITEMS
@@ -23,3 +23,12 @@ def test_lists_stay_bounded_newest_last_and_json_round_trips() -> None:
     assert state["terms"] == ["red", "lamp", "red"] and state["last_seen"] == 100.0 + MAX_SEEN + 2
     assert json.loads(json.dumps(state)) == state
     assert set(state) == {"items", "terms", "seen", "bought", "clicks", "searches", "last_seen", "last_rec_ts"}
+
+
+def test_searches_keep_their_terms_newest_last_and_count() -> None:
+    state = new_state()
+    fold(state, [Search("s1", "u", "red lamp", 10.0, "t"), Click("c1", "u", "i1", "view", 11.0, "t"),
+                 Search("s2", "u", "Blue LAMP", 12.0, "t")])
+    assert state["terms"] == ["red", "blue", "lamp"]
+    assert (state["clicks"], state["searches"], state["items"], state["last_seen"]) == (1, 2, ["i1"], 12.0)
+    assert state["seen"] == ["s1", "c1", "s2"]

@@ -6,7 +6,6 @@ guarantees with the real broker are in test_worker.py and test_costs_worker.py.)
 from __future__ import annotations
 
 import asyncio
-import json
 from types import SimpleNamespace
 
 from rocksdict import Options, Rdict
@@ -62,7 +61,7 @@ def _store(tmp_path, generation: int = 1) -> tuple[UserStore, SimpleNamespace, _
 
 
 def _stage(store: UserStore, key: bytes, partition: int, state: dict) -> None:
-    store.stage({key: (partition, state, json.dumps(state).encode())})
+    store.stage({key: (partition, state)})
 
 
 def test_staged_states_are_read_back_and_written_only_by_a_flush(tmp_path) -> None:
@@ -76,11 +75,22 @@ def test_staged_states_are_read_back_and_written_only_by_a_flush(tmp_path) -> No
     async def flush() -> int:
         return await store.flush()
     written = asyncio.run(flush())
-    assert written == len(b'{"n": 2}') + len(b'{"n": 7}')
-    assert data.dbs[0][b"u1"] == b'{"n": 2}' and data.dbs[1][b"u2"] == b'{"n": 7}'
-    assert sorted((p, recs) for _, p, recs in producer.sent) == [(0, [(b"u1", b'{"n": 2}')]),
-                                                                 (1, [(b"u2", b'{"n": 7}')])]
+    assert written == len(b'{"n":2}') + len(b'{"n":7}')
+    assert data.dbs[0][b"u1"] == b'{"n":2}' and data.dbs[1][b"u2"] == b'{"n":7}'
+    assert sorted((p, recs) for _, p, recs in producer.sent) == [(0, [(b"u1", b'{"n":2}')]),
+                                                                 (1, [(b"u2", b'{"n":7}')])]
     assert asyncio.run(flush()) == 0                       # nothing staged since
+    assert store.held_bytes(["u1", "u2", "u3"]) == 2 * len(b'{"n":2}')   # u3: never written
+
+
+def test_a_state_changed_after_staging_is_written_as_it_is_at_the_flush(tmp_path) -> None:
+    store, data, _ = _store(tmp_path)
+    state = {"items": ["a"]}
+    _stage(store, b"u1", 0, state)
+    state["items"].append("b")                             # the next batch folds in place
+    asyncio.run(store.flush())
+    assert data.dbs[0][b"u1"] == b'{"items":["a","b"]}'
+    assert store.held_bytes(["u1"]) == len(b'{"items":["a","b"]}')
 
 
 def test_a_full_record_batch_is_sent_and_the_persisted_offset_is_its_last_record(tmp_path) -> None:
@@ -99,6 +109,7 @@ def test_reads_fall_back_to_rocksdb_and_a_rebalance_forgets_cached_states(tmp_pa
     data._db_for_partition(0)[b"u1"] = b'{"n": 1}'
     state = store.get(b"u1", 0)
     assert state == {"n": 1} and store.get(b"u1", 0) is state    # decoded once, then cached
+    assert store.held_bytes(["u1"]) == len(b'{"n": 1}')
     data._db_for_partition(0)[b"u1"] = b'{"n": 5}'             # restored from the changelog
     assert store.get(b"u1", 0) == {"n": 1}
     store.app.consumer_generation_id += 1
