@@ -154,12 +154,13 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
                 await costs.send(key=settings.worker_name.encode(), value=out.cost_event)
                 stats["cost_events_sent"] += 1
             stats["consumed"] += len(records)
-            stats.setdefault("first_batch_at", time.time())
+            if "first_batch_at" not in stats:    # rates are measured from the end of the first batch
+                stats["first_batch_at"], stats["first_batch_consumed"] = time.time(), stats["consumed"]
             stats["last_batch_at"] = time.time()
             stats["batches"] += 1
             stats.update(out.counts)
 
-        on_batches(app, clicks, score, fetch_wait_ms=settings.batch_wait_ms, max_records=settings.batch_size)
+        on_batches(app, clicks, score, fetch_wait_ms=settings.batch_wait_ms, max_records=settings.max_batch)
 
         @app.task
         async def freeze_startup_heap() -> None:

@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=1, le=65535)
     # One batch = one fetch: at most batch_size records, the broker holding the fetch at most
     # batch_wait_ms for more. Under backlog batches grow to batch_size; at low load they stay small.
-    batch_size: int = Field(2000, ge=1, le=65536)
+    # Unset: 2000 for a worker that scores (latency), 8000 for one that never does (throughput).
+    batch_size: int | None = Field(None, ge=1, le=65536)
     batch_wait_ms: int = Field(20, ge=1, le=60_000)
     # User states kept decoded in memory between batches (streams/user_store.py).
     state_cache_users: int = Field(50_000, ge=100, le=10_000_000)
@@ -93,6 +94,12 @@ class Settings(BaseSettings):
         if raw and not raw.startswith(("chdb://", "http://", "https://")):
             raise ValueError("must start with chdb://, http:// or https://")
         return v
+
+    @property
+    def max_batch(self) -> int:
+        if self.batch_size is not None:
+            return self.batch_size
+        return 8000 if self.trigger == "none" else 2000
 
     @property
     def embedded_kafka(self) -> bool:

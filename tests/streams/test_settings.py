@@ -57,3 +57,13 @@ def test_sasl_settings_reach_the_kafka_clients(monkeypatch) -> None:
                                        "sasl_plain_username": "svc", "sasl_plain_password": "pw"}
     creds = faust_broker_kwargs(s, "k:9092")["broker_credentials"]
     assert creds.username == "svc" and creds.mechanism.value == "SCRAM-SHA-256"
+
+
+def test_batch_size_defaults_by_role_and_an_explicit_one_wins(monkeypatch) -> None:
+    monkeypatch.delenv("RECKON_BATCH_SIZE", raising=False)
+    assert load_settings().max_batch == 2000                       # scores: latency first
+    assert load_settings(trigger="none").max_batch == 8000         # never scores: throughput
+    assert load_settings(trigger="none", batch_size=500).max_batch == 500
+    monkeypatch.setenv("RECKON_BATCH_SIZE", "0")
+    with pytest.raises(SettingsError, match="RECKON_BATCH_SIZE"):
+        load_settings()
