@@ -131,7 +131,7 @@ class BatchProcessor:
                     if self._triggers(event, state):
                         state["last_rec_ts"] = max(state["last_rec_ts"], event.ts)
                         triggered.append((event, records[position].timestamp / 1000.0))
-            items = fold(state, mine, ids if len(ids) == len(mine) else None)
+            items = fold(state, mine)
             bound(state)
             if scoring:
                 if items:

@@ -22,14 +22,13 @@ def new_state() -> dict[str, Any]:
             "last_seen": 0.0, "last_rec_ts": 0.0}
 
 
-def fold(state: dict[str, Any], events: Sequence[Event], ids: list[str] | None = None) -> list[str]:
-    """Fold one user's new events of a batch (valid, not seen before, in order; `ids`:
-    their event ids, if already at hand) into its state, in place; returns the items
-    clicked, in order.
+def fold(state: dict[str, Any], events: Sequence[Event]) -> list[str]:
+    """Fold one user's new events of a batch (valid, not seen before, in order) into its
+    state, in place; returns the items clicked, in order.
 
     A batch's events of one user go in together, as whole-list operations (an event at a
     time was most of the worker's time). Lists only grow here: `bound` trims them."""
-    state["seen"] += [e.event_id for e in events] if ids is None else ids
+    state["seen"] += [e.event_id for e in events]
     newest = max([e.ts for e in events])
     if newest > state["last_seen"]:
         state["last_seen"] = newest
