@@ -32,19 +32,26 @@ def _print(result: dict, json_out: bool) -> None:
     Console().print(table)
 
 
+_USERS = typer.Option(500, min=1, help="distinct users in the generated clicks")
+_INTERLEAVE = typer.Option(False, "--interleave", help="spread each user's events over the stream "
+                           "(live traffic) instead of back-to-back sessions (a replayed log)")
+
+
 @bench.command("stream")
-def stream(events: int = typer.Option(50_000, min=1000), json_out: bool = typer.Option(False, "--json")) -> None:
+def stream(events: int = typer.Option(50_000, min=1000), users: int = _USERS, interleave: bool = _INTERLEAVE,
+           json_out: bool = typer.Option(False, "--json")) -> None:
     """Raw aiokafka read rate vs worker ingest (state) vs full path (scoring), with latency."""
     from bench.stream import run
 
     with tempfile.TemporaryDirectory(prefix="reckon-bench-") as tmp:
-        _print(run(_registry(), Path(tmp), events=events), json_out)
+        _print(run(_registry(), Path(tmp), events=events, users=users, interleave=interleave), json_out)
 
 
 @bench.command("ingest")
-def ingest(events: int = typer.Option(50_000, min=1000), json_out: bool = typer.Option(False, "--json")) -> None:
+def ingest(events: int = typer.Option(50_000, min=1000), users: int = _USERS, interleave: bool = _INTERLEAVE,
+           json_out: bool = typer.Option(False, "--json")) -> None:
     """Same harness as `stream`: the issue-6 view of it (ingest vs raw)."""
-    stream(events=events, json_out=json_out)
+    stream(events=events, users=users, interleave=interleave, json_out=json_out)
 
 
 def chaos(scenario: list[str] = typer.Option(["kill9", "clickhouse", "broker", "fuzz"],

@@ -80,7 +80,7 @@ def overhead(registry: Path, events: int = 20_000, batch: int = 256) -> dict:
     from models.scorer import Scorer
     from streams.costs import cost_event
     from streams.idle import IntervalAccountant, Reserved
-    from streams.processor import BatchProcessor, InRecord
+    from streams.processor import BatchProcessor, runs_of
     from streams.pricing import PriceSheet
     from streams.settings import Settings
     from streams.sink import rows_from_event
@@ -88,9 +88,8 @@ def overhead(registry: Path, events: int = 20_000, batch: int = 256) -> dict:
     settings = Settings(device="cpu")
     scorer = Scorer.load(Registry(registry).current(), device="cpu")
     sheet = PriceSheet.load()
-    now = time.time()
-    records = [InRecord(r.topic, r.key, r.value, int(now * 1000)) for r in TrafficGenerator(seed=7).records(events)]
-    batches = [records[i:i + batch] for i in range(0, len(records), batch)]
+    records = list(TrafficGenerator(seed=7).records(events))
+    batches = [runs_of(records[i:i + batch]) for i in range(0, len(records), batch)]
     sides = {"with": (BatchProcessor(settings, sheet, lambda user: scorer, ram_gb=2.0), {}),
              "without": (BatchProcessor(settings, sheet, lambda user: scorer, ram_gb=2.0), {})}
     accountant = IntervalAccountant(sheet, Reserved(2, 2), "bench", "cpu", 10.0)
@@ -103,7 +102,7 @@ def overhead(registry: Path, events: int = 20_000, batch: int = 256) -> dict:
             proc.BatchMeter, proc.cost_event, proc.json = _NullMeter, lambda *a, **k: None, _JsonWithoutStateBytes()
         try:
             started = time.perf_counter()
-            out = processor.process(chunk, states.get, "cpu")
+            out = processor.process(chunk, lambda user, partition: states.get(user), "cpu")
             if side == "with" and out.cost_event is not None:
                 accountant.observe(out.cost_event)
                 rows_from_event(json.loads(json.dumps(out.cost_event)))   # the wire and the sink's side

@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -30,14 +31,26 @@ from streams.replay import produce
 from streams.stack import WorkerProcess, start_worker
 
 
-def _clicks(n: int, seed: int) -> list[Record]:
-    gen = TrafficGenerator(seed=seed, search_fraction=0.0)
+def _clicks(n: int, seed: int, users: int = 500, interleave: bool = False) -> list[Record]:
+    """n click records of `users` users: sessions back to back, as a replayed log has them,
+    or (`interleave`) each user's k-th event after every user's (k-1)-th, as live traffic
+    spreads a user's events over many batches."""
+    # Timestamps end before now (~0.025 s apart): later ones would be dead-lettered as
+    # out of range, and the rates would time the wrong work.
+    gen = TrafficGenerator(users=users, seed=seed, search_fraction=0.0, start_ts=time.time() - 60 - 0.05 * n)
     out: list[Record] = []
     for event in gen.sessions():
         if "item_id" in event:
             out.append(Record("clicks", event["user_id"].encode(), json.dumps(event).encode(), True))
             if len(out) == n:
-                return out
+                break
+    if interleave:
+        rank: Counter = Counter()
+        order = []
+        for record in out:
+            order.append(rank[record.key])
+            rank[record.key] += 1
+        out = [record for _, record in sorted(zip(order, out), key=lambda pair: pair[0])]
     return out
 
 
@@ -79,15 +92,17 @@ def _worker(bootstrap: str, registry: Path, root: Path, name: str, trigger: str)
                         RECKON_ROLE="scorer", RECKON_DEVICE="cpu")
 
 
-def _drain_rate(worker: WorkerProcess, n: int, timeout_s: float = 600) -> float:
+def _drain_rate(worker: WorkerProcess, n: int, timeout_s: float = 600) -> tuple[float, dict]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         stats = worker.stats() or {}
         if stats.get("consumed", 0) >= n:
+            if stats.get("valid", 0) != stats["consumed"]:
+                raise RuntimeError(f"worker took {stats.get('valid', 0)} of {stats['consumed']} events as valid")
             # the events after the first batch, over the time from its end to the last one's
             span = stats["last_batch_at"] - stats["first_batch_at"]
             after = stats["consumed"] - stats["first_batch_consumed"]
-            return after / span if span > 0 else float("inf")
+            return (after / span if span > 0 else float("inf")), stats
         time.sleep(0.2)
     raise TimeoutError(f"worker consumed {stats.get('consumed')} of {n} in {timeout_s}s")
 
@@ -109,7 +124,9 @@ async def _latencies(bootstrap: str, since_ms: int, expect: int) -> list[float]:
         deadline = time.monotonic() + 60
         while len(out) < expect and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
-            out += [json.loads(m.value)["latency_ms"] for msgs in batch.values() for m in msgs]
+            # Tansu seeks by time to a record batch's start: earlier records can come first.
+            out += [json.loads(m.value)["latency_ms"] for msgs in batch.values() for m in msgs
+                    if m.timestamp >= since_ms]
         return out
     finally:
         await consumer.stop()
@@ -120,34 +137,38 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def run(registry: Path, workdir: Path, events: int = 50_000, latency_events: int = 5000,
-        partitions: int = 4) -> dict:
+        partitions: int = 4, users: int = 500, interleave: bool = False) -> dict:
     with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
         bootstrap = broker.bootstrap_servers
         create_topics(bootstrap, partitions)
-        backlog = _clicks(events, seed=21)
+        backlog = _clicks(events, seed=21, users=users, interleave=interleave)
         asyncio.run(produce(bootstrap, backlog))
         raw = asyncio.run(_raw_read(bootstrap, "clicks", events))
         floor = _faust_floor(bootstrap, "clicks", events, workdir / "floor")
 
         ingest_worker = _worker(bootstrap, registry, workdir, "ingest", "none")
-        ingest = _drain_rate(ingest_worker, events)
+        ingest, _ = _drain_rate(ingest_worker, events)
         ingest_worker.stop()
 
         full_worker = _worker(bootstrap, registry, workdir, "full", "all")
         try:
-            full = _drain_rate(full_worker, events)
+            full, full_stats = _drain_rate(full_worker, events)
             since_ms = int(time.time() * 1000)
             rate = max(100.0, full / 2)
-            asyncio.run(produce(bootstrap, _clicks(latency_events, seed=22), rate=rate))
+            asyncio.run(produce(bootstrap, _clicks(latency_events, seed=22, users=users, interleave=interleave),
+                                rate=rate))
             latencies = asyncio.run(_latencies(bootstrap, since_ms, latency_events))
         finally:
             full_worker.stop()
     return {
-        "events": events, "partitions": partitions,
+        "events": events, "partitions": partitions, "users": users, "interleaved": interleave,
         "raw_aiokafka_events_per_s": round(raw),
         "faust_empty_handler_events_per_s": round(floor), "faust_empty_over_raw": round(floor / raw, 4),
         "ingest_events_per_s": round(ingest),
         "full_path_events_per_s": round(full),
+        # one model row per user per batch: recommendations over rows is what that saved
+        "full_path_recommendations_per_scored_row": round(
+            full_stats.get("recommendations", 0) / max(full_stats.get("scored_rows", 0), 1), 2),
         "ingest_over_raw": round(ingest / raw, 4), "full_over_raw": round(full / raw, 4),
         "latency_load_events_per_s": round(rate), "latency_samples": len(latencies),
         "latency_p50_ms": _pct(latencies, 50), "latency_p99_ms": _pct(latencies, 99),

@@ -126,12 +126,11 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
 
         async def score(batch: Mapping[TP, Sequence[Any]]) -> None:
             """One fetched batch (all assigned partitions) -> outputs, staged state, cost."""
-            records = [r for recs in batch.values() for r in recs]   # aiokafka ConsumerRecords
-            partition_of = {r.key: r.partition for r in records}     # events are keyed by user id
+            runs = list(batch.items())     # aiokafka's records under their TopicPartition
             store.begin_batch()
             try:
                 out = processor.process(
-                    records, lambda user: store.get(k := user.encode(), partition_of.get(k)),
+                    runs, lambda user, partition: store.get(user.encode(), partition),
                     runtime.device, store.held_bytes)
             except Exception as exc:  # a bug, not bad input (that is dead-lettered): stop loudly
                 log.exception("scoring batch failed; stopping the worker (offsets not committed)")
@@ -148,12 +147,12 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
             for key, value, headers in out.dead_letters:
                 await send("events-dlq", key, value, None, None, headers)
             # Written (RocksDB + changelog) by the flush before the next offset commit.
-            store.stage({user.encode(): (records[out.last_record[user]].partition, state)
-                         for user, state in out.states.items()})
+            partitions = out.partitions
+            store.stage({user.encode(): (partitions[user], state) for user, state in out.states.items()})
             if out.cost_event is not None:
                 await costs.send(key=settings.worker_name.encode(), value=out.cost_event)
                 stats["cost_events_sent"] += 1
-            stats["consumed"] += len(records)
+            stats["consumed"] += sum([len(records) for _, records in runs])
             if "first_batch_at" not in stats:    # rates are measured from the end of the first batch
                 stats["first_batch_at"], stats["first_batch_consumed"] = time.time(), stats["consumed"]
             stats["last_batch_at"] = time.time()

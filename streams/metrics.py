@@ -20,7 +20,7 @@ class StatsCollector:
                                      labels=["worker", "outcome"])
         dead = CounterMetricFamily("reckon_dead_letters", "Events dead-lettered, by reason",
                                    labels=["worker", "reason"])
-        candidates = CounterMetricFamily("reckon_candidates", "Candidates scored, by source",
+        candidates = CounterMetricFamily("reckon_candidates", "Candidates scored (per scored row), by source",
                                          labels=["worker", "source"])
         for key, value in self.stats.items():
             prefix, _, rest = key.partition(":")
@@ -36,6 +36,7 @@ class StatsCollector:
         yield dead
         yield candidates
         for name, help_text in (("recommendations", "Recommendations published"),
+                                ("scored_rows", "Model rows scored (one per user per batch and model version)"),
                                 ("batches", "Micro-batches processed"),
                                 ("cost_events_sent", "Cost events emitted"),
                                 ("cost_rows_written", "Cost rows inserted into ClickHouse"),

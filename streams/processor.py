@@ -29,27 +29,32 @@ from streams.state import bound, expired, fold, new_state
 
 @dataclass(frozen=True, slots=True)
 class InRecord:
-    """The fields `process` reads, named as on aiokafka's ConsumerRecord (which the worker
-    passes as they are: building one object per event costs more than validating it)."""
-    topic: str
+    """The fields `process` reads of a record, named as on aiokafka's records (which the
+    worker passes as they are: building one object per event costs more than validating
+    it). Topic and partition come with each run of records (`Runs`)."""
     key: bytes | None
     value: bytes
     timestamp: int            # broker/producer timestamp, unix ms: latency starts here
 
 
+# A batch: runs of records, each under its (topic, partition), as a consumer's
+# `{TopicPartition: records}.items()` gives them.
+Runs = Iterable[tuple[tuple[str, int], Sequence[InRecord]]]
+
+
 @dataclass
 class BatchOutput:
     states: dict[str, dict] = field(default_factory=dict)        # user -> new state (one write per key)
-    last_record: dict[str, int] = field(default_factory=dict)    # user -> index of its last record
+    partitions: dict[str, int] = field(default_factory=dict)     # user -> its records' partition
     recommendations: list[tuple[bytes, bytes]] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
     cost_event: dict | None = None
     counts: Counter = field(default_factory=Counter)
 
 
-def dead_letter_headers(record: InRecord, invalid: Invalid) -> list[tuple[str, bytes]]:
+def dead_letter_headers(topic: str, invalid: Invalid) -> list[tuple[str, bytes]]:
     return [("reason", invalid.reason.encode()), ("detail", invalid.detail.encode()),
-            ("topic", record.topic.encode())]
+            ("topic", topic.encode())]
 
 
 _encode = msgspec.json.Encoder().encode   # recommendations and state sizes: compact JSON
@@ -76,16 +81,16 @@ class BatchProcessor:
             return True
         return event.ts - state["last_rec_ts"] >= s.trigger_min_interval_s
 
-    def process(self, records: Sequence[InRecord], state_get: Callable[[str], dict | None],
+    def process(self, runs: Runs, state_get: Callable[[str, int], dict | None],
                 device: str, held_bytes: Callable[[Iterable[str]], int] | None = None) -> BatchOutput:
-        """One batch -> its outputs. `state_get(user)`: the user's state or None.
+        """One batch -> its outputs. `state_get(user, partition)`: the user's state or None.
         `held_bytes(users)`: the stored size of those users' states (the store's, measured
         when written); without it the batch's states are encoded to measure them."""
         meter = BatchMeter(device=device)
         out = BatchOutput()
         now = time.time()
-        settings, states, last = self.settings, out.states, out.last_record
-        events, meter.bytes_in = _parse(records, now, settings.default_tenant)
+        settings, states, partitions = self.settings, out.states, out.partitions
+        records, topics, partition_at, events, meter.bytes_in = _parse(runs, now, settings.default_tenant)
         # The batch by user, in order: everything after this works a user (or a batch) at a time.
         by_user: dict[str, list[int]] = {}
         get = by_user.get
@@ -93,7 +98,7 @@ class BatchProcessor:
             if event.__class__ is Invalid:
                 record = records[position]
                 out.counts[f"invalid:{event.reason}"] += 1
-                out.dead_letters.append((record.key, record.value, dead_letter_headers(record, event)))
+                out.dead_letters.append((record.key, record.value, dead_letter_headers(topics[position], event)))
                 continue
             positions = get(event.user_id)
             if positions is None:
@@ -108,7 +113,7 @@ class BatchProcessor:
         searches: list[tuple[list[str], Sequence[str]]] = []
         duplicates = 0
         for user, positions in by_user.items():
-            state = state_get(user)
+            state = state_get(user, partition_at[positions[0]])
             mine = [events[p] for p in positions]
             # An idle user starts over: stale history is worse than none. (The key stays
             # in the store until then; Faust tables have no TTL outside windows.)
@@ -123,7 +128,7 @@ class BatchProcessor:
                     continue                   # only duplicates: the state is unchanged
                 mine, positions = [e for e, _ in fresh], [p for _, p in fresh]
             states[user] = state
-            last[user] = positions[-1]
+            partitions[user] = partition_at[positions[-1]]
             if scoring:
                 code = len(history)
                 history[user] = state["items"][-3:]     # before the fold
@@ -196,17 +201,24 @@ class BatchProcessor:
             by_scorer.setdefault(id(item[2]), []).append(item)
         for batch in by_scorer.values():
             scorer = batch[0][2]
-            histories, candidates, terms = self._inputs(batch, out, scorer)
+            # Every trigger of a user in this batch sees the same inputs (its state after the
+            # batch): one row per user is built and scored, and each trigger published from it.
+            rows: dict[str, int] = {}
+            row_of = [rows.setdefault(event.user_id, len(rows)) for event, _, _ in batch]
+            histories, candidates, terms = self._inputs(list(rows), out, scorer)
             started = time.perf_counter()
             scores = scorer.score(histories, candidates, terms)
             meter.device_seconds += time.perf_counter() - started
-            self._publish(batch, scorer, candidates, scores, out, meter, groups)
+            self._publish(batch, row_of, scorer, candidates, scores, out, meter, groups)
+            out.counts["scored_rows"] += len(rows)
         out.counts["recommendations"] += len(triggered)
 
-    def _publish(self, batch: list[tuple[Event, float, Any]], scorer: Any, candidates: np.ndarray,
-                 scores: np.ndarray, out: BatchOutput, meter: BatchMeter, groups: dict) -> None:
-        """Top-K per row (padding never picked) -> one recommendation each. The (B, K) picks
-        leave numpy once, as lists; ids are looked up for the whole batch in one call."""
+    def _publish(self, batch: list[tuple[Event, float, Any]], row_of: list[int], scorer: Any,
+                 candidates: np.ndarray, scores: np.ndarray, out: BatchOutput, meter: BatchMeter,
+                 groups: dict) -> None:
+        """Top-K per row (padding never picked) -> one recommendation per trigger, from its
+        row (`row_of`). The (B, K) picks leave numpy once, as lists; ids are looked up for
+        the whole batch in one call."""
         scores = np.where(candidates > 0, scores, -np.inf)
         k = min(self.settings.top_k, scores.shape[1])
         top = np.argsort(-scores, axis=1)[:, :k]
@@ -215,7 +227,7 @@ class BatchProcessor:
         top_scores = np.round(np.take_along_axis(scores, top, axis=1).astype(np.float64), 5).tolist()
         top_items = top_items.tolist()
         bytes_out = 0
-        for row, (event, produced_at, _) in enumerate(batch):
+        for row, (event, produced_at, _) in zip(row_of, batch):
             row_names, row_scores = names[row * k:(row + 1) * k], top_scores[row]
             if 0 in top_items[row]:     # fewer candidates than K: padding sorted in at -inf
                 picks = [c for c, i in enumerate(top_items[row]) if i > 0]
@@ -247,16 +259,17 @@ class BatchProcessor:
             cache.update((item, row.tolist()) for (item, _), row in zip(missing, near))
         return cache
 
-    def _inputs(self, batch: list[tuple[Event, float, Any]], out: BatchOutput, scorer: Any
+    def _inputs(self, users: list[str], out: BatchOutput, scorer: Any
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Model inputs for the batch: histories (B, T), candidates (B, C), query terms (B, 8).
+        """Model inputs for these users' states: histories (B, T), candidates (B, C), query
+        terms (B, 8). Candidate sources are counted per row.
 
         Per row only the user's own candidates are merged in Python (first_unique); the
         trending/catalog fill, the same list for every row, is vectorised (fill_from_shared).
         """
         n, t = self.settings.candidates, scorer.max_len
         lookup = scorer.item_indices
-        states = [out.states[event.user_id] for event, _, _ in batch]
+        states = [out.states[user] for user in users]
         self.index.begin_batch()
         covisit = _Memo(lambda key: lookup(self.index.ranked("covisit", key)))
         by_term = _Memo(lambda key: lookup(self.index.ranked("query", key)))
@@ -294,7 +307,7 @@ class BatchProcessor:
         for code, count in enumerate(counts):
             if count:
                 out.counts[f"candidate:{SOURCES[code]}"] += count
-        rows = len(batch)
+        rows = len(users)
         return (np.array(histories, dtype=np.int64).reshape(rows, t), candidates,
                 np.array(terms, dtype=np.int64).reshape(rows, 8))
 
@@ -310,19 +323,31 @@ def _unseen(events: list[Event], positions: list[int], seen: list[str]) -> list[
     return fresh
 
 
-def _parse(records: Sequence[InRecord], now: float, default_tenant: str) -> tuple[list[Event | Invalid], int]:
-    """Every record parsed, in order, a topic's run at a time; and the bytes read."""
+def _parse(runs: Runs, now: float, default_tenant: str
+           ) -> tuple[list[InRecord], list[str], list[int], list[Event | Invalid], int]:
+    """Every record parsed, in order, a run at a time: the records, each one's topic and
+    partition, its Event or Invalid; and the bytes read."""
+    records: list[InRecord] = []
+    topics: list[str] = []
+    partitions: list[int] = []
     events: list[Event | Invalid] = []
     size = 0
-    for topic, run in groupby(records, _topic):
-        run = list(run)
+    for (topic, partition), run in runs:
         values = [r.value for r in run]
         size += sum(map(len, values)) + sum(map(len, filter(None, [r.key for r in run])))
         events += parse_batch(topic, values, now, default_tenant)
-    return events, size
+        records += run
+        topics += [topic] * len(run)
+        partitions += [partition] * len(run)
+    return records, topics, partitions, events, size
 
 
-_topic = attrgetter("topic")
+def runs_of(records: Iterable[Any], partition: int = 0) -> list[tuple[tuple[str, int], list[InRecord]]]:
+    """Records that carry their topic (the traffic generator's, a test's), stamped now, as
+    the runs `process` takes: consecutive records of a topic under (topic, partition)."""
+    stamp = int(time.time() * 1000)
+    return [((topic, partition), [InRecord(r.key, r.value, stamp) for r in run])
+            for topic, run in groupby(records, attrgetter("topic"))]
 
 
 class _Memo(dict):

@@ -137,3 +137,37 @@ def test_a_commit_writes_staged_state_first_and_never_during_a_batch(consumer: C
     asyncio.run(run())
     assert calls == ["write staged state", {TP0: 4}]      # offset 4's state was not written yet
     assert consumer._new_offset(TP0) == 5                  # the next commit takes it
+
+
+def test_batch_topics_get_the_fetched_records_and_other_topics_consumer_records() -> None:
+    # The fetcher module's PartitionRecords is Reckon's (streams.transport is imported):
+    # a batch topic's records come as parsed, any other topic's as ConsumerRecords.
+    from aiokafka.consumer import fetcher
+    from aiokafka.record.default_records import DefaultRecordBatchBuilder
+    from aiokafka.record.memory_records import MemoryRecords
+    from aiokafka.structs import ConsumerRecord, TopicPartition
+
+    from streams import transport
+
+    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0, producer_id=-1,
+                                        producer_epoch=-1, base_sequence=-1, batch_size=1 << 20)
+    for i in range(3):
+        builder.append(i, timestamp=1_700_000_000_000 + i, key=b"u%d" % i, value=b'{"n":%d}' % i, headers=[])
+    data = bytes(builder.build())
+
+    def read(topic: str) -> list:
+        return list(fetcher.PartitionRecords(TopicPartition(topic, 0), MemoryRecords(data), [], 0,
+                                             None, None, True, 0))
+
+    transport._BATCH_TOPICS.add("batch-topic")
+    try:
+        fast, slow = read("batch-topic"), read("other-topic")
+    finally:
+        transport._BATCH_TOPICS.discard("batch-topic")
+    assert fetcher.PartitionRecords is transport._PartitionRecords
+    assert all(isinstance(r, ConsumerRecord) for r in slow)
+    assert not any(isinstance(r, ConsumerRecord) for r in fast)
+    fields = ("offset", "timestamp", "key", "value")
+    assert [tuple(getattr(r, f) for f in fields) for r in fast] == \
+           [tuple(getattr(r, f) for f in fields) for r in slow] == \
+           [(i, 1_700_000_000_000 + i, b"u%d" % i, b'{"n":%d}' % i) for i in range(3)]

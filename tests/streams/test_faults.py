@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from types import SimpleNamespace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,7 +15,7 @@ from streams.candidates import CandidateIndex
 from streams.contracts import REASONS, Event, Invalid, parse_event
 from streams.generator import TrafficGenerator
 from streams.pricing import PriceSheet
-from streams.processor import BatchProcessor, InRecord
+from streams.processor import BatchProcessor, runs_of
 from streams.replay import produce
 from streams.settings import Settings
 
@@ -53,8 +54,8 @@ def test_fuzzed_batches_are_fully_accounted_for(scorer, batch) -> None:
     # 40 batches of up to 250: ~5,000 fuzzed events through the whole processor per run
     processor = BatchProcessor(Settings(worker_name="fuzz"), PriceSheet.load(env={}),
                                lambda user: scorer, CandidateIndex())
-    records = [InRecord(topic, b"k", raw, int(time.time() * 1000)) for topic, raw in batch]
-    out = processor.process(records, {}.get, "cpu")
+    records = [SimpleNamespace(topic=topic, key=b"k", value=raw) for topic, raw in batch]
+    out = processor.process(runs_of(records), lambda user, partition: None, "cpu")
     invalid = sum(v for k, v in out.counts.items() if k.startswith("invalid:"))
     assert out.counts["valid"] + out.counts["duplicate"] + invalid == len(records)
     assert len(out.recommendations) == out.counts["recommendations"] == out.counts["valid"]

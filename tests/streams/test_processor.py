@@ -12,7 +12,7 @@ from streams.candidates import CandidateIndex
 from streams.contracts import parse_event
 from streams.generator import TrafficGenerator
 from streams.pricing import PriceSheet
-from streams.processor import BatchProcessor, InRecord
+from streams.processor import BatchProcessor, runs_of
 from streams.settings import Settings
 from streams.state import MAX_ITEMS, fold, new_state
 
@@ -24,14 +24,15 @@ def _processor(scorer, **settings) -> BatchProcessor:
                           lambda user: scorer, CandidateIndex())
 
 
-def _records(records) -> list[InRecord]:
-    return [InRecord(r.topic, r.key, r.value, int(time.time() * 1000)) for r in records]
+def _states(store: dict):
+    """A dict of states as `process` reads them (by user and partition)."""
+    return lambda user, partition: store.get(user)
 
 
 def _run(processor, records, store: dict) -> list:
     outs = []
     for start in range(0, len(records), 128):
-        out = processor.process(records[start:start + 128], store.get, "cpu")
+        out = processor.process(runs_of(records[start:start + 128]), _states(store), "cpu")
         store.update(out.states)
         outs.append(out)
     return outs
@@ -69,7 +70,7 @@ def test_int8_batch_scores_stay_close_to_one_by_one(scorer) -> None:
 def test_each_candidate_source_contributes(scorer) -> None:
     processor = _processor(scorer)
     store: dict = {}
-    traffic = _records(TrafficGenerator(seed=11).records(3000))
+    traffic = list(TrafficGenerator(seed=11).records(3000))
     outs = _run(processor, traffic, store)
     sources = {k.split(":", 1)[1] for out in outs for k in out.counts if k.startswith("candidate:")}
     assert {"covisit", "query", "trending", "embedding"} <= sources
@@ -78,11 +79,11 @@ def test_each_candidate_source_contributes(scorer) -> None:
 def test_recommendations_exclude_purchases_and_carry_their_trigger(scorer) -> None:
     processor = _processor(scorer)
     store: dict = {}
-    _run(processor, _records(TrafficGenerator(seed=2).records(1500)), store)
+    _run(processor, list(TrafficGenerator(seed=2).records(1500)), store)
     bought = "i1"
-    out = processor.process(_records([click("p1", "u-buyer", bought, action="purchase"),
+    out = processor.process(runs_of([click("p1", "u-buyer", bought, action="purchase"),
                                       search("p2", "u-buyer", "red lamp", ["i2", "i3"])]),
-                            store.get, "cpu")
+                            _states(store), "cpu")
     recs = [json.loads(v) for _, v in out.recommendations]
     assert [r["trigger_event_id"] for r in recs] == ["p1", "p2"]
     assert all(bought not in r["items"] and len(r["items"]) == 10 for r in recs)
@@ -93,16 +94,16 @@ def test_duplicates_dropped_and_state_bounded(scorer) -> None:
     processor = _processor(scorer)
     store: dict = {}
     events = [click(f"d{i}", "u-dup", f"i{i}") for i in range(MAX_ITEMS + 10)]
-    first = processor.process(_records(events), store.get, "cpu")
+    first = processor.process(runs_of(events), _states(store), "cpu")
     store.update(first.states)
-    again = processor.process(_records(events[-5:]), store.get, "cpu")
+    again = processor.process(runs_of(events[-5:]), _states(store), "cpu")
     assert first.counts["valid"] == MAX_ITEMS + 10 and again.counts["duplicate"] == 5
     assert len(store["u-dup"]["items"]) == MAX_ITEMS and again.recommendations == []
 
 
 def test_cost_event_splits_the_whole_batch(scorer) -> None:
     processor = _processor(scorer)
-    out = processor.process(_records(TrafficGenerator(seed=4).records(400)), {}.get, "cpu")
+    out = processor.process(runs_of(TrafficGenerator(seed=4).records(400)), _states({}), "cpu")
     event = out.cost_event
     lines = event["lines"]
     assert {line["tenant"] for line in lines} == {"acme", "globex"}
@@ -115,7 +116,7 @@ def test_throttle_limits_recommendations_per_user(scorer) -> None:
     processor = _processor(scorer, trigger_min_interval_s=60)
     now = time.time()
     events = [click(f"t{i}", "u-busy", f"i{i}", ts=now + i) for i in range(5)]
-    out = processor.process(_records(events), {}.get, "cpu")
+    out = processor.process(runs_of(events), _states({}), "cpu")
     assert out.counts["valid"] == 5 and out.counts["recommendations"] == 1
 
 
@@ -130,8 +131,8 @@ def test_state_is_what_the_contract_says(scorer) -> None:
 def test_idle_user_starts_over(scorer) -> None:
     processor = _processor(scorer, user_ttl_s=3600)
     now = time.time()
-    old = processor.process(_records([click("x1", "u-idle", "i1", ts=now - 7200)]), {}.get, "cpu")
-    fresh = processor.process(_records([click("x2", "u-idle", "i2", ts=now)]), old.states.get, "cpu")
+    old = processor.process(runs_of([click("x1", "u-idle", "i1", ts=now - 7200)]), _states({}), "cpu")
+    fresh = processor.process(runs_of([click("x2", "u-idle", "i2", ts=now)]), _states(old.states), "cpu")
     assert fresh.states["u-idle"]["items"] == ["i2"]
 
 
@@ -146,7 +147,7 @@ def test_ab_split_routes_users_stably(registry_dir, tmp_path) -> None:
                         ab_fraction=0.3, device="cpu")
     runtime = ModelRuntime(settings)
     processor = BatchProcessor(settings, PriceSheet.load(env={}), runtime.scorer_for, CandidateIndex())
-    out = processor.process(_records(TrafficGenerator(seed=6).records(600)), {}.get, "cpu")
+    out = processor.process(runs_of(TrafficGenerator(seed=6).records(600)), _states({}), "cpu")
     recs = [json.loads(v) for _, v in out.recommendations]
     by_user = {}
     for rec in recs:
@@ -159,15 +160,30 @@ def test_ab_split_routes_users_stably(registry_dir, tmp_path) -> None:
 
 
 def test_a_worker_that_never_scores_folds_state_but_learns_no_candidates(scorer) -> None:
-    records = _records(TrafficGenerator(seed=8).records(300))
+    records = runs_of(TrafficGenerator(seed=8).records(300))
     ingest, full = _processor(scorer, trigger="none"), _processor(scorer)
-    a, b = ingest.process(records, {}.get, "cpu"), full.process(records, {}.get, "cpu")
+    a, b = ingest.process(records, _states({}), "cpu"), full.process(records, _states({}), "cpu")
     assert a.states == {u: {**s, "last_rec_ts": 0.0} for u, s in b.states.items()}   # same state
     assert a.recommendations == [] and a.cost_event is not None
     assert ingest.index.trending_top(5) == [] and full.index.trending_top(5) != []
     # the state bytes counted: the states as encoded, or the store's measure when given
     assert a.cost_event["usage"]["state_bytes"] == sum(len(json.dumps(s, separators=(",", ":")))
                                                        for s in a.states.values())
-    held = ingest.process(_records(TrafficGenerator(seed=9).records(50)), {}.get, "cpu",
+    held = ingest.process(runs_of(TrafficGenerator(seed=9).records(50)), _states({}), "cpu",
                           held_bytes=lambda users: 7 * len(list(users)))
     assert held.cost_event["usage"]["state_bytes"] == 7 * len(held.states)
+
+
+def test_a_users_triggers_in_one_batch_share_one_scored_row(scorer) -> None:
+    processor = _processor(scorer)
+    store: dict = {}
+    _run(processor, list(TrafficGenerator(seed=12).records(600)), store)
+    now = time.time()
+    events = [click(f"r{i}", user, f"i{i + 3}", ts=now + i) for i, user in enumerate(["u-a", "u-b"] * 3)]
+    out = processor.process(runs_of(events), _states(store), "cpu")
+    recs = [json.loads(v) for _, v in out.recommendations]
+    assert sorted(r["trigger_event_id"] for r in recs) == [f"r{i}" for i in range(6)]   # one per event
+    assert out.counts["scored_rows"] == 2 and out.counts["recommendations"] == 6
+    for user in ("u-a", "u-b"):
+        mine = [(r["items"], r["scores"]) for r in recs if r["user_id"] == user]
+        assert len(mine) == 3 and mine.count(mine[0]) == 3   # the state after the batch, scored once
