@@ -1,8 +1,10 @@
 """ONNX export of the serving path and its compressed variants.
 
 * fp32: ``torch.onnx.export`` (TorchScript exporter, ``dynamo=False``) of
-  ``SASRec.score``; dynamic batch, candidate and query-term axes; history fixed at
-  ``max_len`` (the scorer pads). Checked against PyTorch before anything is written.
+  ``SASRec.score``; dynamic batch, history (up to ``max_len``), candidate and query-term
+  axes. Positions are right-aligned, so a history without its leading padding scores the
+  same: the scorer trims it (compute follows the real history length). Checked against
+  PyTorch before anything is written.
 * int8: onnxruntime dynamic quantization (MatMul weights and the embedding Gathers);
   for the CPU provider only (under CUDA it falls back to slow CPU kernels).
 * fp16: onnxruntime's float16 converter, inputs/outputs kept int64/float32; for CUDA.
@@ -62,7 +64,7 @@ def export_fp32(model: SASRec, path: Path) -> Path:
     model = model.cpu().eval()
     feeds = example_inputs(model)
     names = input_names(model)
-    axes = {"history": {0: "batch"}, "candidates": {0: "batch", 1: "candidates"}, "scores": {0: "batch", 1: "candidates"}}
+    axes = {"history": {0: "batch", 1: "time"}, "candidates": {0: "batch", 1: "candidates"}, "scores": {0: "batch", 1: "candidates"}}
     if "query_terms" in names:
         axes["query_terms"] = {0: "batch", 1: "terms"}
     args = tuple(torch.from_numpy(feeds[n]) for n in names)

@@ -85,3 +85,31 @@ def test_all_variants_load_and_agree_on_top_item(tiny_version) -> None:
     for variant in ("int8", "fp16"):
         other = Scorer.load(tiny_version, device="cpu", variant=variant).score(hist, cand).argmax(axis=1)
         assert np.mean(other == top) >= 0.8
+
+
+def test_rows_are_scored_at_their_history_length(scorer: Scorer, tiny_version, tmp_path) -> None:
+    """A batch mixing empty, short and full histories is split by width, and every row
+    scores as its padded full-width input does in PyTorch and in a fixed-width export."""
+    import onnx
+
+    from models.runtime import session_for
+
+    model = load_checkpoint(tiny_version.path / "model.pt")
+    rng = np.random.default_rng(7)
+    lengths = [0, 1, 2, 3, 5, 7, 12, 12, 1, 4]
+    hist = np.zeros((len(lengths), scorer.max_len), dtype=np.int64)
+    for row, n in enumerate(lengths):
+        if n:
+            hist[row, -n:] = rng.integers(1, scorer.num_items + 1, size=n)
+    cand = rng.integers(1, scorer.num_items + 1, size=(len(lengths), 9), dtype=np.int64)
+    with torch.no_grad():
+        want = model.score(torch.from_numpy(hist), torch.from_numpy(cand)).numpy()
+    np.testing.assert_allclose(scorer.score(hist, cand), want, atol=1e-4)
+
+    fixed = onnx.load(str(tiny_version.onnx_path("fp32")))
+    time_dim = fixed.graph.input[0].type.tensor_type.shape.dim[1]
+    assert time_dim.dim_param  # exported with a dynamic history axis
+    time_dim.dim_value = scorer.max_len  # as versions exported before it had one
+    onnx.save(fixed, str(tmp_path / "fixed.onnx"))
+    padded = Scorer(tiny_version, session_for(tmp_path / "fixed.onnx"), "cpu", "fp32")
+    np.testing.assert_allclose(padded.score(hist, cand), want, atol=1e-4)
