@@ -27,6 +27,7 @@ from streams.routing import ModelRuntime
 from streams.metrics import render as render_metrics
 from streams.pricing import PriceSheet
 from streams.processor import BatchProcessor
+from streams.record_batches import send_keyed
 from streams.settings import Settings
 from streams.transport import on_batches
 from streams.user_store import UserStore
@@ -141,14 +142,13 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
                 raise
             if out.cost_event is not None:
                 costing.observe(out.cost_event)  # before any await: intervals close between batches
-            # Straight to the producer's batch accumulator: Faust's per-message publish path
-            # costs more than scoring. Faust flushes the producer before it commits offsets,
-            # so a committed event's outputs are always delivered.
-            send = app.producer.send
-            for key, value in out.recommendations:
-                await send("recommendations", key, value, None, None, None)
+            # As whole record batches: a send per recommendation cost more than scoring it
+            # when every event was another user's. Faust flushes the producer before it
+            # commits offsets, so a committed event's outputs are always delivered.
+            producer = app.producer._ensure_producer()   # aiokafka's
+            await send_keyed(producer, "recommendations", out.recommendations)
             for key, value, headers in out.dead_letters:
-                await send("events-dlq", key, value, None, None, headers)
+                await app.producer.send("events-dlq", key, value, None, None, headers)
             # Written (RocksDB + changelog) by the flush before the next offset commit.
             partitions = out.partitions
             store.stage({user.encode(): (partitions[user], state) for user, state in out.states.items()})
@@ -170,9 +170,10 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
             # the collector's sight, a full collection walks only what batches allocate.
             gc.freeze()
             # Batches allocate ~10 containers per event that die young by refcount (no
-            # cycles); at the default 700-allocation threshold the collector ran dozens
-            # of times per batch and full collections walked every cached user state:
-            # ~10 % of an ingest worker's time with many distinct users (py-spy).
+            # cycles); at the default 700-allocation threshold the collector ran dozens of
+            # times per batch and its full collections walked every cached user state
+            # (measured in-process, 8,000-event batches of distinct users: 0.66 -> 0.09 µs
+            # of collection per event, 435 -> 2 collections per 100k events).
             gc.set_threshold(*GC_THRESHOLDS)
 
         @app.timer(1.0)

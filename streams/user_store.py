@@ -21,13 +21,15 @@ never committed: they are consumed again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import faust
 import msgspec
 from faust.types import TP
 from rocksdict import WriteBatch
+
+from streams.record_batches import send_to_partition
 
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
@@ -127,22 +129,14 @@ class UserStore:
                 store._key_index[key] = partition
                 written += len(value)
             store._db_for_partition(partition).write(wb)
-            batch = producer.create_batch()
-            count = 0
-            for key, value in records:
-                if batch.append(key=key, value=value, timestamp=None) is None:   # full: send it
-                    await self._send(producer, batch, topic, partition, count)
-                    batch, count = producer.create_batch(), 0
-                    batch.append(key=key, value=value, timestamp=None)
-                count += 1
-            await self._send(producer, batch, topic, partition, count)
+            for sent, count in await send_to_partition(producer, topic, partition, records):
+                sent.add_done_callback(self._persisted(TP(topic, partition), count))
         return written
 
-    async def _send(self, producer: Any, batch: Any, topic: str, partition: int, count: int) -> None:
-        sent = await producer.send_batch(batch, topic, partition=partition)
-        tp = TP(topic, partition)
-
+    def _persisted(self, tp: TP, count: int) -> Callable[[Any], None]:
+        """When a changelog batch of `count` records is acknowledged, the store's persisted
+        changelog offset moves to its last record (as Faust's Table does per message)."""
         def persisted(fut: Any) -> None:
             if not fut.cancelled() and fut.exception() is None:
                 self._store.set_persisted_offset(tp, fut.result().offset + count - 1)
-        sent.add_done_callback(persisted)
+        return persisted
