@@ -119,14 +119,18 @@ class BatchProcessor:
             # in the store until then; Faust tables have no TTL outside windows.)
             if state is None or expired(state, mine[0].ts, settings.user_ttl_s):
                 state = new_state()
-            ids = [e.event_id for e in mine]
-            seen = set(ids)
-            if len(seen) < len(ids) or not seen.isdisjoint(state["seen"]):
-                fresh = _unseen(mine, positions, state["seen"])
-                duplicates += len(mine) - len(fresh)
-                if not fresh:
-                    continue                   # only duplicates: the state is unchanged
-                mine, positions = [e for e, _ in fresh], [p for _, p in fresh]
+            if len(mine) == 1:            # one event of this user in the batch (live traffic)
+                if mine[0].event_id in state["seen"]:
+                    duplicates += 1
+                    continue
+            else:
+                ids = {e.event_id for e in mine}
+                if len(ids) < len(mine) or not ids.isdisjoint(state["seen"]):
+                    fresh = _unseen(mine, positions, state["seen"])
+                    duplicates += len(mine) - len(fresh)
+                    if not fresh:
+                        continue               # only duplicates: the state is unchanged
+                    mine, positions = [e for e, _ in fresh], [p for _, p in fresh]
             states[user] = state
             partitions[user] = partition_at[positions[-1]]
             if scoring:

@@ -28,6 +28,12 @@ def fold(state: dict[str, Any], events: Sequence[Event]) -> list[str]:
 
     A batch's events of one user go in together, as whole-list operations (an event at a
     time was most of the worker's time). Lists only grow here: `bound` trims them."""
+    if len(events) == 1 and events[0].kind == "click":
+        return _fold_click(state, events[0])    # live traffic: mostly one click per user per batch
+    return _fold_events(state, events)
+
+
+def _fold_events(state: dict[str, Any], events: Sequence[Event]) -> list[str]:
     state["seen"] += [e.event_id for e in events]
     newest = max([e.ts for e in events])
     if newest > state["last_seen"]:
@@ -47,6 +53,18 @@ def fold(state: dict[str, Any], events: Sequence[Event]) -> list[str]:
         state["terms"] = terms
         state["searches"] += len(events) - len(clicks)
     return items
+
+
+def _fold_click(state: dict[str, Any], click: Event) -> list[str]:
+    """`fold` of a single click, without the lists a batch of several events needs."""
+    state["seen"].append(click.event_id)
+    if click.ts > state["last_seen"]:
+        state["last_seen"] = click.ts
+    state["items"].append(click.item_id)
+    state["clicks"] += 1
+    if click.action == "purchase":
+        state["bought"].append(click.item_id)
+    return [click.item_id]
 
 
 def bound(state: dict[str, Any]) -> dict[str, Any]:

@@ -99,6 +99,9 @@ def test_duplicates_dropped_and_state_bounded(scorer) -> None:
     again = processor.process(runs_of(events[-5:]), _states(store), "cpu")
     assert first.counts["valid"] == MAX_ITEMS + 10 and again.counts["duplicate"] == 5
     assert len(store["u-dup"]["items"]) == MAX_ITEMS and again.recommendations == []
+    # a user's only event in a batch takes the one-event path: a redelivery is still dropped
+    once = processor.process(runs_of(events[-1:]), _states(store), "cpu")
+    assert once.counts["duplicate"] == 1 and once.states == {} and once.recommendations == []
 
 
 def test_cost_event_splits_the_whole_batch(scorer) -> None:

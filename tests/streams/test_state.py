@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from streams.contracts import Click, Search
-from streams.state import MAX_BOUGHT, MAX_ITEMS, MAX_SEEN, bound, fold, new_state
+from streams.state import MAX_BOUGHT, MAX_ITEMS, MAX_SEEN, _fold_events, bound, fold, new_state
 
 
 def test_lists_stay_bounded_newest_last_and_json_round_trips() -> None:
@@ -32,3 +35,16 @@ def test_searches_keep_their_terms_newest_last_and_count() -> None:
     assert state["terms"] == ["red", "blue", "lamp"]
     assert (state["clicks"], state["searches"], state["items"], state["last_seen"]) == (1, 2, ["i1"], 12.0)
     assert state["seen"] == ["s1", "c1", "s2"]
+
+
+@given(st.lists(st.tuples(st.sampled_from(["view", "cart", "purchase"]), st.integers(0, 9),
+                          st.floats(0, 1000, allow_nan=False)), max_size=80))
+def test_one_click_at_a_time_folds_as_the_general_path(clicks) -> None:
+    """A batch with one click of a user takes a shorter path: same state, same items."""
+    fast, general = new_state(), new_state()
+    for n, (action, item, ts) in enumerate(clicks):
+        click = Click(f"e{n}", "u", f"i{item}", action, ts, "t")
+        assert fold(fast, [click]) == [click.item_id]
+        assert _fold_events(general, [click]) == [click.item_id]
+        bound(fast), bound(general)
+        assert fast == general
