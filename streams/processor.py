@@ -108,7 +108,9 @@ class BatchProcessor:
         scoring = settings.trigger != "none"
         triggered: list[tuple[Event, float]] = []
         history: dict[str, list[str]] = {}     # user -> last items before this batch (co-visitation)
-        tally: Counter = Counter()             # (user, tenant, kind) -> valid events
+        tally: Counter = Counter()             # (tenant, scorer, kind) -> valid events
+        scorers: dict[str, Any] = {}           # user -> its scorer (A/B routing, asked once per user)
+        scorer_for = self.scorer_for
         clicks: tuple[list[int], list[str], list[float]] = ([], [], [])   # user code, item, ts
         searches: list[tuple[list[str], Sequence[str]]] = []
         duplicates = 0
@@ -149,17 +151,20 @@ class BatchProcessor:
                     clicks[2].extend([e.ts for e in mine if e.kind == "click"])
                 if len(items) < len(mine):
                     searches += [(query_terms(e.query), e.results) for e in mine if e.kind == "search"]
+            scorer = scorers[user] = scorer_for(user)
             tenant = mine[0].tenant
             if len(mine) == 1 or all([e.tenant == tenant for e in mine]):
                 if items:
-                    tally[user, tenant, "click"] += len(items)
+                    tally[tenant, scorer, "click"] += len(items)
                 if len(items) < len(mine):
-                    tally[user, tenant, "search"] += len(mine) - len(items)
+                    tally[tenant, scorer, "search"] += len(mine) - len(items)
             else:
-                tally.update([(user, e.tenant, e.kind) for e in mine])
+                tally.update([(e.tenant, scorer, e.kind) for e in mine])
         if scoring:     # the index is read only to score: a worker that never scores skips it
             self._learn(clicks, searches, history, states)
-        groups, scorers = self._count(tally)
+        groups = new_groups()
+        for (tenant, scorer, kind), count in tally.items():
+            groups[(tenant, scorer.version, kind)].events += count   # group_key()
         valid = sum(tally.values())
         for name, count in (("duplicate", duplicates), ("valid", valid)):
             if count:                 # a Counter with the same keys as one counted event by event
@@ -186,17 +191,6 @@ class BatchProcessor:
         if searches:
             terms, results = zip(*searches)
             self.index.observe_searches(terms, results)
-
-    def _count(self, tally: Counter) -> tuple[dict, dict[str, Any]]:
-        """Cost groups from the per-user tally; the scorer (A/B routing) is asked once per user."""
-        groups = new_groups()
-        scorers: dict[str, Any] = {}
-        for (user, tenant, kind), count in tally.items():
-            scorer = scorers.get(user)
-            if scorer is None:
-                scorer = scorers[user] = self.scorer_for(user)
-            groups[(tenant, scorer.version, kind)].events += count   # group_key()
-        return groups, scorers
 
     def _score(self, triggered: list[tuple[Event, float, Any]], out: BatchOutput,
                meter: BatchMeter, groups: dict) -> None:
