@@ -13,7 +13,7 @@ with numpy, and those are aggregated and merged into fixed-width neighbour rows
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from itertools import chain, islice
 
 import numpy as np
@@ -131,11 +131,14 @@ class _NeighbourRows:
             return -1
         return int(self.row_of[key])
 
-    def top(self, row: int) -> list[int]:
-        """The row's NEIGHBOURS strongest neighbour ids, ties oldest first."""
-        n = self.size[row]
-        order = np.lexsort((self.age[row, :n], -self.w[row, :n]))
-        return self.nbr[row, order[:self.keep]].tolist()
+    def top(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's NEIGHBOURS strongest neighbour ids, ties oldest first, ranked for all
+        rows in one sort: (K, NEIGHBOURS) ids, each row's first `counts[k]` real, and counts."""
+        counts = np.minimum(self.size[rows], self.keep)
+        empty = np.arange(self.width) >= self.size[rows][:, None]
+        weight = np.where(empty, np.inf, -self.w[rows])        # empty slots sort last
+        order = np.lexsort((self.age[rows], weight), axis=-1)[:, :self.keep]
+        return np.take_along_axis(self.nbr[rows], order, axis=1), counts
 
     def merge(self, keys: np.ndarray, values: np.ndarray, weights: np.ndarray | float,
               age_base: int, tick: int) -> None:
@@ -343,13 +346,11 @@ class CandidateIndex:
         self._trending = np.zeros(0, dtype=np.int64)
         self._window: deque[tuple[float, np.ndarray, np.ndarray]] = deque()
         self._newest = -np.inf
-        self._memo: dict[tuple[str, str], list[str]] = {}
         self._trending_top: list[str] = []
         self._trending_n = -1
 
     def begin_batch(self) -> None:
-        """Neighbour lists and trending are ranked once per batch, not once per user."""
-        self._memo.clear()
+        """Trending is ranked once per batch, not once per user."""
         self._trending_n = -1
 
     def observe_clicks(self, users: Sequence[int], items: Sequence[str], ts: Sequence[float],
@@ -453,14 +454,30 @@ class CandidateIndex:
 
     def ranked(self, source: str, key: str) -> list[str]:
         """A key's strongest neighbours (at most NEIGHBOURS), best first: source "covisit"
-        (key: an item) or "query" (key: a term). Memoised until the next begin_batch."""
-        memo = self._memo.get((source, key))
-        if memo is None:
-            vocab, rows = (self._items, self._covisit) if source == "covisit" else (self._terms, self._by_term)
-            row = rows.row(vocab.ids.get(key))
-            names = self._items.names
-            memo = self._memo[(source, key)] = [names[i] for i in rows.top(row)] if row >= 0 else []
-        return memo
+        (key: an item) or "query" (key: a term)."""
+        return self.ranked_many(source, [key])[key]
+
+    def ranked_many(self, source: str, keys: Iterable[str],
+                    index_of: Callable[[list[str]], list[int]] | None = None) -> dict[str, list]:
+        """`ranked` for every key at once (one sort for the batch's keys): key -> its
+        neighbours, [] for a key never seen. With `index_of`, neighbours come as it maps
+        their names (asked once, for the distinct neighbours), e.g. a model's indices."""
+        vocab, rows = (self._items, self._covisit) if source == "covisit" else (self._terms, self._by_term)
+        get = vocab.ids.get                   # dict.get: never adds a name
+        found = [(key, rows.row(get(key))) for key in keys]
+        out: dict[str, list] = {key: [] for key, row in found if row < 0}
+        known = [(key, row) for key, row in found if row >= 0]
+        if not known:
+            return out
+        top, counts = rows.top(np.array([row for _, row in known], dtype=np.int64))
+        real = np.arange(top.shape[1]) < counts[:, None]
+        ids, inverse = np.unique(top[real], return_inverse=True)   # row after row, best first
+        names = [self._items.names[i] for i in ids.tolist()]
+        values = np.array(names if index_of is None else index_of(names),
+                          dtype=object if index_of is None else np.int64)[inverse]
+        for (key, _), part in zip(known, np.split(values, np.cumsum(counts)[:-1])):
+            out[key] = part.tolist()
+        return out
 
     def trending_top(self, n: int) -> list[str]:
         """The n most clicked items in the window, best first (ties: the earlier-known item)."""

@@ -269,8 +269,8 @@ class BatchProcessor:
         lookup = scorer.item_indices
         states = [out.states[user] for user in users]
         self.index.begin_batch()
-        covisit = _Memo(lambda key: lookup(self.index.ranked("covisit", key)))
-        by_term = _Memo(lambda key: lookup(self.index.ranked("query", key)))
+        covisit = self.index.ranked_many("covisit", {i for s in states for i in s["items"][-5:]}, lookup)
+        by_term = self.index.ranked_many("query", {w for s in states for w in s["terms"][-3:]}, lookup)
         nearest = self._nearest(scorer, {i for s in states for i in s["items"][-2:]})
         shared = dict.fromkeys(lookup(self.index.trending_top(n)), SOURCES.index("trending"))
         for i in range(1, min(n, scorer.num_items) + 1):
@@ -346,18 +346,6 @@ def runs_of(records: Iterable[Any], partition: int = 0) -> list[tuple[tuple[str,
     stamp = int(time.time() * 1000)
     return [((topic, partition), [InRecord(r.key, r.value, stamp) for r in run])
             for topic, run in groupby(records, attrgetter("topic"))]
-
-
-class _Memo(dict):
-    """key -> compute(key), computed on first use: `memo[key]` stays a C-level lookup."""
-
-    def __init__(self, compute: Callable[[str], list[int]]) -> None:
-        super().__init__()
-        self._compute = compute
-
-    def __missing__(self, key: str) -> list[int]:
-        found = self[key] = self._compute(key)
-        return found
 
 
 def _concat(lists: list[Sequence[int]], limit: int) -> list[int]:

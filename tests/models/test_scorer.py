@@ -96,7 +96,9 @@ def test_rows_are_scored_at_their_history_length(scorer: Scorer, tiny_version, t
 
     model = load_checkpoint(tiny_version.path / "model.pt")
     rng = np.random.default_rng(7)
-    lengths = [0, 1, 2, 3, 5, 7, 12, 12, 1, 4]
+    # widths 1 (43 rows), 2 (5: too few for a call, padded to 6 with the 35 of width 6), 12 (3)
+    lengths = [0] * 3 + [1] * 40 + [2] * 5 + [5] * 35 + [12] * 3
+    rng.shuffle(lengths)
     hist = np.zeros((len(lengths), scorer.max_len), dtype=np.int64)
     for row, n in enumerate(lengths):
         if n:
@@ -104,7 +106,14 @@ def test_rows_are_scored_at_their_history_length(scorer: Scorer, tiny_version, t
     cand = rng.integers(1, scorer.num_items + 1, size=(len(lengths), 9), dtype=np.int64)
     with torch.no_grad():
         want = model.score(torch.from_numpy(hist), torch.from_numpy(cand)).numpy()
-    np.testing.assert_allclose(scorer.score(hist, cand), want, atol=1e-4)
+    calls: list[tuple[int, int]] = []
+    run = scorer._run
+    scorer._run = lambda feeds: calls.append(feeds["history"].shape) or run(feeds)
+    try:
+        np.testing.assert_allclose(scorer.score(hist, cand), want, atol=1e-4)
+    finally:
+        del scorer._run
+    assert sorted(calls) == [(3, 12), (40, 6), (43, 1)]
 
     fixed = onnx.load(str(tiny_version.onnx_path("fp32")))
     time_dim = fixed.graph.input[0].type.tensor_type.shape.dim[1]
