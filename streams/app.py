@@ -12,7 +12,7 @@ import gc
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -117,14 +117,20 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
     store = UserStore(app, users, max_cached=settings.state_cache_users)
     if settings.role in ("all", "scorer"):
 
-        async def before_commit() -> None:
-            # Outputs first, then the states that mark their events seen: a crash in between
-            # re-emits (idempotent sinks downstream), it never drops a recommendation.
-            await app.producer.flush()
-            written = await store.flush()
-            if written:
-                stats["state_bytes_written"] += written
-                stats["state_written_at"] = time.time()
+        def before_commit() -> Callable[[], Awaitable[None]]:
+            # While no batch runs: the states the offsets being committed cover.
+            snapshot = store.snapshot()
+
+            async def write() -> None:
+                # While batches go on: outputs first, then the states that mark their events
+                # seen: a crash in between re-emits (idempotent sinks downstream), it never
+                # drops a recommendation.
+                await app.producer.flush()
+                written = await store.write(snapshot)
+                if written:
+                    stats["state_bytes_written"] += written
+                    stats["state_written_at"] = time.time()
+            return write
 
         app.reckon_before_commit = before_commit  # type: ignore[attr-defined]
 

@@ -17,9 +17,12 @@ point `faust.transports`):
    waits for a running batch (`wait_empty`). Other topics (changelogs, other agents) take
    Faust's normal path.
 
-3. A hook before every offset commit (`app.reckon_before_commit`), run while no batch
-   runs: the user store writes the states it staged (streams/user_store.py) there, so
-   committed offsets never get ahead of durable state.
+3. A hook before every offset commit (`app.reckon_before_commit`), called while no batch
+   runs, with the offsets to commit taken in the same critical section: the user store
+   snapshots the states it staged there (streams/user_store.py). The hook returns a
+   coroutine function, awaited after the lock is released and before the offsets are
+   committed: the snapshot is written then, so committed offsets never get ahead of
+   durable state and batches do not wait for the writes.
 
 4. End offsets on the embedded Tansu broker, which answers ListOffsets one record batch
    short: table recovery reads changelogs up to the fetch high watermark instead.
@@ -171,15 +174,16 @@ class Consumer(faust_aiokafka.Consumer):
 
     async def _commit_tps(self, tps: Any, start_new_transaction: bool) -> bool:
         """Faust's `_commit_tps`, with the app's `reckon_before_commit` (the user store's
-        write of staged states) run first. The offsets to commit are taken in the same
-        critical section, so they cover exactly the batches whose states were just written;
-        the commit round trip itself runs while the next batch is handled."""
+        snapshot of staged states) called first. The offsets to commit are taken in the
+        same critical section, so they cover exactly the batches in the snapshot; writing
+        it and the commit round trip run while the next batches are handled."""
         before = getattr(self.app, "reckon_before_commit", None)
         if before is None:
             return await super()._commit_tps(tps, start_new_transaction)
         async with self._batch_running:
-            await before()
+            write = before()
             offsets = self._filter_committable_offsets(tps)
+        await write()
         if not offsets:
             return False
         try:

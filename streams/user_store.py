@@ -6,11 +6,15 @@ time. This store does what Kafka Streams' record cache does instead:
 
 - reads: a user's state stays decoded in memory between batches (bounded, least recently
   written first out; dropped whenever the partition assignment changes);
-- writes: a batch only stages its states; `flush` encodes and writes the latest state of
-  every key staged since the last flush (once per key, however many batches changed it), with one RocksDB WriteBatch and one changelog record batch
-  per partition. The transport calls it before every offset commit, under the lock that
-  keeps batches out (streams/transport.py), so whatever offsets are committed, the states
-  that include those events are in RocksDB and on their way to the changelog first.
+- writes: a batch only stages its states. Each offset commit takes a `snapshot`: every
+  key staged since the last one, encoded as it is now (once per key, however many
+  batches changed it). The transport takes it under the lock that keeps batches out,
+  with the offsets to commit (streams/transport.py), so the snapshot holds exactly the
+  states those offsets cover. `write` then stores it, one RocksDB WriteBatch and one
+  changelog record batch per partition, while the next batches run (it was ~50 ms per
+  commit with many distinct users, all of it latency for the events arriving then);
+  the offsets are committed after it. Until a snapshot is written its keys are never
+  evicted, so a read never falls back to an older RocksDB value.
 
 What Faust keeps is kept: values are plain JSON under raw keys (so Faust's recovery and
 `table.get` read them), each changelog record goes to the state's partition, and the
@@ -31,6 +35,8 @@ from rocksdict import WriteBatch
 
 from streams.record_batches import send_to_partition
 
+Snapshot = dict[int, list[tuple[bytes, bytes]]]     # partition -> (key, encoded state), to write
+
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
@@ -42,6 +48,7 @@ class UserStore:
         self.max_cached = max_cached
         self._cached: dict[bytes, dict] = {}               # key -> decoded state
         self._staged: dict[bytes, int] = {}                # key -> partition, to write
+        self._writing: dict[bytes, int] = {}               # keys of the snapshot being written
         self._sizes: dict[bytes, int] = {}                 # key -> bytes stored (cached keys)
         self._generation: int | None = None
 
@@ -56,8 +63,9 @@ class UserStore:
         generation = self.app.consumer_generation_id
         if generation != self._generation:
             self._generation = generation
-            self._cached = {key: self._cached[key] for key in self._staged}
-            self._sizes = {key: self._sizes[key] for key in self._staged if key in self._sizes}
+            keep = self._staged.keys() | self._writing.keys()
+            self._cached = {key: self._cached[key] for key in keep}
+            self._sizes = {key: self._sizes[key] for key in keep if key in self._sizes}
 
     def get(self, key: bytes, partition: int | None) -> dict | None:
         """The state under `key`: cached, or read from `partition`'s store (the partition its
@@ -95,30 +103,49 @@ class UserStore:
             self._evict(len(cached) - self.max_cached * 9 // 10)
 
     def _evict(self, count: int) -> None:
-        """Drop the `count` least recently written clean states (staged ones stay)."""
-        staged = self._staged
+        """Drop the `count` least recently written clean states (staged ones, and those of
+        a snapshot still being written, stay)."""
+        staged, writing = self._staged, self._writing
         drop = []
         for key in self._cached:
             if len(drop) == count:
                 break
-            if key not in staged:
+            if key not in staged and key not in writing:
                 drop.append(key)
         for key in drop:
             del self._cached[key]
             self._sizes.pop(key, None)
 
-    async def flush(self) -> int:
-        """Write every staged state; returns the bytes written. The changelog batches are
-        queued on the producer (Faust flushes it before committing offsets)."""
-        if not self._staged:
-            return 0
+    def snapshot(self) -> Snapshot:
+        """Every state staged since the last snapshot, encoded as it is now, by partition;
+        staging starts over. Take it while no batch runs; `write` it before the next one."""
         staged, self._staged = self._staged, {}
-        store, cached, sizes = self._store, self._cached, self._sizes
-        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        self._writing = staged
+        cached, sizes = self._cached, self._sizes
+        by_partition: Snapshot = {}
         for key, partition in staged.items():
             value = _encode(cached[key])     # staged states are never evicted
             sizes[key] = len(value)
             by_partition.setdefault(partition, []).append((key, value))
+        return by_partition
+
+    async def flush(self) -> int:
+        """`snapshot` and `write` in one go."""
+        return await self.write(self.snapshot())
+
+    async def write(self, by_partition: Snapshot) -> int:
+        """Store a snapshot in RocksDB and queue it on the changelog; returns the bytes
+        written. The changelog batches are on the producer when it returns (Faust flushes
+        it before committing offsets)."""
+        try:
+            return await self._write(by_partition)
+        finally:
+            self._writing = {}
+
+    async def _write(self, by_partition: Snapshot) -> int:
+        if not by_partition:
+            return 0
+        store = self._store
         topic = self.table.changelog_topic.get_topic_name()
         producer = self.app.producer._ensure_producer()   # aiokafka's, for whole record batches
         written = 0

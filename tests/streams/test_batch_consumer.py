@@ -108,11 +108,17 @@ def test_a_fetch_that_straddles_a_rebalance_is_not_handled(consumer: Consumer, m
     assert consumer._new_offset(TP0) is None       # nothing acknowledged, nothing committed
 
 
-def test_a_commit_writes_staged_state_first_and_never_during_a_batch(consumer: Consumer, monkeypatch) -> None:
+def test_a_commit_snapshots_state_between_batches_and_writes_it_before_the_offsets(
+        consumer: Consumer, monkeypatch) -> None:
     calls: list = []
 
-    async def before() -> None:
-        calls.append("write staged state")
+    def before():
+        calls.append("snapshot staged state")
+
+        async def write() -> None:
+            assert not consumer._batch_running.locked()     # batches may run meanwhile
+            calls.append("write it")
+        return write
 
     async def commit_offsets(offsets, start_new_transaction) -> bool:
         calls.append(dict(offsets))
@@ -135,7 +141,7 @@ def test_a_commit_writes_staged_state_first_and_never_during_a_batch(consumer: C
         consumer._batch_running.release()
         assert await asyncio.wait_for(committing, 2) is True
     asyncio.run(run())
-    assert calls == ["write staged state", {TP0: 4}]      # offset 4's state was not written yet
+    assert calls == ["snapshot staged state", "write it", {TP0: 4}]   # offset 4's state is not in it
     assert consumer._new_offset(TP0) == 5                  # the next commit takes it
 
 

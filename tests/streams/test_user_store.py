@@ -129,3 +129,26 @@ def test_eviction_never_drops_a_staged_state(tmp_path) -> None:
     assert set(store._cached) >= {f"u{n}".encode() for n in range(10, 15)}
     assert len(store._cached) <= 10
     assert store.get(b"u0", 0) == {"n": 0}                 # evicted: read back from RocksDB
+
+
+def test_a_snapshot_is_what_was_staged_and_its_keys_stay_cached_until_written(tmp_path) -> None:
+    store, data, producer = _store(tmp_path)
+    store.max_cached = 10
+    state = {"n": 0}
+    _stage(store, b"u0", 0, state)
+    for n in range(1, 10):
+        _stage(store, f"u{n}".encode(), 0, {"n": n})
+    snapshot = store.snapshot()                            # taken between batches
+    state["n"] = 99                                        # a later batch changes u0 in place ...
+    _stage(store, b"u0", 0, state)                         # ... and stages it
+    for n in range(10, 15):
+        _stage(store, f"u{n}".encode(), 0, {"n": n})       # 15 cached > 10, but u0..u9 are unwritten
+    assert all(f"u{n}".encode() in store._cached for n in range(10))
+    assert data.dbs.get(0) is None and producer.sent == []
+    asyncio.run(store.write(snapshot))
+    assert data.dbs[0][b"u0"] == b'{"n":0}'               # as it was when the snapshot was taken
+    assert store.get(b"u0", 0) == {"n": 99}                # the cache has the newer state,
+    asyncio.run(store.flush())
+    assert data.dbs[0][b"u0"] == b'{"n":99}'              # the next write stores it
+    _stage(store, b"u15", 0, {"n": 15})                    # now the written ones can make room
+    assert len(store._cached) <= 10
