@@ -473,10 +473,12 @@ class CandidateIndex:
         real = np.arange(top.shape[1]) < counts[:, None]
         ids, inverse = np.unique(top[real], return_inverse=True)   # row after row, best first
         names = [self._items.names[i] for i in ids.tolist()]
-        values = np.array(names if index_of is None else index_of(names),
-                          dtype=object if index_of is None else np.int64)[inverse]
-        for (key, _), part in zip(known, np.split(values, np.cumsum(counts)[:-1])):
-            out[key] = part.tolist()
+        mapped = names if index_of is None else index_of(names)
+        values = [mapped[i] for i in inverse.tolist()]       # every key's, end to end
+        start = 0
+        for (key, _), end in zip(known, np.cumsum(counts).tolist()):
+            out[key] = values[start:end]
+            start = end
         return out
 
     def trending_top(self, n: int) -> list[str]:
