@@ -155,7 +155,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
             await send_keyed(producer, "recommendations", out.recommendations)
             for key, value, headers in out.dead_letters:
                 await app.producer.send("events-dlq", key, value, None, None, headers)
-            # Written (RocksDB + changelog) by the flush before the next offset commit.
+            # Snapshotted by the next offset commit, which writes it (RocksDB + changelog) first.
             partitions = out.partitions
             store.stage({user.encode(): (partitions[user], state) for user, state in out.states.items()})
             if out.cost_event is not None:
