@@ -73,7 +73,7 @@ def test_staged_states_are_read_back_and_written_only_by_a_flush(tmp_path) -> No
     assert data.dbs.get(0) is None and producer.sent == []   # nothing written yet
 
     async def flush() -> int:
-        return await store.flush()
+        return await store.write(store.snapshot())
     written = asyncio.run(flush())
     assert written == len(b'{"n":2}') + len(b'{"n":7}')
     assert data.dbs[0][b"u1"] == b'{"n":2}' and data.dbs[1][b"u2"] == b'{"n":7}'
@@ -88,7 +88,7 @@ def test_a_state_changed_after_staging_is_written_as_it_is_at_the_flush(tmp_path
     state = {"items": ["a"]}
     _stage(store, b"u1", 0, state)
     state["items"].append("b")                             # the next batch folds in place
-    asyncio.run(store.flush())
+    asyncio.run(store.write(store.snapshot()))
     assert data.dbs[0][b"u1"] == b'{"items":["a","b"]}'
     assert store.held_bytes(["u1"]) == len(b'{"items":["a","b"]}')
 
@@ -97,7 +97,7 @@ def test_a_full_record_batch_is_sent_and_the_persisted_offset_is_its_last_record
     store, data, producer = _store(tmp_path)
     for n in range(5):
         _stage(store, f"u{n}".encode(), 3, {"n": n})
-    asyncio.run(store.flush())
+    asyncio.run(store.write(store.snapshot()))
     assert [len(recs) for _, _, recs in producer.sent] == [2, 2, 1]
     assert [k for _, _, recs in producer.sent for k, _ in recs] == [b"u0", b"u1", b"u2", b"u3", b"u4"]
     (tp, offset), = data.persisted.items()
@@ -123,7 +123,7 @@ def test_eviction_never_drops_a_staged_state(tmp_path) -> None:
     store.max_cached = 10
     for n in range(10):
         _stage(store, f"u{n}".encode(), 0, {"n": n})
-    asyncio.run(store.flush())                             # u0..u9 clean now
+    asyncio.run(store.write(store.snapshot()))                             # u0..u9 clean now
     for n in range(10, 15):
         _stage(store, f"u{n}".encode(), 0, {"n": n})       # 15 cached > 10: evict clean ones
     assert set(store._cached) >= {f"u{n}".encode() for n in range(10, 15)}
@@ -148,7 +148,7 @@ def test_a_snapshot_is_what_was_staged_and_its_keys_stay_cached_until_written(tm
     asyncio.run(store.write(snapshot))
     assert data.dbs[0][b"u0"] == b'{"n":0}'               # as it was when the snapshot was taken
     assert store.get(b"u0", 0) == {"n": 99}                # the cache has the newer state,
-    asyncio.run(store.flush())
+    asyncio.run(store.write(store.snapshot()))
     assert data.dbs[0][b"u0"] == b'{"n":99}'              # the next write stores it
     _stage(store, b"u15", 0, {"n": 15})                    # now the written ones can make room
     assert len(store._cached) <= 10
