@@ -10,12 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-bench = typer.Typer(help="Benchmarks (ratios measured within one run).", no_args_is_help=True)
+bench = typer.Typer(add_completion=False, help="Benchmarks (ratios measured within one run).", no_args_is_help=True)
 
 
 def _registry() -> Path:
-    from streams.demo import demo_model
-    from streams.settings import load_settings
+    from reckon.streams.core.settings import load_settings
+    from reckon.streams.worker.stack import demo_model
 
     registry = load_settings().registry_dir.resolve()
     demo_model(registry)
@@ -41,7 +41,7 @@ _INTERLEAVE = typer.Option(False, "--interleave", help="spread each user's event
 def stream(events: int = typer.Option(50_000, min=1000), users: int = _USERS, interleave: bool = _INTERLEAVE,
            json_out: bool = typer.Option(False, "--json")) -> None:
     """Raw aiokafka read rate vs worker ingest (state) vs full path (scoring), with latency."""
-    from bench.stream import run
+    from reckon.bench.stream import run
 
     with tempfile.TemporaryDirectory(prefix="reckon-bench-") as tmp:
         _print(run(_registry(), Path(tmp), events=events, users=users, interleave=interleave), json_out)
@@ -54,12 +54,16 @@ def ingest(events: int = typer.Option(50_000, min=1000), users: int = _USERS, in
     stream(events=events, users=users, interleave=interleave, json_out=json_out)
 
 
+chaos_app = typer.Typer(add_completion=False)
+
+
+@chaos_app.command()
 def chaos(scenario: list[str] = typer.Option(["kill9", "clickhouse", "broker", "fuzz"],
                                              help="kill9 | clickhouse | broker | fuzz (repeatable)"),
           events: int = typer.Option(5000, min=100), fuzz_events: int = typer.Option(10_000, min=100),
           json_out: bool = typer.Option(False, "--json")) -> None:
     """The long-form fault suite on the embedded stack; exits 1 if an invariant fails."""
-    from bench.faults import SCENARIOS
+    from reckon.bench.faults import SCENARIOS
 
     unknown = set(scenario) - set(SCENARIOS)
     if unknown:
@@ -76,6 +80,30 @@ def chaos(scenario: list[str] = typer.Option(["kill9", "clickhouse", "broker", "
     raise typer.Exit(0 if all(r["ok"] for r in results) else 1)
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(bench, name="bench")
-    app.command("chaos")(chaos)
+# The model and cost benchmarks keep their own argument parsers (`reckon bench quality --help`).
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+@bench.command("quality", context_settings=_PASS_THROUGH)
+def quality(ctx: typer.Context) -> None:
+    """Model quality on a public dataset in its published protocol (bench/MODEL.md)."""
+    from reckon.bench.model_quality import main
+
+    main(ctx.args)
+
+
+@bench.command("scoring", context_settings=_PASS_THROUGH)
+def scoring(ctx: typer.Context) -> None:
+    """Scoring throughput and cost per 1k scores of a registered version, per device and variant."""
+    from reckon.bench.model_scoring import main
+
+    main(ctx.args)
+
+
+@bench.command("costs", context_settings=_PASS_THROUGH)
+def costs(ctx: typer.Context) -> None:
+    """What cost accounting costs: overhead, sink rows/s, cost-event freshness."""
+    from reckon.bench.cost_overhead import main
+
+    main(ctx.args)
+

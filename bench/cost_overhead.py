@@ -3,14 +3,14 @@
 1. overhead: the same batch set through BatchProcessor with accounting (meter, state
    bytes, cost event, interval observe, the sink's row building) and without it (those
    replaced by no-ops), alternating rounds; the fraction of throughput accounting takes;
-2. sink: rows/s into chdb through `streams.sink.write` (dedup lookup + insert) for cost
+2. sink: rows/s into chdb through `reckon.streams.sink.rows.write` (dedup lookup + insert) for cost
    rows and click rows, and end to end through the SinkConsumer from the embedded broker;
 3. freshness: a worker under steady load; probe events with a tenant of their own are
    produced one by one and `GET /costs?tenant=...` polled until the probe's recommendation
    shows in the per-minute rollup: produced -> visible, p50 / p95 / max.
 
-    python -m bench.cost_overhead --json            # all three
-    python -m bench.cost_overhead --only overhead   # one part
+    reckon bench costs --json            # all three
+    reckon bench costs --only overhead   # one part
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from streams.generator import Record, TrafficGenerator
+from reckon.streams.traffic.generator import Record, TrafficGenerator
 
 
 def _registry() -> Path:
-    from models.bootstrap import ensure_model
-    from streams.settings import load_settings
+    from reckon.models.training.bootstrap import ensure_model
+    from reckon.streams.core.settings import load_settings
 
     registry = load_settings().registry_dir.resolve()
     ensure_model(registry, islice(TrafficGenerator(seed=99).sessions(), 20_000))
@@ -75,15 +75,15 @@ def overhead(registry: Path, events: int = 20_000, batch: int = 256) -> dict:
     alternating which goes first: both see the same inputs and grow the same state, and load
     from elsewhere on the machine lands on both sides alike. The accounting parts are also
     timed on their own, batch by batch."""
-    import streams.processor as proc
-    from models.registry import Registry
-    from models.scorer import Scorer
-    from streams.costs import cost_event
-    from streams.idle import IntervalAccountant, Reserved
-    from streams.processor import BatchProcessor, runs_of
-    from streams.pricing import PriceSheet
-    from streams.settings import Settings
-    from streams.sink import rows_from_event
+    import reckon.streams.pipeline.processor as proc
+    from reckon.models.core.registry import Registry
+    from reckon.models.serving.scorer import Scorer
+    from reckon.streams.core.settings import Settings
+    from reckon.streams.costs.idle import IntervalAccountant, Reserved
+    from reckon.streams.costs.meter import cost_event
+    from reckon.streams.costs.pricing import PriceSheet
+    from reckon.streams.pipeline.processor import BatchProcessor, runs_of
+    from reckon.streams.sink.rows import rows_from_event
 
     settings = Settings(device="cpu")
     scorer = Scorer.load(Registry(registry).current(), device="cpu")
@@ -132,7 +132,7 @@ def overhead(registry: Path, events: int = 20_000, batch: int = 256) -> dict:
 
 def _groups(event: dict) -> dict:
     """A batch's groups back from its cost event, to re-run cost_event on the same shape."""
-    from streams.costs import Group, group_key
+    from reckon.streams.costs.meter import Group, group_key
 
     return {group_key(line["tenant"], line["model_version"], line["event_type"]):
             Group(line["events"], line["recommendations"], list(line["latencies_ms"])) for line in event["lines"]}
@@ -141,8 +141,8 @@ def _groups(event: dict) -> dict:
 # 2. sink ------------------------------------------------------------------------------------
 
 def _cost_events(n: int, tenant: str) -> list[dict]:
-    from streams.costs import cost_event, group_key, new_groups
-    from streams.pricing import PriceSheet, Usage
+    from reckon.streams.costs.meter import cost_event, group_key, new_groups
+    from reckon.streams.costs.pricing import PriceSheet, Usage
 
     sheet = PriceSheet.load()
     out = []
@@ -158,11 +158,11 @@ def _cost_events(n: int, tenant: str) -> list[dict]:
 
 
 def sink(root: Path, events: int = 4000, clicks: int = 50_000) -> dict:
-    from streams.broker import EmbeddedBroker, create_topics
-    from streams.clickhouse import connect, disconnect
-    from streams.migrations import migrate
-    from streams.sink import Rows, rows_from_event, rows_from_message, write
-    from streams.sink_consumer import SinkConsumer
+    from reckon.streams.clickhouse.client import connect, disconnect
+    from reckon.streams.clickhouse.migrations import migrate
+    from reckon.streams.kafka.broker import EmbeddedBroker, create_topics
+    from reckon.streams.sink.consumer import SinkConsumer
+    from reckon.streams.sink.rows import Rows, rows_from_event, rows_from_message, write
 
     dsn = f"chdb://{root / 'sink-store'}"
     ch = connect(dsn)
@@ -225,9 +225,9 @@ def sink(root: Path, events: int = 4000, clicks: int = 50_000) -> dict:
 def freshness(registry: Path, root: Path, probes: int = 15, load_per_s: int = 400) -> dict:
     import httpx
 
-    from streams.broker import EmbeddedBroker, create_topics, free_port
-    from streams.replay import produce, produce_in_background
-    from streams.stack import WorkerProcess
+    from reckon.streams.kafka.broker import EmbeddedBroker, create_topics, free_port
+    from reckon.streams.traffic.replay import produce, produce_in_background
+    from reckon.streams.worker.stack import WorkerProcess
 
     with EmbeddedBroker() as broker:
         create_topics(broker.bootstrap_servers, 4)
@@ -268,12 +268,12 @@ def freshness(registry: Path, root: Path, probes: int = 15, load_per_s: int = 40
             "freshness_max_s": round(latencies[-1], 3), "worker_sink_freshness_ms": stats.get("sink_freshness_ms")}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("overhead", "sink", "freshness"))
     parser.add_argument("--events", type=int, default=20_000, help="events for the overhead part")
     parser.add_argument("--json", action="store_true", help="one JSON line")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     registry = _registry()
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="reckon-cost-bench-") as tmp:

@@ -10,10 +10,10 @@ letters, cost rows (total and distinct) and checks its invariants:
               gets exactly one recommendation, and after the restore the cost rows cover
               every cost event on the topic exactly once; reports the downtime, the time to
               catch up after the restore and how many events were scored meanwhile. Short
-              form: tests/streams/test_chaos.py.
+              form: tests/bench/test_chaos.py.
 
 What the clickhouse scenario simulates, exactly: nothing in Reckon is mocked. The worker's
-embedded ClickHouse (chdb, in the worker process, through streams/clickhouse.py and the
+embedded ClickHouse (chdb, in the worker process, through streams/clickhouse/client.py and the
 real sink) has its store directory remounted read-only in place (a bind mount of the
 directory onto itself, remounted `ro`; root ignores file modes but not a read-only mount),
 so the engine's own inserts fail with "Read-only file system" while reads still work, as
@@ -21,9 +21,9 @@ when a server's data disk goes read-only or fills up; then the mount is removed.
 CAP_SYS_ADMIN (root on the project's machines); without it the scenario says so and fails.
 It is not a dead server: an embedded store cannot be unreachable while its owner runs,
 and a server's connection errors (ClickHouseUnavailable, retried with a short backoff) are
-covered against the sink by tests/streams/test_sink_faults.py. A storage error is a plain
+covered against the sink by tests/streams/sink/test_consumer.py. A storage error is a plain
 ClickHouseError, on which the sink stalls (offsets uncommitted) and retries every
-STALL_BACKOFF_S (streams/sink_consumer.py): that backoff bounds the catch-up time reported.
+STALL_BACKOFF_S (streams/sink/consumer.py): that backoff bounds the catch-up time reported.
 """
 
 from __future__ import annotations
@@ -41,14 +41,14 @@ from typing import Self
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.broker import EmbeddedBroker, create_topics
-from streams.generator import Record, TrafficGenerator
-from streams.replay import produce, produce_in_background
-from streams.stack import WorkerProcess, start_worker
+from reckon.streams.kafka.broker import EmbeddedBroker, create_topics
+from reckon.streams.traffic.generator import Record, TrafficGenerator
+from reckon.streams.traffic.replay import produce, produce_in_background
+from reckon.streams.worker.stack import WorkerProcess, start_worker
 
 READ_COSTS = """
 import json, sys
-from streams.clickhouse import connect
+from reckon.streams.clickhouse.client import connect
 ch = connect(sys.argv[1])
 n, distinct = ch.query("SELECT count(), uniqExact(event_id) FROM cost_events")[0]
 print(json.dumps({"cost_rows": n, "cost_rows_distinct": distinct}))
@@ -56,7 +56,7 @@ print(json.dumps({"cost_rows": n, "cost_rows_distinct": distinct}))
 
 READ_COST_BATCHES = """
 import json, sys
-from streams.clickhouse import connect
+from reckon.streams.clickhouse.client import connect
 ch = connect(sys.argv[1])
 n, distinct = ch.query("SELECT count(), uniqExact(event_id) FROM cost_events")[0]
 batches = [r[0] for r in ch.query("SELECT DISTINCT batch_id FROM cost_events")]

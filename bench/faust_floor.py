@@ -3,7 +3,7 @@ empty handler. What it cannot beat, the worker cannot either; the gap between th
 raw aiokafka loop is the cost of Faust itself (consumer thread, group, offsets).
 
 Run as a child process by bench/stream.py:
-    python -m bench.faust_floor BOOTSTRAP TOPIC N DATADIR   -> prints {"events_per_s": ...}
+    python -m reckon.bench.faust_floor BOOTSTRAP TOPIC N DATADIR   -> prints {"events_per_s": ...}
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import faust
 
-from streams.transport import on_batches
+from reckon.streams.kafka.transport import on_batches
 
 
 def main(bootstrap: str, topic_name: str, n: int, datadir: str) -> None:

@@ -1,7 +1,7 @@
 """Quality of Reckon's sequence model on public datasets, in their published protocols.
 
-    python bench/model_quality.py diginetica --data-dir /work/shared/datasets [--device cuda]
-    python bench/model_quality.py games      --data-dir /work/shared/datasets
+    reckon bench quality diginetica --data-dir /work/shared/datasets [--device cuda]
+    reckon bench quality games      --data-dir /work/shared/datasets
 
 diginetica: SR-GNN split, full ranking over all 43,097 items, P@20 / MRR@20 (percent).
 games:      SASRec split (last item test), 100 sampled negatives, HR@10 / NDCG@10.
@@ -15,19 +15,16 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from models.config import ModelConfig, TrainConfig  # noqa: E402
-from models.data import load_sasrec, load_sessions  # noqa: E402
-from models.evaluate import evaluate_model  # noqa: E402
-from models.train import train  # noqa: E402
+from reckon.models.training.config import ModelConfig, TrainConfig
+from reckon.models.training.data import load_sasrec, load_sessions
+from reckon.models.training.evaluate import evaluate_model
+from reckon.models.training.train import train
 
 PRESETS = {
     # Session data: wide model, cosine scores with a temperature (NISER/CORE), CE over all
@@ -109,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
         "data": data.description, "history": result.history,
     }
     if args.save:
-        from models.publish import save_checkpoint
+        from reckon.models.training.publish import save_checkpoint
 
         save_checkpoint(result.model.cpu(), args.save)
     line = json.dumps(out)

@@ -1,6 +1,6 @@
 """Scoring throughput and latency of a registered model version per device and variant.
 
-    python bench/model_scoring.py --registry .reckon/models [--version V] [--threads 2]
+    reckon bench scoring --registry .reckon/models [--version V] [--threads 2]
 
 For every available (device, variant) pair it times ``Scorer.score`` on batches of
 256 histories x 100 candidates (the manifest's cost unit) and prints one JSON line:
@@ -15,14 +15,13 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import onnxruntime as ort
 
-import onnxruntime as ort  # noqa: E402
+from reckon.models.core.registry import Registry
+from reckon.models.serving.costing import DEVICE_HOUR_USD, cost_per_1k, time_scoring
+from reckon.models.serving.runtime import cuda_device_name
+from reckon.models.serving.scorer import Scorer
 
-from models.costing import DEVICE_HOUR_USD, cost_per_1k, time_scoring  # noqa: E402
-from models.registry import Registry  # noqa: E402
-from models.runtime import cuda_device_name  # noqa: E402
-from models.scorer import Scorer  # noqa: E402
 
 def bench(scorer: Scorer, batch: int, candidates: int, seconds: float) -> dict:
     kind = "cuda" if scorer.device.startswith("cuda") else "cpu"
@@ -35,7 +34,7 @@ def bench(scorer: Scorer, batch: int, candidates: int, seconds: float) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--registry", type=Path, required=True)
     p.add_argument("--version", default=None, help="default: the promoted version")
@@ -44,7 +43,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads on CPU")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the fastest is reported")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     reg = Registry(args.registry)
     mv = reg.get(args.version) if args.version else reg.current()
     if mv is None:

@@ -29,10 +29,10 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.broker import EmbeddedBroker, create_topics
-from streams.generator import Record, TrafficGenerator
-from streams.replay import produce
-from streams.stack import WorkerProcess, start_worker
+from reckon.streams.kafka.broker import EmbeddedBroker, create_topics
+from reckon.streams.traffic.generator import Record, TrafficGenerator
+from reckon.streams.traffic.replay import produce
+from reckon.streams.worker.stack import WorkerProcess, start_worker
 
 
 def _clicks(n: int, seed: int, users: int = 500, interleave: bool = False) -> list[Record]:
@@ -82,7 +82,7 @@ async def _raw_read(bootstrap: str, topic: str, n: int) -> float:
 
 def _faust_floor(bootstrap: str, topic: str, n: int, datadir: Path) -> float:
     """Faust's consumer with Reckon's batch transport and an empty handler (bench/faust_floor.py)."""
-    out = subprocess.run([sys.executable, "-m", "bench.faust_floor", bootstrap, topic, str(n), str(datadir)],
+    out = subprocess.run([sys.executable, "-m", "reckon.bench.faust_floor", bootstrap, topic, str(n), str(datadir)],
                          capture_output=True, text=True, timeout=300)
     found = re.search(r'\{"events_per_s": [0-9.e+]+\}', out.stdout)   # Faust may print escapes too
     if found is None:

@@ -1,6 +1,6 @@
 """``reckon train | eval | export | model list | model promote``.
 
-The main CLI (``streams.cli``) calls ``register(app)``; nothing here parses arguments
+The main CLI (``reckon.streams.cli.main``) calls ``register(app)``; nothing here parses arguments
 at import time, and heavy imports (torch, onnxruntime) happen inside the commands.
 """
 
@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from models.costing import DEVICE_HOUR_USD
+from reckon.models.serving.costing import DEVICE_HOUR_USD
 
 __all__ = ["register"]
 
@@ -100,13 +100,13 @@ def train_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print the manifest as JSON")] = False,
 ) -> None:
     """Train a model, export its ONNX variants, measure them and register a version."""
-    from models.config import ModelConfig, TrainConfig
-    from models.data import load_dataset
-    from models.errors import ModelError
-    from models.evaluate import evaluate_model
-    from models.publish import publish
-    from models.registry import Registry
-    from models.train import train
+    from reckon.models.core.errors import ModelError
+    from reckon.models.core.registry import Registry
+    from reckon.models.training.config import ModelConfig, TrainConfig
+    from reckon.models.training.data import load_dataset
+    from reckon.models.training.evaluate import evaluate_model
+    from reckon.models.training.publish import publish
+    from reckon.models.training.train import train
 
     try:
         dataset = load_dataset(data, fmt.value, test, query_buckets)
@@ -168,12 +168,12 @@ def eval_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """HR@K, NDCG@K and MRR@K of a registered version (full ranking or 100 sampled negatives)."""
-    from models.data import load_dataset
-    from models.errors import ModelError
-    from models.evaluate import evaluate_model, evaluate_scorer
-    from models.publish import load_checkpoint
-    from models.registry import Registry
-    from models.scorer import Scorer
+    from reckon.models.core.errors import ModelError
+    from reckon.models.core.registry import Registry
+    from reckon.models.serving.scorer import Scorer
+    from reckon.models.training.data import load_dataset
+    from reckon.models.training.evaluate import evaluate_model, evaluate_scorer
+    from reckon.models.training.publish import load_checkpoint
 
     try:
         reg = Registry(registry)
@@ -220,10 +220,10 @@ def export_cmd(
 ) -> None:
     """Export a checkpoint (or an existing version's) to ONNX fp32/int8/fp16 as a new version,
     or with --measure-only record this machine's scoring cost in a version's manifest."""
-    from models.data import load_dataset
-    from models.errors import ModelError
-    from models.publish import load_checkpoint, publish
-    from models.registry import Registry
+    from reckon.models.core.errors import ModelError
+    from reckon.models.core.registry import Registry
+    from reckon.models.training.data import load_dataset
+    from reckon.models.training.publish import load_checkpoint, publish
 
     try:
         reg = Registry(registry)
@@ -261,8 +261,8 @@ def export_cmd(
 
 def _measure(reg: Any, version: str, device: str, hour_usd: float | None, seconds: float) -> Any:
     """Time each variant through Scorer on this machine and record it in the manifest."""
-    from models.costing import cost_per_1k, time_scoring
-    from models.scorer import Scorer
+    from reckon.models.serving.costing import cost_per_1k, time_scoring
+    from reckon.models.serving.scorer import Scorer
 
     mv = reg.get(version)
     rows: dict[str, Any] = {}
@@ -282,7 +282,7 @@ def _measure(reg: Any, version: str, device: str, hour_usd: float | None, second
 def list_cmd(registry: RegistryOpt = DEFAULT_REGISTRY,
              as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Registered versions, oldest first; * marks the promoted one."""
-    from models.registry import Registry
+    from reckon.models.core.registry import Registry
 
     reg = Registry(registry)
     current = reg.current_id()
@@ -308,8 +308,8 @@ def list_cmd(registry: RegistryOpt = DEFAULT_REGISTRY,
 
 def promote_cmd(version: Annotated[str, typer.Argument()], registry: RegistryOpt = DEFAULT_REGISTRY) -> None:
     """Make VERSION the one workers serve (atomic pointer swap)."""
-    from models.errors import ModelError
-    from models.registry import Registry
+    from reckon.models.core.errors import ModelError
+    from reckon.models.core.registry import Registry
 
     try:
         Registry(registry).promote(version)

@@ -1,13 +1,15 @@
 """Reckon's event path and cost accounting.
 
-Exceptions (all derive from :class:`streams.errors.ReckonError`)::
+Layers, each importing only those below it (README "Layout" draws them)::
 
-    ReckonError
-    ├── SettingsError        a setting is missing or invalid (names it)
-    ├── BrokerError          the embedded Kafka broker could not start / answer
-    ├── ClickHouseError      a ClickHouse query failed
-    │   ├── ClickHouseUnavailable   retryable (network, store busy)
-    │   └── StoreLockedError        an embedded chdb store is held by another process
-    ├── MigrationError       a migration file is malformed or failed
-    └── PriceSheetError      the price sheet is malformed (names the field)
+    cli        reckon: the command line, `reckon costs`, `reckon demo`
+    worker     the Faust app, accounting in the worker, metrics, process start-up
+    reports    the cost report: SQL, build, text and HTML
+    sink       Kafka -> ClickHouse rows, exactly once
+    pipeline   contracts, user state, candidates, model routing, the batch processor
+    costs      prices, meter, idle/shared, re-pricing, alerts
+    clickhouse the client wrapper and migrations
+    kafka      broker, transport, record batches, user store, local state, watchdog
+    traffic    generated traffic and replay
+    core       errors and settings
 """

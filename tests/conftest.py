@@ -1,4 +1,5 @@
-"""Session fixtures for the real embedded stack: one Tansu broker, one chdb store.
+"""Session fixtures for the real embedded stack: one Tansu broker, one chdb store, and a
+small trained model.
 
 chdb opens one store per process, so the whole pytest process shares one session
 store; tests isolate themselves by distinct tenants/workers or by their own tables.
@@ -8,13 +9,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker, create_topics
-from streams.clickhouse import ClickHouse, connect, disconnect
-from streams.migrations import migrate
+from reckon.streams.clickhouse.client import ClickHouse, connect, disconnect
+from reckon.streams.clickhouse.migrations import migrate
+from reckon.streams.kafka.broker import EmbeddedBroker, create_topics
+from reckon.streams.traffic.generator import TrafficGenerator
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +26,15 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
     with EmbeddedBroker(log_path=log) as b:
         create_topics(b.bootstrap_servers, partitions=4)
         yield b
+
+
+@pytest.fixture(scope="session")
+def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("registry")
+    from reckon.models.training.bootstrap import ensure_model
+
+    ensure_model(path, islice(TrafficGenerator(seed=5).sessions(), 6000), seconds=8)
+    return path
 
 
 @pytest.fixture(scope="session")

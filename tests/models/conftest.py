@@ -75,7 +75,7 @@ def events_file(tmp_path: Path, events: list[dict[str, Any]]) -> Path:
 @pytest.fixture(scope="session")
 def tiny_data():
     """Generated events loaded with query conditioning (shared, read-only)."""
-    from models.data import load_events
+    from reckon.models.training.data import load_events
 
     return load_events(generate_events(users=120), query_buckets=64, query_terms=4)
 
@@ -83,8 +83,8 @@ def tiny_data():
 @pytest.fixture(scope="session")
 def tiny_model(tiny_data):
     """A small SASRec trained for a few epochs on the generated events (~2 s)."""
-    from models.config import ModelConfig, TrainConfig
-    from models.train import train
+    from reckon.models.training.config import ModelConfig, TrainConfig
+    from reckon.models.training.train import train
 
     cfg = ModelConfig(num_items=tiny_data.num_items, max_len=12, hidden=32, blocks=2, heads=2, dropout=0.1,
                       query_buckets=64, query_terms=4)
@@ -94,8 +94,8 @@ def tiny_model(tiny_data):
 @pytest.fixture(scope="session")
 def tiny_version(tmp_path_factory, tiny_model, tiny_data):
     """tiny_model exported (fp32/int8/fp16), registered and promoted in a registry."""
-    from models.publish import publish
-    from models.registry import Registry
+    from reckon.models.core.registry import Registry
+    from reckon.models.training.publish import publish
 
     reg = Registry(tmp_path_factory.mktemp("registry"))
     return publish(tiny_model, reg, tiny_data.item_ids, tiny_data.description, eval_set=tiny_data.test,

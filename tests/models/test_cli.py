@@ -4,8 +4,8 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from models.cli import register
-from models.registry import Registry
+from reckon.models.cli import register
+from reckon.models.core.registry import Registry
 
 
 def make_app() -> typer.Typer:

@@ -1,27 +1,17 @@
-"""Fixtures for the event path: a small trained model and a worker process runner."""
+"""Fixtures for the event path: a worker process runner and registry copies."""
 
 from __future__ import annotations
 
 import shutil
 import time
 from collections.abc import Iterator
-from itertools import islice
 from pathlib import Path
 
 import pytest
 
-from models.bootstrap import ensure_model
-from models.registry import Registry
-from streams.broker import EmbeddedBroker, create_topics
-from streams.generator import TrafficGenerator
-from streams.stack import WorkerProcess, start_worker
-
-
-@pytest.fixture(scope="session")
-def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("registry")
-    ensure_model(path, islice(TrafficGenerator(seed=5).sessions(), 6000), seconds=8)
-    return path
+from reckon.models.core.registry import Registry
+from reckon.streams.kafka.broker import EmbeddedBroker, create_topics
+from reckon.streams.worker.stack import WorkerProcess, start_worker
 
 
 def registry_with_copy(source: Path, target: Path, version: str) -> tuple[Registry, str]:
@@ -40,7 +30,7 @@ def registry_with_copy(source: Path, target: Path, version: str) -> tuple[Regist
 
 @pytest.fixture(scope="session")
 def scorer(registry_dir: Path):
-    from models.scorer import Scorer
+    from reckon.models.serving.scorer import Scorer
 
     return Scorer.load(Registry(registry_dir).current(), device="cpu")
 

@@ -8,7 +8,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.generator import Record
+from reckon.streams.traffic.generator import Record
 
 
 def read_topic(bootstrap: str, topic: str, expect: int, timeout_s: float = 60) -> list:

@@ -1,0 +1,190 @@
+"""A directory of immutable model versions plus a ``CURRENT`` pointer.
+
+Layout::
+
+    <registry>/CURRENT                 the promoted version id (one line)
+    <registry>/<version>/manifest.json version, created, data, config, metrics, files
+                                       (sha256 + bytes), variants (size, throughput,
+                                       quality delta, cost per 1k scores)
+    <registry>/<version>/model.<variant>.onnx, item_ids.json, item_emb.npy, model.pt
+
+Versions are written to a hidden staging directory and renamed into place, and
+``CURRENT`` is replaced with ``os.replace``, so readers never see half a version or a
+torn pointer. ``current_id()`` reads only the pointer, so workers can poll it often.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from reckon.models.core.errors import ChecksumError, RegistryError, VersionNotFoundError
+
+__all__ = ["ModelVersion", "Registry", "sha256_file"]
+
+VARIANTS = ("fp32", "int8", "fp16")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class ModelVersion:
+    """One registered version; files are read lazily and never change once written."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+        self._path = path
+        self._manifest = manifest
+
+    @property
+    def version(self) -> str:
+        return str(self._manifest["version"])
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self._manifest
+
+    def onnx_path(self, variant: str = "fp32") -> Path:
+        if variant not in VARIANTS:
+            raise RegistryError(f'Unknown variant "{variant}" (expected one of {", ".join(VARIANTS)})')
+        name = f"model.{variant}.onnx"
+        if name not in self._manifest.get("files", {}):
+            raise RegistryError(f'Version "{self.version}" has no {variant} variant')
+        return self._path / name
+
+    @property
+    def variants(self) -> list[str]:
+        files = self._manifest.get("files", {})
+        return [v for v in VARIANTS if f"model.{v}.onnx" in files]
+
+    @cached_property
+    def item_ids(self) -> list[str]:
+        """External item id of internal index i + 1 (index 0 is padding)."""
+        with (self._path / "item_ids.json").open(encoding="utf-8") as fh:
+            ids = json.load(fh)
+        if not isinstance(ids, list):
+            raise RegistryError(f"{self._path / 'item_ids.json'}: expected a JSON list")
+        return [str(x) for x in ids]
+
+    def verify(self, names: list[str] | None = None) -> None:
+        """Recompute sha256 of the named files (default: all) against the manifest."""
+        files = self._manifest.get("files", {})
+        for name in names if names is not None else list(files):
+            info = files.get(name)
+            if info is None:
+                raise RegistryError(f'Version "{self.version}" lists no file "{name}"')
+            path = self._path / name
+            if not path.is_file():
+                raise RegistryError(f"{path}: file listed in the manifest is missing")
+            actual = sha256_file(path)
+            if actual != info["sha256"]:
+                raise ChecksumError(path, info["sha256"], actual)
+
+    def __repr__(self) -> str:
+        return f"ModelVersion({self.version!r}, {str(self._path)!r})"
+
+
+class Registry:
+    def __init__(self, path: Path) -> None:
+        self._path = Path(path)
+        self._path.mkdir(parents=True, exist_ok=True)
+        self._cache: dict[str, tuple[int, ModelVersion]] = {}  # version -> (manifest mtime, mv)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def current_id(self) -> str | None:
+        try:
+            text = (self._path / "CURRENT").read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        return text or None
+
+    def current(self) -> ModelVersion | None:
+        version = self.current_id()
+        return None if version is None else self.get(version)
+
+    def get(self, version: str) -> ModelVersion:
+        if not version or "/" in version or version.startswith("."):
+            raise VersionNotFoundError(self._path, version)
+        manifest_path = self._path / version / "manifest.json"
+        try:
+            mtime = manifest_path.stat().st_mtime_ns
+        except FileNotFoundError:
+            raise VersionNotFoundError(self._path, version) from None
+        cached = self._cache.get(version)
+        if cached is not None and cached[0] == mtime:
+            return cached[1]  # artifacts are immutable; only added measurements change the manifest
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise VersionNotFoundError(self._path, version) from None
+        except json.JSONDecodeError as exc:
+            raise RegistryError(f"{manifest_path}: invalid JSON ({exc.msg})") from None
+        mv = ModelVersion(self._path / version, manifest)
+        self._cache[version] = (mtime, mv)
+        return mv
+
+    def list(self) -> list[ModelVersion]:
+        """All versions, oldest first (by manifest ``created``, then id)."""
+        out = []
+        for child in self._path.iterdir():
+            if child.is_dir() and not child.name.startswith(".") and (child / "manifest.json").is_file():
+                out.append(self.get(child.name))
+        return sorted(out, key=lambda mv: (str(mv.manifest.get("created", "")), mv.version))
+
+    def promote(self, version: str) -> None:
+        self.get(version)  # must exist
+        tmp = self._path / f".CURRENT.{os.getpid()}.tmp"
+        tmp.write_text(version + "\n", encoding="utf-8")
+        os.replace(tmp, self._path / "CURRENT")
+
+    def record_measurement(self, version: str, key: str, measurement: dict[str, Any]) -> ModelVersion:
+        """Add ``manifest["measurements"][key]`` (e.g. scoring cost on another device).
+
+        Only the manifest changes (atomically); the checksummed artifacts never do.
+        """
+        mv = self.get(version)
+        manifest = {**mv.manifest, "measurements": {**mv.manifest.get("measurements", {}), key: measurement}}
+        path = mv.path / "manifest.json"
+        tmp = mv.path / f".manifest.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+        self._cache.pop(version, None)
+        return self.get(version)
+
+    def staging_dir(self) -> Path:
+        """A fresh hidden directory inside the registry (same filesystem, so rename is atomic)."""
+        return Path(tempfile.mkdtemp(prefix=".staging-", dir=self._path))
+
+    def add(self, staging: Path, manifest: dict[str, Any]) -> ModelVersion:
+        """Checksum every file in ``staging``, write the manifest, rename into place."""
+        version = str(manifest["version"])
+        target = self._path / version
+        if target.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+            raise RegistryError(f'Version "{version}" already exists in {self._path}')
+        files = {
+            p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in sorted(staging.iterdir())
+            if p.is_file() and p.name != "manifest.json"
+        }
+        manifest = {**manifest, "files": files}
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+        os.replace(staging, target)
+        return self.get(version)

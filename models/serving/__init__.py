@@ -1,0 +1,5 @@
+"""Serving without torch: ONNX Runtime sessions and providers, the scorer that ranks
+candidates for a batch of histories, and the measured cost per 1,000 scores.
+
+May import: `models.core`.
+"""

@@ -1,0 +1,358 @@
+"""Loaders and leakage-free splits for Reckon events and two public formats.
+
+* ``load_events``: Reckon's wire contract (JSONL file or iterable of dicts). Per-user
+  sequences of clicks ordered by ts; leave-one-out split (last click test, the one
+  before validation), as in SASRec.
+* ``load_sessions``: SR-GNN's Diginetica split. Train on every prefix of the training
+  sessions (a causal model sees them all in one pass over the session), test on
+  ``test_samples.tsv``. Validation = every prefix of the last ``valid_fraction`` of
+  the training sessions, which are then held out of training.
+* ``load_sasrec``: ``user item`` lines, chronological per user; SASRec's split.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reckon.models.core.errors import DataFormatError
+from reckon.models.core.terms import hash_terms, tokenize
+
+__all__ = ["EvalSet", "SequenceData", "load_dataset", "load_events", "load_sasrec", "load_sessions", "read_events"]
+
+_ACTIONS = {"view", "cart", "purchase"}
+
+
+@dataclass
+class EvalSet:
+    """Next-item examples: ``histories[i]`` (oldest first) predicts ``targets[i]``."""
+
+    histories: list[np.ndarray]
+    targets: np.ndarray  # (n,) int64
+    terms: np.ndarray | None = None  # (n, Q) int64 query context before the target, or None
+    seen: list[np.ndarray] | None = None  # items the user ever touched (excluded as negatives)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def subset(self, n: int, seed: int = 0) -> "EvalSet":
+        """A reproducible random subset of at most n examples."""
+        if n >= len(self):
+            return self
+        idx = np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False))
+        return EvalSet(
+            [self.histories[i] for i in idx],
+            self.targets[idx],
+            None if self.terms is None else self.terms[idx],
+            None if self.seen is None else [self.seen[i] for i in idx],
+        )
+
+
+@dataclass
+class SequenceData:
+    item_ids: list[str]  # external id of internal index i + 1
+    train: list[np.ndarray]  # training sequences; every position after the first is a target
+    valid: EvalSet
+    test: EvalSet
+    train_terms: list[np.ndarray] | None = None  # per sequence (L, Q): query context before item i
+    description: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids)
+
+
+def _empty_eval() -> EvalSet:
+    return EvalSet([], np.zeros(0, dtype=np.int64))
+
+
+def _int_tokens(path: Path, lineno: int, text: str) -> list[int]:
+    try:
+        ids = [int(tok) for tok in text.split()]
+    except ValueError:
+        raise DataFormatError(path, lineno, f"expected space-separated integer item ids, got {text[:60]!r}") from None
+    if any(i < 1 for i in ids):
+        raise DataFormatError(path, lineno, "item ids must be >= 1 (0 is padding)")
+    return ids
+
+
+def _open_lines(path: Path) -> Iterator[tuple[int, str]]:
+    if not path.is_file():
+        raise DataFormatError(path, None, "file not found")
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            yield lineno, line.rstrip("\n")
+
+
+# --- Diginetica (SR-GNN) ----------------------------------------------------------
+def load_sessions(
+    train_path: Path, test_path: Path | None = None, valid_fraction: float = 0.05
+) -> SequenceData:
+    """Sessions file + optional ``prefix<TAB>label`` test file (SR-GNN protocol).
+
+    Item ids are used as internal indices directly (external id "17" = index 17), so the
+    full ranking covers every id up to the largest seen in either file.
+    """
+    train_path = Path(train_path)
+    sessions = [
+        np.asarray(_int_tokens(train_path, n, line), dtype=np.int64)
+        for n, line in _open_lines(train_path)
+        if line.strip()
+    ]
+    sessions = [s for s in sessions if len(s) >= 2]
+    if not sessions:
+        raise DataFormatError(train_path, None, "no session with at least two items")
+    test = _empty_eval()
+    if test_path is not None:
+        test_path = Path(test_path)
+        hist, targ = [], []
+        for n, line in _open_lines(test_path):
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) != 2:
+                raise DataFormatError(test_path, n, "expected 'prefix<TAB>label'")
+            prefix, label = _int_tokens(test_path, n, parts[0]), _int_tokens(test_path, n, parts[1])
+            if not prefix or len(label) != 1:
+                raise DataFormatError(test_path, n, "expected a non-empty prefix and one label")
+            hist.append(np.asarray(prefix, dtype=np.int64))
+            targ.append(label[0])
+        test = EvalSet(hist, np.asarray(targ, dtype=np.int64))
+    n_valid = int(len(sessions) * valid_fraction)
+    train, held = sessions[: len(sessions) - n_valid], sessions[len(sessions) - n_valid :]
+    valid = EvalSet(
+        [s[:i] for s in held for i in range(1, len(s))],
+        np.asarray([s[i] for s in held for i in range(1, len(s))], dtype=np.int64),
+    )
+    top = max(max(int(s.max()) for s in sessions), int(test.targets.max()) if len(test) else 0,
+              max((int(h.max()) for h in test.histories), default=0))
+    return SequenceData(
+        item_ids=[str(i) for i in range(1, top + 1)],
+        train=train,
+        valid=valid,
+        test=test,
+        description={
+            "format": "sessions", "train": str(train_path), "test": str(test_path),
+            "train_sessions": len(train), "valid_sessions": n_valid,
+            "train_targets": int(sum(len(s) - 1 for s in train)),
+            "valid_samples": len(valid), "test_samples": len(test), "items": top,
+        },
+    )
+
+
+def _leave_last_out(
+    seqs: list[np.ndarray], ctx: list[np.ndarray] | None
+) -> tuple[list[np.ndarray], list[np.ndarray] | None, EvalSet, EvalSet]:
+    """SASRec's split per user: last item test, second to last validation, rest training.
+
+    Users with fewer than 3 items only train. ``ctx[u]`` (L, Q) is the query context
+    before each item; the eval sets carry the context before their target.
+    """
+    train: list[np.ndarray] = []
+    train_ctx: list[np.ndarray] = []
+    rows: dict[str, list[list]] = {"valid": [[], [], []], "test": [[], [], []]}  # histories, targets, ctx
+    seen: list[np.ndarray] = []
+    for u, s in enumerate(seqs):
+        cut = len(s) if len(s) < 3 else len(s) - 2
+        if cut >= 2:
+            train.append(s[:cut])
+            if ctx is not None:
+                train_ctx.append(ctx[u][:cut])
+        if len(s) < 3:
+            continue
+        for name, end in (("valid", len(s) - 2), ("test", len(s) - 1)):
+            rows[name][0].append(s[:end])
+            rows[name][1].append(s[end])
+            if ctx is not None:
+                rows[name][2].append(ctx[u][end])
+        seen.append(np.unique(s))
+
+    def evalset(name: str) -> EvalSet:
+        hist, targ, c = rows[name]
+        terms = np.stack(c).astype(np.int64) if ctx is not None and c else None
+        return EvalSet(hist, np.asarray(targ, dtype=np.int64), terms, list(seen))
+
+    return train, train_ctx if ctx is not None else None, evalset("valid"), evalset("test")
+
+
+# --- SASRec "user item" -----------------------------------------------------------
+def load_sasrec(path: Path) -> SequenceData:
+    """``user item`` lines, chronological per user. Users with >= 3 items give one
+    validation (second to last) and one test (last) example; the rest is training."""
+    path = Path(path)
+    seqs: dict[int, list[int]] = {}
+    for n, line in _open_lines(path):
+        if not line.strip():
+            continue
+        ids = _int_tokens(path, n, line)
+        if len(ids) != 2:
+            raise DataFormatError(path, n, f"expected 'user item', got {line[:60]!r}")
+        seqs.setdefault(ids[0], []).append(ids[1])
+    if not seqs:
+        raise DataFormatError(path, None, "no interactions")
+    train, _, valid, test = _leave_last_out([np.asarray(v, dtype=np.int64) for v in seqs.values()], None)
+    top = max(max(v) for v in seqs.values())
+    return SequenceData(
+        item_ids=[str(i) for i in range(1, top + 1)],
+        train=train,
+        valid=valid,
+        test=test,
+        description={"format": "sasrec", "path": str(path), "users": len(seqs), "items": top,
+                     "interactions": int(sum(len(v) for v in seqs.values()))},
+    )
+
+
+# --- Reckon events ----------------------------------------------------------------
+def read_events(source: str | Path | Iterable[dict[str, Any]]) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """Yield (origin, line/index, event) from a JSONL path or an iterable of dicts."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        for n, line in _open_lines(path):
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataFormatError(path, n, f"invalid JSON: {exc.msg}") from None
+            if not isinstance(event, dict):
+                raise DataFormatError(path, n, "expected a JSON object")
+            yield str(path), n, event
+    else:
+        for n, event in enumerate(source, start=1):
+            if not isinstance(event, dict):
+                raise DataFormatError("<events>", n, "expected a dict")
+            yield "<events>", n, event
+
+
+def _check_event(origin: str, n: int, ev: dict[str, Any]) -> str:
+    """Return "click" or "search"; raise DataFormatError naming the field otherwise."""
+    kind = "search" if "query" in ev else "click"
+    need = ("event_id", "user_id", "query", "ts") if kind == "search" else ("event_id", "user_id", "item_id", "action", "ts")
+    for key in need:
+        if key not in ev:
+            raise DataFormatError(origin, n, f"{kind} event is missing {key!r}")
+    if not isinstance(ev["ts"], (int, float)) or isinstance(ev["ts"], bool):
+        raise DataFormatError(origin, n, f"'ts' must be unix seconds, got {ev['ts']!r}")
+    if kind == "click" and (not isinstance(ev["item_id"], (str, int)) or isinstance(ev["item_id"], bool)):
+        raise DataFormatError(origin, n, f"'item_id' must be a string, got {ev['item_id']!r}")
+    if kind == "click" and ev["action"] not in _ACTIONS:
+        raise DataFormatError(origin, n, f"unknown action {ev['action']!r}")
+    if kind == "search" and not isinstance(ev["query"], str):
+        raise DataFormatError(origin, n, "'query' must be a string")
+    return kind
+
+
+def load_events(
+    source: str | Path | Iterable[dict[str, Any]],
+    query_buckets: int = 0,
+    query_terms: int = 8,
+    item_ids: list[str] | None = None,
+    strict: bool = True,
+) -> SequenceData:
+    """Reckon click/search events -> per-user sequences, leave-one-out split.
+
+    Duplicate ``event_id``s (at-least-once delivery) are dropped. With ``item_ids`` the
+    vocabulary is fixed (clicks on unknown items are dropped), e.g. to evaluate a model.
+    Query context of a click = the last ``query_terms`` hashed terms of the user's
+    searches strictly before it. ``strict=False`` skips malformed events (counted in
+    ``description["skipped"]``) instead of raising, for a live stream with bad events.
+    """
+    seen_ids: set[str] = set()
+    clicks: dict[str, list[tuple[float, str]]] = {}
+    searches: dict[str, list[tuple[float, list[int]]]] = {}
+    skipped = 0
+    for origin, n, ev in read_events(source):
+        try:
+            kind = _check_event(origin, n, ev)
+        except DataFormatError:
+            if strict:
+                raise
+            skipped += 1
+            continue
+        eid = str(ev["event_id"])
+        if eid in seen_ids:
+            continue
+        seen_ids.add(eid)
+        user = str(ev["user_id"])
+        if kind == "click":
+            clicks.setdefault(user, []).append((float(ev["ts"]), str(ev["item_id"])))
+        elif query_buckets:
+            searches.setdefault(user, []).append((float(ev["ts"]), hash_terms(tokenize(ev["query"]), query_buckets)))
+    fixed = item_ids is not None
+    vocab: dict[str, int] = {s: i + 1 for i, s in enumerate(item_ids or [])}
+    users = sorted(clicks)
+    seqs: list[np.ndarray] = []
+    ctx: list[np.ndarray] = []
+    for user in users:
+        events = sorted(clicks[user], key=lambda e: e[0])  # stable: ties keep arrival order
+        idx, times = [], []
+        for ts, item in events:
+            if item not in vocab:
+                if fixed:
+                    continue
+                vocab[item] = len(vocab) + 1
+            idx.append(vocab[item])
+            times.append(ts)
+        seqs.append(np.asarray(idx, dtype=np.int64))
+        ctx.append(_query_context(times, sorted(searches.get(user, []), key=lambda s: s[0]), query_terms))
+    use_q = query_buckets > 0
+    train, train_terms, valid, test = _leave_last_out(seqs, ctx if use_q else None)
+    names = [""] * len(vocab)
+    for name, i in vocab.items():
+        names[i - 1] = name
+    return SequenceData(
+        item_ids=names,
+        train=train,
+        train_terms=train_terms,
+        valid=valid,
+        test=test,
+        description={"format": "jsonl", "source": str(source) if isinstance(source, (str, Path)) else "<events>",
+                     "users": len(users), "items": len(vocab), "clicks": int(sum(len(s) for s in seqs)),
+                     "query_buckets": query_buckets, "skipped": skipped},
+    )
+
+
+def _query_context(click_ts: list[float], searches: list[tuple[float, list[int]]], q: int) -> np.ndarray:
+    """(L, q) array: the last q hashed terms searched strictly before each click, 0-padded left."""
+    out = np.zeros((len(click_ts), q), dtype=np.int64)
+    recent: list[int] = []
+    j = 0
+    for i, ts in enumerate(click_ts):
+        while j < len(searches) and searches[j][0] < ts:
+            recent = (recent + searches[j][1])[-q:]
+            j += 1
+        if recent:
+            out[i, q - len(recent):] = recent
+    return out
+
+
+def load_dataset(
+    path: str | Path,
+    fmt: str,
+    test_path: str | Path | None = None,
+    query_buckets: int = 0,
+    query_terms: int = 8,
+    item_ids: list[str] | None = None,
+    valid_fraction: float = 0.05,
+) -> SequenceData:
+    """Dispatch on ``fmt`` ("jsonl" | "sessions" | "sasrec").
+
+    For "sessions", ``path`` may be a directory holding ``train_sessions.txt`` and
+    ``test_samples.tsv``. ``item_ids`` (jsonl only) fixes the vocabulary to a model's.
+    """
+    path = Path(path)
+    if fmt == "jsonl":
+        return load_events(path, query_buckets, query_terms, item_ids)
+    if fmt == "sessions":
+        if path.is_dir():
+            test_path = test_path or (path / "test_samples.tsv" if (path / "test_samples.tsv").exists() else None)
+            path = path / "train_sessions.txt"
+        return load_sessions(path, Path(test_path) if test_path else None, valid_fraction)
+    if fmt == "sasrec":
+        return load_sasrec(path)
+    raise ValueError(f'unknown format "{fmt}" (expected jsonl, sessions or sasrec)')

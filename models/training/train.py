@@ -1,0 +1,217 @@
+"""Training loop: shuffled mini-batches of sequences, a loss at every position,
+validation each epoch, early stopping, an optional wall-time budget.
+
+Every position of a training sequence predicts the next item, so one causal pass over
+a session trains on all its prefixes (SR-GNN's augmentation) at the cost of one.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from reckon.models.training.config import ModelConfig, TrainConfig
+from reckon.models.training.data import SequenceData
+from reckon.models.training.evaluate import evaluate_model
+from reckon.models.training.sasrec import SASRec
+
+__all__ = ["TrainResult", "make_chunks", "seed_everything", "train"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    model: SASRec  # best weights by the validation metric, in eval mode, on CPU
+    epochs_run: int
+    best_epoch: int
+    stopped: str  # "epochs" | "early_stopping" | "time_budget"
+    wall_seconds: float
+    valid: dict[str, float]  # validation metrics of the returned weights
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_chunks(
+    seqs: list[np.ndarray], terms: list[np.ndarray] | None, max_len: int
+) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Cut sequences longer than max_len + 1 into windows so every target is trained on
+    exactly once, each with up to max_len items of context."""
+    out: list[tuple[np.ndarray, np.ndarray | None]] = []
+    for i, s in enumerate(seqs):
+        for end in range(len(s), 1, -max_len):
+            start = max(0, end - max_len - 1)
+            out.append((s[start:end], None if terms is None else terms[i][start:end]))
+    return out
+
+
+def _collate(chunks: list[tuple[np.ndarray, np.ndarray | None]], q: int | None) -> tuple[torch.Tensor, ...]:
+    """-> inputs (B, T), targets (B, T), terms (B, T, Q) or None; left-padded to the
+    batch's longest chunk (T <= max_len), the model right-aligns positions."""
+    t = max(len(c) for c, _ in chunks) - 1
+    inputs = np.zeros((len(chunks), t), dtype=np.int64)
+    targets = np.zeros((len(chunks), t), dtype=np.int64)
+    terms = np.zeros((len(chunks), t, q), dtype=np.int64) if q else None
+    for i, (c, ct) in enumerate(chunks):
+        n = len(c) - 1
+        inputs[i, t - n:] = c[:-1]
+        targets[i, t - n:] = c[1:]
+        if terms is not None and ct is not None:
+            terms[i, t - n:] = ct[1:]  # the query context before each target
+    tensors = (torch.from_numpy(inputs), torch.from_numpy(targets))
+    return tensors + ((torch.from_numpy(terms),) if terms is not None else (None,))
+
+
+def _save_resume_state(path: Path, state: dict[str, Any]) -> None:
+    # Written to a temporary file and renamed: a run killed mid-write keeps the previous epoch.
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load_resume_state(path: Path, model_config: ModelConfig, train_config: TrainConfig) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    mine = {"model_config": model_config.to_dict(), "train_config": train_config.to_dict()}
+    for key, want in mine.items():
+        # Where it runs, how long, and how many epochs in all may change between attempts.
+        free = ("time_budget", "device", "epochs")
+        have = {k: v for k, v in state[key].items() if k not in free}
+        want = {k: v for k, v in want.items() if k not in free}
+        if have != want:
+            diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+            raise ValueError(f"{path} was written by a run with a different {key} (differs in {', '.join(diff)}); "
+                             "delete it or train with the same settings to resume")
+    return state
+
+
+def _loss(model: SASRec, inputs: torch.Tensor, targets: torch.Tensor, terms: torch.Tensor | None, kind: str) -> torch.Tensor:
+    rep = model(inputs, terms)  # (B, T, H)
+    mask = targets > 0
+    rep, tgt = rep[mask], targets[mask]  # (M, H), (M,)
+    if kind == "ce":
+        logits = model.logits_all(rep)  # (M, N + 1)
+        logits[:, 0] = float("-inf")
+        return F.cross_entropy(logits, tgt)
+    neg = torch.randint(1, model.config.num_items + 1, tgt.shape, device=tgt.device)
+    pos_logit = model.logits_for(rep, tgt.unsqueeze(-1)).squeeze(-1)
+    neg_logit = model.logits_for(rep, neg.unsqueeze(-1)).squeeze(-1)
+    return F.binary_cross_entropy_with_logits(pos_logit, torch.ones_like(pos_logit)) + \
+        F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit))
+
+
+def train(
+    data: SequenceData,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    progress: bool = True,
+    valid_limit: int | None = 20_000,
+    resume_path: Path | None = None,
+) -> TrainResult:
+    """Train a SASRec on ``data.train``; select the epoch by ``train_config.valid_metric``
+    on (at most ``valid_limit`` examples of) ``data.valid``.
+
+    With ``resume_path``, the whole run state (weights, optimizer, schedule, random
+    generators, best epoch so far) is written there after every epoch, and a run started
+    with the same settings continues from it: an interrupted multi-hour CPU run resumes
+    and ends with the weights an uninterrupted run would have had."""
+    tc = train_config
+    seed_everything(tc.seed)
+    resumed = _load_resume_state(resume_path, model_config, tc) if resume_path else None
+    # Time already trained counts against the budget and the reported wall time.
+    started = time.monotonic() - (resumed["elapsed"] if resumed else 0.0)
+    deadline = None if tc.time_budget is None else started + tc.time_budget
+    device = torch.device(tc.device)
+    model = SASRec(model_config).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=tc.lr_decay)
+    q = model_config.query_terms if model_config.query_buckets and data.train_terms is not None else None
+    chunks = make_chunks(data.train, data.train_terms if q else None, model_config.max_len)
+    if not chunks:
+        raise ValueError("no training sequence with at least two items")
+    valid = data.valid.subset(valid_limit, tc.seed) if valid_limit else data.valid
+    rng = np.random.default_rng(tc.seed)
+    best_score, best_epoch, best_state, best_metrics = -1.0, 0, None, {}
+    history: list[dict[str, Any]] = []
+    stopped, epoch, bad, first = "epochs", 0, 0, 1
+    if resumed:
+        model.load_state_dict(resumed["model"])
+        opt.load_state_dict(resumed["opt"])
+        sched.load_state_dict(resumed["sched"])
+        rng.bit_generator.state = resumed["rng"]
+        torch.set_rng_state(resumed["torch_rng"])
+        best_score, best_epoch, best_state, best_metrics = (
+            resumed["best_score"], resumed["best_epoch"], resumed["best_state"], resumed["best_metrics"])
+        history, bad, epoch, stopped = resumed["history"], resumed["bad"], resumed["epoch"], resumed["stopped"]
+        # Early stopping is final; a run stopped by its time budget goes on if the new budget allows.
+        first = tc.epochs + 1 if stopped == "early_stopping" else epoch + 1
+        stopped = "epochs" if first <= tc.epochs else stopped
+        log.info("resumed from %s after epoch %d", resume_path, epoch)
+    for epoch in range(first, tc.epochs + 1):
+        model.train()
+        order = rng.permutation(len(chunks))
+        batches = range(0, len(order), tc.batch_size)
+        total, steps, out_of_time = 0.0, 0, False
+        bar = tqdm(batches, desc=f"epoch {epoch}/{tc.epochs}", disable=not progress, leave=False)
+        for lo in bar:
+            inputs, targets, terms = _collate([chunks[i] for i in order[lo : lo + tc.batch_size]], q)
+            loss = _loss(model, inputs.to(device), targets.to(device), None if terms is None else terms.to(device), tc.loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+            steps += 1
+            if steps % 50 == 0:
+                bar.set_postfix(loss=f"{total / steps:.4f}")
+            if deadline is not None and time.monotonic() > deadline:
+                out_of_time = True
+                break
+        bar.close()
+        sched.step()
+        metrics = evaluate_model(model, valid, tc.valid_protocol) if len(valid) else {}
+        score = metrics.get(tc.valid_metric, 0.0)
+        row = {"epoch": epoch, "loss": total / max(steps, 1), "steps": steps,
+               "seconds": round(time.monotonic() - started, 2), **{f"valid_{k}": v for k, v in metrics.items()}}
+        history.append(row)
+        log.info("epoch %d: loss %.4f %s %.4f", epoch, row["loss"], tc.valid_metric, score)
+        if progress:
+            tqdm.write(f"epoch {epoch}: loss {row['loss']:.4f} valid {tc.valid_metric} {score:.4f} ({row['seconds']:.0f}s)")
+        if score > best_score or not len(valid):
+            best_score, best_epoch, best_metrics, bad = score, epoch, metrics, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad += 1
+        if out_of_time:
+            stopped = "time_budget"
+        elif bad >= tc.patience:
+            stopped = "early_stopping"
+        if resume_path:
+            _save_resume_state(resume_path, {
+                "model_config": model_config.to_dict(), "train_config": tc.to_dict(), "epoch": epoch,
+                "stopped": stopped, "elapsed": time.monotonic() - started, "model": model.state_dict(),
+                "opt": opt.state_dict(), "sched": sched.state_dict(), "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(), "best_score": best_score, "best_epoch": best_epoch,
+                "best_state": best_state, "best_metrics": best_metrics, "history": history, "bad": bad})
+        if stopped != "epochs":
+            break
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    model = model.cpu().eval()
+    return TrainResult(model, epoch, best_epoch, stopped, time.monotonic() - started, best_metrics, history)

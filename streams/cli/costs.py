@@ -1,0 +1,113 @@
+"""`reckon costs`: the cost report, wherever the data is.
+
+Where it reads from, in order:
+1. `--url` given: that worker's read-only `GET /costs`;
+2. a ClickHouse server DSN: the server;
+3. an embedded chdb store held by a live process (its owner file): through that process's
+   `GET /costs` if it advertises one, else an error naming the holder;
+4. an embedded store nobody holds: opened here, read, closed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import httpx
+import typer
+from rich.console import Console
+
+from reckon.streams.clickhouse.client import connect, disconnect, store_holder
+from reckon.streams.clickhouse.migrations import migrate
+from reckon.streams.core.errors import ReckonError, StoreLockedError
+from reckon.streams.core.settings import Settings, load_settings
+from reckon.streams.costs.pricing import PriceSheet
+from reckon.streams.costs.repricing import sync_prices
+from reckon.streams.reports.report import ReportRequest, build_report, render_text
+
+__all__ = ["fetch_report", "fetch_over_http", "register"]
+
+_err = Console(stderr=True)
+
+
+def fetch_over_http(url: str, request: ReportRequest, timeout_s: float = 60.0) -> dict:
+    endpoint = url.rstrip("/") + "/costs"
+    try:
+        response = httpx.get(endpoint, params=request.to_query(), timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        raise ReckonError(f"cannot reach {endpoint}: {exc}") from None
+    try:
+        body = response.json()
+    except ValueError:
+        raise ReckonError(f"{endpoint} answered {response.status_code} without JSON") from None
+    if response.status_code != 200:
+        raise ReckonError(f"{endpoint} answered {response.status_code}: {body.get('error', body)}")
+    return body
+
+
+def fetch_report(settings: Settings, request: ReportRequest, url: str | None = None,
+                 load_prices: Path | None = None) -> tuple[dict, str]:
+    """(report, where it came from)."""
+    if url:
+        if load_prices is not None:
+            raise ReckonError("--load-prices writes to ClickHouse; it needs the store, not --url")
+        return fetch_over_http(url, request), url
+    dsn = settings.clickhouse_url
+    if dsn.startswith("chdb://"):
+        path = Path(dsn.removeprefix("chdb://"))
+        holder = store_holder(path)
+        if holder is not None:
+            if holder.get("url") and load_prices is None:
+                _err.print(f"the store {path} is held by pid {holder.get('pid')}; asking it at {holder['url']}")
+                return fetch_over_http(holder["url"], request), holder["url"]
+            raise StoreLockedError(str(path), f"pid {holder.get('pid')} ({holder.get('argv', '?')})")
+        if not path.is_dir():
+            demo = (settings.data_dir / "demo" / "clickhouse").resolve()
+            hint = f" (the last demo's: RECKON_CLICKHOUSE_DSN=chdb://{demo})" if demo.is_dir() else ""
+            raise ReckonError(f"no ClickHouse store at {path}: run a worker first, or point "
+                              f"RECKON_CLICKHOUSE_DSN at a store{hint}")
+    ch = connect(dsn)
+    try:
+        if ch.embedded:
+            migrate(ch)   # a store from an older build gains the views; a server is migrated by `reckon migrate`
+        if load_prices is not None:
+            sheet = PriceSheet.load(load_prices)
+            inserted = sync_prices(ch, sheet)
+            _err.print(f"price sheet {sheet.version}: {inserted} price rows loaded")
+            request = ReportRequest(**{**request.__dict__, "sheet_version": sheet.version})
+        return build_report(ch, request), ("store " + dsn if dsn.startswith("chdb://") else "server")
+    finally:
+        disconnect(dsn)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def costs(
+        hours: float = typer.Option(24.0, min=0.001, help="report window, ending now"),
+        tenant: Optional[str] = typer.Option(None, help="only this tenant"),
+        json_out: bool = typer.Option(False, "--json", help="print the report as JSON (money as decimal strings)"),
+        html: Optional[Path] = typer.Option(None, "--html", dir_okay=False, help="write a self-contained HTML report"),
+        url: Optional[str] = typer.Option(None, help="a running worker's web address, e.g. http://127.0.0.1:6066"),
+        reprice: Optional[str] = typer.Option(None, help="also re-price the window under this price-sheet version"),
+        load_prices: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                                   help="mirror this price sheet into ClickHouse and re-price under it"),
+        audit: bool = typer.Option(False, help="also compare raw cost rows with both rollups (all time)"),
+        attribution_window_s: int = typer.Option(1800, min=1, help="click attribution window, seconds"),
+    ) -> None:
+        """Cost by model version, tenant and component; idle share; recent alerts."""
+        try:
+            request = ReportRequest(hours=hours, tenant=tenant, series=html is not None, audit=audit,
+                                    sheet_version=reprice, attribution_window_s=attribution_window_s)
+        except ValueError as exc:
+            raise ReckonError(str(exc)) from None
+        report, source = fetch_report(load_settings(), request, url, load_prices)
+        if html is not None:
+            from reckon.streams.reports.html import write_html
+
+            _err.print(f"wrote {write_html(report, html)}")
+        if json_out:
+            sys.stdout.write(json.dumps({**report, "source": source}) + "\n")
+        elif html is None:
+            render_text(report, Console())

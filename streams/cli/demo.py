@@ -1,0 +1,132 @@
+"""`reckon demo`: the whole path on one machine, no Docker.
+
+broker (Tansu, memory only) -> model (trained for seconds if none) -> worker (Faust,
+child process, owns the chdb store) -> replay -> wait until every event is processed
+and every cost event is in ClickHouse -> stop the worker -> read costs back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from collections import Counter
+
+from rich.console import Console
+from rich.table import Table
+
+from reckon.streams.core.errors import ReckonError
+from reckon.streams.core.settings import Settings
+from reckon.streams.kafka.broker import free_port
+from reckon.streams.traffic.generator import TrafficGenerator
+from reckon.streams.traffic.replay import produce
+from reckon.streams.worker.stack import WorkerProcess, demo_model, kafka
+
+
+def _read_examples(bootstrap: str, limit: int = 3) -> list[dict]:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer("recommendations", bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=3000, enable_auto_commit=False)
+    try:
+        out = []
+        for message in consumer:
+            out.append(json.loads(message.value))
+            if len(out) >= limit:
+                break
+        return out
+    finally:
+        consumer.close()
+
+
+def cost_summary(dsn: str) -> dict:
+    from reckon.streams.clickhouse.client import connect, disconnect
+    from reckon.streams.reports.report import demo_extras
+
+    ch = connect(dsn)
+    try:
+        row = ch.query_dicts(
+            "SELECT count() AS cost_rows, sum(cost_usd) AS total_cost_usd, "
+            "sum(recommendations) AS recs FROM cost_events FINAL", tag="demo:summary")[0]
+        minute = ch.query("SELECT sum(cost_usd) FROM cost_minute", tag="demo:summary")[0][0]
+        extras = demo_extras(ch)   # idle_share, alerts (streams/reports/report.py)
+    finally:
+        disconnect(dsn)
+    recs = row["recs"] or 0
+    total = row["total_cost_usd"] or 0
+    return {"cost_rows": row["cost_rows"], "total_cost_usd": float(total),
+            "rollup_cost_usd": float(minute or 0),
+            "cost_per_1k_recs_usd": float(total) * 1000 / recs if recs else None, **extras}
+
+
+def run_demo(settings: Settings, events: int, bad_fraction: float, train_seconds: float,
+             console: Console) -> dict:
+    started = time.perf_counter()
+    run_dir = settings.data_dir.resolve() / "demo"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    registry = settings.registry_dir.resolve()
+    with console.status("preparing the model"):
+        model = demo_model(registry, seconds=train_seconds)
+    console.print(f"model {model.version} from {registry}")
+    dsn = f"chdb://{run_dir / 'clickhouse'}"
+    with kafka(Settings(partitions=settings.partitions), log_path=run_dir / "broker.log") as bootstrap:
+        port = free_port()
+        env = {"RECKON_BOOTSTRAP_SERVERS": bootstrap, "RECKON_DATA_DIR": str(run_dir),
+               "RECKON_CLICKHOUSE_DSN": dsn, "RECKON_WEB_PORT": str(port),
+               "RECKON_MODEL_REGISTRY": str(registry), "RECKON_WORKER_NAME": "demo-worker-1"}
+        worker = WorkerProcess(env, run_dir / "worker.log", port)
+        try:
+            with console.status("starting the worker"):
+                worker.wait_ready()
+            with console.status(f"replaying {events} events"):
+                sent = asyncio.run(produce(bootstrap, TrafficGenerator(bad_fraction=bad_fraction).records(events)))
+            stats = _wait_processed(worker, sent, console)
+            examples = _read_examples(bootstrap)
+        finally:
+            code = worker.stop()
+        if code not in (0, None):
+            console.print(f"[yellow]worker exited with {code}; log {worker.log_path}[/yellow]")
+    costs = cost_summary(dsn)
+    invalid = sum(v for k, v in sent.items() if k.startswith("invalid:"))
+    dlq = sum(v for k, v in stats.items() if k.startswith("invalid:"))
+    return {
+        "events_sent": sent["sent"], "events_valid": sent["valid"], "events_invalid": invalid,
+        "events_processed": stats.get("consumed", 0), "duplicates": stats.get("duplicate", 0),
+        "recommendations": stats.get("recommendations", 0), "dlq": dlq,
+        "dlq_by_reason": {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("invalid:")},
+        "model_version": stats.get("model_version"), "device": stats.get("device"),
+        **costs, "examples": examples, "elapsed_s": round(time.perf_counter() - started, 2),
+    }
+
+
+def _wait_processed(worker: WorkerProcess, sent: Counter, console: Console, timeout_s: float = 240) -> dict:
+    deadline = time.monotonic() + timeout_s
+    stats: dict = {}
+    with console.status("waiting for the worker") as status:
+        while time.monotonic() < deadline:
+            stats = worker.stats() or stats
+            done = stats.get("consumed", 0) >= sent["sent"]
+            sunk = stats.get("cost_events_sunk", 0) >= stats.get("cost_events_sent", 0)
+            status.update(f"processed {stats.get('consumed', 0)}/{sent['sent']}, "
+                          f"cost events {stats.get('cost_events_sunk', 0)}/{stats.get('cost_events_sent', 0)}")
+            if done and sunk:
+                return stats
+            if worker.proc.poll() is not None:
+                raise ReckonError(f"worker died (code {worker.proc.returncode}):\n{worker.tail()}")
+            time.sleep(0.25)
+    raise ReckonError(f"worker processed {stats.get('consumed', 0)} of {sent['sent']} events "
+                      f"in {timeout_s:.0f}s; log {worker.log_path}")
+
+
+def print_summary(summary: dict, console: Console) -> None:
+    table = Table(title="Reckon demo", show_header=False)
+    for key in ("events_sent", "events_processed", "events_invalid", "dlq", "recommendations",
+                "model_version", "device", "cost_rows", "total_cost_usd", "cost_per_1k_recs_usd",
+                "elapsed_s"):
+        table.add_row(key, str(summary.get(key)))
+    console.print(table)
+    for rec in summary["examples"]:
+        console.print(f"user {rec['user_id']} -> {', '.join(rec['items'][:5])}  "
+                      f"(model {rec['model_version']}, {rec['latency_ms']:.1f} ms)")

@@ -1,0 +1,163 @@
+"""`reckon`: the one entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from reckon.streams.core.errors import ReckonError
+from reckon.streams.core.settings import Settings, load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Reckon: a streaming recommender that knows what every recommendation costs.")
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending ClickHouse migrations (infra/clickhouse/*.up.sql)."""
+    from reckon.streams.clickhouse.client import connect
+    from reckon.streams.clickhouse.migrations import migrate as run
+
+    settings = _settings()
+    ran = run(connect(settings.clickhouse_url))
+    console.print(f"applied {len(ran)} migration(s)" + "".join(f"\n  {m.version:04d} {m.name}" for m in ran))
+
+
+@app.command()
+def worker() -> None:
+    """Run a Faust worker: score events, publish recommendations, emit (and sink) costs."""
+    import faust
+
+    from reckon.streams.worker.app import create_app
+    from reckon.streams.worker.stack import kafka
+
+    settings = _settings()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    with kafka(settings, log_path=settings.data_dir / "broker.log") as bootstrap:
+        app_ = create_app(settings, bootstrap)
+        worker_ = faust.Worker(app_, loglevel="WARNING", override_logging=False)
+        worker_.execute_from_commandline()
+
+
+@app.command()
+def replay(
+    events: int = typer.Option(10_000, help="number of generated events"),
+    rate: float = typer.Option(0.0, help="events per second; 0 = as fast as possible"),
+    bad_fraction: float = typer.Option(0.0, help="share of malformed events (0..1)"),
+    file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="JSONL events or a session file"),
+    format: str = typer.Option("jsonl", help="file format: jsonl | sessions"),
+    seed: int = typer.Option(1),
+) -> None:
+    """Produce events to the configured Kafka (RECKON_BOOTSTRAP_SERVERS)."""
+    from reckon.streams.traffic.generator import TrafficGenerator
+    from reckon.streams.traffic.replay import produce, records_from_jsonl, records_from_sessions
+
+    settings = _settings()
+    if settings.embedded_kafka:
+        raise ReckonError("setting RECKON_BOOTSTRAP_SERVERS: replay needs a running broker "
+                          "(start one with `reckon stack up`)")
+    if file is not None:
+        if format not in ("jsonl", "sessions"):
+            raise ReckonError(f"--format must be jsonl or sessions, not {format!r}")
+        records = records_from_jsonl(file) if format == "jsonl" else records_from_sessions(file)
+    else:
+        records = TrafficGenerator(bad_fraction=bad_fraction, seed=seed).records(events)
+    counts = asyncio.run(produce(settings.bootstrap_servers, records, rate, settings.kafka_client_kwargs()))
+    print(json.dumps(dict(counts)))
+
+
+stack = typer.Typer(help="The embedded stack for multi-process setups.")
+app.add_typer(stack, name="stack")
+
+
+@stack.command("up")
+def stack_up() -> None:
+    """Start the embedded broker with Reckon's topics; print how to reach it; run until Ctrl-C."""
+    from reckon.streams.kafka.broker import EmbeddedBroker, create_topics
+
+    settings = _settings()
+    with EmbeddedBroker(log_path=None) as broker:
+        create_topics(broker.bootstrap_servers, settings.partitions)
+        print(f"RECKON_BOOTSTRAP_SERVERS={broker.bootstrap_servers}")
+        print(f"RECKON_CLICKHOUSE_DSN={settings.clickhouse_url}")
+        console.print("embedded broker (memory only: data is lost when it stops); Ctrl-C to stop")
+        sys.stdout.flush()
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+
+
+@app.command()
+def demo(
+    events: int = typer.Option(3000, min=1, help="events to replay"),
+    bad_fraction: float = typer.Option(0.0, min=0.0, max=0.99, help="share of malformed events"),
+    json_out: bool = typer.Option(False, "--json", help="print the summary as one JSON line"),
+    train_seconds: float = typer.Option(20.0, help="training budget when no model exists"),
+) -> None:
+    """End to end on the embedded stack: broker, model, worker, replay, costs in ClickHouse."""
+    from reckon.streams.cli.demo import print_summary, run_demo
+
+    summary = run_demo(_settings(), events, bad_fraction, train_seconds, console)
+    if json_out:
+        print(json.dumps(summary, default=str))
+    else:
+        print_summary(summary, Console())
+
+
+# `reckon bench` and `reckon chaos` hand their arguments to reckon.bench, imported only
+# when one of them runs (it needs the embedded stack, which a serving install lacks).
+_HANDED_ON = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+def _run_bench_command(name: str | None, args: list[str]) -> None:
+    from reckon.bench import cli as bench_cli
+
+    group = typer.main.get_command(bench_cli.bench if name is None else bench_cli.chaos_app)
+    group.main(args, prog_name=f"reckon {name or 'bench'}")
+
+
+@app.command("bench", context_settings=_HANDED_ON)
+def bench(ctx: typer.Context) -> None:
+    """Benchmarks (ratios measured within one run): stream, quality, scoring, costs."""
+    _run_bench_command(None, ctx.args)
+
+
+@app.command("chaos", context_settings=_HANDED_ON)
+def chaos(ctx: typer.Context) -> None:
+    """The long-form fault suite on the embedded stack; exits 1 if an invariant fails."""
+    _run_bench_command("chaos", ctx.args)
+
+
+def _register_subcommands() -> None:
+    """Commands that live with their packages: models (train/eval/export/model), costs."""
+    from reckon.models.cli import register as register_models
+    from reckon.streams.cli.costs import register as register_costs
+
+    register_models(app)
+    register_costs(app)
+
+
+_register_subcommands()
+
+
+def main() -> None:
+    try:
+        app()
+    except ReckonError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""One ClickHouse wrapper for both chdb (embedded engine) and a server.
+
+Every query is tagged, every value is bound as a typed parameter, only
+unavailability is retryable. An embedded chdb store can be open in one process at a
+time: the opener records itself in an owner file so a second process can name it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+
+from reckon.streams.core.errors import ClickHouseError, ClickHouseUnavailable, StoreLockedError
+
+OWNER_FILE = ".reckon-owner"
+_clients: dict[str, "ClickHouse"] = {}
+_lock = threading.Lock()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def store_holder(path: Path) -> dict | None:
+    """Who holds an embedded store (from its owner file), or None if nobody alive does."""
+    try:
+        owner = json.loads((path / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if owner.get("pid") == os.getpid() or not _pid_alive(int(owner.get("pid", 0))):
+        return None
+    return owner
+
+
+class ClickHouse:
+    """A thin, typed facade over a clickhouse-connect client."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.embedded = dsn.startswith("chdb://")
+        self.store_path = Path(dsn.removeprefix("chdb://")) if self.embedded else None
+        self._client = self._open()
+        self._mutex = threading.Lock()  # chdb sessions are not safe for concurrent queries
+
+    def _open(self) -> Any:
+        if self.store_path is not None:
+            holder = store_holder(self.store_path)
+            if holder:
+                raise StoreLockedError(str(self.store_path), _describe(holder))
+            self.store_path.mkdir(parents=True, exist_ok=True)
+            try:
+                client = clickhouse_connect.get_client(dsn=f"chdb://{self.store_path}")
+            except Exception as exc:  # chdb raises plain RuntimeError on a held store
+                raise StoreLockedError(str(self.store_path), "another process") from exc
+            (self.store_path / OWNER_FILE).write_text(json.dumps(
+                {"pid": os.getpid(), "argv": " ".join(sys.argv[:3]), "since": time.time()}))
+            return client
+        try:
+            return clickhouse_connect.get_client(dsn=self.dsn, connect_timeout=5)
+        except Exception as exc:
+            raise ClickHouseUnavailable(f"cannot reach ClickHouse: {_redact(exc)}") from exc
+
+    def _run(self, fn: Any, tag: str, *args: Any, **kwargs: Any) -> Any:
+        settings = kwargs.pop("settings", None) or {}
+        if not self.embedded:
+            settings = {"log_comment": tag, **settings}
+        try:
+            with self._mutex:
+                return fn(*args, settings=settings, **kwargs)
+        except Exception as exc:
+            if _is_unavailable(exc):
+                raise ClickHouseUnavailable(f"[{tag}] ClickHouse unavailable: {_redact(exc)}") from exc
+            raise ClickHouseError(f"[{tag}] {_redact(exc)}") from exc
+
+    def command(self, sql: str, params: dict | None = None, tag: str = "command") -> Any:
+        return self._run(self._client.command, tag, sql, parameters=params or {})
+
+    def query(self, sql: str, params: dict | None = None, tag: str = "query") -> list[tuple]:
+        return self._run(self._client.query, tag, sql, parameters=params or {}).result_rows
+
+    def query_dicts(self, sql: str, params: dict | None = None, tag: str = "query") -> list[dict]:
+        result = self._run(self._client.query, tag, sql, parameters=params or {})
+        return [dict(zip(result.column_names, row)) for row in result.result_rows]
+
+    def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str],
+               tag: str = "insert") -> int:
+        if rows:
+            self._run(self._client.insert, tag, table, rows, column_names=list(columns))
+        return len(rows)
+
+    def advertise(self, url: str) -> None:
+        """Record in the owner file where this process answers cost queries (GET {url}/costs),
+        so `reckon costs` can go through the owner instead of failing on the held store."""
+        if self.store_path is None:
+            return
+        owner = self.store_path / OWNER_FILE
+        try:
+            data = json.loads(owner.read_text())
+        except (OSError, ValueError):
+            return
+        if data.get("pid") == os.getpid():
+            tmp = owner.with_suffix(".tmp")
+            tmp.write_text(json.dumps({**data, "url": url}))
+            tmp.replace(owner)   # atomic: a reader never sees half a file
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        finally:
+            if self.store_path is not None:
+                owner = self.store_path / OWNER_FILE
+                try:
+                    if json.loads(owner.read_text()).get("pid") == os.getpid():
+                        owner.unlink()
+                except (OSError, ValueError):
+                    pass
+
+
+def connect(dsn: str) -> ClickHouse:
+    """One client per DSN per process (an embedded store cannot be opened twice)."""
+    with _lock:
+        if dsn not in _clients:
+            _clients[dsn] = ClickHouse(dsn)
+        return _clients[dsn]
+
+
+def disconnect(dsn: str) -> None:
+    with _lock:
+        client = _clients.pop(dsn, None)
+    if client:
+        client.close()
+
+
+def _describe(holder: dict) -> str:
+    where = f", serving {holder['url']}/costs" if holder.get("url") else ""
+    return f"pid {holder.get('pid')} ({holder.get('argv', '?')}{where})"
+
+
+# Storage that refuses writes for a while (disk full or read-only, too many parts) is an
+# outage to retry soon, like a dropped connection, not a bug to stall on.
+_TRANSIENT_STORAGE = ("Read-only file system", "No space left on device", "NOT_ENOUGH_SPACE",
+                      "TOO_MANY_PARTS", "Code: 252", "Code: 243")
+
+
+def _is_unavailable(exc: Exception) -> bool:
+    from clickhouse_connect.driver.exceptions import OperationalError
+
+    if isinstance(exc, (OperationalError, ConnectionError, TimeoutError)):
+        return True
+    text = str(exc)
+    return any(marker in text for marker in _TRANSIENT_STORAGE)
+
+
+def _redact(exc: Exception) -> str:
+    """Never let a password from a DSN reach a log line."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    for secret_marker in ("password=",):
+        if secret_marker in text:
+            text = text.split(secret_marker)[0] + secret_marker + "***"
+    return text[:500]

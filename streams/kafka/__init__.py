@@ -1,0 +1,7 @@
+"""Kafka plumbing: the embedded Tansu broker, Faust's transport with Reckon's batch path,
+whole record batches out, the user-state store (RocksDB + changelog, write-back cache),
+local state recovery after an unclean stop, and the watchdog that notices a broker that
+lost its data.
+
+May import: `streams.core`.
+"""

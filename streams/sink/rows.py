@@ -1,0 +1,187 @@
+"""Kafka messages -> ClickHouse rows, written exactly once.
+
+Three tables are fed: `cost_events` (topic `cost-events`), `recommendations_log`
+(topic `recommendations`) and `clicks_log` (topic `clicks`). Kafka delivers at least
+once; `write` makes every insert idempotent by looking up, in the rows' ts range, which
+ids are already stored and inserting only the others. Nothing is claimed before the
+insert succeeds (a failed insert leaves nothing behind that would hide the retry), and
+the caller (streams/sink/consumer.py) commits offsets only after `write` returns.
+Raises `ClickHouseUnavailable` (retryable) or `ClickHouseError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+
+from reckon.streams.clickhouse.client import ClickHouse
+from reckon.streams.core.errors import ReckonError
+from reckon.streams.pipeline.contracts import Invalid, parse_event
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("event_id", "batch_id", "ts", "kind", "tenant", "model_version", "event_type", "worker",
+           "device", "price_sheet_version", "events", "recommendations", "wall_seconds",
+           "device_seconds", "cpu_seconds", "ram_gb_seconds", "bytes_in", "bytes_out", "state_bytes",
+           "clickhouse_bytes", "rows_written", "latencies_ms", "cost_compute_usd", "cost_storage_usd",
+           "cost_people_usd", "cost_ops_usd", "cost_usd")
+REC_COLUMNS = ("rec_id", "trigger_ts", "ts", "tenant", "user_id", "model_version", "trigger_event_id",
+               "items", "latency_ms")
+CLICK_COLUMNS = ("event_id", "ts", "tenant", "user_id", "item_id", "action", "session_id", "price")
+
+TOPIC_TABLES = {"cost-events": "cost_events", "recommendations": "recommendations_log",
+                "clicks": "clicks_log"}
+_TABLE_COLUMNS = {"cost_events": COLUMNS, "recommendations_log": REC_COLUMNS,
+                  "clicks_log": CLICK_COLUMNS}
+# Which ids are stored already, per table: constant SQL (identifiers fixed here), values bound.
+_STORED_SQL = {
+    "cost_events": "SELECT event_id FROM cost_events WHERE ts >= {lo:DateTime64(3, 'UTC')} "
+                   "AND ts <= {hi:DateTime64(3, 'UTC')} AND event_id IN {ids:Array(String)}",
+    "recommendations_log": "SELECT rec_id FROM recommendations_log WHERE trigger_ts >= {lo:DateTime64(3, 'UTC')} "
+                           "AND trigger_ts <= {hi:DateTime64(3, 'UTC')} AND rec_id IN {ids:Array(String)}",
+    "clicks_log": "SELECT event_id FROM clicks_log WHERE ts >= {lo:DateTime64(3, 'UTC')} "
+                  "AND ts <= {hi:DateTime64(3, 'UTC')} AND event_id IN {ids:Array(String)}",
+}
+_PRICE_Q = Decimal("0.000001")   # clicks_log.price is Decimal64(6)
+
+
+class BadMessage(ReckonError):
+    """A message that cannot become a row (malformed JSON or fields); skipped and counted."""
+
+
+@dataclass
+class Rows:
+    """Rows for one flush, per table; the first column of every row is its id (see `_ts` for its ts)."""
+
+    tables: dict[str, list[list[object]]] = field(default_factory=dict)
+
+    def add(self, table: str, rows: list[list[object]]) -> None:
+        self.tables.setdefault(table, []).extend(rows)
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.tables.values())
+
+
+def rows_from_event(event: dict) -> list[list[object]]:
+    """One `cost_events` row per allocation line; quantities are the line's share of the event's."""
+    usage = event["usage"]
+    ts = datetime.fromtimestamp(float(event["ts"]), timezone.utc)
+    wall = float(usage["wall_seconds"])
+    ram_gb_seconds = float(usage["ram_gb_seconds"]) if "ram_gb_seconds" in usage \
+        else float(usage.get("ram_gb", 0.0)) * wall
+    rows = []
+    for i, line in enumerate(event["lines"]):
+        share = float(line["share"])
+        cost = line["cost"]
+        rows.append([
+            f"{event['event_id']}:{i}", event["event_id"], ts, event["kind"], line["tenant"],
+            line["model_version"], line["event_type"], event["worker"], event["device"],
+            event["price_sheet_version"], int(line["events"]), int(line["recommendations"]),
+            wall * share, float(usage["device_seconds"]) * share, float(usage["cpu_seconds"]) * share,
+            ram_gb_seconds * share, round(usage["bytes_in"] * share), round(usage["bytes_out"] * share),
+            round(usage["state_bytes"] * share), round(usage.get("clickhouse_bytes", 0) * share), 1,
+            [float(x) for x in line["latencies_ms"]], Decimal(cost["compute"]), Decimal(cost["storage"]),
+            Decimal(cost["people"]), Decimal(cost["ops"]), Decimal(cost["total"]),
+        ])
+    return rows
+
+
+def recommendation_row(doc: dict) -> list[object]:
+    """A `recommendations_log` row; rec_id names this published message (trigger, version, ts).
+
+    Attribution runs on the triggering event's time (`trigger_ts`); a message without one
+    is attributed on its publication time.
+    """
+    ts = float(doc["ts"])
+    trigger_ts = float(doc.get("trigger_ts", ts))
+    items = doc["items"]
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise BadMessage("items must be a list of item ids")
+    fields = [doc["user_id"], doc["model_version"], doc["trigger_event_id"], doc.get("tenant", "")]
+    if not all(isinstance(f, str) for f in fields):
+        raise BadMessage("user_id, model_version, trigger_event_id and tenant must be strings")
+    user, version, trigger, tenant = fields
+    return [f"{trigger}:{version}:{round(ts * 1000)}", datetime.fromtimestamp(trigger_ts, timezone.utc),
+            datetime.fromtimestamp(ts, timezone.utc), tenant, user, version, trigger, items,
+            float(doc.get("latency_ms", 0.0))]
+
+
+def click_row(raw: bytes, default_tenant: str) -> list[object] | None:
+    """A `clicks_log` row, or None for an invalid click (the scorer dead-letters those)."""
+    event = parse_event("clicks", raw, default_tenant=default_tenant)
+    if isinstance(event, Invalid):
+        return None
+    price = None if event.price is None else Decimal(repr(event.price)).quantize(_PRICE_Q)
+    return [event.event_id, datetime.fromtimestamp(event.ts, timezone.utc), event.tenant, event.user_id,
+            event.item_id, event.action, event.session_id, price]
+
+
+def rows_from_message(table: str, value: bytes, default_tenant: str = "default") -> list[list[object]]:
+    """The rows one Kafka message becomes in `table`; raises BadMessage when it cannot be stored."""
+    if table not in _TABLE_COLUMNS:
+        raise ValueError(f"table {table!r} is not sunk; known: {sorted(_TABLE_COLUMNS)}")
+    if table == "clicks_log":
+        row = click_row(value, default_tenant)
+        return [] if row is None else [row]
+    try:
+        doc = json.loads(value)
+        if table == "cost_events":
+            return rows_from_event(doc)
+        return [recommendation_row(doc)]
+    except BadMessage:
+        raise
+    except (ValueError, KeyError, TypeError, InvalidOperation, OverflowError, AttributeError) as exc:
+        raise BadMessage(f"{table}: {type(exc).__name__}: {exc}"[:300]) from None
+
+
+def _ts(table: str, row: Sequence[object]) -> datetime:
+    """The ts the dedup lookup ranges over: cost_events.ts, recommendations_log.trigger_ts, clicks_log.ts."""
+    return row[2] if table == "cost_events" else row[1]  # type: ignore[return-value]
+
+
+def stored_ids_query(table: str, ids: list[str], lo: datetime, hi: datetime) -> tuple[str, dict]:
+    """SQL and params listing which of `ids` (rows with ts in [lo, hi]) `table` holds already."""
+    if table not in _STORED_SQL:
+        raise ValueError(f"table {table!r} is not sunk; known: {sorted(_STORED_SQL)}")
+    return _STORED_SQL[table], {"lo": lo, "hi": hi, "ids": ids}
+
+
+def fresh_rows(ch: ClickHouse, table: str, rows: Sequence[list[object]]) -> list[list[object]]:
+    """The rows whose id is neither stored already nor repeated earlier in `rows`."""
+    if not rows:
+        return []
+    stamps = [_ts(table, r) for r in rows]
+    sql, params = stored_ids_query(table, sorted({str(r[0]) for r in rows}), min(stamps), max(stamps))
+    stored = {r[0] for r in ch.query(sql, params, tag=f"sink:dedup:{table}")}
+    fresh, seen = [], set(stored)
+    for row in rows:
+        if row[0] not in seen:
+            seen.add(row[0])
+            fresh.append(row)
+    return fresh
+
+
+def write(ch: ClickHouse, rows: Rows) -> dict[str, int]:
+    """Insert what is not stored yet, table by table (cost first); returns rows inserted per table.
+
+    A retry after a partial failure re-runs the lookup, so tables already written are skipped.
+    """
+    written: dict[str, int] = {}
+    for table in ("cost_events", "recommendations_log", "clicks_log"):
+        batch = rows.tables.get(table)
+        if batch:
+            written[table] = ch.insert(table, fresh_rows(ch, table, batch), _TABLE_COLUMNS[table],
+                                       tag=f"sink:insert:{table}")
+    return written
+
+
+def write_events(ch: ClickHouse, events: Sequence[dict]) -> int:
+    """Insert the rows of these cost events not stored yet; returns rows inserted."""
+    rows = Rows()
+    for event in events:
+        rows.add("cost_events", rows_from_event(event))
+    return write(ch, rows).get("cost_events", 0)

@@ -1,0 +1,163 @@
+"""Cost accounting wired into a worker: the one place streams/worker/app.py calls into.
+
+Scorer role: every batch's cost event goes through `observe`; a timer emits the idle and
+shared cost of each closed interval to `cost-events`. Sink role (the store owner in
+embedded mode): the sink consumer, price mirroring, the alert timer, and a read-only
+`GET /costs` that answers `reckon costs` while this process holds the chdb store.
+
+Shutdown order matters and is explicit here: the scorer has stopped (Faust stops the
+consumer first), then the last partial interval is emitted and the producer flushed,
+then the sink drains the topics to their end and commits, so the final idle rows land.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import faust
+
+from reckon.streams.clickhouse.client import ClickHouse, connect
+from reckon.streams.clickhouse.migrations import migrate
+from reckon.streams.core.errors import ClickHouseError, PriceSheetError
+from reckon.streams.core.settings import Settings
+from reckon.streams.costs.alert_engine import AlertConfig, AlertEngine, deliver
+from reckon.streams.costs.alerts import BurnConfig, DetectorConfig
+from reckon.streams.costs.idle import IntervalAccountant, Reserved
+from reckon.streams.costs.pricing import PriceSheet
+from reckon.streams.costs.repricing import sync_prices
+from reckon.streams.reports.report import ReportRequest, build_report
+from reckon.streams.sink.consumer import SinkConsumer
+from reckon.streams.sink.rows import TOPIC_TABLES
+
+log = logging.getLogger(__name__)
+
+
+def reserved_for(settings: Settings, device: str) -> Reserved:
+    gpus = settings.reserved_gpus if settings.reserved_gpus is not None else (1.0 if device.startswith("cuda") else 0.0)
+    return Reserved(vcpus=settings.reserved_vcpus, ram_gb=settings.reserved_ram_gb, gpus=gpus)
+
+
+def alert_config(settings: Settings) -> AlertConfig:
+    return AlertConfig(
+        detector=DetectorConfig(window=settings.alert_window_minutes, warmup=settings.alert_warmup_minutes,
+                                z=settings.alert_z, min_ratio=settings.alert_min_ratio),
+        burn=BurnConfig(short_minutes=settings.burn_short_minutes, long_minutes=settings.burn_long_minutes,
+                        warning=settings.burn_warning, critical=settings.burn_critical),
+        min_recs=settings.alert_min_recs,
+        daily_budget_usd=tuple(sorted(settings.daily_budget_usd.items())))
+
+
+@dataclass
+class Accounting:
+    settings: Settings
+    stats: Counter
+    accountant: IntervalAccountant | None = None
+    sink: SinkConsumer | None = None
+    ch: ClickHouse | None = None
+
+    def observe(self, cost_event: dict) -> None:
+        """Call right after BatchProcessor.process, before any await (see streams/costs/idle.py)."""
+        if self.accountant is not None:
+            self.accountant.observe(cost_event)
+
+
+def install(app: faust.App, settings: Settings, bootstrap: str, stats: Counter, *, sheet: PriceSheet,
+            device: str, costs_topic: Any) -> Accounting:
+    """Register cost accounting's timers, tasks, pages and shutdown hook on `app`."""
+    acc = Accounting(settings, stats)
+    worker_key = settings.worker_name.encode()
+
+    async def emit(events: list[dict]) -> None:
+        for event in events:
+            await costs_topic.send(key=worker_key, value=event)
+            stats["cost_events_sent"] += 1
+            stats[f"{event['kind']}_events_sent"] += 1
+
+    if settings.role in ("all", "scorer"):
+        acc.accountant = IntervalAccountant(sheet, reserved_for(settings, device), settings.worker_name,
+                                            device, settings.cost_interval_s)
+
+        @app.timer(min(settings.cost_interval_s, 1.0))
+        async def emit_intervals() -> None:
+            if acc.accountant is not None:
+                await emit(acc.accountant.close_due())
+
+    if settings.role in ("all", "sink"):
+        acc.ch = ch = connect(settings.clickhouse_url)
+        migrate(ch)
+        sync_prices(ch, sheet)
+        topics = TOPIC_TABLES if settings.sink_logs else {"cost-events": TOPIC_TABLES["cost-events"]}
+        acc.sink = sink = SinkConsumer(
+            ch, bootstrap, topics, group_id=settings.sink_group_id, batch_rows=settings.sink_batch_rows,
+            flush_ms=settings.sink_flush_ms, stats=stats, default_tenant=settings.default_tenant,
+            client_kwargs=settings.kafka_client_kwargs())
+        _install_sink_tasks(app, settings, acc, sink, ch)
+        _install_alerts(app, settings, ch, stats)
+        _install_costs_page(app, ch)
+
+    @app.on_before_shutdown.connect
+    async def _finish(sender: Any, **kwargs: Any) -> None:
+        if acc.accountant is not None:
+            await emit(acc.accountant.close_all())
+            await app.producer.flush()
+        if acc.sink is not None:
+            await acc.sink.stop()
+
+    return acc
+
+
+def _install_sink_tasks(app: faust.App, settings: Settings, acc: Accounting, sink: SinkConsumer,
+                        ch: ClickHouse) -> None:
+    @app.task
+    async def start_sink() -> None:
+        await sink.start()
+        ch.advertise(f"http://127.0.0.1:{settings.web_port}")
+
+    @app.timer(1.0)
+    async def watch_sink() -> None:
+        failed = sink.failed
+        if failed is not None:   # a bug in the sink loop: stop loudly (offsets stay uncommitted)
+            acc.sink = None
+            log.error("cost sink failed: %r", failed)
+            await app.crash(failed)
+
+
+def _install_alerts(app: faust.App, settings: Settings, ch: ClickHouse, stats: Counter) -> None:
+    engine = AlertEngine(ch, alert_config(settings))
+    alerts_topic = app.topic("cost-alerts", key_serializer="raw", value_serializer="json")
+
+    @app.timer(settings.alert_interval_s)
+    async def evaluate_alerts() -> None:
+        try:
+            alerts = await asyncio.to_thread(engine.evaluate, datetime.now(timezone.utc))
+        except ClickHouseError as exc:   # alerts must not take the worker down; the sink retries
+            stats["alert_errors"] += 1
+            log.warning("alert evaluation failed: %s", exc)
+            return
+
+        async def send(key: bytes, value: dict) -> None:
+            await alerts_topic.send(key=key, value=value)
+
+        await deliver(alerts, send, stats, settings.alert_webhook_url)
+
+
+def _install_costs_page(app: faust.App, ch: ClickHouse) -> None:
+    @app.page("/costs")
+    async def costs_page(web: Any, request: Any) -> Any:
+        """Read-only cost report (the same JSON as `reckon costs --json`)."""
+        try:
+            report_request = ReportRequest.from_query(dict(request.query))
+        except ValueError as exc:
+            return web.json({"error": str(exc)}, status=400)
+        try:
+            report = await asyncio.to_thread(build_report, ch, report_request)
+        except PriceSheetError as exc:       # an unknown sheet_version: the caller's mistake
+            return web.json({"error": str(exc)}, status=400)
+        except ClickHouseError as exc:
+            return web.json({"error": str(exc)}, status=503)
+        return web.json(report)

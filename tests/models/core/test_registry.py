@@ -1,0 +1,67 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from reckon.models.core.errors import ChecksumError, RegistryError, VersionNotFoundError
+from reckon.models.core.registry import Registry
+
+
+def add_version(reg: Registry, version: str, created: str) -> None:
+    staging = reg.staging_dir()
+    (staging / "model.fp32.onnx").write_bytes(b"onnx-" + version.encode())
+    (staging / "item_ids.json").write_text(json.dumps(["a", "b"]))
+    reg.add(staging, {"version": version, "created": created, "config": {"max_len": 5}})
+
+
+def test_add_list_promote(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "reg")
+    assert reg.current() is None and reg.current_id() is None and reg.list() == []
+    add_version(reg, "v2", "2026-11-23T10:00:00")
+    add_version(reg, "v1", "2026-11-22T10:00:00")
+    assert [mv.version for mv in reg.list()] == ["v1", "v2"]  # oldest first
+    reg.promote("v2")
+    assert reg.current_id() == "v2" and reg.current().version == "v2"
+    assert (tmp_path / "reg" / "CURRENT").read_text().strip() == "v2"
+    assert not [p for p in (tmp_path / "reg").iterdir() if p.name.startswith(".")]  # no temp files left
+    mv = reg.get("v1")
+    assert mv.item_ids == ["a", "b"] and mv.variants == ["fp32"]
+    assert mv.onnx_path("fp32") == tmp_path / "reg" / "v1" / "model.fp32.onnx"
+    assert Registry(tmp_path / "reg").current_id() == "v2"  # a second reader sees the pointer
+
+
+def test_errors(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    add_version(reg, "v1", "2026-11-23")
+    with pytest.raises(VersionNotFoundError, match='"nope"'):
+        reg.promote("nope")
+    with pytest.raises(VersionNotFoundError):
+        reg.get("../v1")
+    with pytest.raises(RegistryError, match="no int8 variant"):
+        reg.get("v1").onnx_path("int8")
+    with pytest.raises(RegistryError, match="Unknown variant"):
+        reg.get("v1").onnx_path("bf16")
+    with pytest.raises(RegistryError, match="already exists"):
+        add_version(reg, "v1", "2026-11-24")
+
+
+def test_checksums_detect_tampering(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    add_version(reg, "v1", "2026-11-23")
+    mv = reg.get("v1")
+    mv.verify()
+    files = mv.manifest["files"]
+    assert files["model.fp32.onnx"]["bytes"] == len(b"onnx-v1") and len(files["model.fp32.onnx"]["sha256"]) == 64
+    (tmp_path / "v1" / "model.fp32.onnx").write_bytes(b"tampered")
+    with pytest.raises(ChecksumError, match="does not match"):
+        mv.verify(["model.fp32.onnx"])
+
+
+def test_record_measurement_keeps_artifacts(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    add_version(reg, "v1", "2026-11-23")
+    before = reg.get("v1").manifest["files"]
+    mv = reg.record_measurement("v1", "cuda:H100", {"fp16": {"device_seconds_per_1k_scores": 0.01}})
+    assert mv.manifest["measurements"]["cuda:H100"]["fp16"]["device_seconds_per_1k_scores"] == 0.01
+    assert mv.manifest["files"] == before
+    mv.verify()

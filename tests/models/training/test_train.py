@@ -1,0 +1,110 @@
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from reckon.models.training.config import ModelConfig, TrainConfig
+from reckon.models.training.data import EvalSet, SequenceData
+from reckon.models.training.evaluate import evaluate_model, evaluate_scorer, pad_left, sample_negatives
+from reckon.models.training.train import make_chunks, train
+
+
+def cyclic_data(items: int = 12, users: int = 40) -> SequenceData:
+    """Every user walks 1 -> 2 -> ... -> items -> 1: the next item is fully predictable."""
+    rng = np.random.default_rng(0)
+    seqs = [(np.arange(rng.integers(items), rng.integers(items) + 10) % items + 1).astype(np.int64) for _ in range(users)]
+    hist = [s[:-1] for s in seqs]
+    valid = EvalSet(hist, np.array([s[-1] for s in seqs]), seen=[np.unique(s) for s in seqs])
+    return SequenceData([str(i) for i in range(1, items + 1)], [s[:-1] for s in seqs], valid, valid)
+
+
+def test_chunks_cover_every_target_once() -> None:
+    seq = np.arange(1, 12, dtype=np.int64)  # 10 targets
+    chunks = make_chunks([seq], None, max_len=4)
+    targets = sorted(int(t) for c, _ in chunks for t in c[1:])
+    assert targets == list(range(2, 12))
+    assert all(len(c) <= 5 for c, _ in chunks)
+
+
+def test_training_learns_and_is_deterministic() -> None:
+    data = cyclic_data()
+    cfg = ModelConfig(num_items=12, max_len=8, hidden=16, dropout=0.0)
+    tc = TrainConfig(epochs=8, batch_size=8, lr=5e-3, patience=20)
+    a = train(data, cfg, tc, progress=False)
+    b = train(data, cfg, tc, progress=False)
+    assert a.valid["mrr@10"] > 0.8, a.valid
+    assert a.history[-1]["loss"] < a.history[0]["loss"]
+    for pa, pb in zip(a.model.parameters(), b.model.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_time_budget_and_early_stopping() -> None:
+    data = cyclic_data()
+    cfg = ModelConfig(num_items=12, max_len=8, hidden=16)
+    r = train(data, cfg, TrainConfig(epochs=1000, batch_size=4, time_budget=0.3), progress=False)
+    assert r.stopped in ("time_budget", "early_stopping") and r.epochs_run < 1000
+    r = train(data, cfg, TrainConfig(epochs=1000, batch_size=8, lr=0.0, patience=2), progress=False)
+    assert r.stopped == "early_stopping" and r.epochs_run == 3
+
+
+def test_bce_loss_trains() -> None:
+    data = cyclic_data()
+    r = train(data, ModelConfig(num_items=12, max_len=8, hidden=16, dropout=0.0),
+              TrainConfig(epochs=20, batch_size=8, lr=5e-3, loss="bce", patience=30, valid_protocol="full"),
+              progress=False)
+    assert r.valid["mrr@10"] > 0.5, r.valid
+
+
+def test_protocols_agree_between_torch_and_numpy_scorer() -> None:
+    data = cyclic_data()
+    model = train(data, ModelConfig(num_items=12, max_len=8, hidden=16), TrainConfig(epochs=2, batch_size=8),
+                  progress=False).model
+
+    def score(h: np.ndarray, c: np.ndarray, q: np.ndarray | None) -> np.ndarray:
+        with torch.no_grad():
+            return model.score(torch.from_numpy(h), torch.from_numpy(c)).numpy()
+
+    a = evaluate_model(model, data.valid, "full")
+    b = evaluate_scorer(score, data.valid, 12, 8, "full")
+    assert abs(a["ndcg@10"] - b["ndcg@10"]) < 1e-6
+
+
+def test_sampled_negatives_exclude_seen_and_target() -> None:
+    ev = EvalSet([np.array([1, 2])], np.array([3]), seen=[np.array([1, 2, 3, 4])])
+    neg = sample_negatives(ev, num_items=200, n=100, seed=1)
+    assert neg.shape == (1, 100) and len(set(neg[0].tolist())) == 100
+    assert not set(neg[0].tolist()) & {0, 1, 2, 3, 4}
+    assert (sample_negatives(ev, 200, 100, seed=1) == neg).all()
+
+
+def test_pad_left_truncates_to_most_recent() -> None:
+    out = pad_left([np.array([1, 2, 3, 4]), np.array([5])], 3)
+    assert out.tolist() == [[2, 3, 4], [0, 0, 5]]
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path) -> None:
+    data = cyclic_data()
+    cfg = ModelConfig(num_items=12, max_len=8, hidden=16, dropout=0.3)  # dropout: the torch RNG is restored too
+    tc = TrainConfig(epochs=4, batch_size=8, lr=5e-3, lr_decay=0.8, patience=20)
+    whole = train(data, cfg, tc, progress=False)
+    ckpt = tmp_path / "run.resume"
+    first = train(data, cfg, replace(tc, epochs=2), progress=False, resume_path=ckpt)
+    assert first.epochs_run == 2 and ckpt.exists()
+    rest = train(data, cfg, tc, progress=False, resume_path=ckpt)
+    assert rest.epochs_run == 4 and [h["epoch"] for h in rest.history] == [1, 2, 3, 4]
+    assert [h["loss"] for h in rest.history] == [h["loss"] for h in whole.history]
+    for pa, pb in zip(whole.model.parameters(), rest.model.parameters()):
+        assert torch.equal(pa, pb)
+    again = train(data, cfg, tc, progress=False, resume_path=ckpt)  # finished: nothing more to train
+    assert again.epochs_run == 4 and len(again.history) == 4
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path) -> None:
+    data = cyclic_data()
+    ckpt = tmp_path / "run.resume"
+    train(data, ModelConfig(num_items=12, max_len=8, hidden=16), TrainConfig(epochs=1, batch_size=8),
+          progress=False, resume_path=ckpt)
+    with pytest.raises(ValueError, match=r"different model_config \(differs in hidden\)"):
+        train(data, ModelConfig(num_items=12, max_len=8, hidden=32), TrainConfig(epochs=2, batch_size=8),
+              progress=False, resume_path=ckpt)

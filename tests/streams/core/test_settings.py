@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+
+from reckon.streams.core.errors import SettingsError
+from reckon.streams.core.settings import load_settings
+
+
+def test_defaults_use_the_embedded_stack(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load_settings()
+    assert s.embedded_kafka
+    assert s.clickhouse_url == f"chdb://{(tmp_path / '.reckon' / 'clickhouse').resolve()}"
+
+
+@pytest.mark.parametrize(("env", "value", "needle"), [
+    ("RECKON_PARTITIONS", "zero", "RECKON_PARTITIONS"),
+    ("RECKON_PARTITIONS", "0", "RECKON_PARTITIONS"),
+    ("RECKON_CLICKHOUSE_DSN", "mysql://x", "RECKON_CLICKHOUSE_DSN"),
+    ("RECKON_DEVICE", "tpu", "RECKON_DEVICE"),
+    ("RECKON_AB_FRACTION", "1.5", "RECKON_AB_FRACTION"),
+])
+def test_bad_settings_name_the_variable(monkeypatch, env: str, value: str, needle: str) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert needle in str(err.value)
+
+
+def test_secrets_are_not_printed(monkeypatch) -> None:
+    monkeypatch.setenv("RECKON_CLICKHOUSE_DSN", "http://u:hunter2@localhost:8123/db")
+    monkeypatch.setenv("RECKON_KAFKA_SASL_PASSWORD", "hunter3")
+    s = load_settings()
+    assert "hunter2" not in repr(s) and "hunter3" not in repr(s)
+    assert s.clickhouse_url.endswith("@localhost:8123/db")
+
+
+def test_secrets_from_files(monkeypatch, tmp_path) -> None:
+    (tmp_path / "reckon_kafka_sasl_password").write_text("from-a-file")
+    monkeypatch.setenv("RECKON_SECRETS_DIR", str(tmp_path))
+    s = load_settings()
+    assert s.kafka_sasl_password.get_secret_value() == "from-a-file"
+    monkeypatch.setenv("RECKON_SECRETS_DIR", str(tmp_path / "missing"))
+    with pytest.raises(SettingsError, match="RECKON_SECRETS_DIR"):
+        load_settings()
+
+
+def test_sasl_settings_reach_the_kafka_clients(monkeypatch) -> None:
+    from reckon.streams.worker.app import faust_broker_kwargs
+
+    monkeypatch.setenv("RECKON_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("RECKON_KAFKA_SASL_MECHANISM", "SCRAM-SHA-256")
+    monkeypatch.setenv("RECKON_KAFKA_SASL_USERNAME", "svc")
+    monkeypatch.setenv("RECKON_KAFKA_SASL_PASSWORD", "pw")
+    s = load_settings()
+    assert s.kafka_client_kwargs() == {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-256",
+                                       "sasl_plain_username": "svc", "sasl_plain_password": "pw"}
+    creds = faust_broker_kwargs(s, "k:9092")["broker_credentials"]
+    assert creds.username == "svc" and creds.mechanism.value == "SCRAM-SHA-256"
+
+
+def test_batch_size_defaults_by_role_and_an_explicit_one_wins(monkeypatch) -> None:
+    monkeypatch.delenv("RECKON_BATCH_SIZE", raising=False)
+    assert load_settings().max_batch == 2000                       # scores: latency first
+    assert load_settings(trigger="none").max_batch == 8000         # never scores: throughput
+    assert load_settings(trigger="none", batch_size=500).max_batch == 500
+    monkeypatch.setenv("RECKON_BATCH_SIZE", "0")
+    with pytest.raises(SettingsError, match="RECKON_BATCH_SIZE"):
+        load_settings()

@@ -1,0 +1,192 @@
+"""The batch processor with the real ONNX scorer (no broker needed)."""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+
+import numpy as np
+
+from reckon.streams.core.settings import Settings
+from reckon.streams.costs.pricing import PriceSheet
+from reckon.streams.pipeline.candidates import CandidateIndex
+from reckon.streams.pipeline.contracts import parse_event
+from reckon.streams.pipeline.processor import BatchProcessor, runs_of
+from reckon.streams.pipeline.state import MAX_ITEMS, fold, new_state
+from reckon.streams.traffic.generator import TrafficGenerator
+
+from ..kafka_io import click, search
+
+
+def _processor(scorer, **settings) -> BatchProcessor:
+    return BatchProcessor(Settings(worker_name="t", **settings), PriceSheet.load(env={}),
+                          lambda user: scorer, CandidateIndex())
+
+
+def _states(store: dict):
+    """A dict of states as `process` reads them (by user and partition)."""
+    return lambda user, partition: store.get(user)
+
+
+def _run(processor, records, store: dict) -> list:
+    outs = []
+    for start in range(0, len(records), 128):
+        out = processor.process(runs_of(records[start:start + 128]), _states(store), "cpu")
+        store.update(out.states)
+        outs.append(out)
+    return outs
+
+
+def test_batch_scoring_equals_one_by_one(registry_dir) -> None:
+    # fp32: exact. int8 dynamic quantization picks activation scales per call, so a row's
+    # scores shift slightly with its batch-mates; its test below bounds that.
+    from reckon.models.core.registry import Registry
+    from reckon.models.serving.scorer import Scorer
+
+    scorer = Scorer.load(Registry(registry_dir).current(), device="cpu", variant="fp32")
+    rng = np.random.default_rng(0)
+    histories = rng.integers(0, scorer.num_items + 1, size=(16, scorer.max_len))
+    candidates = rng.integers(1, scorer.num_items + 1, size=(16, 40))
+    terms = np.zeros((16, 8), dtype=np.int64)
+    batch = scorer.score(histories, candidates, terms)
+    single = np.vstack([scorer.score(histories[i:i + 1], candidates[i:i + 1], terms[i:i + 1])
+                        for i in range(16)])
+    np.testing.assert_allclose(batch, single, rtol=1e-4, atol=1e-4)
+
+
+def test_int8_batch_scores_stay_close_to_one_by_one(scorer) -> None:
+    rng = np.random.default_rng(1)
+    histories = rng.integers(0, scorer.num_items + 1, size=(32, scorer.max_len))
+    candidates = rng.integers(1, scorer.num_items + 1, size=(32, 100))
+    batch = scorer.score(histories, candidates)
+    single = np.vstack([scorer.score(histories[i:i + 1], candidates[i:i + 1]) for i in range(32)])
+    top_batch = np.argsort(-batch, axis=1)[:, :10]
+    top_single = np.argsort(-single, axis=1)[:, :10]
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top_batch, top_single)])
+    assert overlap >= 0.9
+
+
+def test_each_candidate_source_contributes(scorer) -> None:
+    processor = _processor(scorer)
+    store: dict = {}
+    traffic = list(TrafficGenerator(seed=11).records(3000))
+    outs = _run(processor, traffic, store)
+    sources = {k.split(":", 1)[1] for out in outs for k in out.counts if k.startswith("candidate:")}
+    assert {"covisit", "query", "trending", "embedding"} <= sources
+
+
+def test_recommendations_exclude_purchases_and_carry_their_trigger(scorer) -> None:
+    processor = _processor(scorer)
+    store: dict = {}
+    _run(processor, list(TrafficGenerator(seed=2).records(1500)), store)
+    bought = "i1"
+    out = processor.process(runs_of([click("p1", "u-buyer", bought, action="purchase"),
+                                      search("p2", "u-buyer", "red lamp", ["i2", "i3"])]),
+                            _states(store), "cpu")
+    recs = [json.loads(v) for _, v in out.recommendations]
+    assert [r["trigger_event_id"] for r in recs] == ["p1", "p2"]
+    assert all(bought not in r["items"] and len(r["items"]) == 10 for r in recs)
+    assert all(r["scores"] == sorted(r["scores"], reverse=True) for r in recs)
+
+
+def test_duplicates_dropped_and_state_bounded(scorer) -> None:
+    processor = _processor(scorer)
+    store: dict = {}
+    events = [click(f"d{i}", "u-dup", f"i{i}") for i in range(MAX_ITEMS + 10)]
+    first = processor.process(runs_of(events), _states(store), "cpu")
+    store.update(first.states)
+    again = processor.process(runs_of(events[-5:]), _states(store), "cpu")
+    assert first.counts["valid"] == MAX_ITEMS + 10 and again.counts["duplicate"] == 5
+    assert len(store["u-dup"]["items"]) == MAX_ITEMS and again.recommendations == []
+    # a user's only event in a batch takes the one-event path: a redelivery is still dropped
+    once = processor.process(runs_of(events[-1:]), _states(store), "cpu")
+    assert once.counts["duplicate"] == 1 and once.states == {} and once.recommendations == []
+
+
+def test_cost_event_splits_the_whole_batch(scorer) -> None:
+    processor = _processor(scorer)
+    out = processor.process(runs_of(TrafficGenerator(seed=4).records(400)), _states({}), "cpu")
+    event = out.cost_event
+    lines = event["lines"]
+    assert {line["tenant"] for line in lines} == {"acme", "globex"}
+    assert sum(Decimal(line["cost"]["total"]) for line in lines) == Decimal(event["cost"]["total"])
+    assert sum(line["recommendations"] for line in lines) == out.counts["recommendations"]
+    assert event["usage"]["device_seconds"] > 0 and event["usage"]["cpu_seconds"] > 0
+
+
+def test_throttle_limits_recommendations_per_user(scorer) -> None:
+    processor = _processor(scorer, trigger_min_interval_s=60)
+    now = time.time()
+    events = [click(f"t{i}", "u-busy", f"i{i}", ts=now + i) for i in range(5)]
+    out = processor.process(runs_of(events), _states({}), "cpu")
+    assert out.counts["valid"] == 5 and out.counts["recommendations"] == 1
+
+
+def test_state_is_what_the_contract_says(scorer) -> None:
+    state = new_state()
+    event = parse_event("searches", search("q1", "u", "Red  LAMP", ["i1"]).value)
+    assert event.query == "Red  LAMP"
+    fold(state, [event])
+    assert state["terms"] == ["red", "lamp"]
+
+
+def test_idle_user_starts_over(scorer) -> None:
+    processor = _processor(scorer, user_ttl_s=3600)
+    now = time.time()
+    old = processor.process(runs_of([click("x1", "u-idle", "i1", ts=now - 7200)]), _states({}), "cpu")
+    fresh = processor.process(runs_of([click("x2", "u-idle", "i2", ts=now)]), _states(old.states), "cpu")
+    assert fresh.states["u-idle"]["items"] == ["i2"]
+
+
+def test_ab_split_routes_users_stably(registry_dir, tmp_path) -> None:
+    from reckon.streams.pipeline.routing import ModelRuntime, user_bucket
+
+    from ..conftest import registry_with_copy
+
+    path = tmp_path / "registry"
+    _, v1 = registry_with_copy(registry_dir, path, "challenger")
+    settings = Settings(worker_name="t", model_registry=path, ab_version="challenger",
+                        ab_fraction=0.3, device="cpu")
+    runtime = ModelRuntime(settings)
+    processor = BatchProcessor(settings, PriceSheet.load(env={}), runtime.scorer_for, CandidateIndex())
+    out = processor.process(runs_of(TrafficGenerator(seed=6).records(600)), _states({}), "cpu")
+    recs = [json.loads(v) for _, v in out.recommendations]
+    by_user = {}
+    for rec in recs:
+        by_user.setdefault(rec["user_id"], set()).add(rec["model_version"])
+    assert all(len(v) == 1 for v in by_user.values())                 # a user sees one version
+    share = sum("challenger" in v for v in by_user.values()) / len(by_user)
+    assert 0.15 < share < 0.45
+    assert all(("challenger" in by_user[u]) == (user_bucket(u) < 0.3) for u in by_user)
+    assert {line["model_version"] for line in out.cost_event["lines"]} == {v1, "challenger"}
+
+
+def test_a_worker_that_never_scores_folds_state_but_learns_no_candidates(scorer) -> None:
+    records = runs_of(TrafficGenerator(seed=8).records(300))
+    ingest, full = _processor(scorer, trigger="none"), _processor(scorer)
+    a, b = ingest.process(records, _states({}), "cpu"), full.process(records, _states({}), "cpu")
+    assert a.states == {u: {**s, "last_rec_ts": 0.0} for u, s in b.states.items()}   # same state
+    assert a.recommendations == [] and a.cost_event is not None
+    assert ingest.index.trending_top(5) == [] and full.index.trending_top(5) != []
+    # the state bytes counted: the states as encoded, or the store's measure when given
+    assert a.cost_event["usage"]["state_bytes"] == sum(len(json.dumps(s, separators=(",", ":")))
+                                                       for s in a.states.values())
+    held = ingest.process(runs_of(TrafficGenerator(seed=9).records(50)), _states({}), "cpu",
+                          held_bytes=lambda users: 7 * len(list(users)))
+    assert held.cost_event["usage"]["state_bytes"] == 7 * len(held.states)
+
+
+def test_a_users_triggers_in_one_batch_share_one_scored_row(scorer) -> None:
+    processor = _processor(scorer)
+    store: dict = {}
+    _run(processor, list(TrafficGenerator(seed=12).records(600)), store)
+    now = time.time()
+    events = [click(f"r{i}", user, f"i{i + 3}", ts=now + i) for i, user in enumerate(["u-a", "u-b"] * 3)]
+    out = processor.process(runs_of(events), _states(store), "cpu")
+    recs = [json.loads(v) for _, v in out.recommendations]
+    assert sorted(r["trigger_event_id"] for r in recs) == [f"r{i}" for i in range(6)]   # one per event
+    assert out.counts["scored_rows"] == 2 and out.counts["recommendations"] == 6
+    for user in ("u-a", "u-b"):
+        mine = [(r["items"], r["scores"]) for r in recs if r["user_id"] == user]
+        assert len(mine) == 3 and mine.count(mine[0]) == 3   # the state after the batch, scored once

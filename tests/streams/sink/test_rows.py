@@ -1,0 +1,119 @@
+"""Kafka -> ClickHouse rows: row shapes, idempotent writes, exact SQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from reckon.streams.costs.idle import IntervalAccountant, Reserved
+from reckon.streams.costs.meter import cost_event, group_key, new_groups
+from reckon.streams.costs.pricing import PriceSheet, Usage
+from reckon.streams.sink.rows import (
+    BadMessage,
+    Rows,
+    click_row,
+    recommendation_row,
+    rows_from_event,
+    rows_from_message,
+    stored_ids_query,
+    write,
+    write_events,
+)
+
+SHEET = PriceSheet.load(env={})
+
+
+def workload(tenant: str, ts: float, recs: tuple[int, int] = (3, 1), batch_id: str | None = None) -> dict:
+    groups = new_groups()
+    groups[group_key(tenant, "v1", "click")].events = recs[0]
+    groups[group_key(tenant, "v1", "click")].recommendations = recs[0]
+    groups[group_key(tenant, "v2", "search")].events = recs[1]
+    groups[group_key(tenant, "v2", "search")].recommendations = recs[1]
+    groups[group_key(tenant, "v1", "click")].latencies_ms = [1.5, 2.5, 3.5]
+    usage = Usage(wall_seconds=0.02, device_seconds=0.01, cpu_seconds=0.03, bytes_in=4000, bytes_out=3000,
+                  state_bytes=9000)
+    return cost_event(batch_id or f"b-{uuid.uuid4().hex}", usage, groups, SHEET, "w-sink", 2.0, ts=ts)
+
+
+def test_rows_carry_each_lines_share_of_quantities_and_cost() -> None:
+    event = workload("t", 1_795_000_000.0)
+    rows = rows_from_event(event)
+    assert [r[0] for r in rows] == [f"{event['event_id']}:0", f"{event['event_id']}:1"]
+    assert sum(r[-1] for r in rows) == Decimal(event["cost"]["total"])
+    assert rows[0][2] == datetime.fromtimestamp(1_795_000_000.0, timezone.utc)
+    assert rows[0][12] == pytest.approx(0.02 * 0.75)              # wall seconds x share (3 of 4 recs)
+    assert rows[0][15] == pytest.approx(2.0 * 0.02 * 0.75)        # ram GB-seconds
+    assert rows[0][21] == [1.5, 2.5, 3.5]
+
+
+def test_interval_rows_keep_ram_gb_seconds() -> None:
+    acc = IntervalAccountant(SHEET, Reserved(1, 3), "w", "cpu", interval_s=10, started_at=1_795_000_000.0)
+    idle, shared = acc.close_due(now=1_795_000_010.0)
+    (row,) = rows_from_event(idle)
+    assert (row[3], row[4], row[15], row[14]) == ("idle", "", 30.0, 10.0)
+    assert rows_from_event(shared)[0][3] == "shared"
+
+
+def test_recommendation_and_click_rows() -> None:
+    rec = {"user_id": "u1", "items": ["a", "b"], "scores": [1, 0], "model_version": "v1",
+           "trigger_event_id": "e1", "latency_ms": 4.2, "ts": 1_795_000_000.5, "tenant": "acme"}
+    row = recommendation_row(rec)
+    assert row[0] == "e1:v1:1795000000500" and row[1] == row[2]          # no trigger_ts: publication time
+    row = recommendation_row({**rec, "trigger_ts": 1_794_999_990.0})
+    assert row[1] == datetime.fromtimestamp(1_794_999_990.0, timezone.utc)
+    with pytest.raises(BadMessage):
+        rows_from_message("recommendations_log", json.dumps({**rec, "items": "a"}).encode())
+    with pytest.raises(BadMessage):
+        rows_from_message("cost_events", b"{not json")
+    with pytest.raises(BadMessage):
+        rows_from_message("cost_events", b"[1, 2]")
+    now = datetime.now(timezone.utc).timestamp()
+    click = {"event_id": "c1", "user_id": "u1", "item_id": "a", "action": "purchase", "ts": now, "price": 19.99}
+    row = click_row(json.dumps(click).encode(), "default")
+    assert row is not None and row[2] == "default" and row[7] == Decimal("19.990000")
+    assert click_row(json.dumps({**click, "action": "steal"}).encode(), "default") is None
+
+
+def test_stored_ids_query_is_constant_sql_with_bound_values() -> None:
+    lo = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    sql, params = stored_ids_query("clicks_log", ["a", "b"], lo, lo)
+    assert sql == ("SELECT event_id FROM clicks_log WHERE ts >= {lo:DateTime64(3, 'UTC')} "
+                   "AND ts <= {hi:DateTime64(3, 'UTC')} AND event_id IN {ids:Array(String)}")
+    assert params == {"lo": lo, "hi": lo, "ids": ["a", "b"]}
+    with pytest.raises(ValueError):
+        stored_ids_query("users; DROP TABLE x", [], lo, lo)
+
+
+@pytest.mark.integration
+def test_write_is_idempotent_and_rollups_follow(clickhouse) -> None:
+    tenant = f"sink-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(timezone.utc).timestamp()
+    events = [workload(tenant, now - i) for i in range(5)]
+    assert write_events(clickhouse, events[:2]) == 4
+    assert write_events(clickhouse, events) == 6               # only the three new events' rows
+    assert write_events(clickhouse, events + events) == 0      # a full redelivery: nothing
+    raw = clickhouse.query("SELECT count(), sum(cost_usd) FROM cost_events WHERE tenant = {t:String}", {"t": tenant})
+    minute = clickhouse.query("SELECT sum(rows), sum(cost_usd) FROM cost_minute WHERE tenant = {t:String}", {"t": tenant})
+    hour = clickhouse.query("SELECT sum(rows), sum(cost_usd) FROM cost_hour WHERE tenant = {t:String}", {"t": tenant})
+    expected = sum((Decimal(e["cost"]["total"]) for e in events), Decimal(0))
+    assert raw[0] == (10, expected) and minute[0] == (10, expected) and hour[0] == (10, expected)
+
+
+@pytest.mark.integration
+def test_logs_are_written_once(clickhouse) -> None:
+    tenant = f"logs-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(timezone.utc).timestamp()
+    rec = {"user_id": "u1", "items": ["a"], "model_version": "v1", "trigger_event_id": "e1", "latency_ms": 1.0,
+           "ts": now, "tenant": tenant}
+    clicks = [json.dumps({"event_id": f"{tenant}-c{i}", "user_id": "u1", "item_id": "a", "action": "view",
+                          "ts": now + i, "tenant": tenant}).encode() for i in range(3)]
+    rows = Rows()
+    rows.add("recommendations_log", rows_from_message("recommendations_log", json.dumps(rec).encode()))
+    for raw in clicks + clicks[:1]:                  # a client retry inside one flush
+        rows.add("clicks_log", rows_from_message("clicks_log", raw))
+    assert write(clickhouse, rows) == {"recommendations_log": 1, "clicks_log": 3}
+    assert write(clickhouse, rows) == {"recommendations_log": 0, "clicks_log": 0}
