@@ -38,20 +38,19 @@ _INTERLEAVE = typer.Option(False, "--interleave", help="spread each user's event
 
 
 @bench.command("stream")
-def stream(events: int = typer.Option(50_000, min=1000), users: int = _USERS, interleave: bool = _INTERLEAVE,
+def stream(events: int = typer.Option(1_000_000, min=100_000, help="backlog size: every path should get at "
+                                      "least --min-seconds of work from it (a warning says when one did not)"),
+           users: int = _USERS, interleave: bool = _INTERLEAVE,
+           repeats: int = typer.Option(3, min=1, help="runs of each rate (min / median / max reported)"),
+           min_seconds: float = typer.Option(2.0, min=0.5, help="least work timed per rate"),
+           latency_seconds: float = typer.Option(10.0, min=1.0, help="seconds of load per latency level"),
            json_out: bool = typer.Option(False, "--json")) -> None:
-    """Raw aiokafka read rate vs worker ingest (state) vs full path (scoring), with latency."""
+    """Raw aiokafka read vs Faust vs worker ingest vs full path; latency at 10/50/90 % load vs the broker's floor."""
     from reckon.bench.stream import run
 
     with tempfile.TemporaryDirectory(prefix="reckon-bench-") as tmp:
-        _print(run(_registry(), Path(tmp), events=events, users=users, interleave=interleave), json_out)
-
-
-@bench.command("ingest")
-def ingest(events: int = typer.Option(50_000, min=1000), users: int = _USERS, interleave: bool = _INTERLEAVE,
-           json_out: bool = typer.Option(False, "--json")) -> None:
-    """Same harness as `stream`: the issue-6 view of it (ingest vs raw)."""
-    stream(events=events, users=users, interleave=interleave, json_out=json_out)
+        _print(run(_registry(), Path(tmp), events=events, users=users, interleave=interleave, repeats=repeats,
+                   min_seconds=min_seconds, latency_s=latency_seconds), json_out)
 
 
 chaos_app = typer.Typer(add_completion=False)

@@ -2,8 +2,8 @@
 empty handler. What it cannot beat, the worker cannot either; the gap between this and a
 raw aiokafka loop is the cost of Faust itself (consumer thread, group, offsets).
 
-Run as a child process by bench/stream.py:
-    python -m reckon.bench.faust_floor BOOTSTRAP TOPIC N DATADIR   -> prints {"events_per_s": ...}
+Run as a child process by bench/rates.py:
+    python -m reckon.bench.faust_floor BOOTSTRAP TOPIC N DATADIR   -> prints {"events_per_s": ..., "seconds": ...}
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ def main(bootstrap: str, topic_name: str, n: int, datadir: str) -> None:
             seen["first"], seen["n_first"] = time.time(), seen["n"]
         seen["last"] = time.time()
         if seen["n"] >= n:
-            rate = (seen["n"] - seen["n_first"]) / max(seen["last"] - seen["first"], 1e-9)
-            print(json.dumps({"events_per_s": rate}), flush=True)
+            span = seen["last"] - seen["first"]
+            rate = (seen["n"] - seen["n_first"]) / span if span > 0 else 0.0
+            print(json.dumps({"events_per_s": rate, "seconds": span}), flush=True)
             os._exit(0)   # a measuring child: nothing to flush or commit
 
     on_batches(app, topic, count, fetch_wait_ms=20, max_records=2000)
