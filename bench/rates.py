@@ -10,7 +10,6 @@ before and after it, so a machine that slows down for a while slows both sides.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import statistics
