@@ -56,7 +56,6 @@ class Settings(BaseSettings):
     state_cache_users: int = Field(50_000, ge=100, le=10_000_000)
     top_k: int = Field(10, ge=1, le=1000)
     candidates: int = Field(100, ge=1, le=10_000)
-    history_len: int = Field(50, ge=1, le=1000)
     trigger: Literal["all", "clicks", "searches", "none"] = "all"   # "none": ingest and state only
     trigger_min_interval_s: float = Field(0.0, ge=0)
     default_tenant: str = "default"

@@ -69,11 +69,6 @@ class IntervalAccountant:
         self._buckets: dict[int, _Bucket] = defaultdict(_Bucket)
         self._closed = False
 
-    @property
-    def open_since(self) -> float:
-        """Start of the oldest interval not yet emitted."""
-        return self._start
-
     def observe(self, event: dict) -> None:
         """Account one workload cost event (the wire form from reckon.streams.costs.meter.cost_event)."""
         usage = event["usage"]

@@ -151,10 +151,5 @@ def sync_prices(ch: ClickHouse, sheet: PriceSheet) -> int:
     return ch.insert("prices", rows, _PRICE_COLUMNS, tag="prices:sync")
 
 
-def sheet_versions(ch: ClickHouse) -> list[str]:
-    return [r[0] for r in ch.query("SELECT DISTINCT sheet_version FROM prices ORDER BY sheet_version",
-                                   tag="prices:versions")]
-
-
 def _utc(ts: datetime) -> datetime:
     return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)

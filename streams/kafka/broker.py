@@ -104,9 +104,6 @@ class EmbeddedBroker:
                 self._proc.wait()
         self._proc = None
 
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def __enter__(self) -> "EmbeddedBroker":
         return self.start()
 
