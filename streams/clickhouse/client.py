@@ -19,6 +19,7 @@ from typing import Any
 import clickhouse_connect
 
 from reckon.streams.core.errors import ClickHouseError, ClickHouseUnavailable, StoreLockedError
+from reckon.streams.core.redact import redact
 
 OWNER_FILE = ".reckon-owner"
 _clients: dict[str, "ClickHouse"] = {}
@@ -62,6 +63,8 @@ class ClickHouse:
             if holder:
                 raise StoreLockedError(str(self.store_path), _describe(holder))
             self.store_path.mkdir(parents=True, exist_ok=True)
+            # Without the engine (the `embedded` extra) the catch-all below would blame a held store.
+            import chdb  # noqa: F401
             try:
                 client = clickhouse_connect.get_client(dsn=f"chdb://{self.store_path}")
             except Exception as exc:  # chdb raises plain RuntimeError on a held store
@@ -166,9 +169,6 @@ def _is_unavailable(exc: Exception) -> bool:
 
 
 def _redact(exc: Exception) -> str:
-    """Never let a password from a DSN reach a log line."""
+    """The first line of an error, without any password a DSN or a driver put in it."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    for secret_marker in ("password=",):
-        if secret_marker in text:
-            text = text.split(secret_marker)[0] + secret_marker + "***"
-    return text[:500]
+    return redact(text)[:500]

@@ -3,88 +3,121 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
+import ssl
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 from reckon.streams.core.errors import SettingsError
 
 ENV_PREFIX = "RECKON_"
+SECRETS_DIR_HELP = ("a directory of files named like settings (`reckon_kafka_sasl_password`), each holding "
+                    "that setting's value, e.g. `/run/secrets`")
 
 
 class Settings(BaseSettings):
+    """Every field is a RECKON_<NAME> variable; its description is README's settings table
+    (`reckon settings --markdown` prints it; tests/streams/core/test_settings_doc.py keeps them equal)."""
+
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
     )
 
-    # Kafka: empty bootstrap servers means "start the embedded Tansu broker".
-    bootstrap_servers: str = ""
-    partitions: int = Field(4, ge=1, le=1024)
-    replication_factor: int = Field(1, ge=1, le=16)
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
-    kafka_sasl_username: str = ""
-    kafka_sasl_password: SecretStr = SecretStr("")
-    kafka_ssl_cafile: str = ""
+    # Kafka.
+    bootstrap_servers: str = Field("", description="Kafka bootstrap servers, `host:port,...`; empty starts the "
+                                   "embedded broker (memory only)")
+    partitions: int = Field(4, ge=1, le=1024, description="partitions of the topics Reckon creates")
+    replication_factor: int = Field(1, ge=1, le=16, description="replication factor of the topics Reckon creates")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`, for every Kafka client")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`")
+    kafka_sasl_username: str = Field("", description="SASL user name")
+    kafka_sasl_password: SecretStr = Field(SecretStr(""), description="SASL password (never printed)")
+    kafka_ssl_cafile: str = Field("", description="PEM file of the CA(s) that signed the brokers' certificates; "
+                                  "empty: the system's trust store")
+    kafka_ssl_certfile: str = Field("", description="client certificate (PEM) for brokers that require mutual TLS")
+    kafka_ssl_keyfile: str = Field("", description="the client certificate's private key (PEM)")
+    kafka_ssl_key_password: SecretStr = Field(SecretStr(""), description="password of that key (never printed)")
 
-    # ClickHouse: chdb:///dir (embedded engine) or http(s)://user:pass@host:port/db.
-    clickhouse_dsn: SecretStr = SecretStr("")
-    data_dir: Path = Path(".reckon")
+    # ClickHouse and files.
+    clickhouse_dsn: SecretStr = Field(SecretStr(""), description="`http(s)://user:pass@host:port/db` for a server, "
+                                      "`chdb:///dir` for the embedded engine; empty: `chdb://<data dir>/clickhouse`")
+    data_dir: Path = Field(Path(".reckon"), description="RocksDB state, the embedded ClickHouse store, logs")
+    model_registry: Path | None = Field(None, description="model registry directory; unset: `<data dir>/models`")
+    price_sheet: Path | None = Field(None, description="effective-dated unit prices (TOML); unset: the shipped "
+                                     "`streams/costs/prices.toml`; `RECKON_PRICE_<NAME>` overrides one price")
 
-    model_registry: Path | None = None
-    price_sheet: Path | None = None
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    onnx_threads: int = Field(1, ge=0, le=256)  # intra-op threads on CPU; 0 = ONNX Runtime's default
-    ab_version: str = ""                       # challenger model version for an A/B split
-    ab_fraction: float = Field(0.0, ge=0, le=1)  # share of users (by hash) it scores
+    # Model serving.
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="`cpu`, `cuda`, or `auto` (CUDA when ONNX Runtime can use a GPU)")
+    onnx_threads: int = Field(1, ge=0, le=256, description="ONNX Runtime intra-op threads on CPU; 0: its default")
+    ab_version: str = Field("", description="challenger model version for an A/B split; empty: none")
+    ab_fraction: float = Field(0.0, ge=0, le=1, description="share of users (by hash of the user id) the "
+                               "challenger scores")
 
     # Worker.
-    app_id: str = Field("reckon", pattern=r"^[A-Za-z0-9._-]+$")  # consumer group and changelog prefix
-    worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
-    role: Literal["all", "scorer", "sink"] = "all"
-    web_port: int = Field(6066, ge=1, le=65535)
-    # One batch = one fetch: at most batch_size records, the broker holding the fetch at most
-    # batch_wait_ms for more. Under backlog batches grow to batch_size; at low load they stay small.
-    # Unset: 2000 for a worker that scores (latency), 8000 for one that never does (throughput).
-    batch_size: int | None = Field(None, ge=1, le=65536)
-    batch_wait_ms: int = Field(20, ge=1, le=60_000)
-    # User states kept decoded in memory between batches (streams/kafka/user_store.py).
-    state_cache_users: int = Field(50_000, ge=100, le=10_000_000)
-    top_k: int = Field(10, ge=1, le=1000)
-    candidates: int = Field(100, ge=1, le=10_000)
-    trigger: Literal["all", "clicks", "searches", "none"] = "all"   # "none": ingest and state only
-    trigger_min_interval_s: float = Field(0.0, ge=0)
-    default_tenant: str = "default"
-    user_ttl_s: float = Field(30 * 86400, gt=0)   # a user idle this long starts with fresh state
+    app_id: str = Field("reckon", pattern=r"^[A-Za-z0-9._-]+$",
+                        description="Faust app id: consumer group and changelog topic prefix")
+    worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+                             description="this worker in cost events and metrics; unset: `<hostname>-<pid>`")
+    role: Literal["all", "scorer", "sink"] = Field(
+        "all", description="`scorer` (events to recommendations), `sink` (Kafka to ClickHouse, alerts) or `all`")
+    web_port: int = Field(6066, ge=1, le=65535, description="port of /metrics, /stats, /costs, /state")
+    web_bind: str = Field("127.0.0.1", min_length=1, description="address the web port binds; `0.0.0.0` in a "
+                          "container so Prometheus and port mappings reach it")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`")
+    log_format: Literal["text", "json"] = Field("text", description="`text`, or `json`: one JSON object per line")
+    # One batch = one fetch: under backlog batches grow to batch_size; at low load they stay small.
+    batch_size: int | None = Field(None, ge=1, le=65536, description="records per fetched batch at most; unset: "
+                                   "2000 for a worker that scores (latency), 8000 with `RECKON_TRIGGER=none`")
+    batch_wait_ms: int = Field(20, ge=1, le=60_000, description="ms the broker may hold a fetch for more records")
+    state_cache_users: int = Field(50_000, ge=100, le=10_000_000,
+                                   description="user states kept decoded in memory between batches")
+    top_k: int = Field(10, ge=1, le=1000, description="items per recommendation")
+    candidates: int = Field(100, ge=1, le=10_000, description="candidates scored per user")
+    trigger: Literal["all", "clicks", "searches", "none"] = Field(
+        "all", description="events that trigger a recommendation; `none`: ingest and state only")
+    trigger_min_interval_s: float = Field(0.0, ge=0, description="seconds between two recommendations for one "
+                                          "user at least; 0: every triggering event")
+    default_tenant: str = Field("default", description="tenant of events that name none")
+    user_ttl_s: float = Field(30 * 86400, gt=0, description="a user idle this many seconds starts with fresh state")
 
     # Cost sink.
-    sink_batch_rows: int = Field(500, ge=1, le=1_000_000)
-    sink_flush_ms: int = Field(500, ge=1, le=600_000)
-    sink_group_id: str = "reckon-sink"           # the sink's own consumer group (it commits its offsets)
-    sink_logs: bool = True                       # also store recommendations and clicks (attribution)
+    sink_batch_rows: int = Field(500, ge=1, le=1_000_000, description="rows buffered before an insert at most")
+    sink_flush_ms: int = Field(500, ge=1, le=600_000, description="ms a buffered row waits for its insert at most")
+    sink_group_id: str = Field("reckon-sink", description="the sink's own consumer group (it commits its offsets)")
+    sink_logs: bool = Field(True, description="also store recommendations and clicks (for click attribution)")
 
     # Cost accounting (streams/costs/idle.py, streams/costs/alert_engine.py).
-    cost_interval_s: float = Field(10.0, gt=0, le=3600)     # idle/shared rows every N s (divide 60)
-    reserved_vcpus: float = Field(1.0, ge=0)                # what one worker reserves, used or not
-    reserved_ram_gb: float = Field(2.0, ge=0)
-    reserved_gpus: float | None = Field(None, ge=0)         # None: 1 when the device is cuda, else 0
-    attribution_window_s: int = Field(1800, ge=1, le=7 * 86400)
-    alert_interval_s: float = Field(10.0, gt=0, le=3600)
-    alert_window_minutes: int = Field(60, ge=3, le=10080)
-    alert_warmup_minutes: int = Field(15, ge=3, le=10080)
-    alert_z: float = Field(6.0, gt=0)
-    alert_min_ratio: float = Field(2.0, ge=1)
-    alert_min_recs: int = Field(20, ge=1)
-    daily_budget_usd: dict[str, Decimal] = Field(default_factory=dict)  # tenant or "*" -> USD/day (JSON)
-    burn_short_minutes: int = Field(5, ge=1, le=1440)
-    burn_long_minutes: int = Field(60, ge=2, le=1440)
-    burn_warning: float = Field(2.0, gt=0)
-    burn_critical: float = Field(10.0, gt=0)
-    alert_webhook_url: str = ""
+    cost_interval_s: float = Field(10.0, gt=0, le=3600, description="seconds per idle/shared cost row (divides 60)")
+    reserved_vcpus: float = Field(1.0, ge=0, description="vCPUs one worker reserves, used or not (idle cost)")
+    reserved_ram_gb: float = Field(2.0, ge=0, description="GB of RAM one worker reserves")
+    reserved_gpus: float | None = Field(None, ge=0, description="GPUs one worker reserves; unset: 1 on `cuda`, "
+                                        "else 0")
+    attribution_window_s: int = Field(1800, ge=1, le=7 * 86400, description="click attribution window, seconds "
+                                      "(not read by any command yet: `reckon costs --attribution-window-s` sets it)")
+    alert_interval_s: float = Field(10.0, gt=0, le=3600, description="seconds between alert evaluations (sink role)")
+    alert_window_minutes: int = Field(60, ge=3, le=10080, description="trailing minutes the anomaly detector "
+                                      "compares against")
+    alert_warmup_minutes: int = Field(15, ge=3, le=10080, description="minutes of history before any anomaly verdict")
+    alert_z: float = Field(6.0, gt=0, description="robust z-score (median/MAD) that flags an anomaly")
+    alert_min_ratio: float = Field(2.0, ge=1, description="an anomaly is also at least this multiple of the median")
+    alert_min_recs: int = Field(20, ge=1, description="recommendations a minute needs to count in cost per 1k")
+    daily_budget_usd: dict[str, Decimal] = Field(default_factory=dict, description="JSON object: tenant (or `*`) "
+                                                 "-> USD per day, e.g. `{\"acme\": 50}`; budget alerts use it")
+    burn_short_minutes: int = Field(5, ge=1, le=1440, description="short burn-rate window, minutes")
+    burn_long_minutes: int = Field(60, ge=2, le=1440, description="long burn-rate window, minutes")
+    burn_warning: float = Field(2.0, gt=0, description="burn rate (1 = the daily budget in a day) for a warning")
+    burn_critical: float = Field(10.0, gt=0, description="burn rate for a critical alert")
+    alert_webhook_url: str = Field("", description="alerts are also POSTed here as JSON; empty: none")
 
     @field_validator("clickhouse_dsn")
     @classmethod
@@ -113,9 +146,32 @@ class Settings(BaseSettings):
     def registry_dir(self) -> Path:
         return self.model_registry or self.data_dir / "models"
 
+    @property
+    def kafka_tls(self) -> bool:
+        return self.kafka_security_protocol in ("SSL", "SASL_SSL")
+
+    def kafka_ssl_context(self) -> ssl.SSLContext | None:
+        """The one TLS context every Kafka client gets (Faust, aiokafka, kafka-python)."""
+        if not self.kafka_tls:
+            return None
+        try:
+            context = ssl.create_default_context(cafile=self.kafka_ssl_cafile or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise SettingsError(f"{ENV_PREFIX}KAFKA_SSL_CAFILE", f"cannot load {self.kafka_ssl_cafile}: {exc}") from None
+        if self.kafka_ssl_certfile:
+            try:
+                context.load_cert_chain(self.kafka_ssl_certfile, self.kafka_ssl_keyfile or None,
+                                        self.kafka_ssl_key_password.get_secret_value() or None)
+            except (OSError, ssl.SSLError) as exc:
+                raise SettingsError(f"{ENV_PREFIX}KAFKA_SSL_CERTFILE",
+                                    f"cannot load {self.kafka_ssl_certfile}: {exc}") from None
+        return context
+
     def kafka_client_kwargs(self) -> dict[str, object]:
-        """Security settings passed through to aiokafka / Faust clients."""
+        """Security settings for aiokafka and kafka-python clients (both take `ssl_context`)."""
         out: dict[str, object] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_tls:
+            out["ssl_context"] = self.kafka_ssl_context()
         if self.kafka_security_protocol.startswith("SASL"):
             out |= {
                 "sasl_mechanism": self.kafka_sasl_mechanism,
@@ -140,3 +196,10 @@ def load_settings(**overrides: object) -> Settings:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "?"
         raise SettingsError(f"{ENV_PREFIX}{field.upper()}", err["msg"]) from None
+    except SourceError as exc:   # a structured setting (a dict) whose value is not JSON
+        field = _FIELD_IN_SOURCE_ERROR.search(str(exc))
+        name = f"{ENV_PREFIX}{field.group(1).upper()}" if field else "RECKON_*"
+        raise SettingsError(name, "is not valid JSON") from None
+
+
+_FIELD_IN_SOURCE_ERROR = re.compile(r'field "([a-z0-9_]+)"')

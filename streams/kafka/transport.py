@@ -36,6 +36,7 @@ point `faust.transports`):
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -86,7 +87,13 @@ class _PartitionRecords(aiokafka_fetcher.PartitionRecords):
 aiokafka_fetcher.PartitionRecords = _PartitionRecords  # type: ignore[misc]
 
 
+# Faust's service chatter from these subclasses logs as Faust's (RECKON_LOG_LEVEL leaves it at WARNING).
+_FAUST_LOGGER = logging.getLogger("faust.transport.reckon")
+
+
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    logger = _FAUST_LOGGER
+
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         # read by aiokafka's Fetcher at start()
@@ -108,6 +115,8 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class Consumer(faust_aiokafka.Consumer):
+    logger = _FAUST_LOGGER
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._batch_running = asyncio.Lock()
@@ -146,6 +155,20 @@ class Consumer(faust_aiokafka.Consumer):
                 self._n_acked = 0
                 await self.commit()
         return rest, active
+
+    def lag(self, topics: frozenset[str]) -> dict[TP, int]:
+        """Records behind the end of each assigned partition of `topics`: high watermark (from
+        the last fetch) minus the next offset to handle. Partitions not fetched yet are left out."""
+        out = {}
+        for tp in self.assignment():
+            if tp.topic not in topics:
+                continue
+            end = self.highwater(tp)
+            read, committed = self._read_offset[tp], self._committed_offset[tp]
+            position = read + 1 if read is not None else committed
+            if end is not None and position is not None:
+                out[tp] = max(end - position, 0)
+        return out
 
     def _unread(self, tp: TP, recs: list[Any]) -> list[Any]:
         # Faust's drain loop skips records below the partition's read offset (already seen).

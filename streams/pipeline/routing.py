@@ -47,6 +47,14 @@ class ModelRuntime:
     def current_version(self) -> str:
         return self._primary.version
 
+    @property
+    def versions(self) -> dict[str, str]:
+        """Slot -> version of every model scoring now (`challenger` only in an A/B split)."""
+        out = {"primary": self._primary.version}
+        if self._challenger is not None:
+            out["challenger"] = self._challenger.version
+        return out
+
     def scorer_for(self, user_id: str) -> Any:
         if self._challenger is not None and user_bucket(user_id) < self.settings.ab_fraction:
             return self._challenger

@@ -22,6 +22,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -34,6 +35,17 @@ from reckon.streams.sink.rows import BadMessage, Rows, rows_from_message, write
 log = logging.getLogger(__name__)
 
 STALL_BACKOFF_S = 30.0   # a non-retryable ClickHouse error stalls the sink (no loss), loudly
+
+
+@dataclass(frozen=True)
+class SinkHealth:
+    """What makes a stalled sink visible: backlog grows, the oldest unwritten row ages."""
+
+    backlog: dict[tuple[str, int], int]   # (topic, partition) -> messages in Kafka not yet stored
+    buffered_rows: int                    # rows waiting for their insert
+    oldest_unwritten_age_s: float         # how long the oldest of them has waited (0: none)
+    last_flush_at: float | None           # unix time of the last insert + commit
+
 
 
 class SinkConsumer:
@@ -60,6 +72,8 @@ class SinkConsumer:
         self._oldest: float | None = None                # monotonic time the buffer got its first message
         self._newest_ts_ms = 0                           # newest message timestamp in the buffer
         self._messages: Counter = Counter()              # buffered messages per table
+        self._unstored: dict[TopicPartition, int] = {}   # first offset not yet stored, per partition seen
+        self._last_flush_at: float | None = None
         self._lock = asyncio.Lock()                      # flush vs. a rebalance callback
         self._stopping = False
         self._task: asyncio.Task | None = None
@@ -116,8 +130,17 @@ class SinkConsumer:
                 break
         await self.flush(deadline)
 
+    def health(self) -> SinkHealth:
+        assigned = self._consumer.assignment() if self._consumer is not None else set()
+        backlog = {(tp.topic, tp.partition): max((self._consumer.highwater(tp) or offset) - offset, 0)
+                   for tp, offset in self._unstored.items() if tp in assigned}
+        age = time.monotonic() - self._oldest if self._oldest is not None else 0.0
+        return SinkHealth(backlog, len(self._rows), age, self._last_flush_at)
+
     def _add(self, batch: dict[TopicPartition, list[Any]]) -> None:
         for tp, messages in batch.items():
+            if messages:   # everything before a partition's first message here was stored before
+                self._unstored.setdefault(tp, messages[0].offset)
             for message in messages:
                 table = self.topics[tp.topic]
                 try:
@@ -144,6 +167,8 @@ class SinkConsumer:
             if not await self._write(deadline):
                 return False
             await self._commit(self._offsets)
+            self._unstored.update(self._offsets)
+            self._last_flush_at = time.time()
             lag_ms = time.time() * 1000 - self._newest_ts_ms if self._newest_ts_ms else 0.0
             self.stats["sink_flushes"] += 1
             self.stats["sink_freshness_ms"] = round(lag_ms, 1)  # a gauge: newest message -> stored

@@ -33,6 +33,8 @@ from reckon.streams.costs.repricing import sync_prices
 from reckon.streams.reports.report import ReportRequest, build_report
 from reckon.streams.sink.consumer import SinkConsumer
 from reckon.streams.sink.rows import TOPIC_TABLES
+from reckon.streams.worker.metrics import WorkerMetrics
+from reckon.streams.worker.web import local_url
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ def alert_config(settings: Settings) -> AlertConfig:
 class Accounting:
     settings: Settings
     stats: Counter
+    metrics: WorkerMetrics
     accountant: IntervalAccountant | None = None
     sink: SinkConsumer | None = None
     ch: ClickHouse | None = None
@@ -64,17 +67,19 @@ class Accounting:
         """Call right after BatchProcessor.process, before any await (see streams/costs/idle.py)."""
         if self.accountant is not None:
             self.accountant.observe(cost_event)
+        self.metrics.observe_cost_event(cost_event)
 
 
 def install(app: faust.App, settings: Settings, bootstrap: str, stats: Counter, *, sheet: PriceSheet,
-            device: str, costs_topic: Any) -> Accounting:
+            device: str, costs_topic: Any, metrics: WorkerMetrics) -> Accounting:
     """Register cost accounting's timers, tasks, pages and shutdown hook on `app`."""
-    acc = Accounting(settings, stats)
+    acc = Accounting(settings, stats, metrics)
     worker_key = settings.worker_name.encode()
 
     async def emit(events: list[dict]) -> None:
         for event in events:
             await costs_topic.send(key=worker_key, value=event)
+            metrics.observe_cost_event(event)
             stats["cost_events_sent"] += 1
             stats[f"{event['kind']}_events_sent"] += 1
 
@@ -97,6 +102,7 @@ def install(app: faust.App, settings: Settings, bootstrap: str, stats: Counter, 
             flush_ms=settings.sink_flush_ms, stats=stats, default_tenant=settings.default_tenant,
             client_kwargs=settings.kafka_client_kwargs())
         _install_sink_tasks(app, settings, acc, sink, ch)
+        metrics.sink = sink.health
         _install_alerts(app, settings, ch, stats)
         _install_costs_page(app, ch)
 
@@ -116,7 +122,7 @@ def _install_sink_tasks(app: faust.App, settings: Settings, acc: Accounting, sin
     @app.task
     async def start_sink() -> None:
         await sink.start()
-        ch.advertise(f"http://127.0.0.1:{settings.web_port}")
+        ch.advertise(local_url(settings))
 
     @app.timer(1.0)
     async def watch_sink() -> None:

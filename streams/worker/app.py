@@ -19,6 +19,7 @@ import faust
 from faust.types import TP
 
 from reckon.streams.core.errors import BrokerError
+from reckon.streams.core.version import __version__
 from reckon.streams.core.settings import Settings
 from reckon.streams.costs.pricing import PriceSheet
 from reckon.streams.kafka import local_state
@@ -31,7 +32,8 @@ from reckon.streams.pipeline.candidates import CandidateIndex
 from reckon.streams.pipeline.processor import BatchProcessor
 from reckon.streams.pipeline.routing import ModelRuntime
 from reckon.streams.worker import accounting
-from reckon.streams.worker.metrics import render as render_metrics
+from reckon.streams.worker.metrics import CONTENT_TYPE, WorkerMetrics
+from reckon.streams.worker.web import web_host
 
 # Young-generation threshold, then collections of the younger generation between older ones.
 GC_THRESHOLDS = (50_000, 20, 50)
@@ -47,16 +49,10 @@ def faust_broker_kwargs(settings: Settings, bootstrap: str) -> dict[str, Any]:
             username=settings.kafka_sasl_username,
             password=settings.kafka_sasl_password.get_secret_value(),
             mechanism=settings.kafka_sasl_mechanism,
-            ssl_context=_ssl_context(settings) if settings.kafka_security_protocol == "SASL_SSL" else None)
+            ssl_context=settings.kafka_ssl_context())
     elif settings.kafka_security_protocol == "SSL":
-        kwargs["broker_credentials"] = faust.SSLCredentials(_ssl_context(settings))
+        kwargs["broker_credentials"] = faust.SSLCredentials(settings.kafka_ssl_context())
     return kwargs
-
-
-def _ssl_context(settings: Settings) -> Any:
-    import ssl
-
-    return ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
 
 
 def create_app(settings: Settings, bootstrap: str) -> faust.App:
@@ -71,8 +67,8 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         web_port=settings.web_port,
-        web_host="127.0.0.1",
-        web_bind="127.0.0.1",
+        web_host=web_host(settings),
+        web_bind=settings.web_bind,
         # Short timeouts: a dead member's partitions move on within seconds (embedded mode).
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
@@ -110,10 +106,13 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
     runtime = ModelRuntime(settings)
     processor = BatchProcessor(settings, PriceSheet.load(settings.price_sheet),
                                runtime.scorer_for, CandidateIndex(), ram_gb=settings.reserved_ram_gb)
+    metrics = WorkerMetrics(stats, settings.worker_name, settings.role, __version__)
+    metrics.set_models(runtime.device, runtime.versions)
     app.reckon_stats = stats  # type: ignore[attr-defined]
+    app.reckon_runtime = runtime  # type: ignore[attr-defined]  # the startup line names its model
     # Idle/shared intervals, the ClickHouse sink, alerts and GET /costs (streams/worker/accounting.py).
     costing = accounting.install(app, settings, bootstrap, stats, sheet=processor.sheet,
-                                 device=runtime.device, costs_topic=costs)
+                                 device=runtime.device, costs_topic=costs, metrics=metrics)
 
     store = UserStore(app, users, max_cached=settings.state_cache_users)
     if settings.role in ("all", "scorer"):
@@ -170,6 +169,8 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
             stats.update(out.counts)
 
         on_batches(app, clicks, score, fetch_wait_ms=settings.batch_wait_ms, max_records=settings.max_batch)
+        metrics.lag = lambda: {(tp.topic, tp.partition): behind
+                               for tp, behind in app.consumer.lag(frozenset(clicks.topics)).items()}
 
         @app.task
         async def freeze_startup_heap() -> None:
@@ -190,6 +191,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
             scorer = await asyncio.to_thread(runtime.load_promoted)
             if scorer is not None:
                 runtime.swap(scorer)
+                metrics.set_models(runtime.device, runtime.versions)
 
     broker_watch = BrokerWatchdog(bootstrap, ("clicks", "searches", "cost-events"),
                                   settings.kafka_client_kwargs())
@@ -210,8 +212,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        return web.bytes(render_metrics(stats, settings.worker_name),
-                         content_type="text/plain; version=0.0.4")
+        return web.bytes(metrics.render(), content_type=CONTENT_TYPE)
 
     @app.page("/state/{user}")
     async def state_page(web: Any, request: Any, user: str) -> Any:

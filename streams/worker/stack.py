@@ -17,6 +17,7 @@ import httpx
 from reckon.streams.core.errors import BrokerError
 from reckon.streams.core.settings import Settings
 from reckon.streams.kafka.broker import EmbeddedBroker, _die_with_parent_term, create_topics, free_port
+from reckon.streams.kafka.preflight import check_reachable
 from reckon.streams.traffic.generator import TrafficGenerator
 
 
@@ -24,6 +25,7 @@ from reckon.streams.traffic.generator import TrafficGenerator
 def kafka(settings: Settings, log_path: Path | None = None) -> Iterator[str]:
     """Yield bootstrap servers: the configured Kafka, or an embedded broker for the block."""
     if not settings.embedded_kafka:
+        check_reachable(settings.bootstrap_servers, settings.kafka_ssl_context())
         create_topics(settings.bootstrap_servers, settings.partitions, settings.replication_factor,
                       client_kwargs=settings.kafka_client_kwargs())
         yield settings.bootstrap_servers

@@ -1,0 +1,53 @@
+"""Logging for every command: one handler on stderr, text or JSON lines, secrets masked.
+
+RECKON_LOG_LEVEL sets Reckon's own loggers; the libraries under it (Faust, mode, aiokafka,
+kafka-python) are chatty at INFO, so they log WARNING and above unless the level is DEBUG.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+from typing import IO
+
+from pythonjsonlogger.json import JsonFormatter
+
+from reckon.streams.core.redact import redact
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+LIBRARIES = ("faust", "mode", "aiokafka", "kafka", "clickhouse_connect", "urllib3", "httpx")
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats with `inner`, then masks secrets in the whole line (message and traceback)."""
+
+    def __init__(self, inner: logging.Formatter, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.inner = inner
+        self.secrets = tuple(s for s in secrets if s)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(self.inner.format(record), self.secrets)
+
+
+def formatter(fmt: str, secrets: Iterable[str] = ()) -> logging.Formatter:
+    if fmt == "json":
+        inner: logging.Formatter = JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"})
+    else:
+        inner = logging.Formatter(TEXT_FORMAT)
+    return RedactingFormatter(inner, secrets)
+
+
+def configure(level: str, fmt: str, secrets: Iterable[str] = (), stream: IO[str] | None = None) -> None:
+    """Replace the root logger's handlers with one that writes `fmt` lines to `stream` (stderr)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter(fmt, secrets))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    library_level = logging.DEBUG if level == "DEBUG" else max(logging.WARNING, logging.getLevelName(level))
+    for name in LIBRARIES:
+        logging.getLogger(name).setLevel(library_level)

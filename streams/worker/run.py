@@ -1,0 +1,53 @@
+"""`reckon worker`: the start checks that turn common failures into one line, Faust's worker
+without its banner and spinner (terminal escapes in a log file), and one startup log line."""
+
+from __future__ import annotations
+
+import logging
+import faust
+
+from reckon.streams.core.redact import redact
+from reckon.streams.core.settings import Settings
+from reckon.streams.core.version import __version__
+from reckon.streams.worker.app import create_app
+from reckon.streams.worker.stack import kafka
+from reckon.streams.worker.web import check_bindable
+
+log = logging.getLogger("reckon.worker")
+
+
+def startup_fields(settings: Settings, app: faust.App, bootstrap: str) -> dict[str, str]:
+    runtime = app.reckon_runtime  # type: ignore[attr-defined]
+    owns_store = settings.role in ("all", "sink")
+    bind = f"[{settings.web_bind}]" if ":" in settings.web_bind else settings.web_bind
+    return {
+        "version": __version__,
+        "role": settings.role,
+        "model_version": ",".join(f"{v} ({slot})" if slot != "primary" else v
+                                  for slot, v in runtime.versions.items()),
+        "device": runtime.device,
+        "bootstrap": bootstrap + (" (embedded, memory only)" if settings.embedded_kafka else ""),
+        "store": redact(settings.clickhouse_url) if owns_store else "none (scorer role)",
+        "web": f"http://{bind}:{settings.web_port}",
+    }
+
+
+class Worker(faust.Worker):
+    def __init__(self, app: faust.App, settings: Settings, bootstrap: str) -> None:
+        super().__init__(app, loglevel=settings.log_level, override_logging=False, quiet=True,
+                         redirect_stdouts=False)
+        self.spinner = None
+        self.reckon_fields = startup_fields(settings, app, bootstrap)
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        fields = self.reckon_fields
+        log.info("reckon worker started: %s", " ".join(f"{k}={v}" for k, v in fields.items()),
+                 extra={"startup": fields})
+
+
+def run_worker(settings: Settings) -> None:
+    """Run until stopped (SIGTERM/SIGINT); raises ReckonError for the common start failures."""
+    check_bindable(settings)
+    with kafka(settings, log_path=settings.data_dir / "broker.log") as bootstrap:
+        Worker(create_app(settings, bootstrap), settings, bootstrap).execute_from_commandline()
