@@ -55,6 +55,7 @@ class EmbeddedBroker:
 
     port: int = 0
     log_path: Path | None = None
+    advertised_port: int = 0   # the port clients are told to use (a TLS proxy in front); 0: `port`
     _proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -74,12 +75,13 @@ class EmbeddedBroker:
             raise BrokerError(f"no Tansu broker binary: {exc}") from exc
         self.port = self.port or free_port()
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port or self.port}"
         if self.log_path:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self._proc = subprocess.Popen(
             [str(binary), "broker", "--cluster-id", EMBEDDED_CLUSTER_ID,
-             "--listener-url", url, "--advertised-listener-url", url,
+             "--listener-url", url, "--advertised-listener-url", advertised,
              "--storage-engine", "memory://tansu/"],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
         )
