@@ -2,6 +2,8 @@
 
 RECKON_LOG_LEVEL sets Reckon's own loggers; the libraries under it (Faust, mode, aiokafka,
 kafka-python) are chatty at INFO, so they log WARNING and above unless the level is DEBUG.
+The ClickHouse client's errors reach the user translated (streams/clickhouse/client.py), so
+its own warnings about the same failure are left out unless the level is DEBUG.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pythonjsonlogger.json import JsonFormatter
 from reckon.streams.core.redact import redact
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-LIBRARIES = ("faust", "mode", "aiokafka", "kafka", "clickhouse_connect", "urllib3", "httpx")
+LIBRARIES = ("faust", "mode", "aiokafka", "kafka", "httpx")
+TRANSLATED = ("clickhouse_connect", "urllib3")
 
 
 class RedactingFormatter(logging.Formatter):
@@ -48,6 +51,8 @@ def configure(level: str, fmt: str, secrets: Iterable[str] = (), stream: IO[str]
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    library_level = logging.DEBUG if level == "DEBUG" else max(logging.WARNING, logging.getLevelName(level))
+    debug = level == "DEBUG"
     for name in LIBRARIES:
-        logging.getLogger(name).setLevel(library_level)
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else max(logging.WARNING, logging.getLevelName(level)))
+    for name in TRANSLATED:
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else max(logging.ERROR, logging.getLevelName(level)))

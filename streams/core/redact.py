@@ -7,8 +7,10 @@ from collections.abc import Iterable
 
 MASK = "***"
 # scheme://user:password@host -> scheme://user:***@host (any scheme: http, https, chdb, kafka...)
-_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*):([^@/\s]*)@")
-_PASSWORD_PAIR = re.compile(r"(password\s*[=:]\s*)([^\s&,;'\"]+)", re.IGNORECASE)
+# Neither a quote nor a backslash is taken into a password: masking inside a JSON log line
+# must not eat the escape of a quote.
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s\"\\]*):([^@/\s\"\\]*)@")
+_PASSWORD_PAIR = re.compile(r"(password\s*[=:]\s*)([^\s&,;'\"\\]+)", re.IGNORECASE)
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

@@ -1,7 +1,12 @@
-"""docker-compose.yml cannot run here (no Docker engine): check it agrees with the code."""
+"""docker-compose.yml and the Dockerfile cannot run here (no Docker engine): lint them with
+the ecosystem's own tools (the compose-spec schema via check-jsonschema, hadolint) and check
+they agree with the code."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -9,20 +14,55 @@ import yaml
 
 from reckon.streams.core.settings import ENV_PREFIX, Settings
 
-COMPOSE = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+PROMETHEUS = yaml.safe_load((ROOT / "infra" / "prometheus" / "prometheus.yml").read_text())
+BIN = Path(sys.executable).parent
 
 
 def _env(service: str) -> dict[str, str]:
     return {k: str(v) for k, v in (COMPOSE["services"][service].get("environment") or {}).items()}
 
 
+def test_compose_file_matches_the_compose_spec() -> None:
+    result = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec",
+                             str(ROOT / "docker-compose.yml")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    result = subprocess.run([str(BIN / "hadolint"), "--no-color", str(ROOT / "Dockerfile")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_services_present() -> None:
-    assert {"kafka", "clickhouse", "migrate", "worker", "grafana"} <= set(COMPOSE["services"])
+    assert {"kafka", "clickhouse", "migrate", "model", "worker", "prometheus", "grafana"} <= set(COMPOSE["services"])
+
+
+def test_every_service_restarts_and_says_how_it_is_healthy() -> None:
+    for name, service in COMPOSE["services"].items():
+        assert service.get("restart") in ("unless-stopped", "on-failure", "always"), name
+        check = service.get("healthcheck") or {}
+        assert check.get("test") or check.get("disable"), f"{name} has no healthcheck"
+        if check.get("disable"):   # one-shot jobs: dependants wait for their exit code instead
+            assert service["restart"] == "on-failure", name
+            waits = [s for s in COMPOSE["services"].values() if isinstance(s.get("depends_on"), dict)
+                     and s["depends_on"].get(name, {}).get("condition") == "service_completed_successfully"]
+            assert waits, f"nothing waits for the one-shot {name}"
+
+
+def test_images_and_plugins_are_pinned() -> None:
+    for name, service in COMPOSE["services"].items():
+        if "image" in service:
+            assert re.search(r":[\w.-]*\d", service["image"]) and not service["image"].endswith(":latest"), name
+    plugin = _env("grafana")["GF_INSTALL_PLUGINS"]
+    assert re.fullmatch(r"grafana-clickhouse-datasource \d+\.\d+\.\d+", plugin), plugin
 
 
 def test_reckon_variables_are_real_settings() -> None:
     fields = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
-    for service in ("worker", "migrate"):
+    for service in ("worker", "migrate", "model"):
         names = {k for k in _env(service) if k.startswith(ENV_PREFIX)}
         assert names and names <= fields, names - fields
 
@@ -31,21 +71,56 @@ def test_worker_settings_validate_and_point_at_the_services() -> None:
     env = {k.removeprefix(ENV_PREFIX).lower(): v for k, v in _env("worker").items()}
     env["clickhouse_dsn"] = env["clickhouse_dsn"].replace("${CLICKHOUSE_PASSWORD:-reckon}", "pw")
     settings = Settings(**env)
-    host, port = settings.bootstrap_servers.split(":")
-    assert host == "kafka" and port in str(COMPOSE["services"]["kafka"]["ports"])
+    kafka = _env("kafka")
+    assert f"INTERNAL://{settings.bootstrap_servers}" in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert settings.partitions == int(kafka["KAFKA_NUM_PARTITIONS"])
     dsn = urlparse(settings.clickhouse_url)
     assert dsn.hostname == "clickhouse" and f"{dsn.port}:{dsn.port}" in COMPOSE["services"]["clickhouse"]["ports"]
+    assert settings.web_bind == "0.0.0.0"          # reachable from the port mapping and Prometheus
     assert f"{settings.web_port}:{settings.web_port}" in COMPOSE["services"]["worker"]["ports"]
-    assert settings.partitions == int(_env("kafka")["KAFKA_NUM_PARTITIONS"])
+    assert "models:/models" in COMPOSE["services"]["worker"]["volumes"]
+    assert str(settings.registry_dir) == "/models" and "models:/models" in COMPOSE["services"]["model"]["volumes"]
 
 
-def test_grafana_mounts_exist() -> None:
-    root = Path(__file__).resolve().parents[2]
+def test_kafka_has_a_host_listener_and_keeps_its_data() -> None:
+    kafka = _env("kafka")
+    advertised = dict(a.split("://") for a in kafka["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    host_port = advertised["HOST"].split(":")[1]
+    assert advertised["HOST"].startswith("localhost:") and f"{host_port}:{host_port}" in COMPOSE["services"]["kafka"]["ports"]
+    assert any(v.endswith(f":{kafka['KAFKA_LOG_DIRS']}") for v in COMPOSE["services"]["kafka"]["volumes"])
+
+
+def test_prometheus_scrapes_the_workers() -> None:
+    (job,) = [j for j in PROMETHEUS["scrape_configs"] if j["job_name"] == "reckon-worker"]
+    (sd,) = job["dns_sd_configs"]
+    assert sd["names"] == ["worker"] and sd["port"] == int(_env("worker")["RECKON_WEB_PORT"])
+    mounts = dict(v.split(":")[:2] for v in COMPOSE["services"]["prometheus"]["volumes"] if v.startswith("./"))
+    assert mounts["./infra/prometheus"] == "/etc/prometheus"
+    for rule_file in PROMETHEUS["rule_files"]:
+        assert rule_file.startswith("/etc/prometheus/")
+        assert (ROOT / "infra" / "prometheus" / rule_file.removeprefix("/etc/prometheus/")).exists()
+
+
+def test_grafana_has_both_datasources_and_its_mounts_exist() -> None:
     for volume in COMPOSE["services"]["grafana"]["volumes"]:
         source = volume.split(":")[0]
-        assert (root / source).exists(), f"{source} is mounted but missing"
+        if source.startswith("./"):
+            assert (ROOT / source).exists(), f"{source} is mounted but missing"
+    sources = ROOT / "infra" / "grafana" / "provisioning" / "datasources"
+    types = {d["type"] for f in sources.glob("*.yaml") for d in yaml.safe_load(f.read_text())["datasources"]}
+    assert types == {"grafana-clickhouse-datasource", "prometheus"}
+    (prom,) = yaml.safe_load((sources / "prometheus.yaml").read_text())["datasources"]
+    assert urlparse(prom["url"]).hostname == "prometheus"
+
+
+def test_the_image_installs_the_wheel_with_serving_extras_only() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    serving = dockerfile[dockerfile.index("AS serving"):]
+    assert "ARG RECKON_EXTRAS=cpu" in serving and "reckon[${RECKON_EXTRAS}] @ file://" in serving
+    assert "RECKON_WEB_BIND=0.0.0.0" in serving
+    assert not any("train" in line for line in serving.splitlines() if line.lstrip().startswith(("RUN", "&&")))
 
 
 def test_no_secret_literals() -> None:
-    text = (Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text()
+    text = (ROOT / "docker-compose.yml").read_text()
     assert "hunter" not in text and "PASSWORD: reckon" not in text

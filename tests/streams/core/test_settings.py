@@ -67,3 +67,48 @@ def test_batch_size_defaults_by_role_and_an_explicit_one_wins(monkeypatch) -> No
     monkeypatch.setenv("RECKON_BATCH_SIZE", "0")
     with pytest.raises(SettingsError, match="RECKON_BATCH_SIZE"):
         load_settings()
+
+
+def test_one_tls_context_for_every_kafka_client(monkeypatch, tmp_path) -> None:
+    import ssl
+
+    import trustme
+
+    from reckon.streams.worker.app import faust_broker_kwargs
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("RECKON_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("RECKON_KAFKA_SSL_CAFILE", str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("RECKON_KAFKA_SASL_USERNAME", "svc")
+    monkeypatch.setenv("RECKON_KAFKA_SASL_PASSWORD", "pw")
+    s = load_settings()
+    kwargs = s.kafka_client_kwargs()      # aiokafka and kafka-python both take ssl_context
+    context = kwargs.pop("ssl_context")
+    assert isinstance(context, ssl.SSLContext) and context.verify_mode == ssl.CERT_REQUIRED
+    assert context.get_ca_certs()[0]["subject"] == context.get_ca_certs()[0]["issuer"]   # the CA we gave it
+    assert kwargs == {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN",
+                      "sasl_plain_username": "svc", "sasl_plain_password": "pw"}
+    creds = faust_broker_kwargs(s, "k:9093")["broker_credentials"]
+    assert creds.ssl_context is not None and creds.username == "svc"
+    assert "ssl_context" not in load_settings(kafka_security_protocol="SASL_PLAINTEXT").kafka_client_kwargs()
+
+
+def test_an_unreadable_ca_file_names_the_variable(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("RECKON_KAFKA_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("RECKON_KAFKA_SSL_CAFILE", str(tmp_path / "missing.pem"))
+    with pytest.raises(SettingsError, match="RECKON_KAFKA_SSL_CAFILE"):
+        load_settings().kafka_client_kwargs()
+
+
+def test_malformed_json_in_a_setting_names_the_variable(monkeypatch) -> None:
+    monkeypatch.setenv("RECKON_DAILY_BUDGET_USD", "{acme: 5")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert str(err.value) == "setting RECKON_DAILY_BUDGET_USD: is not valid JSON"
+
+
+def test_the_web_port_binds_loopback_unless_told(monkeypatch) -> None:
+    assert load_settings().web_bind == "127.0.0.1"
+    monkeypatch.setenv("RECKON_WEB_BIND", "0.0.0.0")
+    assert load_settings().web_bind == "0.0.0.0"

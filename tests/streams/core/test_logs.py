@@ -1,0 +1,56 @@
+"""Logging: text or JSON lines, levels, and no secret in any line."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from reckon.streams.core import logs
+from reckon.streams.core.redact import redact
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_redact_masks_url_passwords_pairs_and_known_secrets() -> None:
+    text = "https://reckon:s3cret@ch:8443/db password=abc token hunter2"
+    assert redact(text, ["hunter2"]) == "https://reckon:***@ch:8443/db password=*** token ***"
+    assert redact("chdb:///srv/store and http://user@host/") == "chdb:///srv/store and http://user@host/"
+
+
+def test_json_lines_with_secrets_masked() -> None:
+    out = io.StringIO()
+    logs.configure("INFO", "json", secrets=["hunter3"], stream=out)
+    logging.getLogger("reckon.test").info("connecting to %s as %s", "http://u:pw@h:8123/db", "hunter3")
+    try:
+        raise ValueError("password=hunter4")
+    except ValueError:
+        logging.getLogger("reckon.test").exception("failed")
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    assert first["level"] == "INFO" and first["logger"] == "reckon.test" and "time" in first
+    assert first["message"] == "connecting to http://u:***@h:8123/db as ***"
+    assert "hunter4" not in second["exc_info"] and "password=***" in second["exc_info"]
+
+
+def test_level_applies_to_reckon_and_libraries_stay_at_warning() -> None:
+    out = io.StringIO()
+    logs.configure("INFO", "text", stream=out)
+    logging.getLogger("reckon.x").info("kept")
+    logging.getLogger("faust.worker").info("faust chatter")
+    logging.getLogger("aiokafka.conn").warning("library warning")
+    text = out.getvalue()
+    assert "kept" in text and "faust chatter" not in text and "library warning" in text
+    assert "\x1b[" not in text
+    out.truncate(0)
+    logs.configure("DEBUG", "text", stream=out)
+    logging.getLogger("faust.worker").debug("now shown")
+    assert "now shown" in out.getvalue()
