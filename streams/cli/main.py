@@ -145,7 +145,7 @@ def bootstrap(seconds: float = typer.Option(60.0, min=1.0, help="training budget
 
     settings = _settings()
     version = demo_model(settings.registry_dir, seconds=seconds)
-    console.print(f"promoted model {version.version} in {settings.registry_dir}")
+    console.print(f"model {version.version} is the promoted one in {settings.registry_dir}")
 
 
 @app.command()

@@ -69,6 +69,7 @@ def test_replay_worker_and_sink_through_tls(tls_broker, registry_dir: Path, tmp_
     log = worker.log_path.read_text()
     assert "broker check failed" not in log, log     # the watchdog's kafka-python client got TLS too
     assert "reckon worker started" in log
+    assert "\x1b[" not in log     # no spinner or colour escapes in a log file
     assert proxy.connections > 3   # admin, replay, Faust's consumer and producer, the sink: all via TLS
 
 
