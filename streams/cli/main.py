@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 from typing import Optional
+from urllib.parse import unquote, urlsplit
 
 import typer
 from pydantic import SecretStr
@@ -37,7 +38,12 @@ def _settings() -> Settings:
 
 
 def _secret_values(settings: Settings) -> list[str]:
-    return [v.get_secret_value() for v in settings.__dict__.values() if isinstance(v, SecretStr)]
+    """What logs must never show: every secret setting, but of a DSN only its password (the
+    rest says which store a line is about)."""
+    values = [v.get_secret_value() for v in settings.__dict__.values()
+              if isinstance(v, SecretStr) and v is not settings.clickhouse_dsn]
+    password = urlsplit(settings.clickhouse_url).password or ""
+    return values + [password, unquote(password)]
 
 
 def _version(value: bool) -> None:

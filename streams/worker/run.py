@@ -4,6 +4,7 @@ without its banner and spinner (terminal escapes in a log file), and one startup
 from __future__ import annotations
 
 import logging
+import time
 import faust
 
 from reckon.streams.core.redact import redact
@@ -41,6 +42,8 @@ class Worker(faust.Worker):
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
+        # In /stats: the worker holds its partitions now (the web port answers seconds earlier).
+        self.app.reckon_stats["started_at"] = time.time()  # type: ignore[attr-defined]
         fields = self.reckon_fields
         log.info("reckon worker started: %s", " ".join(f"{k}={v}" for k, v in fields.items()),
                  extra={"startup": fields})

@@ -68,7 +68,7 @@ class WorkerProcess:
                 raise BrokerError(f"worker exited with code {self.proc.returncode}; log: {self.log_path}\n"
                                   + self.tail())
             stats = self.stats()
-            if stats is not None:
+            if stats is not None and "started_at" in stats:   # joined its group, partitions assigned
                 return stats
             time.sleep(0.3)
         raise BrokerError(f"worker did not answer within {timeout_s:.0f}s; log: {self.log_path}")
