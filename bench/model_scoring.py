@@ -1,11 +1,13 @@
 """Scoring throughput and latency of a registered model version per device and variant.
 
-    reckon bench scoring --registry .reckon/models [--version V] [--threads 2]
+    reckon bench scoring --registry .reckon/models [--version V [--version W ...]] [--threads 2]
 
-For every available (device, variant) pair it times ``Scorer.score`` on batches of
-256 histories x 100 candidates (the manifest's cost unit) and prints one JSON line:
-calls/s, p50/p99 milliseconds per call, device seconds and dollars per 1,000 scores.
-CUDA rows appear only where onnxruntime has the CUDA provider and a GPU is visible.
+For every version and available (device, variant) pair it times ``Scorer.score`` on
+batches of 256 histories x 100 candidates (the manifest's cost unit) and prints one JSON
+line: calls/s, p50/p99 milliseconds per call, device seconds and dollars per 1,000 scores.
+Several versions are timed in the same interleaved rounds, so their rows compare as
+ratios from one run. CUDA rows appear only where onnxruntime has the CUDA provider and
+a GPU is visible.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ def bench(scorer: Scorer, batch: int, candidates: int, seconds: float) -> dict:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--registry", type=Path, required=True)
-    p.add_argument("--version", default=None, help="default: the promoted version")
+    p.add_argument("--version", action="append", default=None,
+                   help="a version to time (repeatable); default: the promoted version")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--candidates", type=int, default=100)
     p.add_argument("--seconds", type=float, default=3.0)
@@ -45,20 +48,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the fastest is reported")
     args = p.parse_args(argv)
     reg = Registry(args.registry)
-    mv = reg.get(args.version) if args.version else reg.current()
-    if mv is None:
+    versions = [reg.get(v) for v in args.version] if args.version else [reg.current()]
+    if None in versions:
         sys.exit(f"no promoted version in {args.registry}")
     devices = ["cpu"]
     if "CUDAExecutionProvider" in ort.get_available_providers() and cuda_device_name():
         devices.append("cuda")
     scorers = {}
-    for device in devices:
-        for variant in mv.variants:
-            try:
-                scorers[device, variant] = Scorer.load(mv, device=device, variant=variant,
-                                                       threads=args.threads if device == "cpu" else None)
-            except Exception as exc:  # report and go on: one broken provider should not hide the rest
-                print(json.dumps({"device": device, "variant": variant, "error": str(exc)[:300]}), flush=True)
+    for mv in versions:
+        for device in devices:
+            for variant in mv.variants:
+                try:
+                    scorers[mv.version, device, variant] = Scorer.load(
+                        mv, device=device, variant=variant, threads=args.threads if device == "cpu" else None)
+                except Exception as exc:  # report and go on: one broken provider should not hide the rest
+                    print(json.dumps({"version": mv.version, "device": device, "variant": variant,
+                                      "error": str(exc)[:300]}), flush=True)
     # Rounds interleave the variants so that load from other processes on a shared
     # machine hits them alike; the fastest round is the least disturbed estimate.
     rows: dict = {}

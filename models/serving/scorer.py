@@ -12,6 +12,13 @@ is run without the padding: rows are grouped by history length (rounded up to a 
 ladder of widths) and each group is scored at its width, so a batch of short sessions
 costs what short sessions cost (measured: 54 -> 13 us per row from 20 positions to 2,
 bench/INGEST.md) and scores stay those of the padded input.
+
+Item vectors are an input of the graph (``item_table``), fed from the table the scorer
+holds: the version's trained rows (``item_emb.npy``), then rows it was given for items the
+version never saw (``set_estimates``, cold start between retrains). Trained rows never
+change; an estimated item has an index above ``trained_items`` and its row may be
+re-estimated. Versions exported before the table was an input score as they did and
+cannot be extended (``extendable`` is False).
 """
 
 from __future__ import annotations
@@ -48,6 +55,14 @@ class Scorer:
         # A symbolic (str) time dimension means the export accepts any history width.
         self._widths = _widths(self._max_len) if isinstance(history.shape[1], str) else None
         self._index = {item: i + 1 for i, item in enumerate(mv.item_ids)}
+        self._trained = len(mv.item_ids)
+        table = np.load(mv.path / "item_emb.npy").astype(np.float32)     # (N + 1, H), row 0 padding
+        if len(table) != self._trained + 1:
+            raise ScorerError(f"{mv.path}: item_emb.npy has {len(table)} rows for {self._trained} items")
+        self._rows = len(table)          # rows in use; the arrays below hold spare rows to grow into
+        self._table = table
+        self._names = np.array([""] + list(mv.item_ids), dtype=object)   # index -> id, "" past _rows
+        self._device_table: ort.OrtValue | None = None                   # the table on the GPU, when bound
 
     @classmethod
     def load(cls, mv: ModelVersion, device: str = "auto", variant: str | None = None,
@@ -65,7 +80,7 @@ class Scorer:
             variant = preferred if preferred in mv.variants else "fp32"
         path = mv.onnx_path(variant)
         if verify:
-            mv.verify([path.name, "item_ids.json"])
+            mv.verify([path.name, "item_ids.json", "item_emb.npy"])
         try:
             if gpu:
                 if hasattr(ort, "preload_dlls"):
@@ -107,7 +122,18 @@ class Scorer:
 
     @property
     def num_items(self) -> int:
-        return len(self._index)
+        """Items the scorer can rank: the trained ones and those it was given estimates for."""
+        return self._rows - 1
+
+    @property
+    def trained_items(self) -> int:
+        """Items of the version itself: indices 1..trained_items; estimated ones come after."""
+        return self._trained
+
+    @property
+    def extendable(self) -> bool:
+        """Whether the graph reads item vectors from the table (versions exported before it did cannot)."""
+        return "item_table" in self._inputs
 
     # --- ids --------------------------------------------------------------------------
     def item_index(self, item_id: str) -> int:
@@ -119,15 +145,51 @@ class Scorer:
         return list(map(self._index.get, item_ids, repeat(0, len(item_ids))))
 
     def item_ids(self, indices: np.ndarray) -> list[str]:
-        """External ids for internal indices; padding (0) and out-of-range map to ""."""
+        """External ids for internal indices; padding (0) and out-of-range map to "".
+        The index -> id object array answers a batch's lookups in one call."""
         idx = np.asarray(indices, dtype=np.int64).ravel()
         names = self._names
         return names[np.where((idx > 0) & (idx < len(names)), idx, 0)].tolist()
 
-    @cached_property
-    def _names(self) -> np.ndarray:
-        """Index -> external id as one object array ("" at 0): a batch's lookups in one call."""
-        return np.array([""] + list(self._mv.item_ids), dtype=object)
+    # --- the item table -------------------------------------------------------------------
+    def item_vectors(self, indices: np.ndarray) -> np.ndarray:
+        """(K,) indices -> (K, H) rows of the table as scored (trained or estimated)."""
+        return self._table[np.asarray(indices, dtype=np.int64)]
+
+    def set_estimates(self, item_ids: Sequence[str], vectors: np.ndarray) -> list[int]:
+        """Give items the version never saw a row (or a new estimate for their row) so they can
+        be scored; returns their indices. A trained item keeps its trained row (its vector
+        here is ignored), so nothing the version learned is ever overwritten."""
+        if not self.extendable:
+            raise ScorerError(f"{self.version} was exported with its item table inside the graph: "
+                              "re-export it to rank items it never saw")
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(item_ids), self._table.shape[1]):
+            raise ScorerError(f"estimates must be ({len(item_ids)}, {self._table.shape[1]}), got {vectors.shape}")
+        out = []
+        for item, vector in zip(item_ids, vectors):
+            index = self._index.get(item)
+            if index is None:
+                index = self._index[item] = self._rows
+                self._grow(self._rows + 1)
+                self._names[index] = item
+                self._rows += 1
+            if index > self._trained:
+                self._table[index] = vector
+            out.append(index)
+        self._device_table = None
+        return out
+
+    def _grow(self, rows: int) -> None:
+        """Room for `rows` rows, doubling, so appending estimates one batch at a time stays cheap."""
+        if rows <= len(self._table):
+            return
+        size = max(rows, 2 * len(self._table))
+        table = np.zeros((size, self._table.shape[1]), dtype=np.float32)
+        table[:self._rows] = self._table[:self._rows]
+        names = np.full(size, "", dtype=object)
+        names[:self._rows] = self._names[:self._rows]
+        self._table, self._names = table, names
 
     def query_term_ids(self, terms: list[str]) -> list[int]:
         return hash_terms(terms, self._query_buckets)
@@ -145,7 +207,8 @@ class Scorer:
         return np.ascontiguousarray(h)
 
     def score(self, history: np.ndarray, candidates: np.ndarray, query_terms: np.ndarray | None = None) -> np.ndarray:
-        """history (B, T) left-padded, candidates (B, C), query_terms (B, Q) -> (B, C) float32."""
+        """history (B, T) left-padded, candidates (B, C), query_terms (B, Q) -> (B, C) float32.
+        Indices above ``num_items`` are out of the table: ONNX Runtime rejects them."""
         feeds = {"history": self._fit_history(history),
                  "candidates": np.ascontiguousarray(candidates, dtype=np.int64)}
         if feeds["candidates"].ndim != 2 or feeds["candidates"].shape[0] != feeds["history"].shape[0]:
@@ -162,8 +225,12 @@ class Scorer:
             raise ScorerError(f"scoring with {self.version}/{self._variant} failed: {exc}") from exc
 
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Rows' feeds (history, candidates, query terms) -> scores; the table is added here,
+        never sliced with the rows."""
         if self._device.startswith("cuda"):
             return self._run_bound(feeds)
+        if self.extendable:
+            feeds = {**feeds, "item_table": self._table[:self._rows]}   # a contiguous view: no copy
         return self._session.run(["scores"], feeds)[0]
 
     def _run_trimmed(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -199,31 +266,40 @@ class Scorer:
         binding = self._session.io_binding()
         for name, value in feeds.items():
             binding.bind_cpu_input(name, value)
+        if self.extendable:
+            # Copied to the device once per change of the table, not once per call.
+            if self._device_table is None:
+                self._device_table = ort.OrtValue.ortvalue_from_numpy(self._table[:self._rows], "cuda", 0)
+            binding.bind_ortvalue_input("item_table", self._device_table)
         binding.bind_output("scores", "cuda", 0)
         self._session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 
     # --- embeddings -------------------------------------------------------------------
     @cached_property
-    def _unit_embeddings(self) -> np.ndarray:
-        emb = np.load(self._mv.path / "item_emb.npy").astype(np.float32)  # (N + 1, H)
-        norms = np.linalg.norm(emb, axis=1, keepdims=True)
-        return emb / np.maximum(norms, 1e-12)
+    def _unit_trained(self) -> np.ndarray:
+        return _unit(self._table[:self._trained + 1])  # (N + 1, H): the trained rows never change
 
     def nearest_items(self, item_index: np.ndarray, n: int) -> np.ndarray:
-        """(K,) internal indices -> (K, n) most cosine-similar items, never the item itself or 0."""
+        """(K,) internal indices -> (K, n) most cosine-similar trained items, never the item
+        itself or 0. An estimated item's neighbours follow its current estimate."""
         idx = np.asarray(item_index, dtype=np.int64).ravel()
-        emb = self._unit_embeddings
+        emb = self._unit_trained
         n = min(n, emb.shape[0] - 2)
-        sims = emb[idx] @ emb.T  # (K, N + 1)
+        sims = _unit(self._table[idx]) @ emb.T  # (K, N + 1)
         sims[:, 0] = -np.inf
-        sims[np.arange(len(idx)), idx] = -np.inf
+        own = np.flatnonzero(idx <= self._trained)
+        sims[own, idx[own]] = -np.inf
         top = np.argpartition(-sims, n - 1, axis=1)[:, :n] if n > 0 else np.zeros((len(idx), 0), np.int64)
         order = np.take_along_axis(sims, top, axis=1).argsort(axis=1)[:, ::-1]
         return np.take_along_axis(top, order, axis=1).astype(np.int64)
 
 
 _MIN_ROWS = 32   # rows worth a call of their own: below it, padding to the next width is cheaper
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
 
 
 def _widths(max_len: int) -> np.ndarray:

@@ -27,9 +27,11 @@ from reckon.models.training.export import (
     convert_fp16,
     export_fp32,
     input_names,
+    item_table,
     measure_throughput,
     parity_check,
     quantize_int8,
+    serving_feeds,
     session_for,
 )
 from reckon.models.training.sasrec import SASRec
@@ -60,11 +62,12 @@ def measure_variants(
     """Size, throughput, cost and quality of each ``model.<variant>.onnx`` in ``mv_dir``."""
     cfg = model.config
     names = input_names(model)
+    table = item_table(model)
     out: dict[str, dict[str, Any]] = {}
     for variant in variants:
         path = mv_dir / f"model.{variant}.onnx"
         session = session_for(path, providers)
-        speed = measure_throughput(session, names, cfg.num_items, cfg.max_len, seconds=seconds,
+        speed = measure_throughput(session, names, table, cfg.max_len, seconds=seconds,
                                    query_buckets=cfg.query_buckets, query_terms=cfg.query_terms)
         entry: dict[str, Any] = {
             "bytes": path.stat().st_size,
@@ -77,10 +80,7 @@ def measure_variants(
         if eval_set is not None and len(eval_set):
 
             def score(h: np.ndarray, c: np.ndarray, q: np.ndarray | None, s: Any = session) -> np.ndarray:
-                feeds = {"history": h, "candidates": c}
-                if "query_terms" in names:
-                    feeds["query_terms"] = q if q is not None else np.zeros((len(h), 1), np.int64)
-                return s.run(["scores"], feeds)[0]
+                return s.run(["scores"], serving_feeds(names, table, h, c, q))[0]
 
             entry["quality"] = evaluate_scorer(score, eval_set, cfg.num_items, cfg.max_len, protocol)
         out[variant] = entry
@@ -119,7 +119,7 @@ def publish(
         if "fp16" in variants:
             convert_fp16(fp32, staging / "model.fp16.onnx")
         (staging / "item_ids.json").write_text(json.dumps(item_ids), encoding="utf-8")
-        np.save(staging / "item_emb.npy", model.item_emb.weight.detach().numpy().astype(np.float32))
+        np.save(staging / "item_emb.npy", item_table(model))
         save_checkpoint(model, staging / "model.pt")
         sample = eval_set.subset(quality_limit) if eval_set is not None else None
         built = [v for v in variants if (staging / f"model.{v}.onnx").exists()]

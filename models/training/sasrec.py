@@ -5,6 +5,10 @@ position, for a loss over all items) and the serving ``score`` (the last positio
 representation dotted with candidate item embeddings). Input and output embeddings
 are tied. Everything is tensors in, tensors out, so ``torch.onnx.export`` traces it.
 
+Every path takes an optional item ``table`` (N', H) used instead of ``item_emb``: the
+exported serving graph reads item vectors from it, so a scorer can add rows for items
+the version never saw (cold start) without a new graph.
+
 Histories are LEFT-padded with 0 to ``max_len``: the most recent item always sits at
 position ``max_len - 1`` in training and in serving.
 """
@@ -103,14 +107,17 @@ class SASRec(nn.Module):
                 module.weight[module.padding_idx].zero_()
 
     # --- backbone ---------------------------------------------------------------
-    def encode(self, history: Tensor, last_only: bool = False) -> Tensor:
+    def _embed(self, items: Tensor, table: Tensor | None) -> Tensor:
+        return self.item_emb(items) if table is None else F.embedding(items, table)
+
+    def encode(self, history: Tensor, last_only: bool = False, table: Tensor | None = None) -> Tensor:
         """history: (B, T) int64, left-padded with 0 -> (B, T, H), or (B, 1, H) with
         ``last_only`` (serving: the final block computes only the last position, which is
         all that scoring reads; earlier blocks still run everywhere as its keys/values)."""
         t = history.shape[1]
         valid = history > 0  # (B, T)
         positions = torch.arange(self.config.max_len - t, self.config.max_len, device=history.device)
-        x = self.item_emb(history) + self.pos_emb(positions).unsqueeze(0)  # (B, T, H)
+        x = self._embed(history, table) + self.pos_emb(positions).unsqueeze(0)  # (B, T, H)
         x = self.emb_drop(x) * valid.unsqueeze(-1)
         idx = torch.arange(t, device=history.device)
         # Built from comparisons, not tril/eye: onnxruntime has no bool EyeLike/Trilu kernels.
@@ -139,9 +146,9 @@ class SASRec(nn.Module):
             rep = F.normalize(rep, dim=-1) / self.config.temperature
         return rep
 
-    def _item_vectors(self, items: Tensor | None = None) -> Tensor:
-        table = self.item_emb.weight if items is None else self.item_emb(items)
-        return F.normalize(table, dim=-1) if self.config.normalize else table
+    def _item_vectors(self, items: Tensor | None = None, table: Tensor | None = None) -> Tensor:
+        vectors = self.item_emb.weight if items is None else self._embed(items, table)
+        return F.normalize(vectors, dim=-1) if self.config.normalize else vectors
 
     # --- training ---------------------------------------------------------------
     def forward(self, history: Tensor, query_terms: Tensor | None = None) -> Tensor:
@@ -155,20 +162,22 @@ class SASRec(nn.Module):
         """rep (N, H) -> logits over the whole vocabulary (N, num_items + 1); column 0 = pad."""
         return rep @ self._item_vectors().T
 
-    def logits_for(self, rep: Tensor, items: Tensor) -> Tensor:
+    def logits_for(self, rep: Tensor, items: Tensor, table: Tensor | None = None) -> Tensor:
         """rep (..., H), items (..., C) -> logits (..., C)."""
         # A batched matrix product, not a (..., C, H) product then a sum: one MatMul in the
         # exported graph instead of materialising every candidate's products.
-        return (self._item_vectors(items) @ rep.unsqueeze(-1)).squeeze(-1)  # (..., C, H) @ (..., H, 1)
+        return (self._item_vectors(items, table) @ rep.unsqueeze(-1)).squeeze(-1)  # (..., C, H) @ (..., H, 1)
 
     # --- serving ----------------------------------------------------------------
-    def represent_last(self, history: Tensor, query_terms: Tensor | None = None) -> Tensor:
+    def represent_last(self, history: Tensor, query_terms: Tensor | None = None,
+                       table: Tensor | None = None) -> Tensor:
         """history (B, T), query_terms (B, Q) or None -> (B, H) for the next item."""
-        return self._finish(self.encode(history, last_only=True)[:, -1, :], query_terms)
+        return self._finish(self.encode(history, last_only=True, table=table)[:, -1, :], query_terms)
 
     def score(
-        self, history: Tensor, candidates: Tensor, query_terms: Tensor | None = None
+        self, history: Tensor, candidates: Tensor, query_terms: Tensor | None = None, table: Tensor | None = None
     ) -> Tensor:
-        """history (B, T) int64, candidates (B, C) int64, query_terms (B, Q) -> scores (B, C)."""
-        rep = self.represent_last(history, query_terms)  # (B, H)
-        return self.logits_for(rep, candidates)  # (B, C)
+        """history (B, T) int64, candidates (B, C) int64, query_terms (B, Q), table (N', H) or
+        None (``item_emb``) -> scores (B, C)."""
+        rep = self.represent_last(history, query_terms, table)  # (B, H)
+        return self.logits_for(rep, candidates, table)  # (B, C)

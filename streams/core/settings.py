@@ -89,6 +89,13 @@ class Settings(BaseSettings):
                                           "user at least; 0: every triggering event")
     default_tenant: str = Field("default", description="tenant of events that name none")
     user_ttl_s: float = Field(30 * 86400, gt=0, description="a user idle this many seconds starts with fresh state")
+    # Cold start (streams/pipeline/coldstart.py).
+    cold_start: bool = Field(True, description="estimate vectors for items the served version never saw, from "
+                             "their co-visitation with known items, so they are ranked before the next retrain")
+    cold_start_min_weight: float = Field(1.0, gt=0, description="co-visitation weight with known items an item "
+                                         "needs first (a click after it weighs 1.0, one before it 0.5)")
+    cold_start_max_items: int = Field(100_000, ge=0, le=10_000_000,
+                                      description="estimated items per loaded version at most")
 
     # Cost sink.
     sink_batch_rows: int = Field(500, ge=1, le=1_000_000, description="rows buffered before an insert at most")

@@ -131,14 +131,24 @@ class _NeighbourRows:
             return -1
         return int(self.row_of[key])
 
-    def top(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's NEIGHBOURS strongest neighbour ids, ties oldest first, ranked for all
-        rows in one sort: (K, NEIGHBOURS) ids, each row's first `counts[k]` real, and counts."""
+    def _strongest(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Slots of each row's NEIGHBOURS strongest neighbours, ties oldest first, ranked for
+        all rows in one sort: (K, NEIGHBOURS) slots, each row's first `counts[k]` real, and counts."""
         counts = np.minimum(self.size[rows], self.keep)
         empty = np.arange(self.width) >= self.size[rows][:, None]
         weight = np.where(empty, np.inf, -self.w[rows])        # empty slots sort last
-        order = np.lexsort((self.age[rows], weight), axis=-1)[:, :self.keep]
+        return np.lexsort((self.age[rows], weight), axis=-1)[:, :self.keep], counts
+
+    def top(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's strongest neighbour ids (see `_strongest`) and counts."""
+        order, counts = self._strongest(rows)
         return np.take_along_axis(self.nbr[rows], order, axis=1), counts
+
+    def top_weighted(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`top` with each neighbour's decayed weight (the stored weight over the row's scale)."""
+        order, counts = self._strongest(rows)
+        weights = np.take_along_axis(self.w[rows], order, axis=1) / self.scale[rows][:, None]
+        return np.take_along_axis(self.nbr[rows], order, axis=1), weights, counts
 
     def merge(self, keys: np.ndarray, values: np.ndarray, weights: np.ndarray | float,
               age_base: int, tick: int) -> None:
@@ -479,6 +489,28 @@ class CandidateIndex:
         for (key, _), end in zip(known, np.cumsum(counts).tolist()):
             out[key] = values[start:end]
             start = end
+        return out
+
+    def cooccurring(self, items: Sequence[str], index_of: Callable[[list[str]], list[int]]
+                    ) -> dict[str, tuple[list[int], list[float]]]:
+        """Each item's co-visitation neighbours as `index_of` maps their names (e.g. a model's
+        indices), with their decayed weights, strongest first; neighbours it maps to 0 (e.g.
+        unknown to the model) are left out, and so are items never seen."""
+        get = self._items.ids.get                 # dict.get: never adds a name
+        found = [(item, self._covisit.row(get(item))) for item in items]
+        known = [(item, row) for item, row in found if row >= 0]
+        if not known:
+            return {}
+        ids, weights, counts = self._covisit.top_weighted(np.array([row for _, row in known], dtype=np.int64))
+        real = np.arange(ids.shape[1]) < counts[:, None]
+        distinct, inverse = np.unique(ids[real], return_inverse=True)
+        mapped = np.asarray(index_of([self._items.names[i] for i in distinct.tolist()]), dtype=np.int64)
+        indices = np.zeros(ids.shape, dtype=np.int64)
+        indices[real] = mapped[inverse]
+        out = {}
+        for (item, _), row, row_weights in zip(known, indices, weights):
+            mine = row > 0
+            out[item] = (row[mine].tolist(), row_weights[mine].tolist())
         return out
 
     def trending_top(self, n: int) -> list[str]:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections import ChainMap, Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import groupby
+from itertools import chain, groupby
 from operator import attrgetter
 from typing import Any
 
@@ -23,6 +23,7 @@ from reckon.streams.core.settings import Settings
 from reckon.streams.costs.meter import BatchMeter, cost_event, new_groups
 from reckon.streams.costs.pricing import PriceSheet
 from reckon.streams.pipeline.candidates import SOURCES, CandidateIndex, fill_from_shared, first_unique
+from reckon.streams.pipeline.coldstart import ColdStart
 from reckon.streams.pipeline.contracts import Event, Invalid, parse_batch, query_terms
 from reckon.streams.pipeline.state import bound, expired, fold, new_state
 
@@ -69,6 +70,8 @@ class BatchProcessor:
         self.scorer_for = scorer_for      # user_id -> Scorer (lets A/B routing live elsewhere)
         self.index = index or CandidateIndex()
         self.ram_gb = ram_gb
+        self.cold_start = (ColdStart(settings.cold_start_min_weight, settings.cold_start_max_items)
+                           if settings.cold_start else None)
         self._nearest_cache: dict[str, dict[str, list[int]]] = {}
 
     def _triggers(self, event: Event, state: dict) -> bool:
@@ -162,6 +165,11 @@ class BatchProcessor:
                 tally.update([(e.tenant, scorer, e.kind) for e in mine])
         if scoring:     # the index is read only to score: a worker that never scores skips it
             self._learn(clicks, searches, history, states)
+            if self.cold_start is not None and clicks[1]:
+                touched = chain(clicks[1], chain.from_iterable(history.values()))
+                estimated = self.cold_start.update(self.index, scorers.values(), touched)
+                if estimated:
+                    out.counts["cold_start_estimates"] += estimated
         groups = new_groups()
         for (tenant, scorer, kind), count in tally.items():
             groups[(tenant, scorer.version, kind)].events += count   # group_key()
@@ -244,18 +252,22 @@ class BatchProcessor:
             group.latencies_ms.append(latency_ms)
         meter.bytes_out += bytes_out
 
-    def _nearest(self, scorer: Any, items: set[str], n: int = 10) -> dict[str, list[int]]:
+    def _nearest(self, scorer: Any, items: set[str], n: int = 10) -> Mapping[str, list[int]]:
         """The model's nearest items (as indices) to every item in the batch: one call for
-        the items not cached yet. Embeddings are fixed per version, so the cache is too."""
+        the items not cached yet. Trained embeddings are fixed per version, so the cache is
+        too; an estimated item's (cold start) may move, so its neighbours are not cached."""
         cache = self._nearest_cache.setdefault(scorer.version, {})
         if len(cache) > 200_000:
             cache.clear()
         missing = [(item, scorer.item_index(item)) for item in items if item not in cache]
         missing = [(item, i) for item, i in missing if i > 0]
-        if missing:
-            near = scorer.nearest_items(np.array([i for _, i in missing], dtype=np.int64), n)
-            cache.update((item, row.tolist()) for (item, _), row in zip(missing, near))
-        return cache
+        if not missing:
+            return cache
+        near = scorer.nearest_items(np.array([i for _, i in missing], dtype=np.int64), n)
+        trained = scorer.trained_items
+        fresh = {item: row.tolist() for (item, i), row in zip(missing, near) if i > trained}
+        cache.update((item, row.tolist()) for (item, i), row in zip(missing, near) if i <= trained)
+        return ChainMap(fresh, cache) if fresh else cache
 
     def _inputs(self, users: list[str], out: BatchOutput, scorer: Any
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -122,3 +122,58 @@ def test_rows_are_scored_at_their_history_length(scorer: Scorer, tiny_version, t
     onnx.save(fixed, str(tmp_path / "fixed.onnx"))
     padded = Scorer(tiny_version, session_for(tmp_path / "fixed.onnx"), "cpu", "fp32")
     np.testing.assert_allclose(padded.score(hist, cand), want, atol=1e-4)
+
+
+def test_estimated_items_are_scored_from_their_rows(tiny_version) -> None:
+    """A new item gets the next index; scores read its row; trained rows never change."""
+    s = Scorer.load(tiny_version, device="cpu", variant="fp32")
+    model = load_checkpoint(tiny_version.path / "model.pt")
+    trained = s.num_items
+    assert s.extendable and s.trained_items == trained
+    hist, cand = random_batch(s, 4, s.max_len, 6)       # trained items only
+    twin = s.item_vectors(np.array([3]))                 # the new item gets item 3's vector
+    (index,) = s.set_estimates(["brand-new"], twin)
+    assert index == trained + 1 and s.num_items == trained + 1 and s.item_index("brand-new") == index
+    assert s.item_ids(np.array([index, 3])) == ["brand-new", tiny_version.item_ids[2]]
+    cand[:, 0], cand[:, 1] = index, 3
+    scores = s.score(hist, cand)
+    np.testing.assert_allclose(scores[:, 0], scores[:, 1], atol=1e-5)   # same vector, same score
+    hist_new, hist_old = hist.copy(), hist.copy()
+    hist_new[:, -1], hist_old[:, -1] = index, 3
+    np.testing.assert_allclose(s.score(hist_new, cand), s.score(hist_old, cand), atol=1e-5)
+    with torch.no_grad():   # known items still score as the trained model does
+        want = model.score(torch.from_numpy(hist), torch.from_numpy(cand[:, 1:])).numpy()
+    np.testing.assert_allclose(scores[:, 1:], want, atol=1e-4)
+    # a re-estimate moves the row; a trained item's vector is never replaced
+    assert s.set_estimates(["brand-new", tiny_version.item_ids[4]], np.zeros((2, twin.shape[1]))) == [index, 5]
+    assert not s.item_vectors(np.array([index])).any() and s.item_vectors(np.array([5])).any()
+    many = [f"new-{i}" for i in range(100)]                    # the table grows past its spare rows
+    assert s.set_estimates(many, np.ones((100, twin.shape[1])))[-1] == trained + 101
+    assert s.score(np.array([[trained + 101]]), np.array([[trained + 101, 1]])).shape == (1, 2)
+    near = s.nearest_items(np.array([trained + 101]), 3)       # an estimate's neighbours: trained items
+    assert (near >= 1).all() and (near <= trained).all()
+    with pytest.raises(ScorerError, match="estimates must be"):
+        s.set_estimates(["x"], np.zeros((2, 3)))
+
+
+def test_a_graph_with_the_table_inside_cannot_be_extended(tiny_version, tmp_path) -> None:
+    """Versions exported before the table was an input still score, but refuse estimates."""
+    import onnx
+    from onnx import numpy_helper
+
+    from reckon.models.serving.runtime import session_for
+
+    graph = onnx.load(str(tiny_version.onnx_path("fp32")))
+    table = np.load(tiny_version.path / "item_emb.npy")
+    graph.graph.initializer.append(numpy_helper.from_array(table, "item_table"))
+    inputs = [i for i in graph.graph.input if i.name != "item_table"]
+    del graph.graph.input[:]
+    graph.graph.input.extend(inputs)
+    onnx.save(graph, str(tmp_path / "inside.onnx"))
+    old = Scorer(tiny_version, session_for(tmp_path / "inside.onnx"), "cpu", "fp32")
+    new = Scorer.load(tiny_version, device="cpu", variant="fp32")
+    hist, cand = random_batch(new, 3, new.max_len, 5)
+    assert not old.extendable
+    np.testing.assert_allclose(old.score(hist, cand), new.score(hist, cand), atol=1e-6)
+    with pytest.raises(ScorerError, match="re-export"):
+        old.set_estimates(["x"], np.zeros((1, table.shape[1])))

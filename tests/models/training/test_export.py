@@ -3,7 +3,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from reckon.models.core.errors import ExportError
 from reckon.models.training.export import (
@@ -14,6 +13,7 @@ from reckon.models.training.export import (
     parity_check,
     quantize_int8,
     session_for,
+    torch_scores,
 )
 
 
@@ -23,11 +23,6 @@ def exported(tmp_path_factory, tiny_model) -> dict[str, Path]:
     fp32 = export_fp32(tiny_model, d / "model.fp32.onnx")
     return {"fp32": fp32, "int8": quantize_int8(fp32, d / "model.int8.onnx"),
             "fp16": convert_fp16(fp32, d / "model.fp16.onnx")}
-
-
-def torch_scores(model, feeds: dict[str, np.ndarray]) -> np.ndarray:
-    with torch.no_grad():
-        return model.score(*(torch.from_numpy(feeds[n]) for n in input_names(model))).numpy()
 
 
 def test_fp32_parity_and_dynamic_axes(tiny_model, exported) -> None:
@@ -53,11 +48,13 @@ def test_compressed_variants_stay_close_and_keep_topk(tiny_model, exported, vari
     assert overlap >= 0.8
 
 
-def test_variant_files_are_smaller(exported) -> None:
+def test_variant_files_are_smaller(tiny_model, exported) -> None:
     size = {k: p.stat().st_size for k, p in exported.items()}
     assert size["int8"] < size["fp32"] and size["fp16"] < size["fp32"]
     graph = onnx.load(str(exported["fp32"])).graph
-    assert [i.name for i in graph.input] == ["history", "candidates", "query_terms"]
+    assert [i.name for i in graph.input] == input_names(tiny_model) == ["history", "candidates", "item_table",
+                                                                        "query_terms"]
+    assert not any(init.name == "model.item_emb.weight" for init in graph.initializer)   # an input, not a weight
 
 
 def test_parity_failure_raises(tiny_model, exported, tmp_path: Path) -> None:
