@@ -106,3 +106,11 @@ def costs(ctx: typer.Context) -> None:
 
     main(ctx.args)
 
+
+
+@bench.command("coldstart", context_settings=_PASS_THROUGH)
+def coldstart(ctx: typer.Context) -> None:
+    """New-item hit rate on drifted traffic: cold start off, uninformed, as served (one run)."""
+    from reckon.bench.coldstart import main
+
+    main(ctx.args)

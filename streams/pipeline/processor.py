@@ -64,10 +64,11 @@ _encode = msgspec.json.Encoder().encode   # recommendations and state sizes: com
 class BatchProcessor:
     def __init__(self, settings: Settings, sheet: PriceSheet,
                  scorer_for: Callable[[str], Any], index: CandidateIndex | None = None,
-                 ram_gb: float = 2.0) -> None:
+                 ram_gb: float = 2.0, arm_of: Callable[[Any], str] | None = None) -> None:
         self.settings = settings
         self.sheet = sheet
         self.scorer_for = scorer_for      # user_id -> Scorer (lets A/B routing live elsewhere)
+        self.arm_of = arm_of or (lambda scorer: "primary")   # Scorer -> its A/B arm, on each recommendation
         self.index = index or CandidateIndex()
         self.ram_gb = ram_gb
         self.cold_start = (ColdStart(settings.cold_start_min_weight, settings.cold_start_max_items)
@@ -232,6 +233,7 @@ class BatchProcessor:
         names = scorer.item_ids(top_items)
         top_scores = np.round(np.take_along_axis(scores, top, axis=1).astype(np.float64), 5).tolist()
         top_items = top_items.tolist()
+        arm = self.arm_of(scorer)
         bytes_out = 0
         for row, (event, produced_at, _) in zip(row_of, batch):
             row_names, row_scores = names[row * k:(row + 1) * k], top_scores[row]
@@ -242,7 +244,7 @@ class BatchProcessor:
             value = _encode({"user_id": event.user_id,
                              "items": row_names,
                              "scores": row_scores,
-                             "model_version": scorer.version, "trigger_event_id": event.event_id,
+                             "model_version": scorer.version, "arm": arm, "trigger_event_id": event.event_id,
                              "trigger_ts": event.ts,  # event time: click attribution windows start here
                              "latency_ms": latency_ms, "ts": time.time(), "tenant": event.tenant})
             bytes_out += len(value)

@@ -60,6 +60,10 @@ class ModelRuntime:
             return self._challenger
         return self._primary
 
+    def arm_of(self, scorer: Any) -> str:
+        """The A/B arm a scorer serves: "challenger" (RECKON_AB_VERSION) or "primary"."""
+        return "challenger" if scorer is self._challenger else "primary"
+
     def load_promoted(self) -> Any:
         """A scorer for the newly promoted version, or None if the promotion is unchanged."""
         wanted = self.registry.current_id()

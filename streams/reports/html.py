@@ -1,7 +1,8 @@
 """`reckon costs --html`: one self-contained HTML file (plotly.js inline, no network).
 
 Plots: attributed cost per minute per model version, cost per 1,000 recommendations per
-minute per version (alerts marked on both), cost by kind and component; then the tables.
+minute per version (alerts marked on both), cost by kind and component, attributed
+click-through rate over time per version and arm; then the tables.
 """
 
 from __future__ import annotations
@@ -15,6 +16,15 @@ from pathlib import Path
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from reckon.streams.reports.quality import (
+    ARM_COLUMNS,
+    ARM_TITLE,
+    VERSION_COLUMNS,
+    VERSION_TITLE,
+    arm_cells,
+    version_cells,
+)
+
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.note{color:#666}"""
@@ -22,7 +32,7 @@ th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.note{color:
 
 def render_html(report: dict) -> str:
     """The report as one HTML page; needs the report's `series` (ReportRequest(series=True))."""
-    figures = [_cost_over_time(report), _cost_per_1k(report), _by_component(report)]
+    figures = [_cost_over_time(report), _cost_per_1k(report), _by_component(report), _ctr_over_time(report)]
     plots = [pio.to_html(fig, full_html=False, include_plotlyjs="inline" if i == 0 else False)
              for i, fig in enumerate(figures)]
     w, t = report["window"], report["totals"]
@@ -37,6 +47,8 @@ def render_html(report: dict) -> str:
             _table("By model version", report["by_version"],
                    ("model_version", "cost_usd", "recommendations", "cost_per_1k_recs_usd", "attributed_clicks",
                     "cost_per_attributed_click_usd", "attributed_purchases", "cost_per_attributed_purchase_usd")),
+            _table(VERSION_TITLE, version_cells(report, _money), VERSION_COLUMNS),
+            _table(ARM_TITLE, arm_cells(report), ARM_COLUMNS),
             _table("By tenant", report["by_tenant"],
                    ("tenant", "cost_usd", "workload_usd", "shared_usd", "recommendations", "cost_per_1k_recs_usd")),
             _table("Idle by worker", report["idle"], ("worker", "device", "idle_usd", "total_usd", "idle_share")),
@@ -92,6 +104,24 @@ def _cost_per_1k(report: dict) -> go.Figure:
     return fig
 
 
+def _ctr_over_time(report: dict) -> go.Figure:
+    """Attributed CTR per bucket, per version and arm, with its 95 % interval as error bars."""
+    fig = go.Figure()
+    lines: dict[str, list[dict]] = defaultdict(list)
+    for point in report.get("online_quality", {}).get("series", []):
+        if point["attributed_ctr"] is not None:
+            lines[f"{point['model_version']} ({point['arm'] or 'arm not recorded'})"].append(point)
+    for name, points in sorted(lines.items()):
+        rate = [p["attributed_ctr"] * 100 for p in points]
+        fig.add_scatter(x=[p["bucket"] for p in points], y=rate, mode="lines+markers", name=name,
+                        error_y={"type": "data", "symmetric": False,
+                                 "array": [p["attributed_ctr_ci95"][1] * 100 - r for p, r in zip(points, rate)],
+                                 "arrayminus": [r - p["attributed_ctr_ci95"][0] * 100 for p, r in zip(points, rate)]})
+    fig.update_layout(title="Attributed click-through rate (%), by model version and arm, 95 % Wilson interval",
+                      xaxis_title="trigger time (UTC)", yaxis_title="% of recommendations", height=380)
+    return fig
+
+
 def _by_component(report: dict) -> go.Figure:
     fig = go.Figure()
     for component in ("compute", "storage", "people", "ops"):
@@ -108,6 +138,10 @@ def _table(title: str, rows: list[dict], columns: tuple[str, ...]) -> str:
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(row.get(c)))}</td>" for c in columns) + "</tr>"
                    for row in rows)
     return f"<h2>{html.escape(title)}</h2><table><tr>{head}</tr>{body}</table>"
+
+
+def _money(value: object) -> str:
+    return "-" if value is None else f"${value}"
 
 
 def _cell(value: object) -> str:

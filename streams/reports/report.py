@@ -22,6 +22,7 @@ from rich.table import Table
 from reckon.streams.clickhouse.client import ClickHouse
 from reckon.streams.costs.alert_engine import recent_alerts
 from reckon.streams.costs.repricing import reprice
+from reckon.streams.reports.quality import bucket_seconds, quality_rows, render_quality_text
 from reckon.streams.reports.queries import (
     attribution_query,
     audit_query,
@@ -130,6 +131,7 @@ def build_report(ch: ClickHouse, request: ReportRequest) -> dict:
                  for r in ch.query_dicts(*idle_query(start, end), tag="costs:idle")],
         "alerts": recent_alerts(ch, start),
     }
+    report["online_quality"] = _online_quality(ch, request, start, end)
     if request.series:
         report["series"] = [{"minute": _iso(r["minute"]), "model_version": r["model_version"],
                              "cost_usd": _money(_dec(r["cost_usd"])), "recommendations": int(r["recommendations"])}
@@ -143,6 +145,18 @@ def build_report(ch: ClickHouse, request: ReportRequest) -> dict:
              "repriced_usd": _money(_dec(r["repriced_usd"]))}
             for r in reprice(ch, request.sheet_version, start, end, ("model_version",), tenant)]}
     return report
+
+
+def _online_quality(ch: ClickHouse, request: ReportRequest, start: datetime, end: datetime) -> dict:
+    """Attributed CTR and purchase rate per version and per arm (streams/reports/quality.py);
+    over time too when the report carries series."""
+    window, tenant = request.attribution_window_s, request.tenant
+    out = {"by_version": quality_rows(ch, "version", start, end, window, tenant),
+           "by_arm": quality_rows(ch, "arm", start, end, window, tenant)}
+    if request.series:
+        bucket = bucket_seconds(request.hours)
+        out |= {"bucket_s": bucket, "series": quality_rows(ch, "series", start, end, window, tenant, bucket)}
+    return out
 
 
 def demo_extras(ch: ClickHouse) -> dict:
@@ -191,6 +205,7 @@ def render_text(report: dict, console: Console) -> None:
     _table(console, "Idle by worker", report["idle"], ("worker", "device", "idle_usd", "total_usd", "idle_share"))
     _table(console, "Recent alerts", report["alerts"],
            ("ts", "kind", "metric", "tenant", "model_version", "severity", "observed", "expected"))
+    render_quality_text(report, console, _usd)
     if "reprice" in report:
         _table(console, f"Re-priced under {report['reprice']['sheet_version']}", report["reprice"]["by_version"],
                ("model_version", "stored_usd", "repriced_usd"))

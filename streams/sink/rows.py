@@ -29,7 +29,7 @@ COLUMNS = ("event_id", "batch_id", "ts", "kind", "tenant", "model_version", "eve
            "device_seconds", "cpu_seconds", "ram_gb_seconds", "bytes_in", "bytes_out", "state_bytes",
            "clickhouse_bytes", "rows_written", "latencies_ms", "cost_compute_usd", "cost_storage_usd",
            "cost_people_usd", "cost_ops_usd", "cost_usd")
-REC_COLUMNS = ("rec_id", "trigger_ts", "ts", "tenant", "user_id", "model_version", "trigger_event_id",
+REC_COLUMNS = ("rec_id", "trigger_ts", "ts", "tenant", "user_id", "model_version", "arm", "trigger_event_id",
                "items", "latency_ms")
 CLICK_COLUMNS = ("event_id", "ts", "tenant", "user_id", "item_id", "action", "session_id", "price")
 
@@ -101,12 +101,12 @@ def recommendation_row(doc: dict) -> list[object]:
     items = doc["items"]
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
         raise BadMessage("items must be a list of item ids")
-    fields = [doc["user_id"], doc["model_version"], doc["trigger_event_id"], doc.get("tenant", "")]
+    fields = [doc["user_id"], doc["model_version"], doc["trigger_event_id"], doc.get("tenant", ""), doc.get("arm", "")]
     if not all(isinstance(f, str) for f in fields):
-        raise BadMessage("user_id, model_version, trigger_event_id and tenant must be strings")
-    user, version, trigger, tenant = fields
+        raise BadMessage("user_id, model_version, trigger_event_id, tenant and arm must be strings")
+    user, version, trigger, tenant, arm = fields
     return [f"{trigger}:{version}:{round(ts * 1000)}", datetime.fromtimestamp(trigger_ts, timezone.utc),
-            datetime.fromtimestamp(ts, timezone.utc), tenant, user, version, trigger, items,
+            datetime.fromtimestamp(ts, timezone.utc), tenant, user, version, arm, trigger, items,
             float(doc.get("latency_ms", 0.0))]
 
 

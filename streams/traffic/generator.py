@@ -1,5 +1,6 @@
 """Synthetic but realistic traffic: Zipf item popularity, sessions with item-to-item
-transitions, category-linked search queries, and an optional share of malformed events.
+transitions, category-linked search queries, an optional share of malformed events, and
+optional drift: from a given event on, popularity shifts and new items appear.
 """
 
 from __future__ import annotations
@@ -26,6 +27,30 @@ class Record:
 
 
 @dataclass(frozen=True)
+class Drift:
+    """From event `at` on (counting every event generated), `new_items` items appear after
+    the catalog's (ids items .. items + new_items - 1, in the same categories and transitions)
+    and popularity changes: the new items take every other rank of the head, between the old
+    items, whose order is rotated by `shift` ranks (yesterday's best sellers sink)."""
+
+    at: int
+    new_items: int = 200
+    shift: int = 500
+
+    def __post_init__(self) -> None:
+        if self.at < 0 or self.new_items < 0 or self.shift < 0:
+            raise ValueError("drift at, new_items and shift must be >= 0")
+
+    def ranking(self, items: int) -> list[int]:
+        """Item ids by popularity rank after the drift (most popular first)."""
+        old = list(range(items))
+        old = old[self.shift % items:] + old[:self.shift % items] if items else old
+        new = list(range(items, items + self.new_items))
+        head = [item for pair in zip(new, old) for item in pair]
+        return head + new[len(head) // 2:] + old[len(head) // 2:]
+
+
+@dataclass(frozen=True)
 class Catalog:
     items: int = 2000
     categories: int = 40
@@ -44,7 +69,7 @@ class TrafficGenerator:
 
     def __init__(self, users: int = 500, catalog: Catalog = Catalog(), bad_fraction: float = 0.0,
                  search_fraction: float = 0.15, tenants: tuple[str, ...] = ("acme", "globex"),
-                 seed: int = 1, start_ts: float | None = None) -> None:
+                 seed: int = 1, start_ts: float | None = None, drift: Drift | None = None) -> None:
         if not 0 <= bad_fraction < 1:
             raise ValueError("bad_fraction must be in [0, 1)")
         self.rng = random.Random(seed)
@@ -56,19 +81,31 @@ class TrafficGenerator:
         # Start an hour back: ~0.025 s per event leaves room for ~150k events before "now".
         self.ts = time.time() - 3600 if start_ts is None else start_ts
         self._seq = 0
+        self.drift = drift
+        self.drifted = False
+        self._items = catalog.items                      # the catalog in use (grows at the drift)
+        self._ranked = range(catalog.items)              # item ids by popularity rank
         self._popular = self._zipf_weights(catalog.items)
 
     @staticmethod
     def _zipf_weights(n: int, s: float = 1.1) -> list[float]:
         return [1.0 / (rank ** s) for rank in range(1, n + 1)]
 
+    def _maybe_drift(self) -> None:
+        if self.drift is None or self.drifted or self._seq < self.drift.at:
+            return
+        self.drifted = True
+        self._ranked = self.drift.ranking(self.catalog.items)
+        self._items = len(self._ranked)
+        self._popular = self._zipf_weights(self._items)
+
     def _item(self) -> int:
-        return self.rng.choices(range(self.catalog.items), weights=self._popular)[0]
+        return self.rng.choices(self._ranked, weights=self._popular)[0]
 
     def _next_item(self, current: int) -> int:
         if self.rng.random() < 0.6:  # browse within the category, near the current item
             step = self.rng.choice((-2, -1, 1, 2)) * self.catalog.categories
-            return (current + step) % self.catalog.items
+            return (current + step) % self._items
         return self._item()
 
     def _event_id(self) -> str:
@@ -78,6 +115,7 @@ class TrafficGenerator:
     def sessions(self) -> Iterator[dict]:
         """An endless stream of events, a session at a time."""
         while True:
+            self._maybe_drift()
             user = self.rng.randrange(self.users)
             tenant = self.tenants[user % len(self.tenants)]
             session = f"s{self.rng.getrandbits(40):x}"

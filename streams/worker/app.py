@@ -105,7 +105,8 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
     stats: Counter = Counter()
     runtime = ModelRuntime(settings)
     processor = BatchProcessor(settings, PriceSheet.load(settings.price_sheet),
-                               runtime.scorer_for, CandidateIndex(), ram_gb=settings.reserved_ram_gb)
+                               runtime.scorer_for, CandidateIndex(), ram_gb=settings.reserved_ram_gb,
+                               arm_of=runtime.arm_of)
     metrics = WorkerMetrics(stats, settings.worker_name, settings.role, __version__)
     metrics.set_models(runtime.device, runtime.versions)
     app.reckon_stats = stats  # type: ignore[attr-defined]

@@ -149,9 +149,11 @@ def test_ab_split_routes_users_stably(registry_dir, tmp_path) -> None:
     settings = Settings(worker_name="t", model_registry=path, ab_version="challenger",
                         ab_fraction=0.3, device="cpu")
     runtime = ModelRuntime(settings)
-    processor = BatchProcessor(settings, PriceSheet.load(env={}), runtime.scorer_for, CandidateIndex())
+    processor = BatchProcessor(settings, PriceSheet.load(env={}), runtime.scorer_for, CandidateIndex(),
+                               arm_of=runtime.arm_of)
     out = processor.process(runs_of(TrafficGenerator(seed=6).records(600)), _states({}), "cpu")
     recs = [json.loads(v) for _, v in out.recommendations]
+    assert all(r["arm"] == ("challenger" if r["model_version"] == "challenger" else "primary") for r in recs)
     by_user = {}
     for rec in recs:
         by_user.setdefault(rec["user_id"], set()).add(rec["model_version"])

@@ -63,6 +63,9 @@ def test_recommendation_and_click_rows() -> None:
            "trigger_event_id": "e1", "latency_ms": 4.2, "ts": 1_795_000_000.5, "tenant": "acme"}
     row = recommendation_row(rec)
     assert row[0] == "e1:v1:1795000000500" and row[1] == row[2]          # no trigger_ts: publication time
+    assert row[6] == "" and recommendation_row({**rec, "arm": "challenger"})[6] == "challenger"   # arm if told
+    with pytest.raises(BadMessage, match="arm"):
+        recommendation_row({**rec, "arm": 1})
     row = recommendation_row({**rec, "trigger_ts": 1_794_999_990.0})
     assert row[1] == datetime.fromtimestamp(1_794_999_990.0, timezone.utc)
     with pytest.raises(BadMessage):

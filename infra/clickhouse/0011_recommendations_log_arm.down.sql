@@ -1,0 +1,1 @@
+ALTER TABLE recommendations_log DROP COLUMN IF EXISTS arm

@@ -1,0 +1,2 @@
+DROP FUNCTION IF EXISTS reckon_wilson_high;
+DROP FUNCTION IF EXISTS reckon_wilson_low
