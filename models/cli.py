@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any, Optional
 
 import typer
@@ -279,31 +280,77 @@ def _measure(reg: Any, version: str, device: str, hour_usd: float | None, second
     return reg.record_measurement(version, label, rows)
 
 
-def list_cmd(registry: RegistryOpt = DEFAULT_REGISTRY,
-             as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Registered versions, oldest first; * marks the promoted one."""
-    from reckon.models.core.registry import Registry
+# Per version id, its online quality over the last `hours` (the main CLI reads it from
+# ClickHouse, which this package does not know): (rows by version, None) or ({}, why not).
+OnlineQuality = Callable[[float], tuple[dict[str, dict[str, Any]], Optional[str]]]
 
-    reg = Registry(registry)
-    current = reg.current_id()
-    versions = reg.list()
-    if as_json:
-        print(json.dumps([{"version": mv.version, "current": mv.version == current, "created": mv.manifest.get("created"),
-                           "variants": mv.variants, "metrics": mv.manifest.get("metrics", {}),
-                           "cost": mv.manifest.get("cost", {})} for mv in versions]))
-        return
-    table = Table(title=str(registry))
-    for col in ("", "version", "created", "items", "variants", "test", "int8 $/1k"):
-        table.add_column(col)
-    for mv in versions:
-        m = mv.manifest
-        test = m.get("metrics", {}).get("test", {})
-        headline = ", ".join(f"{k} {test[k]:.3f}" for k in ("hr@10", "ndcg@10") if k in test)
-        int8 = m.get("cost", {}).get("int8", {}).get("cost_per_1k_scores_usd")
-        table.add_row("*" if mv.version == current else "", mv.version, str(m.get("created", "")),
-                      str(m.get("config", {}).get("num_items", "")), ",".join(mv.variants), headline,
-                      "" if int8 is None else f"{int8:.2e}")
-    console.print(table)
+
+def offline_quality(manifest: dict[str, Any]) -> tuple[dict[str, float], str]:
+    """A version's recorded quality and what it was measured on: a retrained version's on the
+    latest slice of its window, else the test split's, else the validation split's."""
+    judged = manifest.get("retraining", {}).get("offline_quality")
+    if judged:
+        return judged["candidate"], f"latest slice, {judged['examples']} examples"
+    metrics = manifest.get("metrics", {})
+    for split in ("test", "valid"):
+        if metrics.get(split):
+            return metrics[split], split
+    return {}, ""
+
+
+def _list_command(online: OnlineQuality | None) -> Callable[..., None]:
+    def list_cmd(registry: RegistryOpt = DEFAULT_REGISTRY,
+                 hours: Annotated[float, typer.Option(min=0.001, help="online quality over this many hours, "
+                                                      "ending now")] = 24.0,
+                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+        """Registered versions, oldest first; * marks the promoted one. Training cost, offline
+        quality (what it was measured on) and online quality (attributed CTR, 95 % interval)."""
+        from reckon.models.core.registry import Registry
+
+        reg = Registry(registry)
+        current = reg.current_id()
+        versions = reg.list()
+        live, why_not = online(hours) if online is not None else ({}, "no ClickHouse reader")
+        if as_json:
+            print(json.dumps([{
+                "version": mv.version, "current": mv.version == current, "created": mv.manifest.get("created"),
+                "variants": mv.variants, "metrics": mv.manifest.get("metrics", {}), "cost": mv.manifest.get("cost", {}),
+                "offline_quality": dict(zip(("metrics", "measured_on"), offline_quality(mv.manifest))),
+                "training_cost": mv.manifest.get("retraining", {}).get("training_cost"),
+                "promotion": mv.manifest.get("retraining", {}).get("promotion"),
+                "online_quality": live.get(mv.version)} for mv in versions]))
+            return
+        table = Table(title=str(registry))
+        for col in ("", "version", "created", "items", "variants", "offline quality", "training cost",
+                    f"online CTR, {hours:g} h", "int8 $/1k scores", "retrain decision"):
+            table.add_column(col)
+        for mv in versions:
+            m = mv.manifest
+            quality, measured_on = offline_quality(m)
+            headline = ", ".join(f"{k} {quality[k]:.3f}" for k in ("hr@10", "ndcg@10") if k in quality)
+            cost = m.get("retraining", {}).get("training_cost")
+            promotion = m.get("retraining", {}).get("promotion")
+            row = live.get(mv.version)
+            int8 = m.get("cost", {}).get("int8", {}).get("cost_per_1k_scores_usd")
+            table.add_row("*" if mv.version == current else "", mv.version, str(m.get("created", "")),
+                          str(m.get("config", {}).get("num_items", "")), ",".join(mv.variants),
+                          f"{headline} ({measured_on})" if headline else "",
+                          "" if cost is None else f"${cost['cost_usd']} ({cost['cpu_seconds']:.0f} CPU s)",
+                          "" if row is None else _ctr(row),
+                          "" if int8 is None else f"{int8:.2e}",
+                          "" if promotion is None else ("promoted" if promotion["promoted"] else "not promoted"))
+        console.print(table)
+        if why_not:
+            console.print(f"online quality: {why_not}")
+
+    return list_cmd
+
+
+def _ctr(row: dict[str, Any]) -> str:
+    low, high = row["attributed_ctr_ci95"]
+    if row["attributed_ctr"] is None:
+        return "-"
+    return f"{row['attributed_ctr'] * 100:.2f} % [{low * 100:.2f}, {high * 100:.2f}] of {row['recommendations']}"
 
 
 def promote_cmd(version: Annotated[str, typer.Argument()], registry: RegistryOpt = DEFAULT_REGISTRY) -> None:
@@ -319,12 +366,13 @@ def promote_cmd(version: Annotated[str, typer.Argument()], registry: RegistryOpt
     console.print(f"promoted {version}")
 
 
-def register(app: typer.Typer) -> None:
-    """Add train, eval, export and the ``model`` sub-app to the main CLI."""
+def register(app: typer.Typer, online: OnlineQuality | None = None) -> None:
+    """Add train, eval, export and the ``model`` sub-app to the main CLI; ``online`` supplies
+    `model list`'s online quality."""
     app.command("train")(train_cmd)
     app.command("eval")(eval_cmd)
     app.command("export")(export_cmd)
     model_app = typer.Typer(help="Inspect and promote registered model versions.", no_args_is_help=True)
-    model_app.command("list")(list_cmd)
+    model_app.command("list")(_list_command(online))
     model_app.command("promote")(promote_cmd)
     app.add_typer(model_app, name="model")

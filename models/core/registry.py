@@ -5,7 +5,9 @@ Layout::
     <registry>/CURRENT                 the promoted version id (one line)
     <registry>/<version>/manifest.json version, created, data, config, metrics, files
                                        (sha256 + bytes), variants (size, throughput,
-                                       quality delta, cost per 1k scores)
+                                       quality delta, cost per 1k scores); a retrained
+                                       version also `retraining` (parent, training cost,
+                                       quality on the latest slice, promotion decision)
     <registry>/<version>/model.<variant>.onnx, item_ids.json, item_emb.npy, model.pt
 
 Versions are written to a hidden staging directory and renamed into place, and
@@ -159,14 +161,30 @@ class Registry:
 
         Only the manifest changes (atomically); the checksummed artifacts never do.
         """
+        measurements = {**self.get(version).manifest.get("measurements", {}), key: measurement}
+        return self.update_manifest(version, "measurements", measurements)
+
+    def update_manifest(self, version: str, section: str, value: Any) -> ModelVersion:
+        """Set one top-level section of a version's manifest (e.g. ``retraining``: what a retrain
+        measured and decided). Only the manifest changes (atomically); artifacts never do."""
+        if section in ("version", "files"):
+            raise RegistryError(f'"{section}" names the version\'s identity and files: it cannot be updated')
         mv = self.get(version)
-        manifest = {**mv.manifest, "measurements": {**mv.manifest.get("measurements", {}), key: measurement}}
+        manifest = {**mv.manifest, section: value}
         path = mv.path / "manifest.json"
         tmp = mv.path / f".manifest.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
         os.replace(tmp, path)
         self._cache.pop(version, None)
         return self.get(version)
+
+    def import_version(self, mv: ModelVersion) -> ModelVersion:
+        """A copy of another registry's version: same id and manifest, files checked on the way."""
+        mv.verify()
+        staging = self.staging_dir()
+        for name in mv.manifest.get("files", {}):
+            shutil.copy2(mv.path / name, staging / name)
+        return self.add(staging, {k: v for k, v in mv.manifest.items() if k != "files"})
 
     def staging_dir(self) -> Path:
         """A fresh hidden directory inside the registry (same filesystem, so rename is atomic)."""

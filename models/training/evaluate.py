@@ -18,7 +18,7 @@ from reckon.models.training.data import EvalSet
 from reckon.models.training.metrics import rank_of_target, summarize
 from reckon.models.training.sasrec import SASRec
 
-__all__ = ["Protocol", "evaluate_model", "evaluate_scorer", "pad_left", "sample_negatives"]
+__all__ = ["Protocol", "evaluate_model", "evaluate_scorer", "model_ranks", "pad_left", "sample_negatives"]
 
 Protocol = Literal["full", "sampled100"]
 ScoreFn = Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
@@ -65,7 +65,6 @@ def _candidates(data: EvalSet, protocol: Protocol, num_items: int, seed: int) ->
     return np.concatenate([data.targets[:, None], negatives], axis=1)  # target in column 0
 
 
-@torch.no_grad()
 def evaluate_model(
     model: SASRec,
     data: EvalSet,
@@ -75,6 +74,13 @@ def evaluate_model(
     seed: int = 0,
 ) -> dict[str, float]:
     """HR/NDCG/MRR@K of a PyTorch model (eval mode is restored to the caller's mode)."""
+    return summarize(model_ranks(model, data, protocol, batch_size, seed), ks)
+
+
+@torch.no_grad()
+def model_ranks(model: SASRec, data: EvalSet, protocol: Protocol = "full", batch_size: int = 512,
+                seed: int = 0) -> np.ndarray:
+    """Each example's 0-based rank of its target (metrics.rank_of_target) under ``model``."""
     was_training = model.training
     model.eval()
     cfg = model.config
@@ -98,7 +104,7 @@ def evaluate_model(
             col = np.zeros(len(c), dtype=np.int64)
         ranks.append(rank_of_target(scores.float().cpu().numpy(), col))
     model.train(was_training)
-    return summarize(np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64), ks)
+    return np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)
 
 
 def evaluate_scorer(

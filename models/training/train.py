@@ -124,9 +124,13 @@ def train(
     progress: bool = True,
     valid_limit: int | None = 20_000,
     resume_path: Path | None = None,
+    init_state: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train a SASRec on ``data.train``; select the epoch by ``train_config.valid_metric``
     on (at most ``valid_limit`` examples of) ``data.valid``.
+
+    With ``init_state`` (a state dict for ``model_config``) training starts from those
+    weights instead of random ones: a warm start (models/training/warmstart.py).
 
     With ``resume_path``, the whole run state (weights, optimizer, schedule, random
     generators, best epoch so far) is written there after every epoch, and a run started
@@ -139,7 +143,10 @@ def train(
     started = time.monotonic() - (resumed["elapsed"] if resumed else 0.0)
     deadline = None if tc.time_budget is None else started + tc.time_budget
     device = torch.device(tc.device)
-    model = SASRec(model_config).to(device)
+    model = SASRec(model_config)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=tc.lr_decay)
     q = model_config.query_terms if model_config.query_buckets and data.train_terms is not None else None

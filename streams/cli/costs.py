@@ -27,7 +27,7 @@ from reckon.streams.costs.pricing import PriceSheet
 from reckon.streams.costs.repricing import sync_prices
 from reckon.streams.reports.report import ReportRequest, build_report, render_text
 
-__all__ = ["fetch_report", "fetch_over_http", "register"]
+__all__ = ["fetch_report", "fetch_over_http", "online_quality", "register"]
 
 _err = Console(stderr=True)
 
@@ -80,6 +80,16 @@ def fetch_report(settings: Settings, request: ReportRequest, url: str | None = N
         return build_report(ch, request), ("store " + dsn if dsn.startswith("chdb://") else "server")
     finally:
         disconnect(dsn)
+
+
+def online_quality(hours: float) -> tuple[dict[str, dict], str | None]:
+    """Per model version, its online quality over the last `hours` (for `reckon model list`), read
+    as `reckon costs` reads; ({}, why not) when there is no store to read."""
+    try:
+        report, _ = fetch_report(load_settings(), ReportRequest(hours=hours))
+    except ReckonError as exc:
+        return {}, str(exc)
+    return {row["model_version"]: row for row in report["online_quality"]["by_version"]}, None
 
 
 def register(app: typer.Typer) -> None:

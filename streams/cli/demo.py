@@ -3,6 +3,8 @@
 broker (Tansu, memory only) -> model (trained for seconds if none) -> worker (Faust,
 child process, owns the chdb store) -> replay -> wait until every event is processed
 and every cost event is in ClickHouse -> stop the worker -> read costs back.
+With --drift the traffic drifts halfway; with --retrain the worker retrains from what it
+stored and more traffic follows (streams/cli/demo_loop.py).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from rich.table import Table
 
 from reckon.streams.core.errors import ReckonError
 from reckon.streams.core.settings import Settings
+from reckon.streams.cli import demo_loop
 from reckon.streams.kafka.broker import free_port
-from reckon.streams.traffic.generator import TrafficGenerator
+from reckon.streams.traffic.generator import Drift, TrafficGenerator
 from reckon.streams.traffic.replay import produce
 from reckon.streams.worker.stack import WorkerProcess, demo_model, kafka
 
@@ -61,7 +64,7 @@ def cost_summary(dsn: str) -> dict:
 
 
 def run_demo(settings: Settings, events: int, bad_fraction: float, train_seconds: float,
-             console: Console) -> dict:
+             console: Console, drift: bool = False, retrain: bool = False) -> dict:
     started = time.perf_counter()
     run_dir = settings.data_dir.resolve() / "demo"
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -70,19 +73,30 @@ def run_demo(settings: Settings, events: int, bad_fraction: float, train_seconds
     with console.status("preparing the model"):
         model = demo_model(registry, seconds=train_seconds)
     console.print(f"model {model.version} from {registry}")
+    if retrain:
+        registry = demo_loop.run_registry(model, run_dir / "models")
+    traffic = TrafficGenerator(bad_fraction=bad_fraction, drift=Drift(at=events // 2) if drift else None)
     dsn = f"chdb://{run_dir / 'clickhouse'}"
     with kafka(Settings(partitions=settings.partitions), log_path=run_dir / "broker.log") as bootstrap:
         port = free_port()
         env = {"RECKON_BOOTSTRAP_SERVERS": bootstrap, "RECKON_DATA_DIR": str(run_dir),
                "RECKON_CLICKHOUSE_DSN": dsn, "RECKON_WEB_PORT": str(port),
-               "RECKON_MODEL_REGISTRY": str(registry), "RECKON_WORKER_NAME": "demo-worker-1"}
+               "RECKON_MODEL_REGISTRY": str(registry), "RECKON_WORKER_NAME": "demo-worker-1",
+               **(demo_loop.RETRAIN_ENV if retrain else {})}
         worker = WorkerProcess(env, run_dir / "worker.log", port)
         try:
             with console.status("starting the worker"):
                 worker.wait_ready()
             with console.status(f"replaying {events} events"):
-                sent = asyncio.run(produce(bootstrap, TrafficGenerator(bad_fraction=bad_fraction).records(events)))
+                records = list(traffic.records(events))
+                sent = asyncio.run(produce(bootstrap, records))
             stats = _wait_processed(worker, sent, console)
+            if retrain:
+                demo_loop.wait_logged(worker, sum(r.valid and r.topic == "clicks" for r in records))
+                loop = demo_loop.retrain(worker, console)
+                with console.status(f"replaying {events // 2} more events"):
+                    sent += asyncio.run(produce(bootstrap, traffic.records(events // 2)))
+                stats = _wait_processed(worker, sent, console)
             examples = _read_examples(bootstrap)
         finally:
             code = worker.stop()
@@ -91,6 +105,8 @@ def run_demo(settings: Settings, events: int, bad_fraction: float, train_seconds
     costs = cost_summary(dsn)
     invalid = sum(v for k, v in sent.items() if k.startswith("invalid:"))
     dlq = sum(v for k, v in stats.items() if k.startswith("invalid:"))
+    if retrain:
+        costs |= _loop_summary(loop, demo_loop.version_figures(dsn, [loop["parent"], loop["version"]]))
     return {
         "events_sent": sent["sent"], "events_valid": sent["valid"], "events_invalid": invalid,
         "events_processed": stats.get("consumed", 0), "duplicates": stats.get("duplicate", 0),
@@ -99,6 +115,18 @@ def run_demo(settings: Settings, events: int, bad_fraction: float, train_seconds
         "model_version": stats.get("model_version"), "device": stats.get("device"),
         **costs, "examples": examples, "elapsed_s": round(time.perf_counter() - started, 2),
     }
+
+
+def _loop_summary(loop: dict, figures: dict[str, dict]) -> dict:
+    """The frozen and the retrained version side by side: the same metric on the same latest
+    slice, and each one's unit costs and online quality from this run's ClickHouse."""
+    return {"quality_metric": loop["metric"], "quality_examples": loop["examples"],
+            "frozen_quality": loop["current_quality"], "retrained_quality": loop["candidate_quality"],
+            "promoted": loop["promoted"], "promotion_reason": loop["reason"],
+            "frozen": {"version": loop["parent"], **figures[loop["parent"]]},
+            "retrained": {"version": loop["version"], "new_items": loop["new_items"],
+                          "training_cost_usd": loop["training_cost"]["cost_usd"],
+                          "training_cpu_seconds": loop["training_cost"]["cpu_seconds"], **figures[loop["version"]]}}
 
 
 def _wait_processed(worker: WorkerProcess, sent: Counter, console: Console, timeout_s: float = 240) -> dict:
@@ -127,6 +155,16 @@ def print_summary(summary: dict, console: Console) -> None:
                 "elapsed_s"):
         table.add_row(key, str(summary.get(key)))
     console.print(table)
+    if "frozen_quality" in summary:
+        metric = summary["quality_metric"]
+        for name in ("frozen", "retrained"):
+            v = summary[name]
+            console.print(f"{name} {v['version']}: {metric} {summary[f'{name}_quality']:.4f} on the latest slice "
+                          f"({summary['quality_examples']} examples); {v['recommendations']} recommendations, "
+                          f"cost per 1k ${v['cost_per_1k_recs_usd'] or '-'}, per attributed click "
+                          f"${v['cost_per_attributed_click_usd'] or '-'}"
+                          + (f"; training cost ${v['training_cost_usd']}" if name == "retrained" else ""))
+        console.print(("promoted: " if summary["promoted"] else "not promoted: ") + summary["promotion_reason"])
     for rec in summary["examples"]:
         console.print(f"user {rec['user_id']} -> {', '.join(rec['items'][:5])}  "
                       f"(model {rec['model_version']}, {rec['latency_ms']:.1f} ms)")

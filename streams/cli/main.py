@@ -160,11 +160,14 @@ def demo(
     bad_fraction: float = typer.Option(0.0, min=0.0, max=0.99, help="share of malformed events"),
     json_out: bool = typer.Option(False, "--json", help="print the summary as one JSON line"),
     train_seconds: float = typer.Option(20.0, help="training budget when no model exists"),
+    drift: bool = typer.Option(False, "--drift", help="new items and a popularity shift halfway through"),
+    retrain: bool = typer.Option(False, "--retrain", help="then retrain from the stored clicks, promote if "
+                                 "better, replay half as many events more"),
 ) -> None:
     """End to end on the embedded stack: broker, model, worker, replay, costs in ClickHouse."""
     from reckon.streams.cli.demo import print_summary, run_demo
 
-    summary = run_demo(_settings(), events, bad_fraction, train_seconds, console)
+    summary = run_demo(_settings(), events, bad_fraction, train_seconds, console, drift, retrain)
     if json_out:
         print(json.dumps(summary, default=str))
     else:
@@ -196,12 +199,14 @@ def chaos(ctx: typer.Context) -> None:
 
 
 def _register_subcommands() -> None:
-    """Commands that live with their packages: models (train/eval/export/model), costs."""
+    """Commands that live with their packages: models (train/eval/export/model), costs, retrain."""
     from reckon.models.cli import register as register_models
-    from reckon.streams.cli.costs import register as register_costs
+    from reckon.streams.cli.costs import online_quality, register as register_costs
+    from reckon.streams.cli.retrain import register as register_retrain
 
-    register_models(app)
+    register_models(app, online=online_quality)
     register_costs(app)
+    register_retrain(app)
 
 
 _register_subcommands()

@@ -7,7 +7,8 @@
     │   ├── ClickHouseUnavailable   retryable (network, store busy)
     │   └── StoreLockedError        an embedded chdb store is held by another process
     ├── MigrationError       a migration file is malformed or failed
-    └── PriceSheetError      the price sheet is malformed (names the field)
+    ├── PriceSheetError      the price sheet is malformed (names the field)
+    └── RetrainError         a retrain cannot run (no data, no version to start from, no torch)
 """
 
 from __future__ import annotations
@@ -53,3 +54,7 @@ class PriceSheetError(ReckonError):
     def __init__(self, source: str, problem: str) -> None:
         self.source = source
         super().__init__(f"price sheet {source}: {problem}")
+
+
+class RetrainError(ReckonError):
+    """A retrain cannot run: too little data, no promoted version to start from, or no PyTorch."""

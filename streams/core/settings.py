@@ -97,6 +97,33 @@ class Settings(BaseSettings):
     cold_start_max_items: int = Field(100_000, ge=0, le=10_000_000,
                                       description="estimated items per loaded version at most")
 
+    # Continuous training (streams/retrain): `reckon retrain`, and retrains in the worker that
+    # holds the ClickHouse store. A candidate is promoted only when its retrain_metric on the
+    # latest slice beats the current version's by retrain_margin.
+    retrain_interval_s: float = Field(0.0, ge=0, description="the worker that holds the ClickHouse store retrains "
+                                      "this often, seconds; 0: only when asked (`reckon retrain`, `POST /retrain`)")
+    retrain_window_hours: float = Field(24.0, gt=0, le=24 * 90, description="hours of stored clicks a retrain "
+                                        "reads, ending now")
+    retrain_max_clicks: int = Field(2_000_000, ge=100, description="clicks a retrain reads at most (the latest)")
+    retrain_eval_fraction: float = Field(0.2, gt=0, lt=0.5, description="share of the clicks in the latest slice, "
+                                         "the one the candidate and the current version are judged on")
+    retrain_valid_fraction: float = Field(0.1, gt=0, lt=0.5, description="share of the clicks in the slice before "
+                                          "it, the one the candidate's epochs are chosen on")
+    retrain_metric: Literal["hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20", "mrr@20"] = Field(
+        "hr@10", description="the metric a promotion is decided on (full ranking; an unknown item is a miss)")
+    retrain_margin: float = Field(0.01, ge=0, le=1, description="promote only when the candidate beats the current "
+                                  "version by this much (absolute, in the metric)")
+    retrain_min_examples: int = Field(200, ge=1, description="examples the latest slice needs for a decision")
+    retrain_seconds: float = Field(120.0, gt=0, description="training wall-time budget, seconds")
+    retrain_epochs: int = Field(10, ge=1, le=1000, description="training epochs at most (early stopping on the "
+                                "validation slice)")
+    retrain_lr: float = Field(1e-3, gt=0, le=1, description="fine-tuning learning rate")
+    # 1 leaves the other cores to scoring; on a busy 2-core machine two threads trained several
+    # times slower than one (OpenMP spin-waits).
+    retrain_threads: int = Field(0, ge=0, le=256, description="torch threads a retrain trains on; 0: torch's "
+                                 "default (every core)")
+    retrain_device: Literal["cpu", "cuda"] = Field("cpu", description="torch device a retrain trains on")
+
     # Cost sink.
     sink_batch_rows: int = Field(500, ge=1, le=1_000_000, description="rows buffered before an insert at most")
     sink_flush_ms: int = Field(500, ge=1, le=600_000, description="ms a buffered row waits for its insert at most")

@@ -31,7 +31,7 @@ from reckon.streams.kafka.watchdog import BrokerWatchdog
 from reckon.streams.pipeline.candidates import CandidateIndex
 from reckon.streams.pipeline.processor import BatchProcessor
 from reckon.streams.pipeline.routing import ModelRuntime
-from reckon.streams.worker import accounting
+from reckon.streams.worker import accounting, retraining
 from reckon.streams.worker.metrics import CONTENT_TYPE, WorkerMetrics
 from reckon.streams.worker.web import web_host
 
@@ -114,6 +114,8 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
     # Idle/shared intervals, the ClickHouse sink, alerts and GET /costs (streams/worker/accounting.py).
     costing = accounting.install(app, settings, bootstrap, stats, sheet=processor.sheet,
                                  device=runtime.device, costs_topic=costs, metrics=metrics)
+    if costing.ch is not None:      # the store's owner retrains (on a schedule, or asked by `reckon retrain`)
+        retraining.install(app, settings, costing.ch, stats)
 
     store = UserStore(app, users, max_cached=settings.state_cache_users)
     if settings.role in ("all", "scorer"):
