@@ -99,10 +99,12 @@ def _cost(sheet: PriceSheet, wall: float, cpu: float, device: str) -> dict[str, 
     from reckon.models.serving.runtime import cuda_device_name
 
     device_name = f"cuda:{cuda_device_name() or 'gpu'}" if device.startswith("cuda") else "cpu"
+    # Rounded first, then priced: the recorded quantities reproduce the recorded cost.
+    wall, cpu = round(wall, 6), round(cpu, 6)
     gpu_seconds = wall if device.startswith("cuda") else 0.0   # the GPU is held for the whole run
     now = dt.datetime.now(dt.timezone.utc)
     priced = sheet.price_quantities(Quantities(wall_seconds=wall, cpu_seconds=cpu, device_seconds=gpu_seconds,
                                                device=device_name, people_and_ops=False), now)
-    return {"wall_seconds": round(wall, 3), "cpu_seconds": round(cpu, 3), "device_seconds": round(gpu_seconds, 3),
+    return {"wall_seconds": wall, "cpu_seconds": cpu, "device_seconds": gpu_seconds,
             "device": device_name, "price_sheet_version": sheet.version,
             "cost_usd": f"{priced.total.quantize(_MONEY):f}"}

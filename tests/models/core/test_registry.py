@@ -65,3 +65,20 @@ def test_record_measurement_keeps_artifacts(tmp_path: Path) -> None:
     assert mv.manifest["measurements"]["cuda:H100"]["fp16"]["device_seconds_per_1k_scores"] == 0.01
     assert mv.manifest["files"] == before
     mv.verify()
+
+
+def test_manifest_sections_update_atomically_and_versions_copy(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "reg")
+    add_version(reg, "v1", "2026-11-22T10:00:00")
+    mv = reg.update_manifest("v1", "retraining", {"promotion": {"promoted": False, "reason": "worse"}})
+    assert mv.manifest["retraining"]["promotion"]["reason"] == "worse" and mv.manifest["config"] == {"max_len": 5}
+    assert reg.get("v1").manifest["retraining"] == mv.manifest["retraining"]      # the cache sees the new manifest
+    mv.verify()                                                                   # artifacts untouched
+    with pytest.raises(RegistryError, match="cannot be updated"):
+        reg.update_manifest("v1", "files", {})
+    other = Registry(tmp_path / "other")
+    copy = other.import_version(reg.get("v1"))
+    assert copy.version == "v1" and copy.manifest["retraining"] == mv.manifest["retraining"]
+    assert copy.manifest["files"] == mv.manifest["files"] and copy.path.parent == tmp_path / "other"
+    with pytest.raises(RegistryError, match="already exists"):
+        other.import_version(reg.get("v1"))
