@@ -15,7 +15,9 @@ ranking, not the transport) three times, with fresh state each time:
 Hit rate@K (K = top_k, 10), next click in the session: for each user's first click in a
 batch, was its item in the user's latest recommendation, published by an earlier batch
 for an event of the same session? Reported over clicks on the drift's new items
-(`new_item_hit_rate`) and over all such clicks after the drift, per arm.
+(`new_item_hit_rate`) and over all such clicks after the drift, per arm;
+`process_seconds` is the time the batch processor took over the whole stream (what cold
+start adds to the scoring path, as a ratio between the arms of one run).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def hit_rates(registry: Path, records: list[Record], arm: str, batch: int = 25, 
     states: dict[str, dict] = {}
     latest: dict[str, tuple[str, set[str]]] = {}     # user -> (session of the trigger, items)
     session_of: dict[str, str] = {}                   # event id -> session id
-    counts = {"new_clicks": 0, "new_hits": 0, "clicks": 0, "hits": 0, "estimates": 0}
+    counts = {"new_clicks": 0, "new_hits": 0, "clicks": 0, "hits": 0, "estimates": 0, "process_seconds": 0.0}
     drifted = False
     for start in range(0, len(records), batch):
         chunk = records[start:start + batch]
@@ -83,7 +85,9 @@ def hit_rates(registry: Path, records: list[Record], arm: str, batch: int = 25, 
             counts["hits"] += hit
             counts["new_clicks"] += new
             counts["new_hits"] += new and hit
+        started = time.perf_counter()
         out = processor.process(runs_of(chunk), lambda user, partition: states.get(user), "cpu")
+        counts["process_seconds"] += time.perf_counter() - started
         states.update(out.states)
         counts["estimates"] += out.counts["cold_start_estimates"]
         for _, value in out.recommendations:

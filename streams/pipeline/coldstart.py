@@ -27,29 +27,28 @@ class ColdStart:
         self.min_weight = min_weight
         self.max_items = max_items
 
-    def update(self, index: CandidateIndex, scorers: Iterable[Any], items: Iterable[str]) -> int:
+    def update(self, index: CandidateIndex, scorers: Iterable[Any], items: Iterable[str]) -> dict[str, list[str]]:
         """(Re-)estimate these items for each extendable scorer lacking a trained row for
-        them; returns how many rows were set."""
+        them; returns the items whose rows were set, by scorer version."""
         names = list(set(items))
-        done = 0
+        done = {}
         for scorer in {id(s): s for s in scorers}.values():
-            if not names or not scorer.extendable:
-                continue
-            done += self._update(index, scorer, names)
-        return done
+            if names and scorer.extendable:
+                done[scorer.version] = self._update(index, scorer, names)
+        return {version: items for version, items in done.items() if items}
 
-    def _update(self, index: CandidateIndex, scorer: Any, names: list[str]) -> int:
+    def _update(self, index: CandidateIndex, scorer: Any, names: list[str]) -> list[str]:
         trained = scorer.trained_items
         todo = [(name, i) for name, i in zip(names, scorer.item_indices(names)) if i == 0 or i > trained]
         if not todo:
-            return 0
+            return []
         room = self.max_items - (scorer.num_items - trained)
         new = [name for name, i in todo if i == 0][:max(room, 0)]
         todo_names = [name for name, i in todo if i > 0] + new
         evidence = index.cooccurring(todo_names, scorer.item_indices)
         ready = [(name, n) for name, n in evidence.items() if sum(n[1]) >= self.min_weight]
         if not ready:
-            return 0
+            return []
         width = max(len(n[0]) for _, n in ready)
         neighbours = np.zeros((len(ready), width), dtype=np.int64)
         weights = np.zeros((len(ready), width))
@@ -57,5 +56,6 @@ class ColdStart:
             neighbours[row, :len(indices)] = indices
             weights[row, :len(w)] = w
         vectors = estimate_vectors(scorer.item_vectors(neighbours), weights)
-        scorer.set_estimates([name for name, _ in ready], vectors)
-        return len(ready)
+        names = [name for name, _ in ready]
+        scorer.set_estimates(names, vectors)
+        return names

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import ChainMap, Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, groupby
 from operator import attrgetter
@@ -168,9 +168,11 @@ class BatchProcessor:
             self._learn(clicks, searches, history, states)
             if self.cold_start is not None and clicks[1]:
                 touched = chain(clicks[1], chain.from_iterable(history.values()))
-                estimated = self.cold_start.update(self.index, scorers.values(), touched)
-                if estimated:
-                    out.counts["cold_start_estimates"] += estimated
+                for version, items in self.cold_start.update(self.index, scorers.values(), touched).items():
+                    out.counts["cold_start_estimates"] += len(items)
+                    cache = self._nearest_cache.get(version, {})
+                    for item in items:          # its vector moved: so may its nearest items
+                        cache.pop(item, None)
         groups = new_groups()
         for (tenant, scorer, kind), count in tally.items():
             groups[(tenant, scorer.version, kind)].events += count   # group_key()
@@ -254,22 +256,19 @@ class BatchProcessor:
             group.latencies_ms.append(latency_ms)
         meter.bytes_out += bytes_out
 
-    def _nearest(self, scorer: Any, items: set[str], n: int = 10) -> Mapping[str, list[int]]:
+    def _nearest(self, scorer: Any, items: set[str], n: int = 10) -> dict[str, list[int]]:
         """The model's nearest items (as indices) to every item in the batch: one call for
-        the items not cached yet. Trained embeddings are fixed per version, so the cache is
-        too; an estimated item's (cold start) may move, so its neighbours are not cached."""
+        the items not cached yet. Trained embeddings are fixed per version; an item whose
+        estimate (cold start) moves is dropped from the cache when it does."""
         cache = self._nearest_cache.setdefault(scorer.version, {})
         if len(cache) > 200_000:
             cache.clear()
         missing = [(item, scorer.item_index(item)) for item in items if item not in cache]
         missing = [(item, i) for item, i in missing if i > 0]
-        if not missing:
-            return cache
-        near = scorer.nearest_items(np.array([i for _, i in missing], dtype=np.int64), n)
-        trained = scorer.trained_items
-        fresh = {item: row.tolist() for (item, i), row in zip(missing, near) if i > trained}
-        cache.update((item, row.tolist()) for (item, i), row in zip(missing, near) if i <= trained)
-        return ChainMap(fresh, cache) if fresh else cache
+        if missing:
+            near = scorer.nearest_items(np.array([i for _, i in missing], dtype=np.int64), n)
+            cache.update((item, row.tolist()) for (item, _), row in zip(missing, near))
+        return cache
 
     def _inputs(self, users: list[str], out: BatchOutput, scorer: Any
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -1,0 +1,38 @@
+"""`reckon demo --drift --retrain` on the real embedded stack: under drift the retrained version
+is better on the latest slice and promoted, and both versions' unit costs are reported."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from decimal import Decimal
+
+import pytest
+from rich.console import Console
+
+from reckon.models.core.registry import Registry
+from reckon.streams.cli.demo import run_demo
+from reckon.streams.core.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_retrains_under_drift_and_promotes(registry_dir, tmp_path) -> None:
+    shutil.copytree(registry_dir, tmp_path / "models")
+    main = Registry(tmp_path / "models")
+    frozen = main.current_id()
+    settings = Settings(data_dir=tmp_path / "data", model_registry=tmp_path / "models", worker_name="t")
+    summary = run_demo(settings, 3000, 0.0, 5.0, Console(quiet=True), drift=True, retrain=True)
+    json.dumps(summary, default=str)
+
+    assert summary["promoted"] and summary["retrained_quality"] > summary["frozen_quality"], summary
+    assert summary["quality_metric"] == "hr@10" and summary["quality_examples"] >= 100
+    assert summary["frozen"]["version"] == frozen != summary["retrained"]["version"]
+    assert summary["events_processed"] == 4500 and summary["model_version"] == summary["retrained"]["version"]
+    for name in ("frozen", "retrained"):
+        figures = summary[name]
+        assert figures["recommendations"] > 0 and Decimal(figures["cost_per_1k_recs_usd"]) > 0
+        assert figures["attributed_clicks"] > 0 and Decimal(figures["cost_per_attributed_click_usd"]) > 0
+    assert summary["frozen"]["recommendations"] == 3000 and summary["retrained"]["recommendations"] == 1500
+    assert Decimal(summary["retrained"]["training_cost_usd"]) > 0
+    assert main.current_id() == frozen and len(main.list()) == 1       # the main registry is left as it was
