@@ -86,10 +86,12 @@ def replay(
     file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="JSONL events or a session file"),
     format: str = typer.Option("jsonl", help="file format: jsonl | sessions"),
     seed: int = typer.Option(1),
+    drift_at: int = typer.Option(0, min=0, help="generated events before new items appear and popularity "
+                                 "shifts (0: no drift)"),
 ) -> None:
     """Produce events to the configured Kafka (RECKON_BOOTSTRAP_SERVERS)."""
     from reckon.streams.kafka.preflight import check_reachable
-    from reckon.streams.traffic.generator import TrafficGenerator
+    from reckon.streams.traffic.generator import Drift, TrafficGenerator
     from reckon.streams.traffic.replay import produce, records_from_jsonl, records_from_sessions
 
     settings = _settings()
@@ -101,7 +103,8 @@ def replay(
             raise ReckonError(f"--format must be jsonl or sessions, not {format!r}")
         records = records_from_jsonl(file) if format == "jsonl" else records_from_sessions(file)
     else:
-        records = TrafficGenerator(bad_fraction=bad_fraction, seed=seed).records(events)
+        records = TrafficGenerator(bad_fraction=bad_fraction, seed=seed,
+                                   drift=Drift(at=drift_at) if drift_at else None).records(events)
     check_reachable(settings.bootstrap_servers, settings.kafka_ssl_context())
     counts = asyncio.run(produce(settings.bootstrap_servers, records, rate, settings.kafka_client_kwargs()))
     print(json.dumps(dict(counts)))
