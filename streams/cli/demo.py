@@ -82,7 +82,7 @@ def run_demo(settings: Settings, events: int, bad_fraction: float, train_seconds
         env = {"RECKON_BOOTSTRAP_SERVERS": bootstrap, "RECKON_DATA_DIR": str(run_dir),
                "RECKON_CLICKHOUSE_DSN": dsn, "RECKON_WEB_PORT": str(port),
                "RECKON_MODEL_REGISTRY": str(registry), "RECKON_WORKER_NAME": "demo-worker-1",
-               **(demo_loop.RETRAIN_ENV if retrain else {})}
+               **(demo_loop.retrain_env(model.version) if retrain else {})}
         worker = WorkerProcess(env, run_dir / "worker.log", port)
         try:
             with console.status("starting the worker"):
@@ -94,6 +94,8 @@ def run_demo(settings: Settings, events: int, bad_fraction: float, train_seconds
             if retrain:
                 demo_loop.wait_logged(worker, sum(r.valid and r.topic == "clicks" for r in records))
                 loop = demo_loop.retrain(worker, console)
+                # Phase 2 in event time: from the millisecond after phase 1's last event.
+                loop["since"] = (round(traffic.ts * 1000) + 1) / 1000
                 with console.status(f"replaying {events // 2} more events"):
                     sent += asyncio.run(produce(bootstrap, traffic.records(events // 2)))
                 stats = _wait_processed(worker, sent, console)
@@ -106,7 +108,8 @@ def run_demo(settings: Settings, events: int, bad_fraction: float, train_seconds
     invalid = sum(v for k, v in sent.items() if k.startswith("invalid:"))
     dlq = sum(v for k, v in stats.items() if k.startswith("invalid:"))
     if retrain:
-        costs |= _loop_summary(loop, demo_loop.version_figures(dsn, [loop["parent"], loop["version"]]))
+        costs |= _loop_summary(loop, *demo_loop.version_figures(dsn, [loop["parent"], loop["version"]],
+                                                                 loop["since"]))
     return {
         "events_sent": sent["sent"], "events_valid": sent["valid"], "events_invalid": invalid,
         "events_processed": stats.get("consumed", 0), "duplicates": stats.get("duplicate", 0),
@@ -117,16 +120,18 @@ def run_demo(settings: Settings, events: int, bad_fraction: float, train_seconds
     }
 
 
-def _loop_summary(loop: dict, figures: dict[str, dict]) -> dict:
+def _loop_summary(loop: dict, figures: dict[str, dict], arms: list[dict]) -> dict:
     """The frozen and the retrained version side by side: the same metric on the same latest
-    slice, and each one's unit costs and online quality from this run's ClickHouse."""
+    slice, each one's unit costs and online quality from this run's ClickHouse, and the
+    online quality per arm of the traffic after the retrain."""
     return {"quality_metric": loop["metric"], "quality_examples": loop["examples"],
             "frozen_quality": loop["current_quality"], "retrained_quality": loop["candidate_quality"],
             "promoted": loop["promoted"], "promotion_reason": loop["reason"],
             "frozen": {"version": loop["parent"], **figures[loop["parent"]]},
             "retrained": {"version": loop["version"], "new_items": loop["new_items"],
                           "training_cost_usd": loop["training_cost"]["cost_usd"],
-                          "training_cpu_seconds": loop["training_cost"]["cpu_seconds"], **figures[loop["version"]]}}
+                          "training_cpu_seconds": loop["training_cost"]["cpu_seconds"], **figures[loop["version"]]},
+            "after_retrain_by_arm": arms}
 
 
 def _wait_processed(worker: WorkerProcess, sent: Counter, console: Console, timeout_s: float = 240) -> dict:
@@ -165,6 +170,10 @@ def print_summary(summary: dict, console: Console) -> None:
                           f"${v['cost_per_attributed_click_usd'] or '-'}"
                           + (f"; training cost ${v['training_cost_usd']}" if name == "retrained" else ""))
         console.print(("promoted: " if summary["promoted"] else "not promoted: ") + summary["promotion_reason"])
+        for arm in summary["after_retrain_by_arm"]:
+            low, high = arm["attributed_ctr_ci95"]
+            console.print(f"after the retrain, {arm['arm']} arm ({arm['model_version']}): attributed CTR "
+                          f"{arm['attributed_ctr']:.2%} [{low:.2%}, {high:.2%}] of {arm['recommendations']}")
     for rec in summary["examples"]:
         console.print(f"user {rec['user_id']} -> {', '.join(rec['items'][:5])}  "
                       f"(model {rec['model_version']}, {rec['latency_ms']:.1f} ms)")

@@ -8,6 +8,11 @@ hot-swaps to it; phase 2 replays more of the drifted traffic to whichever versio
 promoted. Both versions' quality, cost per 1,000 recommendations and per attributed click
 are read back at the end.
 
+The worker runs an A/B split from the start, half of the users (by hash) on the frozen
+version as the challenger arm: in phase 1 both arms serve the frozen version, in phase 2
+the retrained one serves the primary arm beside it, so phase 2's online quality per arm
+compares the two versions on the same traffic.
+
 The run keeps its own registry (a copy of the promoted version), so a demo's candidates
 never become the promoted model of the main registry.
 """
@@ -25,8 +30,11 @@ from reckon.streams.cli.retrain import retrain_over_http
 from reckon.streams.core.errors import ReckonError
 from reckon.streams.worker.stack import WorkerProcess
 
-# The worker's retrain in a demo: a short training budget, a slice of a few hundred clicks.
-RETRAIN_ENV = {"RECKON_RETRAIN_SECONDS": "6", "RECKON_RETRAIN_MIN_EXAMPLES": "100"}
+def retrain_env(frozen: str) -> dict[str, str]:
+    """The worker's settings in the loop: a short training budget, a slice of a few hundred
+    clicks; the frozen version as the challenger arm of a 50 % A/B split."""
+    return {"RECKON_RETRAIN_SECONDS": "6", "RECKON_RETRAIN_MIN_EXAMPLES": "100",
+            "RECKON_AB_VERSION": frozen, "RECKON_AB_FRACTION": "0.5"}
 
 
 def run_registry(main: ModelVersion, path: Path) -> Path:
@@ -59,14 +67,21 @@ def retrain(worker: WorkerProcess, console: Console) -> dict:
     return result
 
 
-def version_figures(dsn: str, versions: list[str], hours: float = 3.0) -> dict[str, dict]:
-    """Per version: recommendations, cost per 1k of them and per attributed click, online quality."""
+def version_figures(dsn: str, versions: list[str], since: float,
+                    hours: float = 3.0) -> tuple[dict[str, dict], list[dict]]:
+    """Per version: recommendations, cost per 1k of them and per attributed click, online
+    quality; and online quality per (version, arm) of the events from `since` (unix s) on."""
     from reckon.streams.clickhouse.client import connect, disconnect
+    from reckon.streams.reports.quality import quality_rows
     from reckon.streams.reports.report import ReportRequest, build_report
 
+    end = datetime.now(timezone.utc) + timedelta(minutes=5)
+    request = ReportRequest(hours=hours, end=end)
     ch = connect(dsn)
     try:
-        report = build_report(ch, ReportRequest(hours=hours, end=datetime.now(timezone.utc) + timedelta(minutes=5)))
+        report = build_report(ch, request)
+        arms = quality_rows(ch, "arm", datetime.fromtimestamp(since, timezone.utc), end,
+                            request.attribution_window_s)
     finally:
         disconnect(dsn)
     costs = {row["model_version"]: row for row in report["by_version"]}
@@ -80,4 +95,5 @@ def version_figures(dsn: str, versions: list[str], hours: float = 3.0) -> dict[s
                         "cost_per_attributed_click_usd": cost.get("cost_per_attributed_click_usd"),
                         "attributed_ctr": online.get("attributed_ctr"),
                         "attributed_ctr_ci95": online.get("attributed_ctr_ci95")}
-    return out
+    return out, [{key: row[key] for key in ("model_version", "arm", "recommendations", "attributed_clicked",
+                                            "attributed_ctr", "attributed_ctr_ci95")} for row in arms]

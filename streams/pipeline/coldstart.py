@@ -31,10 +31,10 @@ class ColdStart:
         """(Re-)estimate these items for each extendable scorer lacking a trained row for
         them; returns the items whose rows were set, by scorer version."""
         names = list(set(items))
-        done = {}
-        for scorer in {id(s): s for s in scorers}.values():
+        done: dict[str, list[str]] = {}
+        for scorer in {id(s): s for s in scorers}.values():   # e.g. both arms of an A/B split
             if names and scorer.extendable:
-                done[scorer.version] = self._update(index, scorer, names)
+                done.setdefault(scorer.version, []).extend(self._update(index, scorer, names))
         return {version: items for version, items in done.items() if items}
 
     def _update(self, index: CandidateIndex, scorer: Any, names: list[str]) -> list[str]:

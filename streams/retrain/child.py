@@ -44,15 +44,17 @@ class RetrainRunner:
         unknown = set(overrides) - set(OVERRIDES)
         if unknown:
             return {"error": f"unknown retrain options {sorted(unknown)}; known: {list(OVERRIDES)}"}
+        for name, value in overrides.items():
+            try:
+                float(value)
+            except ValueError:
+                return {"error": f"retrain option {name} must be a number, got {value!r}"}
         async with self._lock:
             self.last = await self._run(overrides)
         return self.last
 
     async def _run(self, overrides: dict[str, str]) -> dict[str, Any]:
-        try:
-            hours = float(overrides.get("window_hours", self.settings.retrain_window_hours))
-        except ValueError:
-            return {"error": f"window_hours must be a number, got {overrides['window_hours']!r}"}
+        hours = float(overrides.get("window_hours", self.settings.retrain_window_hours))
         end = datetime.now(timezone.utc)
         clicks = await asyncio.to_thread(read_clicks, self.ch, end - timedelta(hours=hours), end,
                                          self.settings.retrain_max_clicks)

@@ -33,6 +33,10 @@ def test_demo_retrains_under_drift_and_promotes(registry_dir, tmp_path) -> None:
         figures = summary[name]
         assert figures["recommendations"] > 0 and Decimal(figures["cost_per_1k_recs_usd"]) > 0
         assert figures["attributed_clicks"] > 0 and Decimal(figures["cost_per_attributed_click_usd"]) > 0
-    assert summary["frozen"]["recommendations"] == 3000 and summary["retrained"]["recommendations"] == 1500
+    # phase 1: both A/B arms on the frozen version; phase 2: the retrained one beside it, same traffic
+    assert summary["frozen"]["recommendations"] + summary["retrained"]["recommendations"] == 4500
+    assert 0.3 < summary["retrained"]["recommendations"] / 1500 < 0.7
+    arms = {(a["model_version"], a["arm"]) for a in summary["after_retrain_by_arm"]}
+    assert arms == {(summary["frozen"]["version"], "challenger"), (summary["retrained"]["version"], "primary")}, summary
     assert Decimal(summary["retrained"]["training_cost_usd"]) > 0
     assert main.current_id() == frozen and len(main.list()) == 1       # the main registry is left as it was

@@ -30,9 +30,10 @@ SHEET = PriceSheet.load(env={})
 FAST = RetrainConfig(seconds=4, epochs=6, min_examples=100, measure_seconds=0.05, threads=1)
 
 
-def _window(tag: str) -> tuple[datetime, datetime]:
-    """An hour of event time of this test's own, days back (other tests write near now)."""
-    start = datetime.now(timezone.utc) - timedelta(days=2, minutes=zlib.crc32(tag.encode()) % 2000)
+def _window(day: int, tag: str) -> tuple[datetime, datetime]:
+    """An hour of event time of a test's own: `day` days back (one day per test; other tests
+    write near now), somewhere in its first 12 hours."""
+    start = datetime.now(timezone.utc) - timedelta(days=day, minutes=zlib.crc32(tag.encode()) % 660)
     return start.replace(microsecond=0), start.replace(microsecond=0) + timedelta(hours=1)
 
 
@@ -68,7 +69,7 @@ def test_promotion_rule() -> None:
 @pytest.mark.integration
 def test_retrain_from_stored_clicks_promotes_a_better_candidate(clickhouse, registry_dir, tmp_path) -> None:
     tag = uuid.uuid4().hex[:8]
-    start, end = _window(tag)
+    start, end = _window(2, tag)
     gen = TrafficGenerator(seed=41, drift=Drift(at=2500), tenants=(f"t-{tag}",), start_ts=start.timestamp() + 1)
     events = [e for e, _ in zip(gen.sessions(), range(6000)) if "item_id" in e]
     _store(clickhouse, events + events[:50])                    # a redelivered tail is stored once
@@ -97,7 +98,7 @@ def test_retrain_from_stored_clicks_promotes_a_better_candidate(clickhouse, regi
 @pytest.mark.integration
 def test_a_worse_candidate_is_registered_but_not_promoted(clickhouse, registry_dir, tmp_path) -> None:
     tag = uuid.uuid4().hex[:8]
-    start, end = _window(tag)
+    start, end = _window(4, tag)
     registry = _registry(registry_dir, tmp_path)
     parent = registry.current()
     rng = random.Random(7)

@@ -52,3 +52,5 @@ def test_new_items_ranked_before_a_retrain_then_retrained_from_stored_clicks(wor
     assert httpx.get(f"http://127.0.0.1:{worker.web_port}/retrain", timeout=5).json()["last"] == result
     bad = httpx.post(f"http://127.0.0.1:{worker.web_port}/retrain", params={"epochs": "9"}, timeout=30)
     assert bad.status_code == 422 and "unknown retrain options ['epochs']" in bad.json()["error"]
+    bad = httpx.post(f"http://127.0.0.1:{worker.web_port}/retrain", params={"margin": "lots"}, timeout=30)
+    assert bad.status_code == 422 and bad.json() == {"error": "retrain option margin must be a number, got 'lots'"}
