@@ -1,10 +1,10 @@
 """Cold start between retrains: rows in a scorer's item table for items its version never saw.
 
-After each batch is learned, every item the batch touched (clicked, or the item a click
-followed) that a scorer has no trained row for is (re-)estimated from its co-visitation
-neighbours the scorer knows (models/serving/coldstart.py: their weighted mean vector).
-From then on the item can be a candidate, can be scored and counts in histories; its
-estimate follows the evidence until a retrained version learns it for real.
+After each batch is learned, every item clicked in the batch that a scorer has no
+trained row for is (re-)estimated from its co-visitation neighbours the scorer knows
+(models/serving/coldstart.py: their weighted mean vector). From then on the item can be
+a candidate, can be scored and counts in histories; each click on it re-estimates it
+from the evidence so far, until a retrained version learns it for real.
 
 Bounds: an item needs `min_weight` of co-visitation with known items first (one click
 after it weighs 1.0, one before it 0.5), and a scorer takes at most `max_items`

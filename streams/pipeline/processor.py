@@ -12,7 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, groupby
+from itertools import groupby
 from operator import attrgetter
 from typing import Any
 
@@ -167,8 +167,7 @@ class BatchProcessor:
         if scoring:     # the index is read only to score: a worker that never scores skips it
             self._learn(clicks, searches, history, states)
             if self.cold_start is not None and clicks[1]:
-                touched = chain(clicks[1], chain.from_iterable(history.values()))
-                for version, items in self.cold_start.update(self.index, scorers.values(), touched).items():
+                for version, items in self.cold_start.update(self.index, scorers.values(), clicks[1]).items():
                     out.counts["cold_start_estimates"] += len(items)
                     cache = self._nearest_cache.get(version, {})
                     for item in items:          # its vector moved: so may its nearest items
