@@ -144,3 +144,12 @@ def test_cli_says_in_one_line_why_it_cannot_retrain(tmp_path, monkeypatch) -> No
     assert out.exit_code == 1
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {
         "error": f"no promoted version in {tmp_path / 'empty'} to start from: train one first"}
+
+
+def test_without_pytorch_a_retrain_says_so_in_one_line(registry_dir, tmp_path, monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)          # as in an install without the training extra
+    with pytest.raises(RetrainError, match=r"^retraining needs PyTorch \(torch is missing\): "
+                                           r"pip install 'reckon\[training\]'$"):
+        retrain([], _registry(registry_dir, tmp_path), FAST, SHEET, {})
