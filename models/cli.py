@@ -7,9 +7,9 @@ at import time, and heavy imports (torch, onnxruntime) happen inside the command
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from collections.abc import Callable
 from typing import Annotated, Any, Optional
 
 import typer

@@ -1,17 +1,18 @@
 """Cold start: a vector for an item a version never saw, from the items it co-occurs with.
 
-The estimate is the mean of the known neighbours' vectors weighted by their co-occurrence
-raised to the 4th power (`SHARPEN`), scaled to their weighted mean length. Why this works for this model: input and output item
-embeddings are tied and trained to predict the next item, so items that follow one
-another in sessions end up close (tests/models/serving/test_scorer.py checks it); an item
-seen next to a few known ones most likely belongs where they are. Why the rescaling: a mean
-of vectors pointing different ways is shorter than each of them, and with dot-product
-scores a short vector would rank the item low for every user. Why the sharpening: an
-item's strongest links are the ones sessions repeat; weak ones are often incidental (the
-item a user clicked before, in another session), and averaging them all drifts toward
-the catalogue's mean. The power was chosen on drifted generated traffic by the hit rate
-`reckon bench coldstart` measures, over plain weights, the 3 strongest neighbours only,
-and powers 2 and 8.
+The estimate is the mean of the known neighbours' vectors weighted by their
+co-occurrence raised to the 4th power (`SHARPEN`), scaled to their weighted mean length.
+Why this works for this model: input and output item embeddings are tied and trained to
+predict the next item, so items that follow one another in sessions end up close
+(tests/models/serving/test_scorer.py checks it); an item seen next to a few known ones
+most likely belongs where they are. Why the rescaling: a mean of vectors pointing
+different ways is shorter than each of them, and with dot-product scores a short vector
+would rank the item low for every user. Why the sharpening: an item's strongest links
+are the ones sessions repeat; weak ones are often incidental (the item a user clicked
+before, in another session), and averaging them all drifts toward the catalogue's mean.
+The power was chosen on drifted generated traffic by the hit rate `reckon bench
+coldstart` measures, over plain weights, the 3 strongest neighbours only, and powers 2
+and 8.
 
 What it is good for: ranking a new item among candidates the stream proposes (its
 co-visitation neighbours, trending items), which is how serving uses it, and starting a

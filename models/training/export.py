@@ -82,8 +82,8 @@ def example_inputs(model: SASRec, batch: int = 2, candidates: int = 5, seed: int
     rng = np.random.default_rng(seed)
     hist = rng.integers(1, cfg.num_items + 1, size=(batch, cfg.max_len), dtype=np.int64)
     hist[:, : cfg.max_len // 2] = 0  # left padding, as served
-    feeds = {"history": hist, "candidates": rng.integers(1, cfg.num_items + 1, size=(batch, candidates), dtype=np.int64),
-             "item_table": item_table(model)}
+    feeds = {"history": hist, "item_table": item_table(model),
+             "candidates": rng.integers(1, cfg.num_items + 1, size=(batch, candidates), dtype=np.int64)}
     if cfg.query_buckets:
         q = rng.integers(0, cfg.query_buckets + 1, size=(batch, cfg.query_terms), dtype=np.int64)
         feeds["query_terms"] = q

@@ -18,9 +18,9 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 
+from reckon.streams.cli import demo_loop
 from reckon.streams.core.errors import ReckonError
 from reckon.streams.core.settings import Settings
-from reckon.streams.cli import demo_loop
 from reckon.streams.kafka.broker import free_port
 from reckon.streams.traffic.generator import Drift, TrafficGenerator
 from reckon.streams.traffic.replay import produce

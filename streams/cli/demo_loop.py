@@ -30,6 +30,7 @@ from reckon.streams.cli.retrain import retrain_over_http
 from reckon.streams.core.errors import ReckonError
 from reckon.streams.worker.stack import WorkerProcess
 
+
 def retrain_env(frozen: str) -> dict[str, str]:
     """The worker's settings in the loop: a short training budget, a slice of a few hundred
     clicks; the frozen version as the challenger arm of a 50 % A/B split."""

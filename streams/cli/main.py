@@ -204,7 +204,8 @@ def chaos(ctx: typer.Context) -> None:
 def _register_subcommands() -> None:
     """Commands that live with their packages: models (train/eval/export/model), costs, retrain."""
     from reckon.models.cli import register as register_models
-    from reckon.streams.cli.costs import online_quality, register as register_costs
+    from reckon.streams.cli.costs import online_quality
+    from reckon.streams.cli.costs import register as register_costs
     from reckon.streams.cli.retrain import register as register_retrain
 
     register_models(app, online=online_quality)

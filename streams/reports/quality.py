@@ -86,7 +86,8 @@ def _rate(value: object) -> float | None:
 
 
 # The cost figures shown beside quality, read from the report's per-version cost rows.
-COST_COLUMNS = (("cost_per_1k_recs_usd", "cost / 1k recs"), ("cost_per_attributed_click_usd", "cost / attributed click"))
+COST_COLUMNS = (("cost_per_1k_recs_usd", "cost / 1k recs"),
+                ("cost_per_attributed_click_usd", "cost / attributed click"))
 VERSION_COLUMNS = ("model_version", "recommendations", "attributed CTR", "purchase rate",
                    *(label for _, label in COST_COLUMNS))
 ARM_COLUMNS = ("model_version", "arm", "recommendations", "attributed CTR", "purchase rate")

@@ -31,6 +31,7 @@ def _training() -> Any:
     """The training modules, or a one-line error when PyTorch is not installed."""
     try:
         import torch
+
         from reckon.models.training import config, publish, timesplit, warmstart
     except ImportError as exc:
         raise RetrainError(f"retraining needs PyTorch ({exc.name} is missing): "

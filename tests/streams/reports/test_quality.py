@@ -97,7 +97,8 @@ def test_attributed_ctr_and_purchase_rate_per_version_and_arm(clickhouse) -> Non
     assert v1["purchase_rate_ci95"] == pytest.approx(list(wilson(3, 41)), abs=1e-6)
     assert v2["purchase_rate"] == 0 and v2["purchase_rate_ci95"][0] == pytest.approx(0, abs=1e-9) \
         and v2["purchase_rate_ci95"][1] > 0                      # k = 0 still has an upper bound
-    (version,) = [r for r in quality_rows(clickhouse, "version", start, end, 1800, tenant) if r["model_version"] == "v1"]
+    versions = quality_rows(clickhouse, "version", start, end, 1800, tenant)
+    (version,) = [r for r in versions if r["model_version"] == "v1"]
     assert version["recommendations"] == 41 and version["attributed_ctr_ci95"] == v1["attributed_ctr_ci95"]
     series = quality_rows(clickhouse, "series", start, end, 1800, tenant, bucket_s=60)
     assert sum(r["recommendations"] for r in series) == 61 and len({r["bucket"] for r in series}) >= 2

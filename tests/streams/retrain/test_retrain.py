@@ -85,7 +85,8 @@ def test_retrain_from_stored_clicks_promotes_a_better_candidate(clickhouse, regi
     assert result["candidate_quality"] > result["current_quality"] and result["new_items"] > 0
     mv = registry.get(result["version"])
     section = mv.manifest["retraining"]
-    assert section["parent"] == parent and section["promotion"]["promoted"] and section["source"]["read"] == "test window"
+    assert section["parent"] == parent and section["promotion"]["promoted"]
+    assert section["source"]["read"] == "test window"
     assert section["offline_quality"]["candidate"]["hr@10"] == result["candidate_quality"]
     cost = section["training_cost"]
     assert cost["cpu_seconds"] > 0 and cost["price_sheet_version"] == SHEET.version and cost["device"] == "cpu"
@@ -104,8 +105,9 @@ def test_a_worse_candidate_is_registered_but_not_promoted(clickhouse, registry_d
     rng = random.Random(7)
     # training and validation slices: noise (random items); the latest slice: the traffic the
     # promoted version learned from. Fine-tuning on noise can only unlearn it.
-    noise = [{"event_id": f"{tag}-n{i}", "user_id": f"noise-{rng.randrange(300)}", "item_id": rng.choice(parent.item_ids),
-              "action": "view", "ts": start.timestamp() + i * 0.2, "tenant": tag} for i in range(4000)]
+    noise = [{"event_id": f"{tag}-n{i}", "user_id": f"noise-{rng.randrange(300)}",
+              "item_id": rng.choice(parent.item_ids), "action": "view", "ts": start.timestamp() + i * 0.2,
+              "tenant": tag} for i in range(4000)]
     gen = TrafficGenerator(seed=5, tenants=(tag,), start_ts=start.timestamp() + 900)
     real = [{**e, "event_id": f"{tag}-{e['event_id']}"} for e, _ in zip(gen.sessions(), range(1400)) if "item_id" in e]
     _store(clickhouse, noise + real)
