@@ -120,7 +120,7 @@ class Settings(BaseSettings):
     retrain_lr: float = Field(1e-3, gt=0, le=1, description="fine-tuning learning rate")
     # 1 leaves the other cores to scoring; on a busy 2-core machine two threads trained several
     # times slower than one (OpenMP spin-waits).
-    retrain_threads: int = Field(0, ge=0, le=256, description="torch threads a retrain trains on; 0: torch's "
+    retrain_threads: int = Field(1, ge=0, le=256, description="torch threads a retrain trains on; 0: torch's "
                                  "default (every core)")
     retrain_device: Literal["cpu", "cuda"] = Field("cpu", description="torch device a retrain trains on")
 

@@ -20,7 +20,7 @@ class RetrainConfig:
     seconds: float = 120.0           # training wall-time budget
     epochs: int = 10
     lr: float = 1e-3
-    threads: int = 0                 # torch threads; 0 = torch's default
+    threads: int = 1                 # torch threads; 0 = torch's default
     device: str = "cpu"              # torch device
     measure_seconds: float = 0.25    # timing per exported variant
 

@@ -25,7 +25,7 @@ def test_demo_retrains_under_drift_and_promotes(registry_dir, tmp_path) -> None:
     summary = run_demo(settings, 3000, 0.0, 5.0, Console(quiet=True), drift=True, retrain=True)
     json.dumps(summary, default=str)
 
-    assert summary["promoted"] and summary["retrained_quality"] > summary["frozen_quality"], summary
+    assert summary["promoted"] and summary["retrained_quality"] > summary["frozen_quality"], summary["promotion_reason"]
     assert summary["quality_metric"] == "hr@10" and summary["quality_examples"] >= 100
     assert summary["frozen"]["version"] == frozen != summary["retrained"]["version"]
     assert summary["events_processed"] == 4500 and summary["model_version"] == summary["retrained"]["version"]

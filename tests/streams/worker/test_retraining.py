@@ -24,7 +24,7 @@ def test_new_items_ranked_before_a_retrain_then_retrained_from_stored_clicks(wor
     registry = Registry(tmp_path / "registry")
     frozen = registry.current()
     worker = workers.start("learner", RECKON_MODEL_REGISTRY=str(registry.path), RECKON_RETRAIN_SECONDS="4",
-                           RECKON_RETRAIN_MIN_EXAMPLES="50", RECKON_RETRAIN_THREADS="1")
+                           RECKON_RETRAIN_MIN_EXAMPLES="50")
     records = list(TrafficGenerator(seed=43, drift=Drift(at=600)).records(2400))
     asyncio.run(produce(fresh_broker.bootstrap_servers, records))
     stats = wait_for(lambda: (s := worker.stats()) and s.get("consumed", 0) >= len(records) and s,
