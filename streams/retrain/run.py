@@ -7,7 +7,7 @@ holds the parent version, the window and split, the training cost (CPU seconds o
 process over training, judging and export, GPU seconds on CUDA, priced by the price sheet
 in effect), both versions' quality on the latest slice and the decision.
 
-Training needs PyTorch (the `training` extra): it is imported here, when a retrain runs.
+Training needs PyTorch (the `train` extra): it is imported here, when a retrain runs.
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ def _training() -> Any:
 
         from reckon.models.training import config, publish, timesplit, warmstart
     except ImportError as exc:
-        raise RetrainError(f"retraining needs PyTorch ({exc.name} is missing): "
-                           "pip install 'reckon[training]'") from None
+        raise RetrainError(f"retraining needs {exc.name}, from the 'train' extra: pip install 'reckon[train]'") from None
     return torch, config, publish, timesplit, warmstart
 
 

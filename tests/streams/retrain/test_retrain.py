@@ -152,6 +152,6 @@ def test_without_pytorch_a_retrain_says_so_in_one_line(registry_dir, tmp_path, m
     import sys
 
     monkeypatch.setitem(sys.modules, "torch", None)          # as in an install without the training extra
-    with pytest.raises(RetrainError, match=r"^retraining needs PyTorch \(torch is missing\): "
-                                           r"pip install 'reckon\[training\]'$"):
+    with pytest.raises(RetrainError, match=r"^retraining needs torch, from the 'train' extra: "
+                                           r"pip install 'reckon\[train\]'$"):
         retrain([], _registry(registry_dir, tmp_path), FAST, SHEET, {})
