@@ -1,8 +1,14 @@
 """The hot path, free of Faust: one micro-batch of raw records in, everything it causes out.
 
 validate -> dead-letter or deduplicate -> fold into user state -> learn candidates ->
-score every triggering event of the batch in one model call per version -> top-K ->
+score one row per user with a triggering event, in one model call per version -> top-K ->
 recommendations + one cost event. Faust wiring lives in streams/worker/app.py.
+
+A recommendation is published (and counted) once per distinct output: a user's triggering
+events in one batch all see the same state (the one after the batch), so they share one
+scored row and one recommendation. It names the latest of them as its trigger (the state
+it reflects; click attribution starts there), says how many it answers (`triggers`), and
+its latency runs from the earliest of them (no event's wait is hidden).
 """
 
 from __future__ import annotations
@@ -41,6 +47,14 @@ class InRecord:
 # A batch: runs of records, each under its (topic, partition), as a consumer's
 # `{TopicPartition: records}.items()` gives them.
 Runs = Iterable[tuple[tuple[str, int], Sequence[InRecord]]]
+
+
+@dataclass(slots=True)
+class Trigger:
+    """A user's triggering events in one batch: they share one scored row and one recommendation."""
+    event: Event              # the latest: the recommendation's trigger_event_id and trigger_ts
+    produced_at: float        # the earliest one's broker timestamp (s): latency starts here
+    count: int                # how many triggering events it answers
 
 
 @dataclass
@@ -110,7 +124,7 @@ class BatchProcessor:
             else:
                 positions.append(position)
         scoring = settings.trigger != "none"
-        triggered: list[tuple[Event, float]] = []
+        triggered: list[Trigger] = []
         history: dict[str, list[str]] = {}     # user -> last items before this batch (co-visitation)
         tally: Counter = Counter()             # (tenant, scorer, kind) -> valid events
         scorers: dict[str, Any] = {}           # user -> its scorer (A/B routing, asked once per user)
@@ -142,10 +156,18 @@ class BatchProcessor:
             if scoring:
                 code = len(history)
                 history[user] = state["items"][-3:]     # before the fold
+                trigger = None
                 for event, position in zip(mine, positions):
                     if self._triggers(event, state):
                         state["last_rec_ts"] = max(state["last_rec_ts"], event.ts)
-                        triggered.append((event, records[position].timestamp / 1000.0))
+                        produced_at = records[position].timestamp / 1000.0
+                        if trigger is None:
+                            trigger = Trigger(event, produced_at, 1)
+                        else:           # two topics: a later event can carry an earlier timestamp
+                            trigger.event, trigger.count = event, trigger.count + 1
+                            trigger.produced_at = min(trigger.produced_at, produced_at)
+                if trigger is not None:
+                    triggered.append(trigger)
             items = fold(state, mine)
             bound(state)
             if scoring:
@@ -180,8 +202,7 @@ class BatchProcessor:
             if count:                 # a Counter with the same keys as one counted event by event
                 out.counts[name] += count
         if triggered:
-            self._score([(event, produced_at, scorers[event.user_id]) for event, produced_at in triggered],
-                        out, meter, groups)
+            self._score([(trigger, scorers[trigger.event.user_id]) for trigger in triggered], out, meter, groups)
         if valid:
             state_bytes = (held_bytes(states) if held_bytes is not None
                            else sum(len(_encode(state)) for state in states.values()))
@@ -202,31 +223,26 @@ class BatchProcessor:
             terms, results = zip(*searches)
             self.index.observe_searches(terms, results)
 
-    def _score(self, triggered: list[tuple[Event, float, Any]], out: BatchOutput,
-               meter: BatchMeter, groups: dict) -> None:
-        by_scorer: dict[int, list[tuple[Event, float, Any]]] = {}
+    def _score(self, triggered: list[tuple[Trigger, Any]], out: BatchOutput, meter: BatchMeter,
+               groups: dict) -> None:
+        by_scorer: dict[int, list[tuple[Trigger, Any]]] = {}
         for item in triggered:
-            by_scorer.setdefault(id(item[2]), []).append(item)
+            by_scorer.setdefault(id(item[1]), []).append(item)
         for batch in by_scorer.values():
-            scorer = batch[0][2]
-            # Every trigger of a user in this batch sees the same inputs (its state after the
-            # batch): one row per user is built and scored, and each trigger published from it.
-            rows: dict[str, int] = {}
-            row_of = [rows.setdefault(event.user_id, len(rows)) for event, _, _ in batch]
-            histories, candidates, terms = self._inputs(list(rows), out, scorer)
+            scorer = batch[0][1]
+            triggers = [trigger for trigger, _ in batch]     # one per user: one row each
+            histories, candidates, terms = self._inputs([t.event.user_id for t in triggers], out, scorer)
             started = time.perf_counter()
             scores = scorer.score(histories, candidates, terms)
             meter.device_seconds += time.perf_counter() - started
-            self._publish(batch, row_of, scorer, candidates, scores, out, meter, groups)
-            out.counts["scored_rows"] += len(rows)
+            self._publish(triggers, scorer, candidates, scores, out, meter, groups)
+            out.counts["scored_rows"] += len(triggers)
         out.counts["recommendations"] += len(triggered)
 
-    def _publish(self, batch: list[tuple[Event, float, Any]], row_of: list[int], scorer: Any,
-                 candidates: np.ndarray, scores: np.ndarray, out: BatchOutput, meter: BatchMeter,
-                 groups: dict) -> None:
-        """Top-K per row (padding never picked) -> one recommendation per trigger, from its
-        row (`row_of`). The (B, K) picks leave numpy once, as lists; ids are looked up for
-        the whole batch in one call."""
+    def _publish(self, triggers: list[Trigger], scorer: Any, candidates: np.ndarray, scores: np.ndarray,
+                 out: BatchOutput, meter: BatchMeter, groups: dict) -> None:
+        """Top-K per row (padding never picked) -> one recommendation per row. The (B, K)
+        picks leave numpy once, as lists; ids are looked up for the whole batch in one call."""
         scores = np.where(candidates > 0, scores, -np.inf)
         k = min(self.settings.top_k, scores.shape[1])
         top = np.argsort(-scores, axis=1)[:, :k]
@@ -236,17 +252,19 @@ class BatchProcessor:
         top_items = top_items.tolist()
         arm = self.arm_of(scorer)
         bytes_out = 0
-        for row, (event, produced_at, _) in zip(row_of, batch):
+        for row, trigger in enumerate(triggers):
+            event = trigger.event
             row_names, row_scores = names[row * k:(row + 1) * k], top_scores[row]
             if 0 in top_items[row]:     # fewer candidates than K: padding sorted in at -inf
                 picks = [c for c, i in enumerate(top_items[row]) if i > 0]
                 row_names, row_scores = [row_names[c] for c in picks], [row_scores[c] for c in picks]
-            latency_ms = round((time.time() - produced_at) * 1000.0, 3)
+            latency_ms = round((time.time() - trigger.produced_at) * 1000.0, 3)
             value = _encode({"user_id": event.user_id,
                              "items": row_names,
                              "scores": row_scores,
                              "model_version": scorer.version, "arm": arm, "trigger_event_id": event.event_id,
                              "trigger_ts": event.ts,  # event time: click attribution windows start here
+                             "triggers": trigger.count,
                              "latency_ms": latency_ms, "ts": time.time(), "tenant": event.tenant})
             bytes_out += len(value)
             out.recommendations.append((event.user_id.encode(), value))

@@ -17,8 +17,8 @@ def test_clickhouse_read_only_mid_replay_then_back(registry_dir, tmp_path) -> No
         pytest.skip(reason)
     result = faults.clickhouse_outage(registry_dir, tmp_path, events=800, down_s=3)
     assert result["sink_failed_writes"] >= 1, result               # the real insert failed
-    assert result["lost"] == 0 and result["redelivered"] == 0, result
-    assert result["recommended_events"] == result["events_sent"] - result["dead_letters"], result
+    assert result["users_unanswered"] == 0 and result["redelivered"] == 0, result
+    assert result["answered_events"] == result["events_sent"] - result["dead_letters"], result
     assert result["cost_rows"] == result["cost_rows_distinct"] == result["cost_rows_expected"], result
     assert result["cost_events_missing"] == result["cost_events_unknown"] == 0, result
     assert result["ok"], result

@@ -8,6 +8,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from reckon.bench.faults import unanswered_users  # noqa: F401  (the tests' coverage check too)
 from reckon.streams.traffic.generator import Record
 
 
@@ -49,3 +50,4 @@ def click(event_id: str, user: str, item: str, ts: float | None = None, action: 
 def search(event_id: str, user: str, query: str, results: list[str]) -> Record:
     doc = {"event_id": event_id, "user_id": user, "query": query, "results": results, "ts": time.time()}
     return Record("searches", user.encode(), json.dumps(doc).encode(), True)
+

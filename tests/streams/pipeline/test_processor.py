@@ -7,12 +7,13 @@ import time
 from decimal import Decimal
 
 import numpy as np
+import pytest
 
 from reckon.streams.core.settings import Settings
 from reckon.streams.costs.pricing import PriceSheet
 from reckon.streams.pipeline.candidates import CandidateIndex
 from reckon.streams.pipeline.contracts import parse_event
-from reckon.streams.pipeline.processor import BatchProcessor, runs_of
+from reckon.streams.pipeline.processor import BatchProcessor, InRecord, runs_of
 from reckon.streams.pipeline.state import MAX_ITEMS, fold, new_state
 from reckon.streams.traffic.generator import TrafficGenerator
 
@@ -84,10 +85,10 @@ def test_recommendations_exclude_purchases_and_carry_their_trigger(scorer) -> No
     out = processor.process(runs_of([click("p1", "u-buyer", bought, action="purchase"),
                                       search("p2", "u-buyer", "red lamp", ["i2", "i3"])]),
                             _states(store), "cpu")
-    recs = [json.loads(v) for _, v in out.recommendations]
-    assert [r["trigger_event_id"] for r in recs] == ["p1", "p2"]
-    assert all(bought not in r["items"] and len(r["items"]) == 10 for r in recs)
-    assert all(r["scores"] == sorted(r["scores"], reverse=True) for r in recs)
+    (rec,) = [json.loads(v) for _, v in out.recommendations]    # one user, one batch: one output
+    assert (rec["trigger_event_id"], rec["triggers"]) == ("p2", 2)  # the latest event, answering both
+    assert bought not in rec["items"] and len(rec["items"]) == 10
+    assert rec["scores"] == sorted(rec["scores"], reverse=True)
 
 
 def test_duplicates_dropped_and_state_bounded(scorer) -> None:
@@ -179,16 +180,23 @@ def test_a_worker_that_never_scores_folds_state_but_learns_no_candidates(scorer)
     assert held.cost_event["usage"]["state_bytes"] == 7 * len(held.states)
 
 
-def test_a_users_triggers_in_one_batch_share_one_scored_row(scorer) -> None:
+def test_a_users_triggers_in_one_batch_share_one_recommendation(scorer) -> None:
+    """Three events per user in one batch see the same state: one row, one recommendation, not three copies."""
     processor = _processor(scorer)
     store: dict = {}
     _run(processor, list(TrafficGenerator(seed=12).records(600)), store)
     now = time.time()
     events = [click(f"r{i}", user, f"i{i + 3}", ts=now + i) for i, user in enumerate(["u-a", "u-b"] * 3)]
-    out = processor.process(runs_of(events), _states(store), "cpu")
-    recs = [json.loads(v) for _, v in out.recommendations]
-    assert sorted(r["trigger_event_id"] for r in recs) == [f"r{i}" for i in range(6)]   # one per event
-    assert out.counts["scored_rows"] == 2 and out.counts["recommendations"] == 6
-    for user in ("u-a", "u-b"):
-        mine = [(r["items"], r["scores"]) for r in recs if r["user_id"] == user]
-        assert len(mine) == 3 and mine.count(mine[0]) == 3   # the state after the batch, scored once
+    stamps = iter([1_000, 3_000, 2_000, 4_000, 5_000, 6_000])   # broker timestamps, ms: u-a's earliest is r0's
+    runs = [(tp, [InRecord(r.key, r.value, next(stamps)) for r in run]) for tp, run in runs_of(events)]
+    out = processor.process(runs, _states(store), "cpu")
+    recs = {r["user_id"]: r for r in (json.loads(v) for _, v in out.recommendations)}
+    assert set(recs) == {"u-a", "u-b"}
+    assert out.counts["scored_rows"] == 2 and out.counts["recommendations"] == 2
+    assert (recs["u-a"]["trigger_event_id"], recs["u-a"]["triggers"]) == ("r4", 3)   # the latest of three
+    assert (recs["u-b"]["trigger_event_id"], recs["u-b"]["triggers"]) == ("r5", 3)
+    assert recs["u-a"]["trigger_ts"] == now + 4
+    # latency from the earliest event answered: u-a waited since 1.000 s, u-b since 3.000 s
+    assert recs["u-a"]["latency_ms"] - recs["u-b"]["latency_ms"] == pytest.approx(2000, abs=50)
+    assert sum(line["recommendations"] for line in out.cost_event["lines"]) == 2
+    assert sum(line["events"] for line in out.cost_event["lines"]) == 6

@@ -58,7 +58,9 @@ def test_fuzzed_batches_are_fully_accounted_for(scorer, batch) -> None:
     out = processor.process(runs_of(records), lambda user, partition: None, "cpu")
     invalid = sum(v for k, v in out.counts.items() if k.startswith("invalid:"))
     assert out.counts["valid"] + out.counts["duplicate"] + invalid == len(records)
-    assert len(out.recommendations) == out.counts["recommendations"] == out.counts["valid"]
+    recs = [json.loads(value) for _, value in out.recommendations]
+    assert len(recs) == out.counts["recommendations"] == len({r["user_id"] for r in recs})   # one per user
+    assert sum(r["triggers"] for r in recs) == out.counts["valid"]                          # every event answered
     assert len(out.dead_letters) == invalid
 
 
