@@ -19,6 +19,12 @@ version never saw (``set_estimates``, cold start between retrains). Trained rows
 change; an estimated item has an index above ``trained_items`` and its row may be
 re-estimated. Versions exported before the table was an input score as they did and
 cannot be extended (``extendable`` is False).
+
+Every call runs on the process's scoring thread (an OS thread named `reckon-onnx`, see
+threads.py), which measures what it used: CPU seconds of the threads that ran it (the
+scoring thread and ONNX Runtime's intra-op pool) and device seconds, which on CPU are those
+same CPU seconds and on CUDA the GPU's own time between two events on the stream the
+session runs on (CudaStreamTimer).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import logging
 from collections.abc import Sequence
 from functools import cached_property
 from itertools import repeat
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -34,19 +41,23 @@ import onnxruntime as ort
 from reckon.models.core.errors import ScorerError
 from reckon.models.core.registry import ModelVersion
 from reckon.models.core.terms import hash_terms
-from reckon.models.serving.runtime import cuda_device_name, session_for
+from reckon.models.serving.runtime import CudaStreamTimer, cuda_device_name, session_for
+from reckon.models.serving.threads import DeviceUsage, on_named_thread, scoring_thread
 
-__all__ = ["Scorer", "cuda_device_name"]
+__all__ = ["DeviceUsage", "Scorer", "cuda_device_name"]
 
 log = logging.getLogger(__name__)
 
 
 class Scorer:
-    def __init__(self, mv: ModelVersion, session: ort.InferenceSession, device: str, variant: str) -> None:
+    def __init__(self, mv: ModelVersion, session: ort.InferenceSession, device: str, variant: str,
+                 pool: tuple[int, ...] = (), timer: CudaStreamTimer | None = None) -> None:
         self._mv = mv
         self._session = session
         self._device = device
         self._variant = variant
+        self._pool = pool            # ONNX Runtime's intra-op threads (their CPU counts to a call)
+        self._timer = timer          # CUDA only: the GPU time of a call
         cfg = mv.manifest["config"]
         self._max_len = int(cfg["max_len"])
         self._query_buckets = int(cfg.get("query_buckets", 0))
@@ -81,23 +92,24 @@ class Scorer:
         path = mv.onnx_path(variant)
         if verify:
             mv.verify([path.name, "item_ids.json", "item_emb.npy"])
+        timer = None
         try:
             if gpu:
                 if hasattr(ort, "preload_dlls"):
                     ort.preload_dlls()  # CUDA/cuDNN from pip-installed nvidia wheels, if any
-                session = session_for(path, [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"], threads)
-                if session.get_providers()[0] != "CUDAExecutionProvider":
+                (session, timer), pool = on_named_thread(lambda: _cuda_session(path, threads))
+                if timer is None or session.get_providers()[0] != "CUDAExecutionProvider":
                     if device == "cuda":
-                        raise ScorerError(f"{path}: CUDA provider failed to initialise")
+                        raise ScorerError(f"{path}: CUDA provider (or its stream timer) failed to initialise")
                     log.warning("CUDA provider did not initialise; scoring %s on CPU", mv.version)
-                    gpu = None
-            else:
-                session = session_for(path, ["CPUExecutionProvider"], threads)
+                    gpu, timer = None, None
+            if not gpu:
+                session, pool = on_named_thread(lambda: session_for(path, ["CPUExecutionProvider"], threads))
         except ScorerError:
             raise
         except Exception as exc:
             raise ScorerError(f"{path}: onnxruntime could not load the model: {exc}") from exc
-        return cls(mv, session, f"cuda:{gpu}" if gpu else "cpu", variant)
+        return cls(mv, session, f"cuda:{gpu}" if gpu else "cpu", variant, pool, timer)
 
     # --- read-only properties ---------------------------------------------------------
     @property
@@ -119,6 +131,11 @@ class Scorer:
     @property
     def max_len(self) -> int:
         return self._max_len
+
+    @property
+    def pool_threads(self) -> tuple[int, ...]:
+        """Thread ids of ONNX Runtime's intra-op pool for this session (none with one thread)."""
+        return self._pool
 
     @property
     def num_items(self) -> int:
@@ -206,9 +223,20 @@ class Scorer:
             return np.pad(h, ((0, 0), (self._max_len - t, 0)))
         return np.ascontiguousarray(h)
 
-    def score(self, history: np.ndarray, candidates: np.ndarray, query_terms: np.ndarray | None = None) -> np.ndarray:
+    def score(self, history: np.ndarray, candidates: np.ndarray, query_terms: np.ndarray | None = None,
+              usage: DeviceUsage | None = None) -> np.ndarray:
         """history (B, T) left-padded, candidates (B, C), query_terms (B, Q) -> (B, C) float32.
-        Indices above ``num_items`` are out of the table: ONNX Runtime rejects them."""
+        Indices above ``num_items`` are out of the table: ONNX Runtime rejects them. The call's
+        CPU and device seconds are added to `usage` when given."""
+        gpu = DeviceUsage()
+        scores, cpu = scoring_thread().call(lambda: self._score(history, candidates, query_terms, gpu), self._pool)
+        if usage is not None:
+            usage.cpu_seconds += cpu
+            usage.device_seconds += gpu.device_seconds if self._timer is not None else cpu
+        return scores
+
+    def _score(self, history: np.ndarray, candidates: np.ndarray, query_terms: np.ndarray | None,
+               gpu: DeviceUsage) -> np.ndarray:
         feeds = {"history": self._fit_history(history),
                  "candidates": np.ascontiguousarray(candidates, dtype=np.int64)}
         if feeds["candidates"].ndim != 2 or feeds["candidates"].shape[0] != feeds["history"].shape[0]:
@@ -219,21 +247,23 @@ class Scorer:
             feeds["query_terms"] = np.ascontiguousarray(q, dtype=np.int64)
         try:
             if self._widths is None:
-                return self._run(feeds)
-            return self._run_trimmed(feeds)
+                return self._run(feeds, gpu)
+            return self._run_trimmed(feeds, gpu)
         except Exception as exc:
             raise ScorerError(f"scoring with {self.version}/{self._variant} failed: {exc}") from exc
 
-    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    def _run(self, feeds: dict[str, np.ndarray], gpu: DeviceUsage) -> np.ndarray:
         """Rows' feeds (history, candidates, query terms) -> scores; the table is added here,
         never sliced with the rows."""
-        if self._device.startswith("cuda"):
-            return self._run_bound(feeds)
+        if self._timer is not None:
+            scores, seconds = self._timer.time(lambda: self._run_bound(feeds))
+            gpu.device_seconds += seconds
+            return scores
         if self.extendable:
             feeds = {**feeds, "item_table": self._table[:self._rows]}   # a contiguous view: no copy
         return self._session.run(["scores"], feeds)[0]
 
-    def _run_trimmed(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    def _run_trimmed(self, feeds: dict[str, np.ndarray], gpu: DeviceUsage) -> np.ndarray:
         """Each row at the narrowest width that holds its history (leading padding cut):
         one call per width present in the batch, a width with fewer than _MIN_ROWS rows
         joining the next wider one (a call costs ~0.1 ms before its first row)."""
@@ -253,13 +283,13 @@ class Scorer:
         present = np.unique(run_at)
         if len(present) == 1:
             w = int(present[0])
-            return self._run({**feeds, "history": np.ascontiguousarray(history[:, -w:])})
+            return self._run({**feeds, "history": np.ascontiguousarray(history[:, -w:])}, gpu)
         out = np.empty(feeds["candidates"].shape, dtype=np.float32)
         for w in present.tolist():
             rows = np.flatnonzero(width == w)
             part = {name: value[rows] for name, value in feeds.items()}
             part["history"] = np.ascontiguousarray(part["history"][:, -w:])
-            out[rows] = self._run(part)
+            out[rows] = self._run(part, gpu)
         return out
 
     def _run_bound(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -293,6 +323,18 @@ class Scorer:
         top = np.argpartition(-sims, n - 1, axis=1)[:, :n] if n > 0 else np.zeros((len(idx), 0), np.int64)
         order = np.take_along_axis(sims, top, axis=1).argsort(axis=1)[:, ::-1]
         return np.take_along_axis(top, order, axis=1).astype(np.int64)
+
+
+def _cuda_session(path: Any, threads: int | None) -> tuple[ort.InferenceSession | None, CudaStreamTimer | None]:
+    """A CUDA session running on a timed stream; (None, None) when the timer cannot be set up
+    (the caller then falls back as for a provider that did not initialise)."""
+    try:
+        timer = CudaStreamTimer()
+    except OSError as exc:
+        log.warning("CUDA stream timer: %s", exc)
+        return None, None
+    options = {"device_id": 0, **timer.provider_options}
+    return session_for(path, [("CUDAExecutionProvider", options), "CPUExecutionProvider"], threads), timer
 
 
 _MIN_ROWS = 32   # rows worth a call of their own: below it, padding to the next width is cheaper

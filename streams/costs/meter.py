@@ -20,21 +20,27 @@ _Q = Decimal("0.000000000001")
 
 @dataclass
 class BatchMeter:
-    """Measures one batch: wall time, process CPU time, device time, bytes."""
+    """Measures one batch: wall time, CPU time of the threads that did its work, device time, bytes.
+
+    CPU is the batch thread's own clock (not the process's: other threads' work never leaks
+    in) plus what the scoring calls measured on theirs (the scoring thread and ONNX Runtime's
+    pool, reckon.models.serving.threads), which the batch thread waits for without using CPU.
+    """
 
     device: str
     wall_start: float = field(default_factory=time.perf_counter)
-    cpu_start: float = field(default_factory=time.process_time)
-    device_seconds: float = 0.0
+    cpu_start: float = field(default_factory=time.thread_time)
+    device_seconds: float = 0.0        # the scoring calls' device time (CPU: their CPU time)
+    scoring_cpu_seconds: float = 0.0   # CPU of the scoring calls, on their own threads
     bytes_in: int = 0
     bytes_out: int = 0
 
-    def usage(self, state_bytes: int, clickhouse_bytes: int = 0) -> Usage:
+    def usage(self, state_bytes: int) -> Usage:
         return Usage(wall_seconds=time.perf_counter() - self.wall_start,
                      device_seconds=self.device_seconds,
-                     cpu_seconds=time.process_time() - self.cpu_start,
+                     cpu_seconds=time.thread_time() - self.cpu_start + self.scoring_cpu_seconds,
                      bytes_in=self.bytes_in, bytes_out=self.bytes_out,
-                     state_bytes=state_bytes, clickhouse_bytes=clickhouse_bytes, device=self.device)
+                     state_bytes=state_bytes, device=self.device)
 
 
 @dataclass

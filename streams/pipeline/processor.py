@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from reckon.models.serving.threads import DeviceUsage
 from reckon.streams.core.settings import Settings
 from reckon.streams.costs.meter import BatchMeter, cost_event, new_groups
 from reckon.streams.costs.pricing import PriceSheet
@@ -232,9 +233,10 @@ class BatchProcessor:
             scorer = batch[0][1]
             triggers = [trigger for trigger, _ in batch]     # one per user: one row each
             histories, candidates, terms = self._inputs([t.event.user_id for t in triggers], out, scorer)
-            started = time.perf_counter()
-            scores = scorer.score(histories, candidates, terms)
-            meter.device_seconds += time.perf_counter() - started
+            used = DeviceUsage()
+            scores = scorer.score(histories, candidates, terms, usage=used)
+            meter.device_seconds += used.device_seconds
+            meter.scoring_cpu_seconds += used.cpu_seconds
             self._publish(triggers, scorer, candidates, scores, out, meter, groups)
             out.counts["scored_rows"] += len(triggers)
         out.counts["recommendations"] += len(triggered)

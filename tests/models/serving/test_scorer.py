@@ -1,9 +1,16 @@
+import hashlib
+import os
+import threading
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from reckon.models.core.errors import ScorerError
-from reckon.models.serving.scorer import Scorer
+from reckon.models.serving.scorer import DeviceUsage, Scorer
+from reckon.models.serving.threads import THREAD_NAME
 from reckon.models.training.publish import load_checkpoint
 
 
@@ -108,7 +115,7 @@ def test_rows_are_scored_at_their_history_length(scorer: Scorer, tiny_version, t
         want = model.score(torch.from_numpy(hist), torch.from_numpy(cand)).numpy()
     calls: list[tuple[int, int]] = []
     run = scorer._run
-    scorer._run = lambda feeds: calls.append(feeds["history"].shape) or run(feeds)
+    scorer._run = lambda feeds, gpu: calls.append(feeds["history"].shape) or run(feeds, gpu)
     try:
         np.testing.assert_allclose(scorer.score(hist, cand), want, atol=1e-4)
     finally:
@@ -177,3 +184,46 @@ def test_a_graph_with_the_table_inside_cannot_be_extended(tiny_version, tmp_path
     np.testing.assert_allclose(old.score(hist, cand), new.score(hist, cand), atol=1e-6)
     with pytest.raises(ScorerError, match="re-export"):
         old.set_estimates(["x"], np.zeros((1, table.shape[1])))
+
+
+def _proc_cpu_seconds(tids: set[int]) -> float:
+    """utime + stime of these threads as the kernel reports them in /proc (clock ticks)."""
+    total = 0
+    for tid in tids:
+        fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_call_counts_the_cpu_of_the_threads_that_ran_it(tiny_version) -> None:
+    """Two intra-op threads: the scoring thread and one pool thread, both named reckon-onnx;
+    what `usage` sums equals what /proc says those threads used, while a busy thread of the
+    same process (hashing without the GIL) adds nothing to it."""
+    s = Scorer.load(tiny_version, device="cpu", variant="fp32", threads=2)
+    assert len(s.pool_threads) == 1
+    hist, cand = random_batch(s, 256, s.max_len, 200)
+    s.score(hist, cand)                                   # the scoring thread exists from here on
+    named = {int(t) for t in os.listdir("/proc/self/task")
+             if Path(f"/proc/self/task/{t}/comm").read_text().strip() == THREAD_NAME}
+    assert set(s.pool_threads) < named
+    stop = threading.Event()
+
+    def busy() -> None:
+        block = b"x" * 1_000_000
+        while not stop.is_set():
+            hashlib.sha256(block).digest()
+
+    other = threading.Thread(target=busy)
+    other.start()
+    try:
+        usage = DeviceUsage()
+        before, process_before = _proc_cpu_seconds(named), time.process_time()
+        while usage.cpu_seconds < 1.5:
+            s.score(hist, cand, usage=usage)
+        outside, process = _proc_cpu_seconds(named) - before, time.process_time() - process_before
+    finally:
+        stop.set()
+        other.join()
+    assert usage.device_seconds == usage.cpu_seconds                # on CPU, device time is that CPU
+    assert abs(usage.cpu_seconds - outside) <= 0.05 + 0.03 * outside   # /proc counts in 10 ms ticks
+    assert process > usage.cpu_seconds + 0.2                        # the busy thread ran meanwhile

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
 import time
 from decimal import Decimal
 
@@ -114,6 +116,33 @@ def test_cost_event_splits_the_whole_batch(scorer) -> None:
     assert sum(Decimal(line["cost"]["total"]) for line in lines) == Decimal(event["cost"]["total"])
     assert sum(line["recommendations"] for line in lines) == out.counts["recommendations"]
     assert event["usage"]["device_seconds"] > 0 and event["usage"]["cpu_seconds"] > 0
+
+
+def test_batch_cpu_is_the_batch_threads_not_the_process(scorer) -> None:
+    """A busy thread of the same process (hashing without the GIL) runs beside the batch: the
+    cost event counts the batch thread and the scoring thread, which take turns, so their CPU
+    stays within the batch's wall time, while the process's CPU grows by the busy thread's too."""
+    processor = _processor(scorer)
+    records = runs_of(TrafficGenerator(seed=14).records(1500))
+    stop = threading.Event()
+
+    def busy() -> None:
+        block = b"x" * 1_000_000
+        while not stop.is_set():
+            hashlib.sha256(block).digest()
+
+    other = threading.Thread(target=busy)
+    other.start()
+    try:
+        process_before = time.process_time()
+        out = processor.process(records, _states({}), "cpu")
+        process = time.process_time() - process_before
+    finally:
+        stop.set()
+        other.join()
+    usage = out.cost_event["usage"]
+    assert 0 < usage["device_seconds"] < usage["cpu_seconds"] <= usage["wall_seconds"] * 1.01 + 0.002
+    assert process > usage["cpu_seconds"] + 0.1 * usage["wall_seconds"]
 
 
 def test_throttle_limits_recommendations_per_user(scorer) -> None:
