@@ -21,7 +21,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "streams.traffic": {"streams.core"},
     "streams.costs": {"streams.clickhouse", "streams.core"},
     "streams.pipeline": {"streams.costs", "streams.core", "models.core", "models.serving"},
-    "streams.sink": {"streams.pipeline", "streams.clickhouse", "streams.core"},
+    "streams.sink": {"streams.pipeline", "streams.costs", "streams.clickhouse", "streams.core"},
     "streams.reports": {"streams.costs", "streams.clickhouse", "streams.core"},
     "streams.retrain": {"streams.pipeline", "streams.costs", "streams.clickhouse", "streams.core", "models.core",
                         "models.serving", "models.training"},

@@ -6,6 +6,10 @@ Where it reads from, in order:
 3. an embedded chdb store held by a live process (its owner file): through that process's
    `GET /costs` if it advertises one, else an error naming the holder;
 4. an embedded store nobody holds: opened here, read, closed.
+
+With no RECKON_CLICKHOUSE_DSN set, the embedded store is the data directory's own
+(`<data dir>/clickhouse`, a worker's) or the last demo's (`<data dir>/demo/clickhouse`),
+whichever was written last; stderr says which.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from reckon.streams.core.errors import ReckonError, StoreLockedError
 from reckon.streams.core.settings import Settings, load_settings
 from reckon.streams.costs.pricing import PriceSheet
 from reckon.streams.costs.repricing import sync_prices
-from reckon.streams.reports.report import ReportRequest, build_report, render_text
+from reckon.streams.reports.report import ReportRequest, build_report
+from reckon.streams.reports.text import render_text
 
 __all__ = ["fetch_report", "fetch_over_http", "online_quality", "register"]
 
@@ -47,6 +52,24 @@ def fetch_over_http(url: str, request: ReportRequest, timeout_s: float = 60.0) -
     return body
 
 
+def default_store(settings: Settings) -> str:
+    """The DSN to read: the configured one, else the most recently written embedded store."""
+    if settings.clickhouse_dsn.get_secret_value():
+        return settings.clickhouse_url
+    candidates = [path for path in ((settings.data_dir / "clickhouse").resolve(),
+                                    (settings.data_dir / "demo" / "clickhouse").resolve()) if path.is_dir()]
+    if not candidates:
+        return settings.clickhouse_url
+    newest = max(candidates, key=_last_written)
+    if len(candidates) > 1 or newest.parent.name == "demo":
+        _err.print(f"reading {newest} (the most recently written store; RECKON_CLICKHOUSE_DSN picks another)")
+    return f"chdb://{newest}"
+
+
+def _last_written(store: Path) -> float:
+    return max((p.stat().st_mtime for p in store.rglob("*")), default=store.stat().st_mtime)
+
+
 def fetch_report(settings: Settings, request: ReportRequest, url: str | None = None,
                  load_prices: Path | None = None) -> tuple[dict, str]:
     """(report, where it came from)."""
@@ -54,7 +77,7 @@ def fetch_report(settings: Settings, request: ReportRequest, url: str | None = N
         if load_prices is not None:
             raise ReckonError("--load-prices writes to ClickHouse; it needs the store, not --url")
         return fetch_over_http(url, request), url
-    dsn = settings.clickhouse_url
+    dsn = default_store(settings)
     if dsn.startswith("chdb://"):
         path = Path(dsn.removeprefix("chdb://"))
         holder = store_holder(path)
@@ -64,10 +87,8 @@ def fetch_report(settings: Settings, request: ReportRequest, url: str | None = N
                 return fetch_over_http(holder["url"], request), holder["url"]
             raise StoreLockedError(str(path), f"pid {holder.get('pid')} ({holder.get('argv', '?')})")
         if not path.is_dir():
-            demo = (settings.data_dir / "demo" / "clickhouse").resolve()
-            hint = f" (the last demo's: RECKON_CLICKHOUSE_DSN=chdb://{demo})" if demo.is_dir() else ""
-            raise ReckonError(f"no ClickHouse store at {path}: run a worker first, or point "
-                              f"RECKON_CLICKHOUSE_DSN at a store{hint}")
+            raise ReckonError(f"no ClickHouse store at {path}: run `reckon demo` or a worker first, or point "
+                              "RECKON_CLICKHOUSE_DSN at a store")
     ch = connect(dsn)
     try:
         if ch.embedded:
@@ -105,11 +126,15 @@ def register(app: typer.Typer) -> None:
                                                    help="mirror this price sheet into ClickHouse and re-price under it"),
         audit: bool = typer.Option(False, help="also compare raw cost rows with both rollups (all time)"),
         attribution_window_s: int = typer.Option(1800, min=1, help="click attribution window, seconds"),
+        idle: str = typer.Option("shared", help="idle cost: shared (spread over tenants and versions) or separate"),
+        wide: bool = typer.Option(False, "--wide", help="every column (the default fits 80 columns)"),
     ) -> None:
-        """Cost by model version, tenant and component; idle share; recent alerts."""
+        """Cost by model version, tenant and component; unit costs; idle share; recent alerts.
+        The figures are defined in README ("What the cost figures mean")."""
         try:
             request = ReportRequest(hours=hours, tenant=tenant, series=html is not None, audit=audit,
-                                    sheet_version=reprice, attribution_window_s=attribution_window_s)
+                                    sheet_version=reprice, attribution_window_s=attribution_window_s,
+                                    idle=idle)  # type: ignore[arg-type]
         except ValueError as exc:
             raise ReckonError(str(exc)) from None
         report, source = fetch_report(load_settings(), request, url, load_prices)
@@ -120,4 +145,4 @@ def register(app: typer.Typer) -> None:
         if json_out:
             sys.stdout.write(json.dumps({**report, "source": source}) + "\n")
         elif html is None:
-            render_text(report, Console())
+            render_text(report, Console(width=200) if wide else Console(), wide=wide)

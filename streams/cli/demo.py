@@ -43,24 +43,19 @@ def _read_examples(bootstrap: str, limit: int = 3) -> list[dict]:
         consumer.close()
 
 
-def cost_summary(dsn: str) -> dict:
+def cost_report(dsn: str) -> dict:
+    """The cost report `reckon costs --json` prints for this store (its default window): the
+    demo shows the same figures under the same names."""
     from reckon.streams.clickhouse.client import connect, disconnect
-    from reckon.streams.reports.report import demo_extras
+    from reckon.streams.reports.report import ReportRequest, build_report
 
     ch = connect(dsn)
     try:
-        row = ch.query_dicts(
-            "SELECT count() AS cost_rows, sum(cost_usd) AS total_cost_usd, "
-            "sum(recommendations) AS recs FROM cost_events FINAL", tag="demo:summary")[0]
-        minute = ch.query("SELECT sum(cost_usd) FROM cost_minute", tag="demo:summary")[0][0]
-        extras = demo_extras(ch)   # idle_share, alerts (streams/reports/report.py)
+        report = build_report(ch, ReportRequest())
+        cost_rows = ch.query("SELECT count() FROM cost_events FINAL", tag="demo:rows")[0][0]
     finally:
         disconnect(dsn)
-    recs = row["recs"] or 0
-    total = row["total_cost_usd"] or 0
-    return {"cost_rows": row["cost_rows"], "total_cost_usd": float(total),
-            "rollup_cost_usd": float(minute or 0),
-            "cost_per_1k_recs_usd": float(total) * 1000 / recs if recs else None, **extras}
+    return {**report, "cost_rows": int(cost_rows)}
 
 
 def run_demo(settings: Settings, events: int, bad_fraction: float, train_seconds: float,
@@ -104,7 +99,6 @@ def run_demo(settings: Settings, events: int, bad_fraction: float, train_seconds
             code = worker.stop()
         if code not in (0, None):
             console.print(f"[yellow]worker exited with {code}; log {worker.log_path}[/yellow]")
-    costs = cost_summary(dsn)
     invalid = sum(v for k, v in sent.items() if k.startswith("invalid:"))
     dlq = sum(v for k, v in stats.items() if k.startswith("invalid:"))
     if retrain:
@@ -116,7 +110,8 @@ def run_demo(settings: Settings, events: int, bad_fraction: float, train_seconds
         "recommendations": stats.get("recommendations", 0), "dlq": dlq,
         "dlq_by_reason": {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("invalid:")},
         "model_version": stats.get("model_version"), "device": stats.get("device"),
-        **costs, "examples": examples, "elapsed_s": round(time.perf_counter() - started, 2),
+        "store": dsn, "costs": cost_report(dsn), "examples": examples,
+        "elapsed_s": round(time.perf_counter() - started, 2),
     }
 
 
@@ -154,11 +149,12 @@ def _wait_processed(worker: WorkerProcess, sent: Counter, console: Console, time
 
 
 def print_summary(summary: dict, console: Console) -> None:
+    from reckon.streams.reports.text import render_text
+
     table = Table(title="Reckon demo", show_header=False)
     for key in ("events_sent", "events_processed", "events_invalid", "dlq", "recommendations",
-                "model_version", "device", "cost_rows", "total_cost_usd", "cost_per_1k_recs_usd",
-                "elapsed_s"):
-        table.add_row(key, str(summary.get(key)))
+                "model_version", "device", "elapsed_s"):
+        table.add_row(key.replace("_", " "), str(summary.get(key)))
     console.print(table)
     if "frozen_quality" in summary:
         metric = summary["quality_metric"]
@@ -175,5 +171,9 @@ def print_summary(summary: dict, console: Console) -> None:
             console.print(f"after the retrain, {arm['arm']} arm ({arm['model_version']}): attributed CTR "
                           f"{arm['attributed_ctr']:.2%} [{low:.2%}, {high:.2%}] of {arm['recommendations']}")
     for rec in summary["examples"]:
-        console.print(f"user {rec['user_id']} -> {', '.join(rec['items'][:5])}  "
-                      f"(model {rec['model_version']}, {rec['latency_ms']:.1f} ms)")
+        console.print(f"user {rec['user_id']} -> {', '.join(rec['items'][:5])}  (model {rec['model_version']}, "
+                      f"answers {rec['triggers']} event(s), {rec['latency_ms']:.1f} ms after the first)")
+    console.print()
+    render_text(summary["costs"], console)
+    console.print(f"\nThe same report: reckon costs (store {summary['store']}); "
+                  "what each figure means: README, \"What the cost figures mean\".")

@@ -3,12 +3,12 @@
 Runs where the store is (the sink role), from a timer every `alert_interval_s`:
 
 - anomalies per (tenant, model version) minute series of workload cost and of workload
-  cost per 1,000 recommendations. Workload only: shared rows spread a worker's fixed
-  people/ops cost and idle rows belong to no version, so they would mask a version whose
-  own cost jumps. The current, still-filling minute is checked too (cost only grows within
+  cost per 1,000 recommendations. Workload only: idle and shared cost are a worker's fixed
+  cost spread by rule, so they would mask a version whose own cost jumps. The current, still-filling minute is checked too (cost only grows within
   a minute, so a partial minute cannot raise a false spike), which is what lets a spike
   alert within seconds of its data rather than after its minute closes;
-- budget burn per tenant (workload + shared) and for `*` (everything, idle included).
+- budget burn per tenant on its attributed cost (workload + its share of idle and shared in
+  each window, streams/costs/allocation.py) and for `*` on everything.
 
 Delivery: the `alerts` table (here), then topic `cost-alerts` and an optional webhook
 (streams/worker/accounting.py). Alert ids are stable, so nothing is raised twice.
@@ -28,6 +28,7 @@ from decimal import Decimal
 import httpx
 
 from reckon.streams.clickhouse.client import ClickHouse
+from reckon.streams.costs.allocation import allocate
 from reckon.streams.costs.alerts import Alert, BurnConfig, DetectorConfig, Verdict, check_budget, detect_spike
 
 log = logging.getLogger(__name__)
@@ -42,12 +43,10 @@ _SERIES_SQL = (
     "AND minute <= {end:DateTime('UTC')} "
     "GROUP BY minute, tenant, model_version ORDER BY tenant, model_version, minute")
 _SPEND_SQL = (
-    "SELECT tenant, sumIf(cost_usd, minute >= {short_start:DateTime('UTC')}) AS short_usd, "
+    "SELECT kind, tenant, sumIf(cost_usd, minute >= {short_start:DateTime('UTC')}) AS short_usd, "
     "sum(cost_usd) AS long_usd FROM cost_minute "
-    "WHERE kind != 'idle' AND minute >= {long_start:DateTime('UTC')} GROUP BY tenant")
-_TOTAL_SPEND_SQL = (
-    "SELECT sumIf(cost_usd, minute >= {short_start:DateTime('UTC')}) AS short_usd, "
-    "sum(cost_usd) AS long_usd FROM cost_minute WHERE minute >= {long_start:DateTime('UTC')}")
+    "WHERE minute >= {long_start:DateTime('UTC')} AND minute <= {now:DateTime('UTC')} "
+    "GROUP BY kind, tenant ORDER BY kind, tenant")
 _RECENT_IDS_SQL = "SELECT alert_id FROM alerts WHERE ts >= {since:DateTime64(3, 'UTC')}"
 _RECENT_SQL = (
     "SELECT alert_id, ts, kind, metric, tenant, model_version, severity, observed, expected, window, "
@@ -67,10 +66,10 @@ def series_query(now: datetime, window: int) -> tuple[str, dict]:
     return _SERIES_SQL, {"start": minute - timedelta(minutes=window + 1), "end": minute}
 
 
-def spend_queries(now: datetime, burn: BurnConfig) -> tuple[tuple[str, dict], tuple[str, dict]]:
+def spend_query(now: datetime, burn: BurnConfig) -> tuple[str, dict]:
     params = {"short_start": _minute(now) - timedelta(minutes=burn.short_minutes),
-              "long_start": _minute(now) - timedelta(minutes=burn.long_minutes)}
-    return (_SPEND_SQL, params), (_TOTAL_SPEND_SQL, params)
+              "long_start": _minute(now) - timedelta(minutes=burn.long_minutes), "now": _minute(now)}
+    return _SPEND_SQL, params
 
 
 def recent_alerts_query(since: datetime, limit: int = 50) -> tuple[str, dict]:
@@ -116,14 +115,14 @@ class AlertEngine:
                 before = [p for p in points if p[0] < at]
                 verdict = detect_spike([p[1] for p in before], cost, cfg.detector)
                 if verdict:
-                    out.append(_anomaly("cost_usd", dims, verdict, now, at, cfg.detector.window))
+                    out.append(_anomaly("workload_cost_usd", dims, verdict, now, at, cfg.detector.window))
                 typical = sorted(p[2] for p in before)
                 enough = max(cfg.min_recs, typical[len(typical) // 2] // 4 if typical else 0)
                 if recs >= enough:
                     history = [p[1] * 1000 / p[2] for p in before if p[2] >= cfg.min_recs]
                     verdict = detect_spike(history, cost * 1000 / recs, cfg.detector)
                     if verdict:
-                        out.append(_anomaly("cost_per_1k_recs_usd", dims, verdict, now, at, cfg.detector.window))
+                        out.append(_anomaly("workload_cost_per_1k_usd", dims, verdict, now, at, cfg.detector.window))
         return out
 
     def _budgets(self, now: datetime) -> list[Alert]:
@@ -131,12 +130,8 @@ class AlertEngine:
         if not budgets:
             return []
         burn = self.config.burn
-        (sql, params), (total_sql, _) = spend_queries(now, burn)
-        spend = {r[0]: (Decimal(r[1]), Decimal(r[2])) for r in self.ch.query(sql, params, tag="alerts:spend")
-                 if r[0] in budgets}
-        if ALL_TENANTS in budgets:
-            short, long_ = self.ch.query(total_sql, params, tag="alerts:spend")[0]
-            spend[ALL_TENANTS] = (Decimal(short), Decimal(long_))
+        rows = self.ch.query(*spend_query(now, burn), tag="alerts:spend")
+        spend = {tenant: tuple(pair) for tenant, pair in _attributed_spend(rows).items() if tenant in budgets}
         hour = now.replace(minute=0, second=0, microsecond=0)
         out = []
         for tenant, (short, long_) in sorted(spend.items()):
@@ -148,6 +143,24 @@ class AlertEngine:
                                  window=f"{burn.short_minutes}m/{burn.long_minutes}m",
                                  ts=now.timestamp(), data_ts=hour.timestamp()))
         return out
+
+
+def _attributed_spend(rows: list[tuple]) -> dict[str, list[Decimal]]:
+    """(kind, tenant, short, long) rows -> tenant -> [short, long] attributed cost; `*` -> everything."""
+    out: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0)])
+    for window in (0, 1):
+        workload: dict[str, Decimal] = defaultdict(Decimal)
+        fixed = {"idle": Decimal(0), "shared": Decimal(0)}
+        for kind, tenant, *amounts in rows:
+            amount = Decimal(amounts[window])
+            out[ALL_TENANTS][window] += amount
+            if kind == "workload":
+                workload[tenant] += amount
+            else:
+                fixed[kind] += amount
+        for tenant, share in allocate(workload, fixed["idle"], fixed["shared"]).items():
+            out[tenant][window] = share.attributed
+    return out
 
 
 def recent_alerts(ch: ClickHouse, since: datetime, limit: int = 50) -> list[dict]:

@@ -1,17 +1,20 @@
-"""Idle and shared cost: the part of a worker's reserved cost that no scored batch used.
+"""Idle and shared cost: what a worker pays for whether or not a batch uses it.
 
 OpenCost's model, per interval of `cost_interval_s` seconds (aligned to the clock, so an
 interval never straddles a minute when the length divides 60):
 
 - a worker's compute cost for a resource (vCPU, GB RAM, GPU) is max(reserved, used) x
   time x unit price; batches carry what they used (`kind = workload`), the rest of the
-  reservation is an `idle` row (attributed to the worker and device, not to a tenant);
-- people and ops are priced per worker hour: batches carry them for their wall time, the
-  rest of the interval is a `shared` row, spread over (tenant, model version) in
-  proportion to the workload cost of the interval.
+  reservation is an `idle` row;
+- people and ops are priced per worker hour: the interval's `shared` row carries them for
+  the whole interval (no batch carries any);
 
-So over any run of whole intervals workload + idle + shared = the worker's total cost.
-A batch is split over the intervals its wall time spans ([ts - wall, ts]).
+both attributed to the worker and device, not to a tenant or version: reports spread them
+over tenants and versions in proportion to workload cost, over the window they show
+(streams/costs/allocation.py). So over any run of whole intervals
+workload + idle + shared = the worker's total cost, and idle / (idle + workload compute)
+is the share of paid capacity no batch used. A batch is split over the intervals its wall
+time spans ([ts - wall, ts]).
 """
 
 from __future__ import annotations
@@ -19,14 +22,10 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal
 
-from reckon.streams.costs.meter import allocate
 from reckon.streams.costs.pricing import Cost, PriceSheet, Quantities
-
-_PICO = Decimal(10) ** 12   # allocation weights in whole pico-dollars
 
 
 @dataclass(frozen=True)
@@ -44,8 +43,6 @@ class _Bucket:
     device_seconds: float = 0.0
     ram_gb_seconds: float = 0.0
     wall_seconds: float = 0.0
-    workload_usd: defaultdict[tuple[str, str], Decimal] = field(
-        default_factory=lambda: defaultdict(Decimal))   # (tenant, model_version) -> cost
 
 
 class IntervalAccountant:
@@ -89,10 +86,6 @@ class IntervalAccountant:
             bucket = self._buckets[index]
             for name, total in totals.items():
                 setattr(bucket, name, getattr(bucket, name) + total * share)
-        # Weights for spreading shared cost go to the interval the batch ended in.
-        bucket = self._buckets[last]
-        for line in event["lines"]:
-            bucket.workload_usd[(line["tenant"], line["model_version"])] += Decimal(line["cost"]["total"])
 
     def close_due(self, now: float | None = None) -> list[dict]:
         """Cost events for every interval that ended at or before `now`."""
@@ -128,8 +121,8 @@ class IntervalAccountant:
             cpu_seconds=max(r.vcpus * seconds - used.cpu_seconds, 0.0),
             device_seconds=max(gpus * seconds - used.device_seconds, 0.0),
             ram_gb_seconds=max(r.ram_gb * seconds - used.ram_gb_seconds, 0.0),
-            device=self.device, people_and_ops=False)
-        shared = Quantities(wall_seconds=idle.wall_seconds, device=self.device)
+            device=self.device)
+        shared = Quantities(wall_seconds=seconds, staffed_seconds=seconds, device=self.device)
         when = datetime.fromtimestamp(start, timezone.utc)
         stamp = f"{self.worker}:{round(start * 1000)}"
         common = {"ts": start, "worker": self.worker, "device": self.device,
@@ -143,36 +136,20 @@ class IntervalAccountant:
         shared_cost = self.sheet.price_quantities(shared, when)
         return [
             {"event_id": f"idle:{stamp}", "kind": "idle", **common, "usage": _usage(idle),
-             "cost": _money(idle_cost),
-             "lines": [_line("", "", 1.0, idle_cost)]},
+             "cost": idle_cost.wire(), "lines": [_line(idle_cost)]},
             {"event_id": f"shared:{stamp}", "kind": "shared", **common, "usage": _usage(shared),
-             "cost": _money(shared_cost), "lines": _shared_lines(shared_cost, used.workload_usd)},
+             "cost": shared_cost.wire(), "lines": [_line(shared_cost)]},
         ]
 
 
-def _shared_lines(total: Cost, workload: dict[tuple[str, str], Decimal]) -> list[dict]:
-    """Shared cost spread in proportion to use (workload cost); unattributed if nothing ran."""
-    keys = sorted(k for k, usd in workload.items() if usd > 0)
-    if not keys:
-        return [_line("", "", 1.0, total)]
-    weights = [int(workload[k] * _PICO) for k in keys]
-    whole = sum(weights)
-    return [_line(tenant, version, weight / whole, part)
-            for (tenant, version), weight, part in zip(keys, weights, allocate(total, weights))]
-
-
-def _line(tenant: str, version: str, share: float, cost: Cost) -> dict:
-    return {"tenant": tenant, "model_version": version, "event_type": "", "events": 0,
-            "recommendations": 0, "share": share, "latencies_ms": [], "cost": _money(cost)}
+def _line(cost: Cost) -> dict:
+    """The worker's one line: no tenant or version (reports allocate it, see the module docstring)."""
+    return {"tenant": "", "model_version": "", "event_type": "", "events": 0, "recommendations": 0,
+            "share": 1.0, "latencies_ms": [], "cost": cost.wire()}
 
 
 def _usage(q: Quantities) -> dict:
     # Interval rows carry RAM as GB x seconds directly (batches carry ram_gb and their wall time).
     return {"wall_seconds": q.wall_seconds, "device_seconds": q.device_seconds,
             "cpu_seconds": q.cpu_seconds, "ram_gb_seconds": q.ram_gb_seconds, "bytes_in": 0,
-            "bytes_out": 0, "state_bytes": 0, "clickhouse_bytes": 0}
-
-
-def _money(cost: Cost) -> dict[str, str]:
-    return {"compute": str(cost.compute), "storage": str(cost.storage), "people": str(cost.people),
-            "ops": str(cost.ops), "total": str(cost.total)}
+            "bytes_out": 0, "state_bytes": 0, "staffed_seconds": q.staffed_seconds}

@@ -80,19 +80,14 @@ def cost_event(batch_id: str, usage: Usage, groups: dict[tuple[str, str, str], G
         lines.append({"tenant": tenant, "model_version": version, "event_type": event_type,
                       "events": g.events, "recommendations": g.recommendations,
                       "share": weight / (sum(weights) or 1), "latencies_ms": g.latencies_ms,
-                      "cost": _money(part)})
+                      "cost": part.wire()})
     return {"event_id": batch_id, "kind": "workload", "ts": ts, "worker": worker,
             "device": usage.device, "price_sheet_version": sheet.version,
             "usage": {"wall_seconds": usage.wall_seconds, "device_seconds": usage.device_seconds,
                       "cpu_seconds": usage.cpu_seconds, "bytes_in": usage.bytes_in,
-                      "bytes_out": usage.bytes_out, "state_bytes": usage.state_bytes,
-                      "clickhouse_bytes": usage.clickhouse_bytes, "ram_gb": ram_gb},
-            "cost": _money(total), "lines": lines}
-
-
-def _money(cost: Cost) -> dict[str, str]:
-    return {"compute": str(cost.compute), "storage": str(cost.storage), "people": str(cost.people),
-            "ops": str(cost.ops), "total": str(cost.total)}
+                      "bytes_out": usage.bytes_out, "state_bytes": usage.state_bytes, "ram_gb": ram_gb,
+                      "staffed_seconds": 0.0},   # people and ops are shared cost, never a batch's
+            "cost": total.wire(), "lines": lines}
 
 
 def group_key(tenant: str, model_version: str, event_type: str) -> tuple[str, str, str]:

@@ -1,8 +1,12 @@
 """Effective-dated price sheets and the seed's formula: C = compute + storage + people + ops.
 
 Money is Decimal end to end; quantities stay floats/ints as measured. `price_quantities`
-is the one formula: scored batches, idle/shared intervals and the re-pricing SQL
-(streams/costs/repricing.py) all price the same quantities the same way.
+is the one formula: scored batches, the sink's ClickHouse writes, idle/shared intervals and
+the re-pricing SQL (streams/costs/repricing.py) all price the same quantities the same way.
+
+People and ops are priced per staffed worker-second (`staffed_seconds`), which only the
+`shared` rows carry (a worker's whole interval): they are the service's shared cost, spread
+over tenants and versions when a report allocates it, never part of a batch's workload.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ def gpu_key_order(keys: "dict[str, Decimal] | list[str]") -> list[str]:
 
 @dataclass(frozen=True)
 class Usage:
-    """What a scored batch (or an idle interval) used, as measured."""
+    """What a scored batch used, as measured."""
 
     wall_seconds: float
     device_seconds: float = 0.0
@@ -58,7 +62,6 @@ class Usage:
     bytes_in: int = 0
     bytes_out: int = 0
     state_bytes: int = 0
-    clickhouse_bytes: int = 0
     device: str = "cpu"
 
 
@@ -74,8 +77,8 @@ class Quantities:
     bytes_out: int = 0
     state_bytes: int = 0
     clickhouse_bytes: int = 0
+    staffed_seconds: float = 0.0  # worker-seconds people and ops are charged for (shared rows only)
     device: str = "cpu"
-    people_and_ops: bool = True   # False for idle rows: people and ops are spread as `shared`
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,11 @@ class Cost:
     @property
     def total(self) -> Decimal:
         return self.compute + self.storage + self.people + self.ops
+
+    def wire(self) -> dict[str, str]:
+        """The cost as a cost event carries it: decimal strings, never floats."""
+        return {"compute": str(self.compute), "storage": str(self.storage), "people": str(self.people),
+                "ops": str(self.ops), "total": str(self.total)}
 
 
 @dataclass(frozen=True)
@@ -170,7 +178,7 @@ class PriceSheet:
             wall_seconds=usage.wall_seconds, cpu_seconds=usage.cpu_seconds,
             device_seconds=usage.device_seconds, ram_gb_seconds=ram_gb * usage.wall_seconds,
             bytes_in=usage.bytes_in, bytes_out=usage.bytes_out, state_bytes=usage.state_bytes,
-            clickhouse_bytes=usage.clickhouse_bytes, device=usage.device), when)
+            device=usage.device), when)
 
     def price_quantities(self, q: Quantities, when: datetime) -> Cost:
         """The seed's formula, each component a sum of unit price x quantity, rounded to Decimal64(12)."""
@@ -184,8 +192,9 @@ class PriceSheet:
                    + Decimal(q.bytes_in) / GB * p["kafka_gb_in"]
                    + Decimal(q.bytes_out) / GB * p["kafka_gb_out"]
                    + Decimal(q.clickhouse_bytes) / GB * p["clickhouse_gb_month"])
-        people = hours * p["people_hour"] if q.people_and_ops else Decimal(0)
-        ops = hours * p["ops_hour"] if q.people_and_ops else Decimal(0)
+        staffed = _dec(q.staffed_seconds) / 3600
+        people = staffed * p["people_hour"]
+        ops = staffed * p["ops_hour"]
         return Cost(compute=compute.quantize(_Q), storage=storage.quantize(_Q),
                     people=people.quantize(_Q), ops=ops.quantize(_Q))
 

@@ -9,7 +9,7 @@ effect at the row's ts, with the same formula as `PriceSheet.price_quantities`:
     storage = state_bytes/1e9 x state_gb_month x wall_hours/730
               + bytes_in/1e9 x kafka_gb_in + bytes_out/1e9 x kafka_gb_out
               + clickhouse_bytes/1e9 x clickhouse_gb_month
-    people, ops = wall_hours x people_hour, ops_hour   (0 for idle rows)
+    people, ops = staffed_hours x people_hour, ops_hour   (shared rows only, from 0014 on)
 
 Before a sheet's first block, the first block applies (as `PriceSheet.at`). Components are
 computed at 24 decimal places and rounded to 12, as Python quantizes them, so a row priced
@@ -81,10 +81,8 @@ _ROWS = """
                               + toDecimal128(e.bytes_out, 0) * s.kafka_gb_out[b]
                               + toDecimal128(e.clickhouse_bytes, 0) * s.clickhouse_gb_month[b]) / 1000000000, 12), 12)
             AS row_storage_usd,
-        if(e.kind = 'idle', toDecimal128(0, 12),
-           toDecimal128(round(toDecimal128(e.wall_seconds, 12) * s.people_hour[b] / 3600, 12), 12)) AS row_people_usd,
-        if(e.kind = 'idle', toDecimal128(0, 12),
-           toDecimal128(round(toDecimal128(e.wall_seconds, 12) * s.ops_hour[b] / 3600, 12), 12)) AS row_ops_usd
+        toDecimal128(round(toDecimal128(e.staffed_seconds, 12) * s.people_hour[b] / 3600, 12), 12) AS row_people_usd,
+        toDecimal128(round(toDecimal128(e.staffed_seconds, 12) * s.ops_hour[b] / 3600, 12), 12) AS row_ops_usd
     FROM cost_events AS e FINAL
     CROSS JOIN ({sheet}) AS s
     WHERE e.ts >= {{start:DateTime64(3, 'UTC')}} AND e.ts < {{end:DateTime64(3, 'UTC')}}{tenant_filter}"""

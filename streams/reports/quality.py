@@ -18,9 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from rich.console import Console
-from rich.table import Table
-
 from reckon.streams.clickhouse.client import ClickHouse
 
 GROUPINGS = {                       # name -> the columns grouped by (and ordered by)
@@ -85,12 +82,12 @@ def _rate(value: object) -> float | None:
     return None if value is None or value != value else round(float(value), 6)  # type: ignore[arg-type]
 
 
-# The cost figures shown beside quality, read from the report's per-version cost rows.
-COST_COLUMNS = (("cost_per_1k_recs_usd", "cost / 1k recs"),
-                ("cost_per_attributed_click_usd", "cost / attributed click"))
-VERSION_COLUMNS = ("model_version", "recommendations", "attributed CTR", "purchase rate",
-                   *(label for _, label in COST_COLUMNS))
-ARM_COLUMNS = ("model_version", "arm", "recommendations", "attributed CTR", "purchase rate")
+# The cost figures shown beside quality, read from the report's per-version cost rows
+# (streams/costs/figures.py names them).
+COST_COLUMNS = (("attributed_cost_per_1k_usd", "attributed\nper 1k"),
+                ("attributed_cost_per_click_usd", "attributed\nper click"))
+VERSION_COLUMNS = ("model version", "recs", "attributed CTR", "purchase rate", *(label for _, label in COST_COLUMNS))
+ARM_COLUMNS = ("model version", "arm", "recs", "attributed CTR", "purchase rate")
 VERSION_TITLE = "Online quality by model version (95 % Wilson interval)"
 ARM_TITLE = "Online quality by A/B arm"
 
@@ -106,10 +103,11 @@ def percent(rate: float | None, interval: list | None = None) -> str:
 
 
 def version_cells(report: dict, money: Callable[[object], str]) -> list[dict[str, str]]:
-    """Per version, as displayed: its online quality and, from the cost rows, its unit costs."""
+    """Per version, as displayed (keys are VERSION_COLUMNS): its online quality and, from the
+    cost rows, its unit costs."""
     costs = {row["model_version"]: row for row in report.get("by_version", [])}
-    return [{"model_version": row["model_version"] or "(unattributed)",
-             "recommendations": str(row["recommendations"]),
+    return [{"model version": row["model_version"] or "(unattributed)",
+             "recs": f"{row['recommendations']:,}",
              "attributed CTR": percent(row["attributed_ctr"], row["attributed_ctr_ci95"]),
              "purchase rate": percent(row["purchase_rate"], row["purchase_rate_ci95"]),
              **{label: money(costs.get(row["model_version"], {}).get(key)) for key, label in COST_COLUMNS}}
@@ -117,23 +115,9 @@ def version_cells(report: dict, money: Callable[[object], str]) -> list[dict[str
 
 
 def arm_cells(report: dict) -> list[dict[str, str]]:
-    return [{"model_version": row["model_version"], "arm": row["arm"] or "(not recorded)",
-             "recommendations": str(row["recommendations"]),
+    """Per version and A/B arm, as displayed (keys are ARM_COLUMNS)."""
+    return [{"model version": row["model_version"], "arm": row["arm"] or "(not recorded)",
+             "recs": f"{row['recommendations']:,}",
              "attributed CTR": percent(row["attributed_ctr"], row["attributed_ctr_ci95"]),
              "purchase rate": percent(row["purchase_rate"], row["purchase_rate_ci95"])}
             for row in report.get("online_quality", {}).get("by_arm", [])]
-
-
-def render_quality_text(report: dict, console: Console, money: Callable[[object], str]) -> None:
-    """Quality and unit cost per version (`money` formats the cost), then quality per A/B arm."""
-    for title, rows, columns in ((VERSION_TITLE, version_cells(report, money), VERSION_COLUMNS),
-                                 (ARM_TITLE, arm_cells(report), ARM_COLUMNS)):
-        if not rows:
-            console.print(f"{title}: no recommendations in the window")
-            continue
-        table = Table(title=title)
-        for column in columns:
-            table.add_column(column, justify="left" if column in ("model_version", "arm") else "right")
-        for row in rows:
-            table.add_row(*(row[column] for column in columns))
-        console.print(table)

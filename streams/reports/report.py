@@ -1,42 +1,47 @@
-"""The cost report: one JSON-able dict built from ClickHouse, rendered as tables or HTML.
+"""The cost report: one JSON-able dict built from ClickHouse, rendered as text (text.py) or HTML.
 
 The same dict answers `reckon costs --json`, the worker's `GET /costs` (when the worker
-holds the embedded store) and feeds the text and HTML renderers, so every path shows
-the same numbers. Money is a decimal string (12 places) so no float ever rounds it;
-ratios and counts are numbers.
+holds the embedded store) and `reckon demo`, and feeds the text and HTML renderers, so
+every path shows the same figures under the same names (streams/costs/figures.py). Money
+is a decimal string at 12 places (the stored precision) so no float ever rounds it; ratios
+and counts are numbers.
 
-Per version and per tenant, cost is what is attributed: workload + the shared cost spread
-over them. Idle cost belongs to workers; totals show all three and the idle share.
+Idle and shared cost are spread over (tenant, model version) in proportion to workload
+cost over the report's window (streams/costs/allocation.py); per-tenant and per-version
+rows therefore add up exactly to the total (or to the total less idle, with idle kept
+separate). Charts allocate each minute on its own, by the same rule.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from rich.console import Console
-from rich.table import Table
-
 from reckon.streams.clickhouse.client import ClickHouse
+from reckon.streams.costs import figures as F
 from reckon.streams.costs.alert_engine import recent_alerts
 from reckon.streams.costs.repricing import reprice
-from reckon.streams.reports.quality import bucket_seconds, quality_rows, render_quality_text
+from reckon.streams.reports.quality import bucket_seconds, quality_rows
+from reckon.streams.costs.allocation import IDLE_POLICIES, Allocation, IdlePolicy, allocate, per_1k, spread
 from reckon.streams.reports.queries import (
     attribution_query,
     audit_query,
-    by_dimension_query,
     by_kind_query,
-    idle_query,
+    capacity_query,
+    clickhouse_query,
+    latency_query,
     series_query,
+    workload_query,
 )
 
 KINDS = ("workload", "idle", "shared")
 COMPONENTS = ("compute", "storage", "people", "ops")
 _Q = Decimal("0.000000000001")
 MAX_HOURS = 24 * 400
-_IDLE_SHARE_ALL_TIME = "SELECT sumIf(cost_usd, kind = 'idle') AS idle_usd, sum(cost_usd) AS total_usd FROM cost_minute"
+Pair = tuple[str, str]   # (tenant, model_version)
 
 
 @dataclass(frozen=True)
@@ -44,17 +49,22 @@ class ReportRequest:
     hours: float = 24.0
     end: datetime | None = None          # default: now
     tenant: str | None = None
-    series: bool = False                 # per-minute points per version (for plots)
+    series: bool = False                 # per-minute points per version and tenant (for plots)
     audit: bool = False                  # raw rows vs rollups, over all time
     sheet_version: str | None = None     # also re-price the window under this sheet version
     attribution_window_s: int = 1800
-    summary: bool = False                # totals and idle share only: one query, cheap to poll
+    summary: bool = False                # totals only: cheap to poll
+    idle: IdlePolicy = "shared"          # spread idle over tenants and versions, or keep it separate
 
     def __post_init__(self) -> None:
         if not 0 < self.hours <= MAX_HOURS:
             raise ValueError(f"hours must be in (0, {MAX_HOURS}]")
         if not 0 < self.attribution_window_s <= 7 * 86400:
             raise ValueError("attribution_window_s must be in (0, 604800]")
+        if self.idle not in IDLE_POLICIES:
+            raise ValueError(f"idle must be one of {', '.join(IDLE_POLICIES)}")
+        if self.tenant == "":
+            raise ValueError("tenant must not be empty")
 
     def window(self) -> tuple[datetime, datetime]:
         end = (self.end or datetime.now(timezone.utc)).astimezone(timezone.utc)
@@ -62,7 +72,7 @@ class ReportRequest:
 
     def to_query(self) -> dict[str, str]:
         """HTTP query parameters for `GET /costs` (the inverse of `from_query`)."""
-        out = {"hours": repr(self.hours), "attribution_window_s": str(self.attribution_window_s)}
+        out = {"hours": repr(self.hours), "attribution_window_s": str(self.attribution_window_s), "idle": self.idle}
         if self.end is not None:
             out["end"] = self.end.isoformat()
         if self.tenant is not None:
@@ -75,7 +85,8 @@ class ReportRequest:
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> "ReportRequest":
         """Parse `GET /costs` parameters; ValueError names the bad one."""
-        known = {"hours", "end", "tenant", "series", "audit", "summary", "sheet_version", "attribution_window_s"}
+        known = {"hours", "end", "tenant", "series", "audit", "summary", "sheet_version", "attribution_window_s",
+                 "idle"}
         unknown = set(query) - known
         if unknown:
             raise ValueError(f"unknown parameters {sorted(unknown)}; known: {sorted(known)}")
@@ -88,54 +99,55 @@ class ReportRequest:
                        audit=query.get("audit", "0") in ("1", "true"),
                        summary=query.get("summary", "0") in ("1", "true"),
                        sheet_version=query.get("sheet_version"),
-                       attribution_window_s=int(query.get("attribution_window_s", 1800)))
+                       attribution_window_s=int(query.get("attribution_window_s", 1800)),
+                       idle=query.get("idle", "shared"))  # type: ignore[arg-type]
         except (TypeError, ValueError) as exc:
             raise ValueError(f"bad query parameter: {exc}") from None
 
 
+@dataclass(frozen=True)
+class _Workload:
+    usd: Decimal
+    recommendations: int
+    events: int
+
+
 def build_report(ch: ClickHouse, request: ReportRequest) -> dict:
     start, end = request.window()
-    tenant = request.tenant
-    kinds = {r["kind"]: r for r in ch.query_dicts(*by_kind_query(start, end, tenant), tag="costs:kinds")}
+    kinds = {r["kind"]: r for r in ch.query_dicts(*by_kind_query(start, end), tag="costs:kinds")}
     usd = {k: _dec(kinds.get(k, {}).get("cost_usd")) for k in KINDS}
-    total = sum(usd.values(), Decimal(0))
-    recs = int(kinds.get("workload", {}).get("recommendations") or 0)
-    attributed = usd["workload"] + usd["shared"]
+    pairs = {(r["tenant"], r["model_version"]): _Workload(_dec(r["workload_usd"]), int(r["recommendations"]),
+                                                          int(r["events"]))
+             for r in ch.query_dicts(*workload_query(start, end), tag="costs:workload")}
+    shares = allocate({k: w.usd for k, w in pairs.items()}, usd["idle"], usd["shared"], request.idle)
+    mine = {k: v for k, v in shares.items() if request.tenant in (None, k[0])}
+    capacity = ch.query_dicts(*capacity_query(start, end), tag="costs:capacity")
     report: dict = {
         "window": {"start": start.isoformat(), "end": end.isoformat(), "hours": request.hours,
-                   "tenant": tenant, "attribution_window_s": request.attribution_window_s},
-        "totals": {"cost_usd": _money(total), "workload_usd": _money(usd["workload"]),
-                   "idle_usd": _money(usd["idle"]), "shared_usd": _money(usd["shared"]),
-                   "recommendations": recs,
-                   "events": int(kinds.get("workload", {}).get("events") or 0),
-                   "cost_per_1k_recs_usd": _per(attributed * 1000, recs),
-                   "fully_loaded_per_1k_recs_usd": _per(total * 1000, recs)},
-        "idle_share": float(usd["idle"] / total) if total else None,
+                   "tenant": request.tenant, "idle": request.idle,
+                   "attribution_window_s": request.attribution_window_s},
+        "currency": "USD",
+        "totals": _totals(kinds, usd, pairs, mine, capacity, request.tenant),
     }
     if request.summary:
         return report
     attribution = {r["model_version"]: r for r in ch.query_dicts(
-        *attribution_query(start, end, request.attribution_window_s, tenant), tag="costs:attribution")}
+        *attribution_query(start, end, request.attribution_window_s, request.tenant), tag="costs:attribution")}
     report |= {
-        "by_component": [{"kind": kind, **{f"{c}_usd": _money(_dec(kinds.get(kind, {}).get(f"{c}_usd")))
-                                           for c in COMPONENTS}, "cost_usd": _money(usd[kind])}
-                         for kind in KINDS if kind in kinds],
-        "by_version": [_dimension_row(r, attribution.get(r["model_version"]))
-                       for r in ch.query_dicts(*by_dimension_query("model_version", start, end, tenant),
-                                               tag="costs:versions")],
-        "by_tenant": [_dimension_row(r, None) for r in ch.query_dicts(
-            *by_dimension_query("tenant", start, end, tenant), tag="costs:tenants")],
-        "idle": [{"worker": r["worker"], "device": r["device"], "idle_usd": _money(_dec(r["idle_usd"])),
-                  "total_usd": _money(_dec(r["total_usd"])), "idle_seconds": round(r["idle_seconds"], 3),
-                  "idle_share": float(_dec(r["idle_usd"]) / _dec(r["total_usd"])) if r["total_usd"] else None}
-                 for r in ch.query_dicts(*idle_query(start, end), tag="costs:idle")],
+        "by_version": _rows("model_version", mine, pairs,
+                            _latency(ch, "model_version", start, end, request.tenant), attribution),
+        "by_tenant": _rows("tenant", mine, pairs, _latency(ch, "tenant", start, end, request.tenant), None),
+        "by_component": [{"kind": kind, **{f"{c}_usd": _money(_dec(kinds[kind].get(f"{c}_usd"))) for c in COMPONENTS},
+                          "cost_usd": _money(usd[kind])} for kind in KINDS if kind in kinds],
+        "idle": [_capacity_row(r) for r in capacity],
+        "clickhouse": [{"table": r["table"], "bytes": int(r["bytes"]), "rows": int(r["rows"]),
+                        "cost_usd": _money(_dec(r["cost_usd"]))}
+                       for r in ch.query_dicts(*clickhouse_query(start, end), tag="costs:clickhouse")],
         "alerts": recent_alerts(ch, start),
+        "online_quality": _online_quality(ch, request, start, end),
     }
-    report["online_quality"] = _online_quality(ch, request, start, end)
     if request.series:
-        report["series"] = [{"minute": _iso(r["minute"]), "model_version": r["model_version"],
-                             "cost_usd": _money(_dec(r["cost_usd"])), "recommendations": int(r["recommendations"])}
-                            for r in ch.query_dicts(*series_query(start, end, tenant), tag="costs:series")]
+        report["series"] = _series(ch, start, end, request)
     if request.audit:
         audit = ch.query_dicts(*audit_query(), tag="costs:audit")[0]
         report["audit"] = {k: _money(_dec(v)) if k.endswith("_usd") else int(v) for k, v in audit.items()}
@@ -143,7 +155,7 @@ def build_report(ch: ClickHouse, request: ReportRequest) -> dict:
         report["reprice"] = {"sheet_version": request.sheet_version, "by_version": [
             {"model_version": r["model_version"], "stored_usd": _money(_dec(r["stored_usd"])),
              "repriced_usd": _money(_dec(r["repriced_usd"]))}
-            for r in reprice(ch, request.sheet_version, start, end, ("model_version",), tenant)]}
+            for r in reprice(ch, request.sheet_version, start, end, ("model_version",), request.tenant)]}
     return report
 
 
@@ -159,104 +171,136 @@ def _online_quality(ch: ClickHouse, request: ReportRequest, start: datetime, end
     return out
 
 
-def demo_extras(ch: ClickHouse) -> dict:
-    """What `reckon demo --json` adds: the idle share and the alerts raised (all time: a demo's store
-    holds one run)."""
-    idle, total = ch.query(_IDLE_SHARE_ALL_TIME, tag="demo:idle")[0]
-    alerts = recent_alerts(ch, datetime(1970, 1, 1, tzinfo=timezone.utc), limit=100)
-    return {"idle_share": float(_dec(idle) / _dec(total)) if total else None, "alerts": alerts}
+def _totals(kinds: dict, usd: dict[str, Decimal], pairs: dict[Pair, _Workload], mine: dict[Pair, Allocation],
+            capacity: list[dict], tenant: str | None) -> dict:
+    components = {c: sum((_dec(r.get(f"{c}_usd")) for r in kinds.values()), Decimal(0)) for c in ("people", "ops")}
+    workload = sum((a.workload for a in mine.values()), Decimal(0))
+    attributed = sum((a.attributed for a in mine.values()), Decimal(0))
+    recs = sum(pairs[k].recommendations for k in mine)
+    if tenant is None:
+        total, idle, shared = sum(usd.values(), Decimal(0)), usd["idle"], usd["shared"]
+    else:   # the tenant's part of everything: its workload and its shares of idle and shared
+        total = sum((a.fully_loaded for a in mine.values()), Decimal(0))
+        idle = sum((a.all_idle for a in mine.values()), Decimal(0))
+        shared = sum((a.shared for a in mine.values()), Decimal(0))
+        weights = {k: w.usd for k, w in pairs.items()}
+        components = {c: sum((v for k, v in spread(amount, weights).items() if k in mine), Decimal(0))
+                      for c, amount in components.items()}
+    idle_usd = sum((_dec(r["idle_usd"]) for r in capacity), Decimal(0))
+    paid = idle_usd + sum((_dec(r["used_usd"]) for r in capacity), Decimal(0))
+    return {
+        F.TOTAL.key: _money(total), F.WORKLOAD.key: _money(workload), F.IDLE.key: _money(idle),
+        F.SHARED.key: _money(shared), F.PEOPLE.key: _money(components["people"]),
+        F.OPS.key: _money(components["ops"]), F.ATTRIBUTED.key: _money(attributed),
+        F.UNALLOCATED.key: _money(total - attributed),
+        "recommendations": recs, "events": sum(pairs[k].events for k in mine),
+        F.WORKLOAD_PER_1K.key: _opt(per_1k(workload, recs)), F.ATTRIBUTED_PER_1K.key: _opt(per_1k(attributed, recs)),
+        F.FULLY_LOADED_PER_1K.key: _opt(per_1k(total, recs)),
+        F.CAPACITY.key: _money(paid), F.IDLE_SHARE.key: float(idle_usd / paid) if paid else None,
+    }
 
 
-def _dimension_row(r: dict, attribution: dict | None) -> dict:
-    dim = "model_version" if "model_version" in r else "tenant"
-    cost = _dec(r["attributed_usd"])
-    recs = int(r["recommendations"])
-    p50, p95, p99 = (list(r["latency_ms"]) + [None, None, None])[:3]
-    row = {dim: r[dim], "cost_usd": _money(cost), "workload_usd": _money(_dec(r["workload_usd"])),
-           "shared_usd": _money(_dec(r["shared_usd"])), "recommendations": recs, "events": int(r["events"]),
-           "cost_per_1k_recs_usd": _per(cost * 1000, recs),
-           "latency_ms": {"p50": _num(p50), "p95": _num(p95), "p99": _num(p99)}}
-    if dim == "model_version":
-        clicks = int((attribution or {}).get("attributed_clicks") or 0)
-        purchases = int((attribution or {}).get("attributed_purchases") or 0)
-        row |= {"attributed_clicks": clicks, "attributed_purchases": purchases,
-                "cost_per_attributed_click_usd": _per(cost, clicks),
-                "cost_per_attributed_purchase_usd": _per(cost, purchases)}
-    return row
+def _rows(dim: str, shares: dict[Pair, Allocation], pairs: dict[Pair, _Workload], latency: dict[str, list],
+          attribution: dict[str, dict] | None) -> list[dict]:
+    """Pairs summed per version or per tenant; largest attributed cost first."""
+    index = 1 if dim == "model_version" else 0
+    sums: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 5)
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for key, a in shares.items():
+        parts = sums[key[index]]
+        for i, amount in enumerate((a.workload, a.idle, a.shared, a.attributed, a.fully_loaded)):
+            parts[i] += amount
+        counts[key[index]][0] += pairs[key].recommendations
+        counts[key[index]][1] += pairs[key].events
+    rows = []
+    for name, (workload, idle, shared, attributed, fully_loaded) in sums.items():
+        recs, events = counts[name]
+        p50, p95, p99 = (list(latency.get(name) or []) + [None, None, None])[:3]
+        row = {dim: name, F.WORKLOAD.key: _money(workload), F.IDLE.key: _money(idle), F.SHARED.key: _money(shared),
+               F.ATTRIBUTED.key: _money(attributed), "recommendations": recs, "events": events,
+               F.WORKLOAD_PER_1K.key: _opt(per_1k(workload, recs)),
+               F.ATTRIBUTED_PER_1K.key: _opt(per_1k(attributed, recs)),
+               F.FULLY_LOADED_PER_1K.key: _opt(per_1k(fully_loaded, recs)),
+               "latency_ms": {"p50": _num(p50), "p95": _num(p95), "p99": _num(p99)}}
+        if attribution is not None:
+            clicks = int((attribution.get(name) or {}).get("attributed_clicks") or 0)
+            purchases = int((attribution.get(name) or {}).get("attributed_purchases") or 0)
+            row |= {"attributed_clicks": clicks, "attributed_purchases": purchases,
+                    "attributed_cost_per_click_usd": _opt(_ratio(attributed, clicks)),
+                    "attributed_cost_per_purchase_usd": _opt(_ratio(attributed, purchases))}
+        rows.append(row)
+    return sorted(rows, key=lambda r: (-Decimal(r[F.ATTRIBUTED.key]), r[dim]))
 
 
-def render_text(report: dict, console: Console) -> None:
-    """Tables for a terminal: totals, by version, by tenant, by component, idle, alerts."""
-    w, t = report["window"], report["totals"]
-    share = report["idle_share"]
-    console.print(f"[bold]Reckon costs[/bold] {w['start']} .. {w['end']}"
-                  + (f" tenant {w['tenant']}" if w["tenant"] else ""))
-    console.print(f"total {_usd(t['cost_usd'])} = workload {_usd(t['workload_usd'])} + idle {_usd(t['idle_usd'])}"
-                  f" + shared {_usd(t['shared_usd'])}; {t['recommendations']} recommendations, "
-                  f"{_usd(t['cost_per_1k_recs_usd'])} per 1k (attributed), "
-                  f"idle share {'-' if share is None else f'{share:.1%}'}")
-    _table(console, "By model version", report["by_version"],
-           ("model_version", "cost_usd", "recommendations", "cost_per_1k_recs_usd", "attributed_clicks",
-            "cost_per_attributed_click_usd", "attributed_purchases", "cost_per_attributed_purchase_usd"))
-    _table(console, "By tenant", report["by_tenant"],
-           ("tenant", "cost_usd", "workload_usd", "shared_usd", "recommendations", "cost_per_1k_recs_usd"))
-    _table(console, "By component", report["by_component"],
-           ("kind", "compute_usd", "storage_usd", "people_usd", "ops_usd", "cost_usd"))
-    _table(console, "Idle by worker", report["idle"], ("worker", "device", "idle_usd", "total_usd", "idle_share"))
-    _table(console, "Recent alerts", report["alerts"],
-           ("ts", "kind", "metric", "tenant", "model_version", "severity", "observed", "expected"))
-    render_quality_text(report, console, _usd)
-    if "reprice" in report:
-        _table(console, f"Re-priced under {report['reprice']['sheet_version']}", report["reprice"]["by_version"],
-               ("model_version", "stored_usd", "repriced_usd"))
+def _latency(ch: ClickHouse, dim: str, start: datetime, end: datetime, tenant: str | None) -> dict[str, list]:
+    return {r[dim]: list(r["latency_ms"])
+            for r in ch.query_dicts(*latency_query(dim, start, end, tenant), tag=f"costs:latency:{dim}")}
 
 
-def _table(console: Console, title: str, rows: list[dict], columns: tuple[str, ...]) -> None:
-    if not rows:
-        console.print(f"{title}: none")
-        return
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("model_version", "tenant", "worker", "device",
-                                                              "kind", "metric", "ts", "severity") else "right")
-    for row in rows:
-        table.add_row(*[_cell(column, row.get(column)) for column in columns])
-    console.print(table)
+def _capacity_row(r: dict) -> dict:
+    idle, used = _dec(r["idle_usd"]), _dec(r["used_usd"])
+    return {"worker": r["worker"], "device": r["device"], F.IDLE.key: _money(idle),
+            F.CAPACITY.key: _money(idle + used), "idle_seconds": round(float(r["idle_seconds"]), 3),
+            F.IDLE_SHARE.key: float(idle / (idle + used)) if idle + used else None}
 
 
-def _cell(column: str, value: object) -> str:
-    if value is None:
-        return "-"
-    if column.endswith("_usd") or column in ("observed", "expected"):
-        return _usd(value) if column.endswith("_usd") else f"{Decimal(str(value)):.6g}"
-    if column == "idle_share":
-        return f"{float(value):.1%}"  # type: ignore[arg-type]
-    # Idle rows and shared cost of intervals where nothing ran carry no tenant or version.
-    return str(value) or "(unattributed)"
-
-
-def _usd(value: object) -> str:
-    if value is None:
-        return "-"
-    amount = Decimal(str(value))
-    return f"${amount:.2f}" if abs(amount) >= 1 else f"${amount:.6f}"
+def _series(ch: ClickHouse, start: datetime, end: datetime, request: ReportRequest) -> dict:
+    """Per minute, each minute allocated on its own: attributed cost per version and per
+    tenant, recommendations, and the minute's idle share."""
+    minutes: dict[datetime, dict] = defaultdict(lambda: {"workload": {}, "recs": defaultdict(int),
+                                                         "idle": Decimal(0), "shared": Decimal(0),
+                                                         "used": Decimal(0)})
+    for r in ch.query_dicts(*series_query(start, end), tag="costs:series"):
+        m = minutes[_utc(r["minute"])]
+        if r["kind"] == "workload":
+            key = (r["tenant"], r["model_version"])
+            m["workload"][key] = m["workload"].get(key, Decimal(0)) + _dec(r["cost_usd"])
+            m["recs"][key] += int(r["recommendations"])
+            m["used"] += _dec(r["compute_usd"])
+        else:
+            m[r["kind"]] += _dec(r["cost_usd"])
+    out: dict[str, list[dict]] = {"by_version": [], "by_tenant": [], "idle_share": []}
+    for minute in sorted(minutes):
+        m = minutes[minute]
+        shares = allocate(m["workload"], m["idle"], m["shared"], request.idle)
+        for dim, index in (("model_version", 1), ("tenant", 0)):
+            per: dict[str, list] = defaultdict(lambda: [Decimal(0), Decimal(0), 0])
+            for key, a in shares.items():
+                if request.tenant in (None, key[0]):
+                    per[key[index]][0] += a.workload
+                    per[key[index]][1] += a.attributed
+                    per[key[index]][2] += m["recs"][key]
+            out["by_version" if index else "by_tenant"] += [
+                {"minute": minute.isoformat(), dim: name, F.WORKLOAD.key: _money(w), F.ATTRIBUTED.key: _money(a),
+                 "recommendations": recs, F.WORKLOAD_PER_1K.key: _opt(per_1k(w, recs)),
+                 F.ATTRIBUTED_PER_1K.key: _opt(per_1k(a, recs))}
+                for name, (w, a, recs) in sorted(per.items())]
+        paid = m["idle"] + m["used"]
+        out["idle_share"].append({"minute": minute.isoformat(), F.IDLE.key: _money(m["idle"]),
+                                  F.CAPACITY.key: _money(paid),
+                                  F.IDLE_SHARE.key: float(m["idle"] / paid) if paid else None})
+    return out
 
 
 def _dec(value: object) -> Decimal:
-    return Decimal(0) if value is None else Decimal(str(value)) if not isinstance(value, Decimal) else value
+    return Decimal(0) if value is None else value if isinstance(value, Decimal) else Decimal(str(value))
 
 
 def _money(value: Decimal) -> str:
     return f"{value.quantize(_Q):f}"   # fixed point: never "4.2E-7"
 
 
-def _per(amount: Decimal, count: int) -> str | None:
-    return _money(amount / count) if count else None
+def _opt(value: Decimal | None) -> str | None:
+    return None if value is None else _money(value)
+
+
+def _ratio(amount: Decimal, count: int) -> Decimal | None:
+    return (amount / count).quantize(_Q) if count else None
 
 
 def _num(value: object) -> float | None:
     return None if value is None or value != value else round(float(value), 3)  # type: ignore[arg-type]
 
 
-def _iso(ts: datetime) -> str:
-    return (ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts).isoformat()
+def _utc(ts: datetime) -> datetime:
+    return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)

@@ -1,5 +1,7 @@
 """Kafka -> ClickHouse, exactly once: rows from cost events, recommendations and clicks,
-and the consumer that commits offsets only after an insert succeeded.
+the consumer that commits offsets only after an insert succeeded, and the ClickHouse bytes
+and rows each flush wrote, priced as cost rows.
 
-May import: `streams.pipeline` (the event contracts), `streams.clickhouse`, `streams.core`.
+May import: `streams.pipeline` (the event contracts), `streams.costs` (prices),
+`streams.clickhouse`, `streams.core`.
 """

@@ -6,7 +6,8 @@ so a failed insert could still be committed. Here the sink owns its offsets:
 
     poll -> buffer rows (bounded by rows and by age) -> write (idempotent, retried with
     backoff while ClickHouse is unavailable, partitions paused meanwhile so the consumer
-    stays in its group) -> commit exactly the offsets written.
+    stays in its group) -> the flush's ClickHouse bytes and rows as cost rows, when given a
+    StorageMeter (streams/sink/storage.py) -> commit exactly the offsets written.
 
 On revocation the buffer is flushed once and committed, or dropped (the new owner
 re-reads it; the write is idempotent). `stop` drains the topics to their high watermark
@@ -31,6 +32,7 @@ from aiokafka.errors import KafkaError
 from reckon.streams.clickhouse.client import ClickHouse
 from reckon.streams.core.errors import ClickHouseError, ClickHouseUnavailable
 from reckon.streams.sink.rows import BadMessage, Rows, rows_from_message, write
+from reckon.streams.sink.storage import StorageMeter, flush_id
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +54,10 @@ class SinkConsumer:
     def __init__(self, ch: ClickHouse, bootstrap: str, topics: Mapping[str, str], *, group_id: str,
                  batch_rows: int, flush_ms: int, stats: Counter | None = None,
                  default_tenant: str = "default", max_backoff_s: float = 5.0,
-                 client_kwargs: dict[str, Any] | None = None, session_timeout_ms: int = 6_000) -> None:
+                 client_kwargs: dict[str, Any] | None = None, session_timeout_ms: int = 6_000,
+                 storage: StorageMeter | None = None) -> None:
         self.ch = ch
+        self.storage = storage
         self.topics = dict(topics)     # topic -> table (reckon.streams.sink.rows.TOPIC_TABLES in a worker)
         self.batch_rows = batch_rows
         self.flush_s = flush_ms / 1000
@@ -74,6 +78,8 @@ class SinkConsumer:
         self._messages: Counter = Counter()              # buffered messages per table
         self._unstored: dict[TopicPartition, int] = {}   # first offset not yet stored, per partition seen
         self._last_flush_at: float | None = None
+        self._inserted: dict[str, list[list[object]]] = {}   # rows this flush stored, per table
+        self._storage_rows: list[list[object]] | None = None  # this flush's storage cost, once measured
         self._lock = asyncio.Lock()                      # flush vs. a rebalance callback
         self._stopping = False
         self._task: asyncio.Task | None = None
@@ -181,6 +187,8 @@ class SinkConsumer:
         self._oldest = None
         self._newest_ts_ms = 0
         self._messages = Counter()
+        self._inserted = {}
+        self._storage_rows = None
 
     async def _write(self, deadline: float | None) -> bool:
         delay = 0.1
@@ -188,7 +196,7 @@ class SinkConsumer:
         try:
             while True:
                 try:
-                    written = await asyncio.to_thread(write, self.ch, self._rows)
+                    written = await asyncio.to_thread(self._write_flush)
                     break
                 except ClickHouseUnavailable as exc:
                     self.stats["sink_retries"] += 1
@@ -212,8 +220,24 @@ class SinkConsumer:
         self.stats["cost_rows_written"] += written.get("cost_events", 0)
         self.stats["recs_logged"] += written.get("recommendations_log", 0)
         self.stats["clicks_logged"] += written.get("clicks_log", 0)
+        self.stats["storage_rows_written"] += written.get("storage", 0)
         self.stats["cost_events_sunk"] += self._messages["cost_events"]
         return True
+
+    def _write_flush(self) -> dict[str, int]:
+        """In a thread: the buffer's rows (idempotent), then its storage cost rows. A retry after
+        a failure redoes what did not finish: rows already stored are skipped, the storage rows
+        are measured once per flush."""
+        if self._storage_rows is None:
+            if self.storage is not None:
+                self.storage.begin()
+            write(self.ch, self._rows, self._inserted)
+            self._storage_rows = [] if self.storage is None else self.storage.rows(
+                self._inserted, flush_id(self._offsets))
+        lines = Rows()
+        lines.add("cost_events", self._storage_rows)
+        stored = write(self.ch, lines).get("cost_events", 0)
+        return {**{table: len(rows) for table, rows in self._inserted.items()}, "storage": stored}
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         assigned = self._consumer.assignment()

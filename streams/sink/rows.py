@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ("event_id", "batch_id", "ts", "kind", "tenant", "model_version", "event_type", "worker",
            "device", "price_sheet_version", "events", "recommendations", "wall_seconds",
-           "device_seconds", "cpu_seconds", "ram_gb_seconds", "bytes_in", "bytes_out", "state_bytes",
-           "clickhouse_bytes", "rows_written", "latencies_ms", "cost_compute_usd", "cost_storage_usd",
-           "cost_people_usd", "cost_ops_usd", "cost_usd")
+           "device_seconds", "cpu_seconds", "ram_gb_seconds", "staffed_seconds", "bytes_in", "bytes_out",
+           "state_bytes", "clickhouse_bytes", "rows_written", "latencies_ms", "cost_compute_usd",
+           "cost_storage_usd", "cost_people_usd", "cost_ops_usd", "cost_usd")
 REC_COLUMNS = ("rec_id", "trigger_ts", "ts", "tenant", "user_id", "model_version", "arm", "trigger_event_id",
                "items", "latency_ms")
 CLICK_COLUMNS = ("event_id", "ts", "tenant", "user_id", "item_id", "action", "session_id", "price")
@@ -67,12 +67,15 @@ class Rows:
 
 
 def rows_from_event(event: dict) -> list[list[object]]:
-    """One `cost_events` row per allocation line; quantities are the line's share of the event's."""
+    """One `cost_events` row per allocation line; quantities are the line's share of the event's.
+    ClickHouse bytes and rows are not a batch's: the sink measures them (streams/sink/storage.py)."""
     usage = event["usage"]
     ts = datetime.fromtimestamp(float(event["ts"]), timezone.utc)
     wall = float(usage["wall_seconds"])
     ram_gb_seconds = float(usage["ram_gb_seconds"]) if "ram_gb_seconds" in usage \
         else float(usage.get("ram_gb", 0.0)) * wall
+    # Events from before staffed seconds charged people and ops on their wall time (not idle's).
+    staffed = float(usage.get("staffed_seconds", 0.0 if event["kind"] == "idle" else wall))
     rows = []
     for i, line in enumerate(event["lines"]):
         share = float(line["share"])
@@ -82,8 +85,8 @@ def rows_from_event(event: dict) -> list[list[object]]:
             line["model_version"], line["event_type"], event["worker"], event["device"],
             event["price_sheet_version"], int(line["events"]), int(line["recommendations"]),
             wall * share, float(usage["device_seconds"]) * share, float(usage["cpu_seconds"]) * share,
-            ram_gb_seconds * share, round(usage["bytes_in"] * share), round(usage["bytes_out"] * share),
-            round(usage["state_bytes"] * share), round(usage.get("clickhouse_bytes", 0) * share), 1,
+            ram_gb_seconds * share, staffed * share, round(usage["bytes_in"] * share),
+            round(usage["bytes_out"] * share), round(usage["state_bytes"] * share), 0, 0,
             [float(x) for x in line["latencies_ms"]], Decimal(cost["compute"]), Decimal(cost["storage"]),
             Decimal(cost["people"]), Decimal(cost["ops"]), Decimal(cost["total"]),
         ])
@@ -165,17 +168,22 @@ def fresh_rows(ch: ClickHouse, table: str, rows: Sequence[list[object]]) -> list
     return fresh
 
 
-def write(ch: ClickHouse, rows: Rows) -> dict[str, int]:
+def write(ch: ClickHouse, rows: Rows, inserted: dict[str, list[list[object]]] | None = None) -> dict[str, int]:
     """Insert what is not stored yet, table by table (cost first); returns rows inserted per table.
 
     A retry after a partial failure re-runs the lookup, so tables already written are skipped.
+    `inserted`, kept by the caller across retries of one flush, gets each table's rows that were
+    not stored when the flush first tried that table: the rows this flush stores, even when an
+    insert landed but its answer was lost (the retry then finds them stored and skips them).
     """
     written: dict[str, int] = {}
     for table in ("cost_events", "recommendations_log", "clicks_log"):
         batch = rows.tables.get(table)
         if batch:
-            written[table] = ch.insert(table, fresh_rows(ch, table, batch), _TABLE_COLUMNS[table],
-                                       tag=f"sink:insert:{table}")
+            fresh = fresh_rows(ch, table, batch)
+            if inserted is not None:
+                inserted.setdefault(table, fresh)
+            written[table] = ch.insert(table, fresh, _TABLE_COLUMNS[table], tag=f"sink:insert:{table}")
     return written
 
 

@@ -33,6 +33,7 @@ from reckon.streams.costs.repricing import sync_prices
 from reckon.streams.reports.report import ReportRequest, build_report
 from reckon.streams.sink.consumer import SinkConsumer
 from reckon.streams.sink.rows import TOPIC_TABLES
+from reckon.streams.sink.storage import StorageMeter
 from reckon.streams.worker.metrics import WorkerMetrics
 from reckon.streams.worker.web import local_url
 
@@ -100,7 +101,7 @@ def install(app: faust.App, settings: Settings, bootstrap: str, stats: Counter, 
         acc.sink = sink = SinkConsumer(
             ch, bootstrap, topics, group_id=settings.sink_group_id, batch_rows=settings.sink_batch_rows,
             flush_ms=settings.sink_flush_ms, stats=stats, default_tenant=settings.default_tenant,
-            client_kwargs=settings.kafka_client_kwargs())
+            client_kwargs=settings.kafka_client_kwargs(), storage=StorageMeter(ch, sheet, settings.worker_name))
         _install_sink_tasks(app, settings, acc, sink, ch)
         metrics.sink = sink.health
         _install_alerts(app, settings, ch, stats)

@@ -53,10 +53,11 @@ def test_up_down_up_round_trip(tmp_path: Path) -> None:
     full_tables, full_columns = result["full"]
     base_tables, base_columns = result["base"]
     assert {"cost_hour", "prices", "recommendations_log", "clicks_log", "alerts", "attributed_clicks",
-            "cost_per_attributed_click", "cost_per_1k_recs", "idle_share", "cost_by_dims", "online_quality"} \
+            "cost_per_attributed_click", "unit_costs_hourly", "idle_share", "cost_by_dims", "online_quality"} \
         <= set(full_tables)
+    assert "cost_per_1k_recs" not in full_tables            # replaced by unit_costs_hourly (0016)
     assert set(base_tables) == {"cost_events", "cost_minute", "cost_minute_mv", "schema_migrations"}
-    assert {"ram_gb_seconds", "clickhouse_bytes"} <= set(full_columns) - set(base_columns)
+    assert {"ram_gb_seconds", "clickhouse_bytes", "staffed_seconds"} <= set(full_columns) - set(base_columns)
     assert result["same"]
 
 

@@ -7,6 +7,7 @@ import json
 import random
 import time
 import uuid
+import zlib
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -17,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 
 from reckon.streams.costs.alert_engine import AlertConfig, AlertEngine, deliver, recent_alerts
 from reckon.streams.costs.alerts import BurnConfig, DetectorConfig
+from reckon.streams.costs.idle import IntervalAccountant, Reserved
 from reckon.streams.costs.meter import cost_event, group_key, new_groups
 from reckon.streams.costs.pricing import PriceSheet, Usage
 from reckon.streams.kafka.broker import create_topics
@@ -30,7 +32,8 @@ SHEET = PriceSheet.load(env={})
 
 
 def minute_cost(tenant: str, ts: float, wall: float, recs: int = 100) -> dict:
-    """A workload cost event whose cost is (almost all) people time: proportional to `wall`."""
+    """A workload cost event whose cost (CPU for half its wall time, RAM for all of it) is
+    proportional to `wall`."""
     groups = new_groups()
     groups[group_key(tenant, "v1", "click")].events = recs
     groups[group_key(tenant, "v1", "click")].recommendations = recs
@@ -90,7 +93,7 @@ def test_a_5x_spike_alerts_within_seconds_of_its_data(broker, clickhouse) -> Non
     assert alerted_at - produced_at < 60
     wire = [json.loads(m.value) for m in read_topic(broker.bootstrap_servers, "cost-alerts", 1, timeout_s=10)]
     ours = [a for a in wire if a["dims"].get("tenant") == tenant]
-    assert {a["metric"] for a in ours} == {"cost_usd", "cost_per_1k_recs_usd"}
+    assert {a["metric"] for a in ours} == {"workload_cost_usd", "workload_cost_per_1k_usd"}
     assert all(a["kind"] == "anomaly" and a["severity"] == "critical" for a in ours)
     assert all(a["observed"] > 4 * a["expected"] for a in ours)
     assert {p["alert_id"] for p in posted} == {a["alert_id"] for a in ours}
@@ -113,18 +116,24 @@ def test_a_steady_noisy_day_in_clickhouse_raises_nothing(clickhouse) -> None:
 
 
 def test_budget_burn_over_short_and_long_windows(clickhouse) -> None:
+    """A tenant's burn counts its attributed cost: its workload and, as the only tenant with
+    workload in a window of its own, all of that window's idle and shared cost."""
     tenant = f"budget-{uuid.uuid4().hex[:8]}"
-    now = datetime.now(timezone.utc)
+    now = (datetime.now(timezone.utc) - timedelta(days=7, minutes=zlib.crc32(tenant.encode()) % 5000)).replace(
+        second=30, microsecond=0)
     events = baseline(tenant, now, 60)
-    write_events(clickhouse, events)
-    hourly = sum((Decimal(e["cost"]["total"]) for e in events), Decimal(0))
+    accountant = IntervalAccountant(SHEET, Reserved(vcpus=1, ram_gb=2), f"w-{tenant}", "cpu", interval_s=10,
+                                    started_at=(now - timedelta(minutes=30)).timestamp())
+    interval = accountant.close_all(now=(now - timedelta(minutes=30)).timestamp() + 1)   # 1 s of idle and shared
+    write_events(clickhouse, events + interval)
+    hourly = sum((Decimal(e["cost"]["total"]) for e in events + interval), Decimal(0))
     burn = BurnConfig(short_minutes=5, long_minutes=60, warning=2, critical=10)
     generous = AlertEngine(clickhouse, AlertConfig(burn=burn, daily_budget_usd=((tenant, hourly * 24 * 2),)))
     assert mine(generous.evaluate(now), tenant) == []                   # spending half the budget's pace
-    tight = AlertEngine(clickhouse, AlertConfig(burn=burn, daily_budget_usd=((tenant, hourly * 24 / 4),)))
-    (alert,) = mine(tight.evaluate(now), tenant)                        # 4x the pace in both windows
-    assert (alert.kind, alert.metric, alert.severity, alert.window) == ("budget", "burn_rate", "warning", "5m/60m")
-    assert alert.observed == pytest.approx(float(hourly), rel=0.05)
-    assert alert.expected == pytest.approx(float(hourly) / 4, rel=1e-6)
+    tight = AlertEngine(clickhouse, AlertConfig(burn=burn, daily_budget_usd=((tenant, hourly * 24 / 40),)))
+    (alert,) = mine(tight.evaluate(now), tenant)                        # 40x the pace over the hour
+    assert (alert.kind, alert.metric, alert.severity, alert.window) == ("budget", "burn_rate", "critical", "5m/60m")
+    assert alert.observed == pytest.approx(float(hourly), rel=0.05)     # workload + the idle and shared
+    assert alert.expected == pytest.approx(float(hourly) / 40, rel=1e-6)
     everything = AlertEngine(clickhouse, AlertConfig(burn=burn, daily_budget_usd=(("*", Decimal("1e-6")),)))
     assert [a.severity for a in everything.evaluate(now) if a.dims == {"tenant": "*"}] == ["critical"]

@@ -91,16 +91,23 @@ def test_the_formula_by_hand() -> None:
     s = sheet({**BLOCK, "effective_from": "2026-01-01T00:00:00Z"})
     q = Quantities(wall_seconds=36.0, cpu_seconds=72.0, device_seconds=18.0, ram_gb_seconds=72.0,
                    bytes_in=2_000_000_000, bytes_out=1_000_000_000, state_bytes=730_000_000_000,
-                   clickhouse_bytes=3_000_000_000, device="cuda:0 h100")
+                   clickhouse_bytes=3_000_000_000, staffed_seconds=36.0, device="cuda:0 h100")
     cost = s.price_quantities(q, at("2026-03-01T00:00:00"))
     # compute: 72 s x 0.04/h + 18 s x 4.0/h + 72 GB-s x 0.005/h
     assert cost.compute == Decimal("0.0008") + Decimal("0.02") + Decimal("0.0001")
     # storage: 730 GB for 0.01 h of a 730 h month x 0.10 + 2 GB x 0.01 + 1 GB x 0.02 + 3 GB x 0.05
     assert cost.storage == Decimal("0.001") + Decimal("0.02") + Decimal("0.02") + Decimal("0.15")
+    # people and ops: 36 staffed seconds x 1.5/h and x 0.2/h
     assert (cost.people, cost.ops) == (Decimal("0.015"), Decimal("0.002"))
-    idle = s.price_quantities(Quantities(wall_seconds=36.0, cpu_seconds=36.0, people_and_ops=False),
-                              at("2026-03-01T00:00:00"))
-    assert (idle.compute, idle.people, idle.ops) == (Decimal("0.0004"), Decimal(0), Decimal(0))
+    unstaffed = s.price_quantities(Quantities(wall_seconds=36.0, cpu_seconds=36.0), at("2026-03-01T00:00:00"))
+    assert (unstaffed.compute, unstaffed.people, unstaffed.ops) == (Decimal("0.0004"), Decimal(0), Decimal(0))
+
+
+def test_a_batch_carries_no_people_or_ops() -> None:
+    """People and ops are shared cost (interval rows), never part of a batch's workload."""
+    s = sheet({**BLOCK, "effective_from": "2026-01-01T00:00:00Z"})
+    cost = s.price(Usage(wall_seconds=3600.0, cpu_seconds=1.0), at("2026-03-01T00:00:00"), ram_gb=2.0)
+    assert (cost.people, cost.ops) == (Decimal(0), Decimal(0)) and cost.compute > 0
 
 
 def test_batch_price_holds_ram_for_its_wall_time() -> None:

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 from reckon.streams.core.errors import PriceSheetError
+from reckon.streams.costs.idle import IntervalAccountant, Reserved
 from reckon.streams.costs.meter import cost_event, group_key, new_groups
 from reckon.streams.costs.pricing import PriceSheet, Usage
 from reckon.streams.costs.repricing import REPRICE_GROUPS, reprice, reprice_query, sync_prices
@@ -44,10 +45,8 @@ FROM (
                               + toDecimal128(e.bytes_out, 0) * s.kafka_gb_out[b]
                               + toDecimal128(e.clickhouse_bytes, 0) * s.clickhouse_gb_month[b]) / 1000000000, 12), 12)
             AS row_storage_usd,
-        if(e.kind = 'idle', toDecimal128(0, 12),
-           toDecimal128(round(toDecimal128(e.wall_seconds, 12) * s.people_hour[b] / 3600, 12), 12)) AS row_people_usd,
-        if(e.kind = 'idle', toDecimal128(0, 12),
-           toDecimal128(round(toDecimal128(e.wall_seconds, 12) * s.ops_hour[b] / 3600, 12), 12)) AS row_ops_usd
+        toDecimal128(round(toDecimal128(e.staffed_seconds, 12) * s.people_hour[b] / 3600, 12), 12) AS row_people_usd,
+        toDecimal128(round(toDecimal128(e.staffed_seconds, 12) * s.ops_hour[b] / 3600, 12), 12) AS row_ops_usd
     FROM cost_events AS e FINAL
     CROSS JOIN (
     SELECT
@@ -105,38 +104,48 @@ def _sheet(version: str, *starts_and_vcpu: tuple[datetime, float]) -> PriceSheet
     return PriceSheet.from_dict({"version": version, "prices": blocks}, "test", env={})
 
 
-def _batch(tenant: str, ts: float, sheet: PriceSheet) -> dict:
+def _batch(tenant: str, ts: float, sheet: PriceSheet, worker: str = "w-reprice") -> dict:
     groups = new_groups()
     groups[group_key(tenant, "v1", "click")].events = 10
     groups[group_key(tenant, "v1", "click")].recommendations = 10
     usage = Usage(wall_seconds=3.6, device_seconds=0.0, cpu_seconds=7.2)
-    return cost_event(f"b-{uuid.uuid4().hex}", usage, groups, sheet, "w-reprice", 2.0, ts=ts)
+    return cost_event(f"b-{uuid.uuid4().hex}", usage, groups, sheet, worker, 2.0, ts=ts)
 
 
 @pytest.mark.integration
 def test_a_price_changed_from_a_past_time_gives_the_hand_computed_figure(clickhouse) -> None:
     tenant, tag = f"reprice-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
+    worker = f"w-reprice-{tag}"
     now = datetime.now(timezone.utc).replace(microsecond=0)
     old = _sheet(f"old-{tag}", (now - timedelta(days=90), 0.036))
     sync_prices(clickhouse, old)
     early, late = now - timedelta(days=40), now - timedelta(days=5)
-    write_events(clickhouse, [_batch(tenant, early.timestamp(), old), _batch(tenant, late.timestamp(), old)])
+    # A worker's 10 s interval, with no batch in it: idle compute and shared people and ops.
+    accountant = IntervalAccountant(old, Reserved(vcpus=1, ram_gb=2), worker, "cpu", interval_s=10,
+                                    started_at=late.timestamp() - 100)
+    interval = accountant.close_all(now=late.timestamp() - 90)
+    write_events(clickhouse, [_batch(tenant, early.timestamp(), old, worker),
+                              _batch(tenant, late.timestamp(), old, worker), *interval])
 
-    # By hand, per batch: compute (7.2 CPU-s x vCPU-hour + 2 GB x 3.6 s x 0.0072) / 3600,
-    # people 3.6 s x 1.8 / 3600 = 0.0018, ops 3.6 s x 0.36 / 3600 = 0.00036.
-    at_old = (Decimal("7.2") * Decimal("0.036") + Decimal("0.05184")) / 3600 + Decimal("0.00216")
-    at_new = (Decimal("7.2") * Decimal("0.072") + Decimal("0.05184")) / 3600 + Decimal("0.00216")
+    # By hand. A batch: compute (7.2 CPU-s x vCPU-hour + 2 GB x 3.6 s x 0.0072) / 3600, no
+    # people or ops (those are shared). The interval: idle (1 vCPU x 10 s x vCPU-hour +
+    # 2 GB x 10 s x 0.0072) / 3600; shared people 10 s x 1.8 / 3600, ops 10 s x 0.36 / 3600.
+    at_old = (Decimal("7.2") * Decimal("0.036") + Decimal("0.05184")) / 3600
+    at_new = (Decimal("7.2") * Decimal("0.072") + Decimal("0.05184")) / 3600
+    idle_old = (10 * Decimal("0.036") + Decimal("0.144")) / 3600
+    idle_new = (10 * Decimal("0.072") + Decimal("0.144")) / 3600
+    people, ops = Decimal("0.005"), Decimal("0.001")
     window = (now - timedelta(days=60), now)
-    (same,) = reprice(clickhouse, old.version, *window, ("tenant",), tenant=tenant)
-    assert same["stored_usd"] == same["repriced_usd"] == 2 * at_old       # ingestion prices reproduced
+    (same,) = [r for r in reprice(clickhouse, old.version, *window, ("worker",)) if r["worker"] == worker]
+    assert same["stored_usd"] == same["repriced_usd"] == 2 * at_old + idle_old + people + ops   # reproduced
 
-    # The vCPU price doubles from 20 days ago: only the late batch changes.
+    # The vCPU price doubles from 20 days ago: the late batch and the interval change.
     new = _sheet(f"new-{tag}", (now - timedelta(days=90), 0.036), (now - timedelta(days=20), 0.072))
     assert sync_prices(clickhouse, new) == 2 * 9      # 8 unit prices + 1 GPU price per block
-    (row,) = reprice(clickhouse, new.version, *window, ("tenant",), tenant=tenant)
-    assert row["stored_usd"] == 2 * at_old
-    assert row["repriced_usd"] == at_old + at_new == Decimal("0.0045648")
-    assert row["people_usd"] == Decimal("0.0036") and row["ops_usd"] == Decimal("0.00072")
+    (row,) = [r for r in reprice(clickhouse, new.version, *window, ("worker",)) if r["worker"] == worker]
+    assert row["stored_usd"] == 2 * at_old + idle_old + people + ops
+    assert row["repriced_usd"] == at_old + at_new + idle_new + people + ops == Decimal("0.0064848")
+    assert row["people_usd"] == people and row["ops_usd"] == ops
 
 
 @pytest.mark.integration

@@ -13,6 +13,7 @@ from reckon.streams.costs.idle import IntervalAccountant, Reserved
 from reckon.streams.costs.meter import cost_event, group_key, new_groups
 from reckon.streams.costs.pricing import PriceSheet, Usage
 from reckon.streams.sink.rows import (
+    COLUMNS,
     BadMessage,
     Rows,
     click_row,
@@ -41,21 +42,25 @@ def workload(tenant: str, ts: float, recs: tuple[int, int] = (3, 1), batch_id: s
 
 def test_rows_carry_each_lines_share_of_quantities_and_cost() -> None:
     event = workload("t", 1_795_000_000.0)
-    rows = rows_from_event(event)
-    assert [r[0] for r in rows] == [f"{event['event_id']}:0", f"{event['event_id']}:1"]
-    assert sum(r[-1] for r in rows) == Decimal(event["cost"]["total"])
-    assert rows[0][2] == datetime.fromtimestamp(1_795_000_000.0, timezone.utc)
-    assert rows[0][12] == pytest.approx(0.02 * 0.75)              # wall seconds x share (3 of 4 recs)
-    assert rows[0][15] == pytest.approx(2.0 * 0.02 * 0.75)        # ram GB-seconds
-    assert rows[0][21] == [1.5, 2.5, 3.5]
+    rows = [dict(zip(COLUMNS, r)) for r in rows_from_event(event)]
+    assert [r["event_id"] for r in rows] == [f"{event['event_id']}:0", f"{event['event_id']}:1"]
+    assert sum(r["cost_usd"] for r in rows) == Decimal(event["cost"]["total"])
+    assert rows[0]["ts"] == datetime.fromtimestamp(1_795_000_000.0, timezone.utc)
+    assert rows[0]["wall_seconds"] == pytest.approx(0.02 * 0.75)              # x share (3 of 4 recs)
+    assert rows[0]["ram_gb_seconds"] == pytest.approx(2.0 * 0.02 * 0.75)
+    assert rows[0]["latencies_ms"] == [1.5, 2.5, 3.5]
+    # a batch writes nothing to ClickHouse itself and staffs nobody: the sink's storage rows
+    # carry bytes and rows written (streams/sink/storage.py), shared rows the staffed time
+    assert {(r["clickhouse_bytes"], r["rows_written"], r["staffed_seconds"]) for r in rows} == {(0, 0, 0.0)}
 
 
-def test_interval_rows_keep_ram_gb_seconds() -> None:
+def test_interval_rows_keep_ram_gb_seconds_and_staffed_seconds() -> None:
     acc = IntervalAccountant(SHEET, Reserved(1, 3), "w", "cpu", interval_s=10, started_at=1_795_000_000.0)
     idle, shared = acc.close_due(now=1_795_000_010.0)
-    (row,) = rows_from_event(idle)
-    assert (row[3], row[4], row[15], row[14]) == ("idle", "", 30.0, 10.0)
-    assert rows_from_event(shared)[0][3] == "shared"
+    (row,) = [dict(zip(COLUMNS, r)) for r in rows_from_event(idle)]
+    assert (row["kind"], row["tenant"], row["ram_gb_seconds"], row["cpu_seconds"]) == ("idle", "", 30.0, 10.0)
+    (row,) = [dict(zip(COLUMNS, r)) for r in rows_from_event(shared)]
+    assert (row["kind"], row["staffed_seconds"]) == ("shared", 10.0)
 
 
 def test_recommendation_and_click_rows() -> None:

@@ -34,12 +34,18 @@ PRICES = {"vcpu_hour": "0.036", "gb_ram_hour": "0.0072", "state_gb_month": "0.73
           "kafka_gb_out": "0.9", "clickhouse_gb_month": "0.05", "people_hour": "1.8", "ops_hour": "0.36"}
 VCPUS, RAM_GB = 4, 2      # 4 reserved vCPUs on a 2-core machine: batches never use more than reserved
 
+# Cost rows per batch as stored (the sink's ClickHouse storage rows apart: they come from no
+# cost event), and the storage rows' totals by kind.
 READ_STORE = """
 import json, sys
 from reckon.streams.clickhouse.client import connect
 ch = connect(sys.argv[1])
-rows = ch.query("SELECT batch_id, count(), sum(cost_usd) FROM cost_events GROUP BY batch_id")
-print(json.dumps({b: [n, str(usd)] for b, n, usd in rows}))
+rows = ch.query("SELECT batch_id, count(), sum(cost_usd) FROM cost_events "
+                "WHERE NOT startsWith(event_type, 'clickhouse:') GROUP BY batch_id")
+storage = ch.query("SELECT kind, count(), uniqExact(event_id), sum(cost_usd), sum(clickhouse_bytes) FROM cost_events "
+                   "WHERE startsWith(event_type, 'clickhouse:') GROUP BY kind")
+print(json.dumps({"batches": {b: [n, str(usd)] for b, n, usd in rows},
+                  "storage": {k: [n, ids, str(usd), size] for k, n, ids, usd, size in storage}}))
 """
 
 
@@ -57,12 +63,14 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def _independent(events: list[dict]) -> tuple[Decimal, Decimal]:
-    """(workload, total) from the wire quantities alone, without reckon.streams.costs.pricing.
+    """(workload, total) of the cost events from the wire quantities alone, without
+    reckon.streams.costs.pricing.
 
     Workload per batch: CPU-s x vCPU-hour + GB-RAM x wall x RAM-hour (compute), state GB for
-    its wall time + Kafka GB in/out (storage), wall x people/ops hour. Total: every interval's
-    seconds at the full reservation's hourly price, plus the batches' storage (the only
-    cost not reserved), since no batch used more than was reserved."""
+    its wall time + Kafka GB in/out (storage); no people or ops (shared cost). Total: every
+    interval's seconds at the full reservation's hourly price, people and ops included, plus
+    the batches' storage (the only cost not reserved), since no batch used more than was
+    reserved."""
     p = {k: Decimal(v) for k, v in PRICES.items()}
     hour, gb = Decimal(3600), Decimal(10**9)
     workload = storage = Decimal(0)
@@ -73,7 +81,7 @@ def _independent(events: list[dict]) -> tuple[Decimal, Decimal]:
             batch_storage = (u["state_bytes"] / gb * p["state_gb_month"] * u["wall_seconds"] / hour / 730
                              + u["bytes_in"] / gb * p["kafka_gb_in"] + u["bytes_out"] / gb * p["kafka_gb_out"])
             workload += (u["cpu_seconds"] * p["vcpu_hour"] + u["ram_gb"] * u["wall_seconds"] * p["gb_ram_hour"]
-                         + u["wall_seconds"] * (p["people_hour"] + p["ops_hour"])) / hour + batch_storage
+                         ) / hour + batch_storage
             storage += batch_storage
         elif event["kind"] == "idle":
             reserved_seconds += Decimal(repr(event["interval"]["seconds"]))
@@ -106,11 +114,11 @@ def test_identity_after_a_replay_and_reading_through_the_owner(workers, fresh_br
     # While it runs (interval rows keep arriving, so no two queries see the same snapshot):
     report = fetch_over_http(f"http://127.0.0.1:{worker.web_port}", ReportRequest(hours=1))
     totals = report["totals"]
-    assert Decimal(totals["workload_usd"]) + Decimal(totals["idle_usd"]) + Decimal(totals["shared_usd"]) \
-        == Decimal(totals["cost_usd"])
+    assert Decimal(totals["workload_cost_usd"]) + Decimal(totals["idle_cost_usd"]) \
+        + Decimal(totals["shared_cost_usd"]) == Decimal(totals["total_cost_usd"])
     assert totals["recommendations"] == stats["recommendations"]
-    (scored,) = [v for v in report["by_version"] if v["model_version"]]     # "" = shared with no traffic
-    assert scored["model_version"] == stats["model_version"] and scored["cost_per_1k_recs_usd"] is not None
+    (scored,) = report["by_version"]                                       # no nameless version
+    assert scored["model_version"] == stats["model_version"] and scored["attributed_cost_per_1k_usd"] is not None
     for params, error in (({"hours": "-1"}, "bad query parameter"), ({"sql": "DROP TABLE prices"}, "unknown"),
                           ({"sheet_version": "nope"}, "no such sheet version")):
         response = httpx.get(f"http://127.0.0.1:{worker.web_port}/costs", params=params, timeout=10)
@@ -129,12 +137,20 @@ def test_identity_after_a_replay_and_reading_through_the_owner(workers, fresh_br
     direct = _costs_cli(dsn, "--hours", "1", "--audit")
     assert direct["source"].startswith("store chdb://")
     totals, audit = direct["totals"], direct["audit"]
-    total = Decimal(totals["cost_usd"])
-    assert total == sum((Decimal(e["cost"]["total"]) for e in events), Decimal(0))   # every event, once
+    total = Decimal(totals["total_cost_usd"])
+    out = subprocess.run([sys.executable, "-c", READ_STORE, dsn], capture_output=True, text=True, timeout=120,
+                         check=True)
+    storage = {kind: Decimal(row[2]) for kind, row in json.loads(out.stdout.strip().splitlines()[-1])["storage"].items()}
+    assert sum(row["bytes"] for row in direct["clickhouse"]) > 0 and storage.get("workload", 0) > 0
+    # every cost event once, plus what the sink measured it wrote to ClickHouse
+    assert total == sum((Decimal(e["cost"]["total"]) for e in events), Decimal(0)) + sum(storage.values())
     workload, independent_total = _independent(events)
-    assert abs(Decimal(totals["workload_usd"]) - workload) / workload < Decimal("0.001")
-    assert abs(total - independent_total) / independent_total < Decimal("0.001")
-    assert Decimal(totals["workload_usd"]) + Decimal(totals["idle_usd"]) + Decimal(totals["shared_usd"]) == total
+    assert abs(Decimal(totals["workload_cost_usd"]) - storage["workload"] - workload) / workload < Decimal("0.001")
+    assert abs(total - sum(storage.values()) - independent_total) / independent_total < Decimal("0.001")
+    assert Decimal(totals["workload_cost_usd"]) + Decimal(totals["idle_cost_usd"]) \
+        + Decimal(totals["shared_cost_usd"]) == total
+    assert sum(Decimal(row["attributed_cost_usd"]) for row in direct["by_tenant"]) == total   # no nameless tenant
+    assert totals["idle_share"] > 0.5                 # 4 vCPUs reserved on 2 cores, mostly waiting for events
     assert Decimal(audit["raw_usd"]) == Decimal(audit["minute_usd"]) == Decimal(audit["hour_usd"]) == total
     assert audit["raw_rows"] == audit["stored_rows"] == audit["distinct_ids"] == audit["minute_rows"]
 
@@ -178,8 +194,10 @@ def test_worker_killed_mid_batch_and_restarted_loses_and_doubles_nothing(workers
     topic = [json.loads(m.value) for m in read_topic(fresh_broker.bootstrap_servers, "cost-events", 1)]
     out = subprocess.run([sys.executable, "-c", READ_STORE, f"chdb://{data / 'clickhouse'}"], capture_output=True,
                          text=True, timeout=120, check=True)
-    stored = json.loads(out.stdout.strip().splitlines()[-1])
+    read = json.loads(out.stdout.strip().splitlines()[-1])
+    stored = read["batches"]
     expected = {e["event_id"]: [len(e["lines"]), Decimal(e["cost"]["total"])] for e in topic}
     assert len(expected) == len(topic)                                  # ids are unique on the wire
     assert set(stored) == set(expected)                                 # nothing lost, nothing extra
     assert {b: [n, Decimal(usd)] for b, (n, usd) in stored.items()} == expected   # no row doubled
+    assert all(rows == ids for rows, ids, _, _ in read["storage"].values())      # storage rows once each

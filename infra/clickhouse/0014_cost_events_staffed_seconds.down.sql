@@ -1,0 +1,1 @@
+ALTER TABLE cost_events DROP COLUMN IF EXISTS staffed_seconds
