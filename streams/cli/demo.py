@@ -19,9 +19,11 @@ from rich.console import Console
 from rich.table import Table
 
 from reckon.streams.cli import demo_loop
+from reckon.streams.costs import figures as F
 from reckon.streams.core.errors import ReckonError
 from reckon.streams.core.settings import Settings
 from reckon.streams.kafka.broker import free_port
+from reckon.streams.reports.format import usd
 from reckon.streams.traffic.generator import Drift, TrafficGenerator
 from reckon.streams.traffic.replay import produce
 from reckon.streams.worker.stack import WorkerProcess, demo_model, kafka
@@ -81,7 +83,7 @@ def run_demo(settings: Settings, events: int, bad_fraction: float, train_seconds
         worker = WorkerProcess(env, run_dir / "worker.log", port)
         try:
             with console.status("starting the worker"):
-                worker.wait_ready()
+                worker.wait_ready()      # ready: in its consumer group, partitions assigned
             with console.status(f"replaying {events} events"):
                 records = list(traffic.records(events))
                 sent = asyncio.run(produce(bootstrap, records))
@@ -162,8 +164,9 @@ def print_summary(summary: dict, console: Console) -> None:
             v = summary[name]
             console.print(f"{name} {v['version']}: {metric} {summary[f'{name}_quality']:.4f} on the latest slice "
                           f"({summary['quality_examples']} examples); {v['recommendations']} recommendations, "
-                          f"cost per 1k ${v['cost_per_1k_recs_usd'] or '-'}, per attributed click "
-                          f"${v['cost_per_attributed_click_usd'] or '-'}"
+                          f"{F.WORKLOAD_PER_1K.label} {usd(v[F.WORKLOAD_PER_1K.key])}, "
+                          f"{F.ATTRIBUTED_PER_1K.label} {usd(v[F.ATTRIBUTED_PER_1K.key])}, "
+                          f"attributed per click {usd(v['attributed_cost_per_click_usd'])}"
                           + (f"; training cost ${v['training_cost_usd']}" if name == "retrained" else ""))
         console.print(("promoted: " if summary["promoted"] else "not promoted: ") + summary["promotion_reason"])
         for arm in summary["after_retrain_by_arm"]:
@@ -171,9 +174,9 @@ def print_summary(summary: dict, console: Console) -> None:
             console.print(f"after the retrain, {arm['arm']} arm ({arm['model_version']}): attributed CTR "
                           f"{arm['attributed_ctr']:.2%} [{low:.2%}, {high:.2%}] of {arm['recommendations']}")
     for rec in summary["examples"]:
-        console.print(f"user {rec['user_id']} -> {', '.join(rec['items'][:5])}  (model {rec['model_version']}, "
-                      f"answers {rec['triggers']} event(s), {rec['latency_ms']:.1f} ms after the first)")
+        console.print(f"user {rec['user_id']} -> {', '.join(rec['items'][:5])} (answers {rec['triggers']} "
+                      f"events, {rec['latency_ms']:,.0f} ms)")
     console.print()
     render_text(summary["costs"], console)
-    console.print(f"\nThe same report: reckon costs (store {summary['store']}); "
-                  "what each figure means: README, \"What the cost figures mean\".")
+    console.print(f"\nThe same report: reckon costs (store {summary['store']}).\n"
+                  "What each figure means: README, \"What the cost figures mean\".")

@@ -28,6 +28,7 @@ from rich.console import Console
 from reckon.models.core.registry import ModelVersion, Registry
 from reckon.streams.cli.retrain import retrain_over_http
 from reckon.streams.core.errors import ReckonError
+from reckon.streams.costs import figures as F
 from reckon.streams.worker.stack import WorkerProcess
 
 
@@ -93,9 +94,9 @@ def version_figures(dsn: str, versions: list[str], since: float,
     for version in versions:
         cost, online = costs.get(version, {}), quality.get(version, {})
         out[version] = {"recommendations": cost.get("recommendations", 0),
-                        "cost_per_1k_recs_usd": cost.get("cost_per_1k_recs_usd"),
+                        **{key: cost.get(key) for key in (F.WORKLOAD_PER_1K.key, F.ATTRIBUTED_PER_1K.key)},
                         "attributed_clicks": cost.get("attributed_clicks", 0),
-                        "cost_per_attributed_click_usd": cost.get("cost_per_attributed_click_usd"),
+                        "attributed_cost_per_click_usd": cost.get("attributed_cost_per_click_usd"),
                         "attributed_ctr": online.get("attributed_ctr"),
                         "attributed_ctr_ci95": online.get("attributed_ctr_ci95")}
     return out, [{key: row[key] for key in ("model_version", "arm", "recommendations", "attributed_clicked",

@@ -196,6 +196,12 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
                 runtime.swap(scorer)
                 metrics.set_models(runtime.device, runtime.versions)
 
+    @app.on_rebalance_complete.connect
+    async def rebalanced(sender: Any, **kwargs: Any) -> None:
+        # From here on this worker reads its partitions: `reckon demo` waits for it before it
+        # replays, so the latency it shows is scoring's, not the consumer group's join.
+        stats["rebalances"] += 1
+
     broker_watch = BrokerWatchdog(bootstrap, ("clicks", "searches", "cost-events"),
                                   settings.kafka_client_kwargs())
 

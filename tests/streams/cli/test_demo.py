@@ -31,8 +31,9 @@ def test_demo_retrains_under_drift_and_promotes(registry_dir, tmp_path) -> None:
     assert summary["events_processed"] == 4500 and summary["model_version"] == summary["retrained"]["version"]
     for name in ("frozen", "retrained"):
         figures = summary[name]
-        assert figures["recommendations"] > 0 and Decimal(figures["cost_per_1k_recs_usd"]) > 0
-        assert figures["attributed_clicks"] > 0 and Decimal(figures["cost_per_attributed_click_usd"]) > 0
+        assert figures["recommendations"] > 0 and Decimal(figures["attributed_cost_per_1k_usd"]) > 0
+        assert Decimal(figures["workload_cost_per_1k_usd"]) > 0
+        assert figures["attributed_clicks"] > 0 and Decimal(figures["attributed_cost_per_click_usd"]) > 0
     # phase 1: both A/B arms on the frozen version; phase 2: the retrained one beside it, same traffic
     assert summary["frozen"]["recommendations"] + summary["retrained"]["recommendations"] == 4500
     assert 0.3 < summary["retrained"]["recommendations"] / 1500 < 0.7
