@@ -101,8 +101,8 @@ def scoring(ctx: typer.Context) -> None:
 
 @bench.command("costs", context_settings=_PASS_THROUGH)
 def costs(ctx: typer.Context) -> None:
-    """What cost accounting costs: overhead, sink rows/s, cost-event freshness."""
-    from reckon.bench.cost_overhead import main
+    """What cost accounting costs: overhead, accounted vs /proc seconds, sink vs full path, freshness."""
+    from reckon.bench.costs import main
 
     main(ctx.args)
 

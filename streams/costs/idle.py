@@ -145,7 +145,7 @@ class IntervalAccountant:
 def _line(cost: Cost) -> dict:
     """The worker's one line: no tenant or version (reports allocate it, see the module docstring)."""
     return {"tenant": "", "model_version": "", "event_type": "", "events": 0, "recommendations": 0,
-            "share": 1.0, "latencies_ms": [], "cost": cost.wire()}
+            "share": 1.0, "latencies_us": [], "cost": cost.wire()}
 
 
 def _usage(q: Quantities) -> dict:

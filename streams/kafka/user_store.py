@@ -26,6 +26,7 @@ never committed: they are consumed again.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from itertools import repeat
 from typing import Any
 
 import faust
@@ -88,8 +89,7 @@ class UserStore:
     def held_bytes(self, users: Iterable[str]) -> int:
         """Bytes these users' states take in the store, as last written or read (0 for a
         state not written yet): what a batch's cost event counts as state held."""
-        sizes = self._sizes
-        return sum([sizes.get(user.encode(), 0) for user in users])
+        return sum(map(self._sizes.get, map(str.encode, users), repeat(0)))
 
     def stage(self, states: Mapping[bytes, tuple[int, dict]]) -> None:
         """{key: (partition, state)}: the batch's new states, in the next commit's `snapshot`.

@@ -260,7 +260,8 @@ class BatchProcessor:
             if 0 in top_items[row]:     # fewer candidates than K: padding sorted in at -inf
                 picks = [c for c, i in enumerate(top_items[row]) if i > 0]
                 row_names, row_scores = [row_names[c] for c in picks], [row_scores[c] for c in picks]
-            latency_ms = round((time.time() - trigger.produced_at) * 1000.0, 3)
+            latency_us = int((time.time() - trigger.produced_at) * 1e6)
+            latency_ms = latency_us / 1000
             value = _encode({"user_id": event.user_id,
                              "items": row_names,
                              "scores": row_scores,
@@ -272,7 +273,7 @@ class BatchProcessor:
             out.recommendations.append((event.user_id.encode(), value))
             group = groups[(event.tenant, scorer.version, event.kind)]   # group_key()
             group.recommendations += 1
-            group.latencies_ms.append(latency_ms)
+            group.latencies_us.append(latency_us)
         meter.bytes_out += bytes_out
 
     def _nearest(self, scorer: Any, items: set[str], n: int = 10) -> dict[str, list[int]]:

@@ -28,6 +28,7 @@ from reckon.streams.core.settings import Settings
 from reckon.streams.costs.alert_engine import AlertConfig, AlertEngine, deliver
 from reckon.streams.costs.alerts import BurnConfig, DetectorConfig
 from reckon.streams.costs.idle import IntervalAccountant, Reserved
+from reckon.streams.costs.meter import encode_event
 from reckon.streams.costs.pricing import PriceSheet
 from reckon.streams.costs.repricing import sync_prices
 from reckon.streams.reports.report import ReportRequest, build_report
@@ -79,7 +80,7 @@ def install(app: faust.App, settings: Settings, bootstrap: str, stats: Counter, 
 
     async def emit(events: list[dict]) -> None:
         for event in events:
-            await costs_topic.send(key=worker_key, value=event)
+            await costs_topic.send(key=worker_key, value=encode_event(event))
             metrics.observe_cost_event(event)
             stats["cost_events_sent"] += 1
             stats[f"{event['kind']}_events_sent"] += 1

@@ -21,6 +21,7 @@ from faust.types import TP
 from reckon.streams.core.errors import BrokerError
 from reckon.streams.core.version import __version__
 from reckon.streams.core.settings import Settings
+from reckon.streams.costs.meter import encode_event
 from reckon.streams.costs.pricing import PriceSheet
 from reckon.streams.kafka import local_state
 from reckon.streams.kafka.broker import is_embedded_broker
@@ -97,7 +98,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
     local_state.install(app, data / "faust" / settings.worker_name)
     clicks = app.topic("clicks", "searches", key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")
-    costs = app.topic("cost-events", key_serializer="raw", value_serializer="json")
+    costs = app.topic("cost-events", key_serializer="raw", value_serializer="raw")   # encode_event's JSON
     # key_type=bytes makes Faust use raw keys for the changelog too (a Schema would not:
     # recovery decodes with the table's own serializers); values are JSON.
     users = app.Table("user-state", default=None, partitions=settings.partitions, key_type=bytes)
@@ -162,7 +163,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
             partitions = out.partitions
             store.stage({user.encode(): (partitions[user], state) for user, state in out.states.items()})
             if out.cost_event is not None:
-                await costs.send(key=settings.worker_name.encode(), value=out.cost_event)
+                await costs.send(key=settings.worker_name.encode(), value=encode_event(out.cost_event))
                 stats["cost_events_sent"] += 1
             stats["consumed"] += sum([len(records) for _, records in runs])
             if "first_batch_at" not in stats:    # rates are measured from the end of the first batch

@@ -81,7 +81,7 @@ def _batch(tenant: str, version: str, ts: float, recs: int, wall: float, worker:
     groups = new_groups()
     groups[group_key(tenant, version, "click")].events = recs
     groups[group_key(tenant, version, "click")].recommendations = recs
-    groups[group_key(tenant, version, "click")].latencies_ms = [10.0] * recs
+    groups[group_key(tenant, version, "click")].latencies_us = [10_000] * recs
     usage = Usage(wall_seconds=wall, device_seconds=wall / 2, cpu_seconds=wall, bytes_in=recs * 200,
                   bytes_out=recs * 300, state_bytes=recs * 1000)
     return cost_event(f"b-{uuid.uuid4().hex}", usage, groups, SHEET, worker, 2.0, ts=ts)

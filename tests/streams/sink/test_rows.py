@@ -34,7 +34,7 @@ def workload(tenant: str, ts: float, recs: tuple[int, int] = (3, 1), batch_id: s
     groups[group_key(tenant, "v1", "click")].recommendations = recs[0]
     groups[group_key(tenant, "v2", "search")].events = recs[1]
     groups[group_key(tenant, "v2", "search")].recommendations = recs[1]
-    groups[group_key(tenant, "v1", "click")].latencies_ms = [1.5, 2.5, 3.5]
+    groups[group_key(tenant, "v1", "click")].latencies_us = [1500, 2500, 3500]
     usage = Usage(wall_seconds=0.02, device_seconds=0.01, cpu_seconds=0.03, bytes_in=4000, bytes_out=3000,
                   state_bytes=9000)
     return cost_event(batch_id or f"b-{uuid.uuid4().hex}", usage, groups, SHEET, "w-sink", 2.0, ts=ts)
