@@ -8,8 +8,9 @@ published for that work sum its device and CPU seconds; the ratios compare them 
 - device seconds (CPU) vs the CPU of the threads named `reckon-onnx`, the scoring thread
   and ONNX Runtime's pool (reckon.models.serving.threads);
 - CPU seconds vs the CPU of the threads that do batch work: the event loop's (the main
-  thread, whose other work, Faust, producing, offset commits, timers, is not any batch's)
-  and the scoring threads; and vs the whole process.
+  thread, whose other work, Faust, producing, offset commits, timers, is not any batch's),
+  the scoring threads and the consumer's fetch thread (its id from the worker's /stats);
+  and vs the whole process, whose other threads are listed by name.
 
 Clock ticks are 10 ms, so the backlog is sized for tens of CPU-seconds.
 """
@@ -47,9 +48,12 @@ def thread_times(pid: int) -> dict[int, tuple[str, float]]:
     return out
 
 
-def _grown(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], pid: int) -> Counter:
-    """CPU seconds used between the snapshots: by the main thread, the scoring threads, all."""
+def _grown(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+           pid: int, fetch: int) -> tuple[Counter, Counter]:
+    """CPU seconds used between the snapshots: by the main thread, the scoring threads, the
+    fetch thread and the process; and the other threads' by thread name."""
     grown: Counter = Counter()
+    others: Counter = Counter()
     for tid, (name, cpu) in after.items():
         used = cpu - before.get(tid, (name, 0.0))[1]
         grown["process"] += used
@@ -57,7 +61,11 @@ def _grown(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, flo
             grown["main"] += used
         elif name == SCORING_THREAD:
             grown["scoring"] += used
-    return grown
+        elif tid == fetch:
+            grown["fetch"] += used
+        else:
+            others[name] += used
+    return grown, others
 
 
 async def _cost_events(bootstrap: str) -> list[dict]:
@@ -95,7 +103,7 @@ def outside(registry: Path, root: Path, events: int = 60_000, users: int = 20_00
                               RECKON_ROLE="scorer", RECKON_DEVICE="cpu", RECKON_ONNX_THREADS=str(onnx_threads))
         try:
             _joined(worker)
-            pid = worker.proc.pid
+            pid, fetch = worker.proc.pid, int((worker.stats() or {}).get("fetch_thread", 0))
             before = thread_times(pid)
             asyncio.run(produce(broker.bootstrap_servers, records))
             deadline = time.monotonic() + 600
@@ -108,14 +116,15 @@ def outside(registry: Path, root: Path, events: int = 60_000, users: int = 20_00
         finally:
             worker.stop()
         batches = [e for e in asyncio.run(_cost_events(broker.bootstrap_servers)) if e["kind"] == "workload"]
-    grown = _grown(before, after, pid)
+    grown, others = _grown(before, after, pid, fetch)
     device = sum(e["usage"]["device_seconds"] for e in batches)
     cpu = sum(e["usage"]["cpu_seconds"] for e in batches)
     return {"events": events, "users": users, "onnx_threads": onnx_threads, "batches": len(batches),
             "recommendations": stats.get("recommendations"),
             "device_seconds_accounted": round(device, 3), "cpu_seconds_accounted": round(cpu, 3),
             "proc_scoring_threads_cpu_s": round(grown["scoring"], 3), "proc_main_thread_cpu_s": round(grown["main"], 3),
-            "proc_process_cpu_s": round(grown["process"], 3),
+            "proc_fetch_thread_cpu_s": round(grown["fetch"], 3), "proc_process_cpu_s": round(grown["process"], 3),
+            "proc_other_threads_cpu_s": {name: round(used, 2) for name, used in others.most_common() if used >= 0.01},
             "device_over_scoring_threads": round(device / grown["scoring"], 4) if grown["scoring"] else None,
-            "cpu_over_batch_threads": round(cpu / (grown["main"] + grown["scoring"]), 4),
+            "cpu_over_batch_threads": round(cpu / (grown["main"] + grown["scoring"] + grown["fetch"]), 4),
             "cpu_over_process": round(cpu / grown["process"], 4)}

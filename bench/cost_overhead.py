@@ -45,6 +45,7 @@ class _NullMeter:
     def __init__(self, device: str) -> None:
         self.device_seconds = 0.0
         self.scoring_cpu_seconds = 0.0
+        self.other_cpu_seconds = 0.0
         self.bytes_in = 0
         self.bytes_out = 0
 

@@ -125,7 +125,9 @@ class Settings(BaseSettings):
     retrain_device: Literal["cpu", "cuda"] = Field("cpu", description="torch device a retrain trains on")
 
     # Cost sink.
-    sink_batch_rows: int = Field(500, ge=1, le=1_000_000, description="rows buffered before an insert at most")
+    # Inserts of 500 rows kept up with a tenth of the full path's log rows, 20,000 with all of
+    # them (bench/cost_sink.py); at low load sink_flush_ms flushes first.
+    sink_batch_rows: int = Field(20_000, ge=1, le=1_000_000, description="rows buffered before an insert at most")
     sink_flush_ms: int = Field(500, ge=1, le=600_000, description="ms a buffered row waits for its insert at most")
     sink_group_id: str = Field("reckon-sink", description="the sink's own consumer group (it commits its offsets)")
     sink_logs: bool = Field(True, description="also store recommendations and clicks (for click attribution)")

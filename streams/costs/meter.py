@@ -29,7 +29,8 @@ class BatchMeter:
 
     CPU is the batch thread's own clock (not the process's: other threads' work never leaks
     in) plus what the scoring calls measured on theirs (the scoring thread and ONNX Runtime's
-    pool, reckon.models.serving.threads), which the batch thread waits for without using CPU.
+    pool, reckon.models.serving.threads), which the batch thread waits for without using CPU,
+    plus what the caller measured on other threads for it (the consumer's fetch thread).
     """
 
     device: str
@@ -37,13 +38,15 @@ class BatchMeter:
     cpu_start: float = field(default_factory=time.thread_time)
     device_seconds: float = 0.0        # the scoring calls' device time (CPU: their CPU time)
     scoring_cpu_seconds: float = 0.0   # CPU of the scoring calls, on their own threads
+    other_cpu_seconds: float = 0.0     # CPU other threads spent on the batch (fetching its records)
     bytes_in: int = 0
     bytes_out: int = 0
 
     def usage(self, state_bytes: int) -> Usage:
         return Usage(wall_seconds=time.perf_counter() - self.wall_start,
                      device_seconds=self.device_seconds,
-                     cpu_seconds=time.thread_time() - self.cpu_start + self.scoring_cpu_seconds,
+                     cpu_seconds=time.thread_time() - self.cpu_start + self.scoring_cpu_seconds
+                     + self.other_cpu_seconds,
                      bytes_in=self.bytes_in, bytes_out=self.bytes_out,
                      state_bytes=state_bytes, device=self.device)
 

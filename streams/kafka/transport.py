@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -93,6 +94,11 @@ _FAUST_LOGGER = logging.getLogger("faust.transport.reckon")
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     logger = _FAUST_LOGGER
+    async def on_thread_started(self) -> None:
+        # The OS thread that fetches and decodes records: the worker counts its CPU into the
+        # batches it reads (streams/worker/app.py).
+        self.app.reckon_fetch_thread = threading.get_native_id()  # type: ignore[attr-defined]
+        await super().on_thread_started()
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)

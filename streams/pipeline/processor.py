@@ -101,11 +101,14 @@ class BatchProcessor:
         return event.ts - state["last_rec_ts"] >= s.trigger_min_interval_s
 
     def process(self, runs: Runs, state_get: Callable[[str, int], dict | None],
-                device: str, held_bytes: Callable[[Iterable[str]], int] | None = None) -> BatchOutput:
+                device: str, held_bytes: Callable[[Iterable[str]], int] | None = None,
+                fetch_cpu_seconds: float = 0.0) -> BatchOutput:
         """One batch -> its outputs. `state_get(user, partition)`: the user's state or None.
         `held_bytes(users)`: the stored size of those users' states (the store's, measured
-        when written); without it the batch's states are encoded to measure them."""
+        when written); without it the batch's states are encoded to measure them.
+        `fetch_cpu_seconds`: CPU another thread spent fetching and decoding the batch's records."""
         meter = BatchMeter(device=device)
+        meter.other_cpu_seconds = fetch_cpu_seconds
         out = BatchOutput()
         now = time.time()
         settings, states, partitions = self.settings, out.states, out.partitions

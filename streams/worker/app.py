@@ -17,7 +17,9 @@ from typing import Any
 
 import faust
 from faust.types import TP
+from threadpoolctl import threadpool_limits
 
+from reckon.models.serving.threads import thread_cpu_seconds
 from reckon.streams.core.errors import BrokerError
 from reckon.streams.core.version import __version__
 from reckon.streams.core.settings import Settings
@@ -56,7 +58,37 @@ def faust_broker_kwargs(settings: Settings, bootstrap: str) -> dict[str, Any]:
     return kwargs
 
 
+class FetchClock:
+    """The CPU the consumer's fetch thread used since the last lap: its fetching and decoding
+    of the records a batch reads, which that batch's cost counts."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+        self._tid: int | None = None
+        self._last = 0.0
+
+    @property
+    def tid(self) -> int | None:
+        return getattr(self.app, "reckon_fetch_thread", None)
+
+    def lap(self) -> float:
+        tid = self.tid
+        if tid is None:
+            return 0.0
+        try:
+            now = thread_cpu_seconds(tid)
+        except OSError:          # the thread ended: a new one starts its own clock
+            return 0.0
+        used = now - self._last if tid == self._tid else 0.0
+        self._tid, self._last = tid, now
+        return max(used, 0.0)
+
+
 def create_app(settings: Settings, bootstrap: str) -> faust.App:
+    # numpy's BLAS ran the nearest-items product on a thread of its own, which no batch's CPU
+    # counted and which spins when idle (~20 % of the process's CPU under load, measured by
+    # bench/cost_outside.py): one thread, so the batch thread does that work itself.
+    threadpool_limits(1, user_api="blas")
     data = settings.data_dir.resolve()
     (data / "faust").mkdir(parents=True, exist_ok=True)
     embedded = is_embedded_broker(bootstrap, settings.kafka_client_kwargs())
@@ -119,6 +151,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         retraining.install(app, settings, costing.ch, stats)
 
     store = UserStore(app, users, max_cached=settings.state_cache_users)
+    fetching = FetchClock(app)
     if settings.role in ("all", "scorer"):
 
         def before_commit() -> Callable[[], Awaitable[None]]:
@@ -145,7 +178,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
             try:
                 out = processor.process(
                     runs, lambda user, partition: store.get(user.encode(), partition),
-                    runtime.device, store.held_bytes)
+                    runtime.device, store.held_bytes, fetch_cpu_seconds=fetching.lap())
             except Exception as exc:  # a bug, not bad input (that is dead-lettered): stop loudly
                 log.exception("scoring batch failed; stopping the worker (offsets not committed)")
                 await app.crash(exc)
@@ -202,6 +235,8 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         # From here on this worker reads its partitions: `reckon demo` waits for it before it
         # replays, so the latency it shows is scoring's, not the consumer group's join.
         stats["rebalances"] += 1
+        fetching.lap()           # joining and recovering are no batch's reading
+        stats["fetch_thread"] = fetching.tid or 0
 
     broker_watch = BrokerWatchdog(bootstrap, ("clicks", "searches", "cost-events"),
                                   settings.kafka_client_kwargs())
