@@ -152,10 +152,11 @@ def build_report(ch: ClickHouse, request: ReportRequest) -> dict:
         audit = ch.query_dicts(*audit_query(), tag="costs:audit")[0]
         report["audit"] = {k: _money(_dec(v)) if k.endswith("_usd") else int(v) for k, v in audit.items()}
     if request.sheet_version is not None:
+        # By kind too: idle and shared rows are workers', with no version to group them by.
         report["reprice"] = {"sheet_version": request.sheet_version, "by_version": [
-            {"model_version": r["model_version"], "stored_usd": _money(_dec(r["stored_usd"])),
+            {"kind": r["kind"], "model_version": r["model_version"], "stored_usd": _money(_dec(r["stored_usd"])),
              "repriced_usd": _money(_dec(r["repriced_usd"]))}
-            for r in reprice(ch, request.sheet_version, start, end, ("model_version",), request.tenant)]}
+            for r in reprice(ch, request.sheet_version, start, end, ("kind", "model_version"), request.tenant)]}
     return report
 
 

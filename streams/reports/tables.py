@@ -120,7 +120,8 @@ def report_tables(report: dict) -> list[ReportTable]:
     if "reprice" in report:
         out.append(ReportTable(f"Re-priced under {report['reprice']['sheet_version']}",
                                report["reprice"]["by_version"], [
-            Column("model version", lambda r: r["model_version"]),
+            Column("kind", lambda r: r["kind"]),
+            Column("model version", lambda r: r["model_version"] or "-"),
             Column("stored", lambda r: usd(r["stored_usd"])),
             Column("re-priced", lambda r: usd(r["repriced_usd"])),
             Column("change", lambda r: usd(Decimal(r["repriced_usd"]) - Decimal(r["stored_usd"]))),

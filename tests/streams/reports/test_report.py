@@ -15,6 +15,7 @@ from rich.console import Console
 from reckon.streams.costs.idle import IntervalAccountant, Reserved
 from reckon.streams.costs.meter import cost_event, group_key, new_groups
 from reckon.streams.costs.pricing import PriceSheet, Usage
+from reckon.streams.costs.repricing import sync_prices
 from reckon.streams.reports import queries as report_sql
 from reckon.streams.reports.report import ReportRequest, build_report
 from reckon.streams.reports.text import render_text
@@ -170,6 +171,14 @@ def test_report_figures_equal_the_events_written(clickhouse) -> None:
     assert Decimal(apart["totals"]["unallocated_cost_usd"]) == money["idle_cost_usd"]
     assert apart["totals"]["fully_loaded_cost_per_1k_usd"] == totals["fully_loaded_cost_per_1k_usd"]
     json.dumps(report)                                                 # JSON-able as it stands
+
+    # Re-priced under the sheet they were priced with: each kind comes back (to allocation's rounding).
+    sync_prices(clickhouse, SHEET)
+    again = build_report(clickhouse, ReportRequest(hours=1, end=start + timedelta(minutes=30), summary=False,
+                                                   sheet_version=SHEET.version))["reprice"]["by_version"]
+    assert {(r["kind"], r["model_version"]) for r in again} == {("idle", ""), ("shared", ""), ("workload", "v1"),
+                                                                 ("workload", "v2")}
+    assert all(abs(Decimal(r["stored_usd"]) - Decimal(r["repriced_usd"])) < Decimal("1e-10") for r in again)
 
 
 @pytest.mark.integration
