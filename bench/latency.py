@@ -4,7 +4,8 @@ The floor: a plain aiokafka producer sends the same events at the same rate to a
 of their own, and a plain aiokafka consumer in a child process (as the worker is) reads
 them with the worker's fetch settings; its latency is receipt time minus the record's
 producer timestamp. Reckon's latency is the recommendation's `latency_ms`: publish time
-minus the triggering record's producer timestamp. Both loads come from the same
+minus the producer timestamp of the earliest event it answers (a user's events in one batch
+share one recommendation). Both loads come from the same
 producer code with the same settings, so what the producer adds is in both.
 
     python -m reckon.bench.latency BOOTSTRAP TOPIC SECONDS FETCH_WAIT_MS MAX_RECORDS
@@ -64,8 +65,10 @@ def broker_floor(bootstrap: str, topic: str, records: Sequence[Record], rate: fl
     return json.loads(out.strip().splitlines()[-1])["latencies_ms"]
 
 
-async def recommendation_latencies(bootstrap: str, since_ms: int, expect: int) -> list[float]:
-    """`latency_ms` of the recommendations published since `since_ms`."""
+async def recommendation_latencies(bootstrap: str, since_ms: int, expect: int, quiet_s: float = 3.0) -> list[float]:
+    """`latency_ms` of the recommendations published since `since_ms`: `expect` of them at
+    most, fewer when a user's events shared a batch, so reading also ends once none came for
+    `quiet_s`."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -79,11 +82,17 @@ async def recommendation_latencies(bootstrap: str, since_ms: int, expect: int) -
                 consumer.seek(tp, offsets[tp].offset)
         out: list[float] = []
         deadline = time.monotonic() + 60
+        last_new = time.monotonic()
         while len(out) < expect and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
             # Tansu seeks by time to a record batch's start: earlier records can come first.
-            out += [json.loads(m.value)["latency_ms"] for msgs in batch.values() for m in msgs
-                    if m.timestamp >= since_ms]
+            got = [json.loads(m.value)["latency_ms"] for msgs in batch.values() for m in msgs
+                   if m.timestamp >= since_ms]
+            out += got
+            if got:
+                last_new = time.monotonic()
+            elif out and time.monotonic() - last_new >= quiet_s:
+                break
         return out
     finally:
         await consumer.stop()
