@@ -58,7 +58,8 @@ def sink_vs_full_path(registry: Path, root: Path, events: int = 60_000, users: i
         sink = start_worker(bootstrap, registry, root / "sink", "sink", RECKON_ROLE="sink")
         try:
             last, (first_at, first), last_at = _drained(
-                sink, lambda s: s.get("recs_logged", 0) >= full["recommendations"] and s.get("clicks_logged", 0) >= clicks)
+                sink, lambda s: s.get("recs_logged", 0) >= full["recommendations"]
+                and s.get("clicks_logged", 0) >= clicks)
         finally:
             sink.stop()
     # The full path from the end of its first batch to the end of its last (its share of the work).

@@ -47,11 +47,13 @@ from reckon.streams.traffic.generator import Record, TrafficGenerator
 from reckon.streams.traffic.replay import produce, produce_in_background
 from reckon.streams.worker.stack import WorkerProcess, start_worker
 
+# Cost rows from cost events (the sink's own ClickHouse storage rows apart: no event carries them).
 READ_COSTS = """
 import json, sys
 from reckon.streams.clickhouse.client import connect
 ch = connect(sys.argv[1])
-n, distinct = ch.query("SELECT count(), uniqExact(event_id) FROM cost_events")[0]
+n, distinct = ch.query("SELECT count(), uniqExact(event_id) FROM cost_events "
+                       "WHERE NOT startsWith(event_type, 'clickhouse:')")[0]
 print(json.dumps({"cost_rows": n, "cost_rows_distinct": distinct}))
 """
 
@@ -59,9 +61,14 @@ READ_COST_BATCHES = """
 import json, sys
 from reckon.streams.clickhouse.client import connect
 ch = connect(sys.argv[1])
-n, distinct = ch.query("SELECT count(), uniqExact(event_id) FROM cost_events")[0]
-batches = [r[0] for r in ch.query("SELECT DISTINCT batch_id FROM cost_events")]
-print(json.dumps({"cost_rows": n, "cost_rows_distinct": distinct, "batch_ids": batches}))
+n, distinct = ch.query("SELECT count(), uniqExact(event_id) FROM cost_events "
+                       "WHERE NOT startsWith(event_type, 'clickhouse:')")[0]
+batches = [r[0] for r in ch.query("SELECT DISTINCT batch_id FROM cost_events "
+                                  "WHERE NOT startsWith(event_type, 'clickhouse:')")]
+storage, storage_distinct = ch.query("SELECT count(), uniqExact(event_id) FROM cost_events "
+                                     "WHERE startsWith(event_type, 'clickhouse:')")[0]
+print(json.dumps({"cost_rows": n, "cost_rows_distinct": distinct, "batch_ids": batches,
+                  "storage_rows": storage, "storage_rows_distinct": storage_distinct}))
 """
 
 # The clickhouse scenario's outage: longer than the sink's stall backoff (30 s), so a retry
@@ -340,6 +347,7 @@ def clickhouse_outage(registry: Path, workdir: Path, events: int, down_s: float 
             "sunk_while_down": at_up.get("cost_events_sunk", 0) - at_down.get("cost_events_sunk", 0),
         }
         extra["ok"] = (extra["cost_rows"] == expected_rows and batches == on_topic
+                       and extra["storage_rows"] == extra["storage_rows_distinct"]
                        and len(on_topic) >= stats.get("cost_events_sent", 0)
                        and extra["sink_failed_writes"] > 0)
         result = _report("clickhouse", len(records), valid, broker.bootstrap_servers, extra)

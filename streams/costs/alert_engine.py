@@ -4,8 +4,9 @@ Runs where the store is (the sink role), from a timer every `alert_interval_s`:
 
 - anomalies per (tenant, model version) minute series of workload cost and of workload
   cost per 1,000 recommendations. Workload only: idle and shared cost are a worker's fixed
-  cost spread by rule, so they would mask a version whose own cost jumps. The current, still-filling minute is checked too (cost only grows within
-  a minute, so a partial minute cannot raise a false spike), which is what lets a spike
+  cost spread by rule, so they would mask a version whose own cost jumps. The current,
+  still-filling minute is checked too (cost only grows within a minute, so a partial
+  minute cannot raise a false spike), which is what lets a spike
   alert within seconds of its data rather than after its minute closes;
 - budget burn per tenant on its attributed cost (workload + its share of idle and shared in
   each window, streams/costs/allocation.py) and for `*` on everything.
@@ -28,8 +29,8 @@ from decimal import Decimal
 import httpx
 
 from reckon.streams.clickhouse.client import ClickHouse
-from reckon.streams.costs.allocation import allocate
 from reckon.streams.costs.alerts import Alert, BurnConfig, DetectorConfig, Verdict, check_budget, detect_spike
+from reckon.streams.costs.allocation import allocate
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from decimal import Decimal
 from reckon.streams.clickhouse.client import ClickHouse
 from reckon.streams.costs import figures as F
 from reckon.streams.costs.alert_engine import recent_alerts
+from reckon.streams.costs.allocation import IDLE_POLICIES, Allocation, IdlePolicy, allocate, per_1k, spread
 from reckon.streams.costs.repricing import reprice
 from reckon.streams.reports.quality import bucket_seconds, quality_rows
-from reckon.streams.costs.allocation import IDLE_POLICIES, Allocation, IdlePolicy, allocate, per_1k, spread
 from reckon.streams.reports.queries import (
     attribution_query,
     audit_query,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import uuid
-from datetime import timedelta
 import re
 import time
+import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest

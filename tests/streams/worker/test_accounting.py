@@ -140,7 +140,8 @@ def test_identity_after_a_replay_and_reading_through_the_owner(workers, fresh_br
     total = Decimal(totals["total_cost_usd"])
     out = subprocess.run([sys.executable, "-c", READ_STORE, dsn], capture_output=True, text=True, timeout=120,
                          check=True)
-    storage = {kind: Decimal(row[2]) for kind, row in json.loads(out.stdout.strip().splitlines()[-1])["storage"].items()}
+    read = json.loads(out.stdout.strip().splitlines()[-1])
+    storage = {kind: Decimal(row[2]) for kind, row in read["storage"].items()}
     assert sum(row["bytes"] for row in direct["clickhouse"]) > 0 and storage.get("workload", 0) > 0
     # every cost event once, plus what the sink measured it wrote to ClickHouse
     assert total == sum((Decimal(e["cost"]["total"]) for e in events), Decimal(0)) + sum(storage.values())
