@@ -5,7 +5,7 @@
    first batch to the end of its last, as `reckon bench stream` measures);
 2. sink: a sink-only worker (recommendation and click logs on, the default) then reads
    what the full path left on the topics, `recommendations`, `clicks` and `cost-events`,
-   into its own chdb store; its rate in rows/s per table from its first flush to its last.
+   into its own chdb store; its rate in rows/s from its first message to its last flush.
 
 The full path leaves one click row per click and one recommendation row per user per batch;
 the sink keeps up when its rows/s reach the rows/s the full path produces (the log rows),
@@ -27,18 +27,13 @@ from reckon.streams.worker.stack import WorkerProcess, start_worker
 _SUNK = ("recs_logged", "clicks_logged", "cost_rows_written", "storage_rows_written")
 
 
-def _drained(worker: WorkerProcess, done: Callable[[dict], bool], counted: tuple[str, ...] = _SUNK,
-             timeout_s: float = 900) -> tuple[dict, tuple[float, dict], float]:
-    """Poll until `done(stats)`: the last stats, (when, stats) as the first `counted` showed, and
-    when all was done."""
+def _drained(worker: WorkerProcess, done: Callable[[dict], bool], timeout_s: float = 900) -> dict:
+    """Poll until `done(stats)`; the last stats."""
     deadline = time.monotonic() + timeout_s
-    first = None
     while time.monotonic() < deadline:
         stats = worker.stats() or {}
-        if first is None and sum(stats.get(k, 0) for k in counted):
-            first = (time.monotonic(), stats)
         if done(stats):
-            return stats, first, time.monotonic()
+            return stats
         time.sleep(0.05)
     raise TimeoutError("the worker did not finish in time")
 
@@ -52,12 +47,12 @@ def sink_vs_full_path(registry: Path, root: Path, events: int = 60_000, users: i
         asyncio.run(produce(bootstrap, records))
         scorer = start_worker(bootstrap, registry, root / "full", "full", RECKON_ROLE="scorer", RECKON_DEVICE="cpu")
         try:
-            full, _, _ = _drained(scorer, lambda s: s.get("consumed", 0) >= events, counted=("consumed",))
+            full = _drained(scorer, lambda s: s.get("consumed", 0) >= events)
         finally:
             scorer.stop()
         sink = start_worker(bootstrap, registry, root / "sink", "sink", RECKON_ROLE="sink")
         try:
-            last, (first_at, first), last_at = _drained(
+            last = _drained(
                 sink, lambda s: s.get("recs_logged", 0) >= full["recommendations"]
                 and s.get("clicks_logged", 0) >= clicks)
         finally:
@@ -67,10 +62,9 @@ def sink_vs_full_path(registry: Path, root: Path, events: int = 60_000, users: i
     share = (full["consumed"] - full["first_batch_consumed"]) / full["consumed"]
     recs_per_s = full["recommendations"] * share / span
     log_rows_per_s = (full["recommendations"] + clicks) * share / span
-    # The sink from its first counted flush to its last (tables arrive in no fixed order, so
-    # only the total is a rate).
-    rows = sum(last.get(k, 0) - first.get(k, 0) for k in _SUNK)
-    sink_rows_per_s = rows / (last_at - first_at)
+    # The sink from its first message to its last flush.
+    rows = sum(last.get(k, 0) for k in _SUNK)
+    sink_rows_per_s = rows / (last["sink_flushed_at"] - last["sink_first_message_at"])
     return {"events": events, "users": users, "recommendations": full["recommendations"], "click_rows": clicks,
             "full_path_events_per_s": round(full["consumed"] * share / span),
             "full_path_recommendations_per_s": round(recs_per_s), "full_path_log_rows_per_s": round(log_rows_per_s),

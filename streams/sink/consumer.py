@@ -159,6 +159,8 @@ class SinkConsumer:
                 self._newest_ts_ms = max(self._newest_ts_ms, message.timestamp or 0)
                 if self._oldest is None:
                     self._oldest = time.monotonic()
+        if batch and "sink_first_message_at" not in self.stats:   # rates run from here (reckon bench costs)
+            self.stats["sink_first_message_at"] = time.time()
 
     def _due(self) -> bool:
         if self._oldest is None:
@@ -177,6 +179,7 @@ class SinkConsumer:
             self._last_flush_at = time.time()
             lag_ms = time.time() * 1000 - self._newest_ts_ms if self._newest_ts_ms else 0.0
             self.stats["sink_flushes"] += 1
+            self.stats["sink_flushed_at"] = time.time()
             self.stats["sink_freshness_ms"] = round(lag_ms, 1)  # a gauge: newest message -> stored
             self._reset()
             return True
