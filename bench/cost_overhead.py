@@ -77,7 +77,7 @@ def overhead(registry: Path, events: int = 60_000, batch: int = 2000, users: int
     sizes: dict[str, int] = {}           # as the store's write measures them
     accountant = IntervalAccountant(sheet, Reserved(2, 2), "bench", "cpu", 10.0)
     saved = proc.BatchMeter, proc.cost_event
-    spent = {"with": 0.0, "without": 0.0, "accounting_parts": 0.0}
+    spent = {"with": 0.0, "without": 0.0, "accounting_parts": 0.0, "scorer_parts": 0.0}
     pairs: list[float] = []          # per batch: CPU with accounting / CPU without
     scorer.score(np.zeros((1, 1), dtype=np.int64), np.ones((1, 1), dtype=np.int64))   # the scoring thread exists
     scoring = [int(t) for t in os.listdir("/proc/self/task")
@@ -130,8 +130,11 @@ def overhead(registry: Path, events: int = 60_000, batch: int = 2000, users: int
                 usage = proc.BatchMeter("cpu").usage(sum(map(sizes.get, outs["with"].states, repeat(0))))
                 again = cost_event("b-x", usage, groups, sheet, "bench", 2.0)
                 accountant.observe(again)
-                rows_from_message("cost_events", encode_event(again))
+                wire = encode_event(again)
+                scored = cpu()
+                rows_from_message("cost_events", wire)
                 spent["accounting_parts"] += cpu() - started
+                spent["scorer_parts"] += scored - started
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
@@ -142,6 +145,9 @@ def overhead(registry: Path, events: int = 60_000, batch: int = 2000, users: int
             "accounting_share_on_off": round(1 - 1 / statistics.median(pairs), 4),
             "accounting_share_on_off_quartiles": [round(1 - 1 / q, 4) for q in statistics.quantiles(pairs, n=4)[::2]],
             "accounting_share_of_summed_cpu": round(1 - with_ / without, 4),
+            # timed alone: the scorer's part (meter, state bytes, cost event, interval, the wire
+            # JSON) and all of it (with the sink's rows from that JSON, as a worker with role=all does)
+            "scorer_accounting_share_of_batch_cpu": round(spent["scorer_parts"] / spent["with"], 4),
             "accounting_parts_share_of_batch_cpu": round(spent["accounting_parts"] / spent["with"], 4),
             "accounting_us_per_batch": round(spent["accounting_parts"] / len(batches) * 1e6)}
 
