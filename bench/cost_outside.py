@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from reckon.streams.kafka.broker import EmbeddedBroker, create_topics
 from reckon.streams.traffic.generator import TrafficGenerator
 from reckon.streams.traffic.replay import produce
-from reckon.streams.worker.stack import WorkerProcess, start_worker
+from reckon.streams.worker.stack import start_worker
 
 SCORING_THREAD = "reckon-onnx"
 
@@ -87,22 +87,13 @@ async def _cost_events(bootstrap: str) -> list[dict]:
         await consumer.stop()
 
 
-def _joined(worker: WorkerProcess, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not (worker.stats() or {}).get("rebalances"):
-        if time.monotonic() > deadline:
-            raise TimeoutError("the worker did not join its group")
-        time.sleep(0.2)
-
-
 def outside(registry: Path, root: Path, events: int = 60_000, users: int = 20_000, onnx_threads: int = 1) -> dict:
     with EmbeddedBroker(log_path=root / "broker-outside.log") as broker:
         create_topics(broker.bootstrap_servers, 4)
         records = list(TrafficGenerator(seed=41, users=users).records(events))
         worker = start_worker(broker.bootstrap_servers, registry, root / "outside", "outside",
                               RECKON_ROLE="scorer", RECKON_DEVICE="cpu", RECKON_ONNX_THREADS=str(onnx_threads))
-        try:
-            _joined(worker)
+        try:   # start_worker returned once the worker held its partitions
             pid, fetch = worker.proc.pid, int((worker.stats() or {}).get("fetch_thread", 0))
             before = thread_times(pid)
             asyncio.run(produce(broker.bootstrap_servers, records))

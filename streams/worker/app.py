@@ -21,8 +21,8 @@ from threadpoolctl import threadpool_limits
 
 from reckon.models.serving.threads import thread_cpu_seconds
 from reckon.streams.core.errors import BrokerError
-from reckon.streams.core.version import __version__
 from reckon.streams.core.settings import Settings
+from reckon.streams.core.version import __version__
 from reckon.streams.costs.meter import encode_event
 from reckon.streams.costs.pricing import PriceSheet
 from reckon.streams.kafka import local_state
@@ -232,11 +232,8 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
 
     @app.on_rebalance_complete.connect
     async def rebalanced(sender: Any, **kwargs: Any) -> None:
-        # From here on this worker reads its partitions: `reckon demo` waits for it before it
-        # replays, so the latency it shows is scoring's, not the consumer group's join.
-        stats["rebalances"] += 1
         fetching.lap()           # joining and recovering are no batch's reading
-        stats["fetch_thread"] = fetching.tid or 0
+        stats["fetch_thread"] = fetching.tid or 0   # for `reckon bench costs`, which reads its /proc times
 
     broker_watch = BrokerWatchdog(bootstrap, ("clicks", "searches", "cost-events"),
                                   settings.kafka_client_kwargs())

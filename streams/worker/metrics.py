@@ -109,8 +109,8 @@ class WorkerMetrics:
             total = Decimal(str(line["cost"]["total"]))
             if total > 0:
                 self.cost_usd.labels(self.worker, line["tenant"], line["model_version"], kind).inc(float(total))
-            if line.get("latencies_ms"):
-                self.latency.observe_many(line["model_version"], np.asarray(line["latencies_ms"]) / 1000.0)
+            if line.get("latencies_us"):
+                self.latency.observe_many(line["model_version"], np.asarray(line["latencies_us"]) / 1e6)
         if kind == "workload":
             self.batch_seconds.observe(float(event["usage"]["wall_seconds"]))
 

@@ -18,9 +18,10 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def _event(kind: str, lines: list[tuple[str, str, str, list[float]]], wall: float = 0.02) -> dict:
+    """A cost event's wire form; latencies given in ms travel in whole microseconds."""
     return {"kind": kind, "usage": {"wall_seconds": wall},
-            "lines": [{"tenant": t, "model_version": v, "cost": {"total": total}, "latencies_ms": lat}
-                      for t, v, total, lat in lines]}
+            "lines": [{"tenant": t, "model_version": v, "cost": {"total": total},
+                       "latencies_us": [round(ms * 1000) for ms in lat]} for t, v, total, lat in lines]}
 
 
 def _metrics() -> WorkerMetrics:
