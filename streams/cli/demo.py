@@ -19,9 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 from reckon.streams.cli import demo_loop
-from reckon.streams.costs import figures as F
 from reckon.streams.core.errors import ReckonError
 from reckon.streams.core.settings import Settings
+from reckon.streams.costs import figures as F
 from reckon.streams.kafka.broker import free_port
 from reckon.streams.reports.format import usd
 from reckon.streams.traffic.generator import Drift, TrafficGenerator
@@ -103,16 +103,16 @@ def run_demo(settings: Settings, events: int, bad_fraction: float, train_seconds
             console.print(f"[yellow]worker exited with {code}; log {worker.log_path}[/yellow]")
     invalid = sum(v for k, v in sent.items() if k.startswith("invalid:"))
     dlq = sum(v for k, v in stats.items() if k.startswith("invalid:"))
-    if retrain:
-        costs |= _loop_summary(loop, *demo_loop.version_figures(dsn, [loop["parent"], loop["version"]],
-                                                                 loop["since"]))
+    # with --retrain: the frozen and the retrained version side by side, at the top level
+    versions = _loop_summary(loop, *demo_loop.version_figures(dsn, [loop["parent"], loop["version"]],
+                                                              loop["since"])) if retrain else {}
     return {
         "events_sent": sent["sent"], "events_valid": sent["valid"], "events_invalid": invalid,
         "events_processed": stats.get("consumed", 0), "duplicates": stats.get("duplicate", 0),
         "recommendations": stats.get("recommendations", 0), "dlq": dlq,
         "dlq_by_reason": {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("invalid:")},
         "model_version": stats.get("model_version"), "device": stats.get("device"),
-        "store": dsn, "costs": cost_report(dsn), "examples": examples,
+        "store": dsn, "costs": cost_report(dsn), **versions, "examples": examples,
         "elapsed_s": round(time.perf_counter() - started, 2),
     }
 

@@ -145,7 +145,7 @@ def _ctr(report: dict) -> go.Figure:
                         hovertemplate=f"{html.escape(name)}<br>%{{x}}<br>%{{y:.2%}}<extra></extra>")
     _mark_alerts(fig, report)
     fig = _layout(fig, "Attributed click-through rate by model version and arm (95 % Wilson interval)",
-                  {"rangemode": "tozero", "tickformat": ".1%", "title": "of recommendations"}, "version (arm)")
+                  {"rangemode": "tozero", "tickformat": ".0%", "title": "of recommendations"}, "version (arm)")
     return fig.update_xaxes(title="trigger time (UTC)")
 
 

@@ -8,7 +8,7 @@ import re
 import shutil
 import subprocess
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from reckon.streams.costs.alert_engine import ALERT_COLUMNS
 from reckon.streams.costs.idle import IntervalAccountant, Reserved
 from reckon.streams.reports.html import write_html
 from reckon.streams.reports.report import ReportRequest, build_report
-from reckon.streams.sink.rows import write_events
+from reckon.streams.sink.rows import Rows, recommendation_row, write, write_events
 
 from .test_report import SHEET, _batch, _window_of_its_own
 
@@ -104,6 +104,17 @@ def test_the_html_report_draws_every_chart_in_a_browser(clickhouse, tmp_path) ->
     for event in sorted(batches, key=lambda e: e["ts"]):
         acc.observe(event)
     write_events(clickhouse, batches + acc.close_all(now=start.timestamp() + 300))
+    # Recommendations and attributed clicks, so the click-through chart has points.
+    logs = Rows()
+    for i in range(12):
+        at = start.timestamp() + 30 * i
+        logs.add("recommendations_log", [recommendation_row({
+            "user_id": f"u{i}", "items": ["a", "b"], "model_version": "v1", "arm": "primary",
+            "trigger_event_id": f"{tag}-r{i}", "ts": at + 0.05, "trigger_ts": at, "tenant": f"acme-{tag}"})])
+        if i % 3 == 0:
+            logs.add("clicks_log", [[f"{tag}-c{i}", datetime.fromtimestamp(at + 5, timezone.utc), f"acme-{tag}",
+                                     f"u{i}", "a", "view", "", None]])
+    write(clickhouse, logs)
     spike = start + timedelta(minutes=2)
     clickhouse.insert("alerts", [[f"html-{tag}", spike, "anomaly", "workload_cost_per_1k_usd", f"acme-{tag}", "v1",
                                   "critical", 1, 0, "60m", "{}", spike]], ALERT_COLUMNS)
@@ -113,7 +124,7 @@ def test_the_html_report_draws_every_chart_in_a_browser(clickhouse, tmp_path) ->
     dom = PlotDom()
     dom.feed(_dump_dom(write_html(report, tmp_path / "report.html"), tmp_path / "profile"))
     charts = {re.sub(r"\s+", " ", c.title).split(" (")[0]: c for c in dom.charts}
-    assert len(dom.charts) == 5, [c.title for c in dom.charts]
+    assert len(dom.charts) == 6, [c.title for c in dom.charts]
     for title, chart in charts.items():
         assert chart.traces >= 1, f"{title}: nothing drawn"
         assert chart.legend, f"{title}: no legend"
@@ -125,6 +136,7 @@ def test_the_html_report_draws_every_chart_in_a_browser(clickhouse, tmp_path) ->
     assert set(charts["Workload cost per 1,000 recommendations by model version"].legend) == {"v1", "v2"}
     assert set(charts["Attributed cost per minute by tenant"].legend) == {f"acme-{tag}", f"globex-{tag}"}
     assert charts["Idle share of paid capacity"].points >= 5
+    assert charts["Attributed click-through rate by model version and arm"].legend == ["v1 (primary)"]
     kinds = next(c for t, c in charts.items() if t.startswith("What the window cost"))
     assert {"workload cost", "idle cost", "shared: people", "shared: ops"} <= set(kinds.legend)
     text = " ".join(dom.page_text)

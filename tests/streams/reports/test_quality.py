@@ -13,7 +13,8 @@ from rich.console import Console
 
 from reckon.streams.reports.html import render_html
 from reckon.streams.reports.quality import bucket_seconds, quality_query, quality_rows
-from reckon.streams.reports.report import ReportRequest, build_report, render_text
+from reckon.streams.reports.report import ReportRequest, build_report
+from reckon.streams.reports.text import render_text
 from reckon.streams.sink.rows import Rows, recommendation_row, rows_from_message, write
 
 T = datetime(2026, 1, 1, tzinfo=timezone.utc)
