@@ -104,7 +104,7 @@ def _cost(sheet: PriceSheet, wall: float, cpu: float, device: str) -> dict[str, 
     gpu_seconds = wall if device.startswith("cuda") else 0.0   # the GPU is held for the whole run
     now = dt.datetime.now(dt.timezone.utc)
     priced = sheet.price_quantities(Quantities(wall_seconds=wall, cpu_seconds=cpu, device_seconds=gpu_seconds,
-                                               device=device_name, people_and_ops=False), now)
+                                               device=device_name), now)   # no staffed seconds: no people or ops
     return {"wall_seconds": wall, "cpu_seconds": cpu, "device_seconds": gpu_seconds,
             "device": device_name, "price_sheet_version": sheet.version,
             "cost_usd": f"{priced.total.quantize(_MONEY):f}"}
