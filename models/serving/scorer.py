@@ -36,7 +36,7 @@ from reckon.models.core.registry import ModelVersion
 from reckon.models.core.terms import hash_terms
 from reckon.models.serving.runtime import cuda_device_name, session_for
 
-__all__ = ["Scorer", "cuda_device_name"]
+__all__ = ["Scorer", "check_version", "cuda_device_name"]
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Scorer:
             preferred = "fp16" if gpu else "int8"
             variant = preferred if preferred in mv.variants else "fp32"
         path = mv.onnx_path(variant)
-        if verify:
+        if verify:   # every file serving reads (the embeddings lazily, for nearest items)
             mv.verify([path.name, "item_ids.json", "item_emb.npy"])
         try:
             if gpu:
@@ -134,6 +134,22 @@ class Scorer:
     def extendable(self) -> bool:
         """Whether the graph reads item vectors from the table (versions exported before it did cannot)."""
         return "item_table" in self._inputs
+
+    def check(self) -> None:
+        """Score a row and find an item's neighbours, as serving will: a version that
+        cannot (or scores NaN) is refused here, never met mid-stream. Raises ScorerError."""
+        if self.num_items < 1:
+            raise ScorerError(f"{self.version} has no items")
+        candidates = np.arange(1, min(self.num_items, 4) + 1, dtype=np.int64)[None, :]
+        history = np.zeros((1, self._max_len), dtype=np.int64)
+        history[0, -1] = 1
+        scores = self.score(history, candidates)
+        if scores.shape != candidates.shape or not np.isfinite(scores).all():
+            raise ScorerError(f"{self.version}/{self._variant} scored a test row {scores.tolist()}")
+        try:
+            self.nearest_items(np.array([1], dtype=np.int64), 2)
+        except Exception as exc:
+            raise ScorerError(f"{self.version}: item embeddings unusable: {exc}") from exc
 
     # --- ids --------------------------------------------------------------------------
     def item_index(self, item_id: str) -> int:
@@ -293,6 +309,13 @@ class Scorer:
         top = np.argpartition(-sims, n - 1, axis=1)[:, :n] if n > 0 else np.zeros((len(idx), 0), np.int64)
         order = np.take_along_axis(sims, top, axis=1).argsort(axis=1)[:, ::-1]
         return np.take_along_axis(top, order, axis=1).astype(np.int64)
+
+
+def check_version(mv: ModelVersion) -> None:
+    """Every variant of `mv` loaded on the CPU (files checked against the manifest) and
+    checked: what `reckon model promote` requires before it moves the pointer."""
+    for variant in mv.variants:
+        Scorer.load(mv, device="cpu", variant=variant).check()
 
 
 _MIN_ROWS = 32   # rows worth a call of their own: below it, padding to the next width is cheaper

@@ -6,7 +6,14 @@ so a failed insert could still be committed. Here the sink owns its offsets:
 
     poll -> buffer rows (bounded by rows and by age) -> write (idempotent, retried with
     backoff while ClickHouse is unavailable, partitions paused meanwhile so the consumer
-    stays in its group) -> commit exactly the offsets written.
+    stays in its group) -> dead-letter what could not be stored -> commit exactly the
+    offsets written.
+
+A message that cannot become rows, or whose rows ClickHouse refuses for their values, is
+dead-lettered alone to `events-dlq` (stage sink_rows or sink_insert, with its topic,
+partition and offset) before the offsets are committed, and the rest of the buffer is
+stored: no message can make the sink retry a buffer forever. Only ClickHouse itself
+failing stalls it (nothing set aside, nothing lost).
 
 On revocation the buffer is flushed once and committed, or dropped (the new owner
 re-reads it; the write is idempotent). `stop` drains the topics to their high watermark
@@ -25,12 +32,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from reckon.streams.clickhouse.client import ClickHouse
 from reckon.streams.core.errors import ClickHouseError, ClickHouseUnavailable
-from reckon.streams.sink.rows import BadMessage, Rows, rows_from_message, write
+from reckon.streams.pipeline.dead_letters import DeadLetter
+from reckon.streams.sink.rows import BadMessage, Rows, Source, rows_from_message, write
+
+DEAD_LETTERS = "events-dlq"
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +76,16 @@ class SinkConsumer:
             # for its predecessor's session to expire before it is assigned anything.
             auto_offset_reset="earliest", session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=1_000,
             rebalance_timeout_ms=3_000, max_poll_interval_ms=60_000, **(client_kwargs or {}))
+        self._producer_kwargs: dict[str, Any] = dict(bootstrap_servers=bootstrap, acks="all",
+                                                     **(client_kwargs or {}))
         self._consumer: AIOKafkaConsumer = None  # type: ignore[assignment]  # made in start(): needs a loop
+        self._producer: AIOKafkaProducer = None  # type: ignore[assignment]  # dead letters
         self._rows = Rows()
         self._offsets: dict[TopicPartition, int] = {}   # next offset to commit, per partition
         self._oldest: float | None = None                # monotonic time the buffer got its first message
         self._newest_ts_ms = 0                           # newest message timestamp in the buffer
-        self._messages: Counter = Counter()              # buffered messages per table
+        self._messages: Counter = Counter()              # buffered messages per table (rows built)
+        self._dead: list[DeadLetter] = []                # to send before the offsets are committed
         self._unstored: dict[TopicPartition, int] = {}   # first offset not yet stored, per partition seen
         self._last_flush_at: float | None = None
         self._lock = asyncio.Lock()                      # flush vs. a rebalance callback
@@ -79,6 +93,8 @@ class SinkConsumer:
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
+        self._producer = AIOKafkaProducer(**self._producer_kwargs)
+        await self._producer.start()
         self._consumer = AIOKafkaConsumer(**self._consumer_kwargs)
         self._consumer.subscribe(list(self.topics), listener=_Revoke(self))
         await self._consumer.start()
@@ -95,6 +111,7 @@ class SinkConsumer:
             await self._drain(time.monotonic() + drain_s)
         finally:
             await self._consumer.stop()
+            await self._producer.stop()
 
     @property
     def failed(self) -> BaseException | None:
@@ -143,16 +160,31 @@ class SinkConsumer:
                 self._unstored.setdefault(tp, messages[0].offset)
             for message in messages:
                 table = self.topics[tp.topic]
+                source = Source(tp.topic, tp.partition, message.offset, message.key, message.value)
                 try:
-                    self._rows.add(table, rows_from_message(table, message.value, self.default_tenant))
+                    self._rows.add(table, rows_from_message(table, message.value, self.default_tenant), source)
+                    self._messages[table] += 1
                 except BadMessage as exc:
-                    self.stats["sink_bad_messages"] += 1
-                    log.warning("sink: skipping %s[%d]@%d: %s", tp.topic, tp.partition, message.offset, exc)
+                    self._dead_letter(source, "sink_rows_failed", str(exc))
                 self._offsets[tp] = message.offset + 1
-                self._messages[table] += 1
                 self._newest_ts_ms = max(self._newest_ts_ms, message.timestamp or 0)
                 if self._oldest is None:
                     self._oldest = time.monotonic()
+
+    def _dead_letter(self, source: Source, reason: str, detail: str) -> None:
+        log.warning("sink: dead-lettering %s[%d]@%d (%s): %s", source.topic, source.partition, source.offset,
+                    reason, detail)
+        self._dead.append(DeadLetter(source.key, source.value, source.topic, source.partition, source.offset,
+                                     reason, detail))
+        self.stats[f"sink_dead:{reason}"] += 1
+        if self.topics[source.topic] == "cost_events":
+            self.stats["cost_events_dead_lettered"] += 1
+
+    async def _send_dead_letters(self) -> None:
+        """Every dead letter of the buffer, acknowledged by the broker (before the commit)."""
+        for dead in self._dead:
+            await self._producer.send_and_wait(DEAD_LETTERS, dead.value, key=dead.key, headers=dead.headers())
+        self._dead = []
 
     def _due(self) -> bool:
         if self._oldest is None:
@@ -166,6 +198,7 @@ class SinkConsumer:
                 return True
             if not await self._write(deadline):
                 return False
+            await self._send_dead_letters()
             await self._commit(self._offsets)
             self._unstored.update(self._offsets)
             self._last_flush_at = time.time()
@@ -181,6 +214,7 @@ class SinkConsumer:
         self._oldest = None
         self._newest_ts_ms = 0
         self._messages = Counter()
+        self._dead = []
 
     async def _write(self, deadline: float | None) -> bool:
         delay = 0.1
@@ -209,9 +243,12 @@ class SinkConsumer:
         finally:
             if paused:
                 self._consumer.resume(*self._consumer.assignment())
-        self.stats["cost_rows_written"] += written.get("cost_events", 0)
-        self.stats["recs_logged"] += written.get("recommendations_log", 0)
-        self.stats["clicks_logged"] += written.get("clicks_log", 0)
+        for source, detail in written.rejected:
+            self._dead_letter(source, "sink_insert_failed", detail)
+            self._messages[self.topics[source.topic]] -= 1
+        self.stats["cost_rows_written"] += written.inserted.get("cost_events", 0)
+        self.stats["recs_logged"] += written.inserted.get("recommendations_log", 0)
+        self.stats["clicks_logged"] += written.inserted.get("clicks_log", 0)
         self.stats["cost_events_sunk"] += self._messages["cost_events"]
         return True
 

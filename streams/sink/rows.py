@@ -6,20 +6,28 @@ once; `write` makes every insert idempotent by looking up, in the rows' ts range
 ids are already stored and inserting only the others. Nothing is claimed before the
 insert succeeds (a failed insert leaves nothing behind that would hide the retry), and
 the caller (streams/sink/consumer.py) commits offsets only after `write` returns.
-Raises `ClickHouseUnavailable` (retryable) or `ClickHouseError`.
+
+Hostile messages never stall the sink: a message that cannot become rows raises
+`BadMessage` (every string must be valid Unicode, every number finite), and rows that
+ClickHouse refuses for their values (`ClickHouseDataError`) are split in halves, a
+message's rows kept together, until the refused messages are found; they come back in
+`Written.rejected` (the caller dead-letters them, none of their rows stored) and the rest
+is stored. Raises `ClickHouseUnavailable` (retryable) or
+`ClickHouseError` (ClickHouse itself is failing: nothing is set aside).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from reckon.streams.clickhouse.client import ClickHouse
-from reckon.streams.core.errors import ReckonError
+from reckon.streams.core.errors import ClickHouseDataError, ReckonError
 from reckon.streams.pipeline.contracts import Invalid, parse_event
 
 log = logging.getLogger(__name__)
@@ -50,25 +58,46 @@ _PRICE_Q = Decimal("0.000001")   # clicks_log.price is Decimal64(6)
 
 
 class BadMessage(ReckonError):
-    """A message that cannot become a row (malformed JSON or fields); skipped and counted."""
+    """A message that cannot become a row (malformed JSON or fields); dead-lettered."""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """The Kafka message rows came from: what is dead-lettered if ClickHouse refuses them."""
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
 
 
 @dataclass
 class Rows:
-    """Rows for one flush, per table; the first column of every row is its id (see `_ts` for its ts)."""
+    """Rows for one flush, per table, each with the message it came from; the first column
+    of every row is its id (see `_ts` for its ts)."""
 
     tables: dict[str, list[list[object]]] = field(default_factory=dict)
+    sources: dict[str, list[Source | None]] = field(default_factory=dict)
 
-    def add(self, table: str, rows: list[list[object]]) -> None:
+    def add(self, table: str, rows: list[list[object]], source: Source | None = None) -> None:
         self.tables.setdefault(table, []).extend(rows)
+        self.sources.setdefault(table, []).extend([source] * len(rows))
 
     def __len__(self) -> int:
         return sum(len(r) for r in self.tables.values())
 
 
+@dataclass
+class Written:
+    inserted: dict[str, int] = field(default_factory=dict)              # rows inserted per table
+    rejected: list[tuple[Source | None, str]] = field(default_factory=list)   # refused messages, why
+
+
 def rows_from_event(event: dict) -> list[list[object]]:
     """One `cost_events` row per allocation line; quantities are the line's share of the event's."""
     usage = event["usage"]
+    event_id, kind, worker, device, sheet = (_text(event, name) for name in (
+        "event_id", "kind", "worker", "device", "price_sheet_version"))
     ts = datetime.fromtimestamp(float(event["ts"]), timezone.utc)
     wall = float(usage["wall_seconds"])
     ram_gb_seconds = float(usage["ram_gb_seconds"]) if "ram_gb_seconds" in usage \
@@ -78,9 +107,8 @@ def rows_from_event(event: dict) -> list[list[object]]:
         share = float(line["share"])
         cost = line["cost"]
         rows.append([
-            f"{event['event_id']}:{i}", event["event_id"], ts, event["kind"], line["tenant"],
-            line["model_version"], line["event_type"], event["worker"], event["device"],
-            event["price_sheet_version"], int(line["events"]), int(line["recommendations"]),
+            f"{event_id}:{i}", event_id, ts, kind, _text(line, "tenant"), _text(line, "model_version"),
+            _text(line, "event_type"), worker, device, sheet, int(line["events"]), int(line["recommendations"]),
             wall * share, float(usage["device_seconds"]) * share, float(usage["cpu_seconds"]) * share,
             ram_gb_seconds * share, round(usage["bytes_in"] * share), round(usage["bytes_out"] * share),
             round(usage["state_bytes"] * share), round(usage.get("clickhouse_bytes", 0) * share), 1,
@@ -88,6 +116,13 @@ def rows_from_event(event: dict) -> list[list[object]]:
             Decimal(cost["people"]), Decimal(cost["ops"]), Decimal(cost["total"]),
         ])
     return rows
+
+
+def _text(doc: dict, name: str) -> str:
+    value = doc[name]
+    if not isinstance(value, str):
+        raise BadMessage(f"{name} must be a string, not {type(value).__name__}")
+    return value
 
 
 def recommendation_row(doc: dict) -> list[object]:
@@ -124,18 +159,34 @@ def rows_from_message(table: str, value: bytes, default_tenant: str = "default")
     """The rows one Kafka message becomes in `table`; raises BadMessage when it cannot be stored."""
     if table not in _TABLE_COLUMNS:
         raise ValueError(f"table {table!r} is not sunk; known: {sorted(_TABLE_COLUMNS)}")
-    if table == "clicks_log":
-        row = click_row(value, default_tenant)
-        return [] if row is None else [row]
     try:
-        doc = json.loads(value)
-        if table == "cost_events":
-            return rows_from_event(doc)
-        return [recommendation_row(doc)]
+        if table == "clicks_log":
+            row = click_row(value, default_tenant)
+            rows = [] if row is None else [row]
+        elif table == "cost_events":
+            rows = rows_from_event(json.loads(value))
+        else:
+            rows = [recommendation_row(json.loads(value))]
+        for row in rows:
+            _check_values(row)
+        return rows
     except BadMessage:
         raise
-    except (ValueError, KeyError, TypeError, InvalidOperation, OverflowError, AttributeError) as exc:
+    except Exception as exc:   # any message, however it fails to become rows, is set aside alone
         raise BadMessage(f"{table}: {type(exc).__name__}: {exc}"[:300]) from None
+
+
+def _check_values(values: Sequence[object]) -> None:
+    """What ClickHouse columns hold: strings of valid Unicode, finite numbers, datetimes."""
+    for value in values:
+        if isinstance(value, str):
+            value.encode("utf-8")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise BadMessage(f"a non-finite number ({value})")
+        elif isinstance(value, Decimal) and not value.is_finite():
+            raise BadMessage(f"a non-finite amount ({value})")
+        elif isinstance(value, list):
+            _check_values(value)
 
 
 def _ts(table: str, row: Sequence[object]) -> datetime:
@@ -165,18 +216,35 @@ def fresh_rows(ch: ClickHouse, table: str, rows: Sequence[list[object]]) -> list
     return fresh
 
 
-def write(ch: ClickHouse, rows: Rows) -> dict[str, int]:
-    """Insert what is not stored yet, table by table (cost first); returns rows inserted per table.
+def write(ch: ClickHouse, rows: Rows) -> Written:
+    """Insert what is not stored yet, table by table (cost first): rows inserted per table,
+    and the messages whose rows ClickHouse refused on their own.
 
     A retry after a partial failure re-runs the lookup, so tables already written are skipped.
     """
-    written: dict[str, int] = {}
+    written = Written()
     for table in ("cost_events", "recommendations_log", "clicks_log"):
         batch = rows.tables.get(table)
         if batch:
-            written[table] = ch.insert(table, fresh_rows(ch, table, batch), _TABLE_COLUMNS[table],
-                                       tag=f"sink:insert:{table}")
+            written.inserted[table] = _write_table(ch, table, batch, rows.sources[table], written.rejected)
     return written
+
+
+def _write_table(ch: ClickHouse, table: str, rows: list[list[object]], sources: list[Source | None],
+                 rejected: list[tuple[Source | None, str]]) -> int:
+    """Rows into `table`. If ClickHouse refuses them for their values, the messages are
+    split in halves until each refused message is alone: its rows are stored all or none
+    (one insert), and it is added to `rejected`."""
+    try:
+        return ch.insert(table, fresh_rows(ch, table, rows), _TABLE_COLUMNS[table], tag=f"sink:insert:{table}")
+    except ClickHouseDataError as exc:
+        messages = [i for i in range(len(rows)) if i == 0 or sources[i] is not sources[i - 1]]
+        if len(messages) == 1:
+            rejected.append((sources[0], str(exc)[:300]))
+            return 0
+    mid = messages[len(messages) // 2]
+    return (_write_table(ch, table, rows[:mid], sources[:mid], rejected)
+            + _write_table(ch, table, rows[mid:], sources[mid:], rejected))
 
 
 def write_events(ch: ClickHouse, events: Sequence[dict]) -> int:
@@ -184,4 +252,4 @@ def write_events(ch: ClickHouse, events: Sequence[dict]) -> int:
     rows = Rows()
     for event in events:
         rows.add("cost_events", rows_from_event(event))
-    return write(ch, rows).get("cost_events", 0)
+    return write(ch, rows).inserted.get("cost_events", 0)
