@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from reckon.streams.core.errors import ReckonError
@@ -42,10 +43,14 @@ def test_a_promoted_version_with_a_bad_file_is_refused_once_and_the_current_one_
 def test_a_version_that_loads_but_cannot_score_is_refused(registry_dir, tmp_path) -> None:
     path = tmp_path / "registry"
     registry, v1 = registry_with_copy(registry_dir, path, "v2-empty")
-    staging = registry.staging_dir()                             # consistent checksums, useless content
+    staging = registry.staging_dir()       # consistent checksums and shapes, no item to score
     for f in (path / "v2-empty").iterdir():
-        if f.name != "manifest.json":
-            (staging / f.name).write_bytes(b"[]" if f.name == "item_ids.json" else f.read_bytes())
+        if f.name == "item_ids.json":
+            (staging / f.name).write_text("[]")
+        elif f.name == "item_emb.npy":
+            np.save(staging / f.name, np.load(f)[:1])                # the padding row alone
+        elif f.name != "manifest.json":
+            (staging / f.name).write_bytes(f.read_bytes())
     registry.add(staging, {**registry.get(v1).manifest, "version": "v3-empty"})
     runtime = _runtime(path)
     _point(path, "v3-empty")
