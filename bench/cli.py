@@ -57,21 +57,23 @@ chaos_app = typer.Typer(add_completion=False)
 
 
 @chaos_app.command()
-def chaos(scenario: list[str] = typer.Option(["kill9", "clickhouse", "broker", "fuzz"],
-                                             help="kill9 | clickhouse | broker | fuzz (repeatable)"),
+def chaos(scenario: list[str] = typer.Option(["kill9", "clickhouse", "broker", "fuzz", "poison"],
+                                             help="kill9 | clickhouse | broker | fuzz | poison (repeatable)"),
           events: int = typer.Option(5000, min=100), fuzz_events: int = typer.Option(10_000, min=100),
           json_out: bool = typer.Option(False, "--json")) -> None:
     """The long-form fault suite on the embedded stack; exits 1 if an invariant fails."""
     from reckon.bench.faults import SCENARIOS
+    from reckon.bench.poison import poison
 
-    unknown = set(scenario) - set(SCENARIOS)
+    scenarios = {**SCENARIOS, "poison": poison}
+    unknown = set(scenario) - set(scenarios)
     if unknown:
-        raise typer.BadParameter(f"unknown scenario(s) {sorted(unknown)}; choose from {sorted(SCENARIOS)}")
+        raise typer.BadParameter(f"unknown scenario(s) {sorted(unknown)}; choose from {sorted(scenarios)}")
     results = []
     with tempfile.TemporaryDirectory(prefix="reckon-chaos-") as tmp:
         registry = _registry()
         for name in scenario:
-            results.append(SCENARIOS[name](registry, Path(tmp), fuzz_events if name == "fuzz" else events))
+            results.append(scenarios[name](registry, Path(tmp), fuzz_events if name == "fuzz" else events))
             if not json_out:
                 _print(results[-1], False)
     if json_out:

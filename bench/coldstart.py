@@ -36,7 +36,6 @@ from reckon.models.core.registry import Registry
 from reckon.models.serving.scorer import Scorer
 from reckon.streams.core.settings import Settings
 from reckon.streams.costs.pricing import PriceSheet
-from reckon.streams.pipeline.candidates import CandidateIndex
 from reckon.streams.pipeline.processor import BatchProcessor, runs_of
 from reckon.streams.traffic.generator import Catalog, Drift, Record, TrafficGenerator
 
@@ -61,8 +60,8 @@ def hit_rates(registry: Path, records: list[Record], arm: str, batch: int = 25, 
     mv = Registry(registry).current()
     scorer = (_Uninformed if arm == "uninformed" else Scorer).load(mv, device="cpu", variant="fp32")
     processor = BatchProcessor(Settings(worker_name="bench", cold_start=arm != "off"), PriceSheet.load(env={}),
-                               lambda user: scorer, CandidateIndex())
-    states: dict[str, dict] = {}
+                               lambda user: scorer)
+    states: dict[bytes, dict] = {}
     latest: dict[str, tuple[str, set[str]]] = {}     # user -> (session of the trigger, items)
     session_of: dict[str, str] = {}                   # event id -> session id
     counts = {"new_clicks": 0, "new_hits": 0, "clicks": 0, "hits": 0, "estimates": 0, "process_seconds": 0.0}

@@ -6,7 +6,10 @@ and distinct) and checks its invariants:
 - kill9:      kill -9 the worker mid-replay, restart it on the same data dir; nothing lost,
               no cost row doubled.
 - broker:     restart the embedded broker (memory only): the worker notices, says so, exits.
-- fuzz:       N fuzzed events (hypothesis) through a real worker; every event accounted for.
+- fuzz:       N fuzzed events (random bytes and JSON, bench/hostile.py) through a real worker;
+              every event accounted for.
+- poison:     hostile events mixed into normal traffic, and hostile messages on the sink's
+              topics, through a live worker and its sink (bench/poison.py).
 - clickhouse: ClickHouse cannot write while a replay runs, then can again: every valid event
               is answered by exactly one recommendation, and after the restore the cost rows cover
               every cost event on the topic exactly once; reports the downtime, the time to
@@ -42,6 +45,7 @@ from typing import Self
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from reckon.bench.hostile import fuzz_values
 from reckon.streams.kafka.broker import EmbeddedBroker, create_topics
 from reckon.streams.traffic.generator import Record, TrafficGenerator
 from reckon.streams.traffic.replay import produce, produce_in_background
@@ -198,14 +202,8 @@ def broker_restart(registry: Path, workdir: Path, events: int) -> dict:
 
 
 def fuzz(registry: Path, workdir: Path, events: int) -> dict:
-    from hypothesis import strategies as st
-
-    payloads = st.binary(max_size=200) | st.dictionaries(
-        st.sampled_from(["event_id", "user_id", "item_id", "action", "ts", "query", "results"]),
-        st.none() | st.integers() | st.floats() | st.text(max_size=20) | st.just(time.time()),
-        max_size=7).map(lambda d: json.dumps(d, default=str).encode())
-    records = [Record(t, b"fuzz", payloads.example(), False)
-               for t in (["clicks", "searches"] * (events // 2 + 1))[:events]]
+    records = [Record(t, b"fuzz", value, False)
+               for t, value in zip(["clicks", "searches"] * (events // 2 + 1), fuzz_values(seed=18, n=events))]
     with EmbeddedBroker(log_path=workdir / "broker-fuzz.log") as broker:
         create_topics(broker.bootstrap_servers, 4)
         worker = _worker(broker.bootstrap_servers, registry, workdir / "fuzz", "w")

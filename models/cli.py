@@ -354,12 +354,14 @@ def _ctr(row: dict[str, Any]) -> str:
 
 
 def promote_cmd(version: Annotated[str, typer.Argument()], registry: RegistryOpt = DEFAULT_REGISTRY) -> None:
-    """Make VERSION the one workers serve (atomic pointer swap)."""
+    """Make VERSION the one workers serve (atomic pointer swap), once every file of it
+    matches its checksum and every variant loads and scores a test row."""
     from reckon.models.core.errors import ModelError
     from reckon.models.core.registry import Registry
+    from reckon.models.serving.scorer import check_version
 
     try:
-        Registry(registry).promote(version)
+        Registry(registry).promote(version, check=check_version)
     except ModelError as exc:
         _fail(str(exc))
         return

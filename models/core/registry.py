@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -150,8 +151,14 @@ class Registry:
                 out.append(self.get(child.name))
         return sorted(out, key=lambda mv: (str(mv.manifest.get("created", "")), mv.version))
 
-    def promote(self, version: str) -> None:
-        self.get(version)  # must exist
+    def promote(self, version: str, check: Callable[[ModelVersion], None] | None = None) -> None:
+        """Make `version` the one workers serve, once every file of it matches its checksum
+        and `check` (a test load: models/serving/scorer.py `check_version`) passed; raises
+        ModelError and leaves the pointer as it was otherwise."""
+        mv = self.get(version)
+        mv.verify()
+        if check is not None:
+            check(mv)
         tmp = self._path / f".CURRENT.{os.getpid()}.tmp"
         tmp.write_text(version + "\n", encoding="utf-8")
         os.replace(tmp, self._path / "CURRENT")

@@ -44,7 +44,7 @@ from reckon.models.core.terms import hash_terms
 from reckon.models.serving.runtime import CudaStreamTimer, cuda_device_name, session_for
 from reckon.models.serving.threads import DeviceUsage, on_named_thread, scoring_thread
 
-__all__ = ["DeviceUsage", "Scorer", "cuda_device_name"]
+__all__ = ["DeviceUsage", "Scorer", "check_version", "cuda_device_name"]
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class Scorer:
             preferred = "fp16" if gpu else "int8"
             variant = preferred if preferred in mv.variants else "fp32"
         path = mv.onnx_path(variant)
-        if verify:
+        if verify:   # every file serving reads (the embeddings lazily, for nearest items)
             mv.verify([path.name, "item_ids.json", "item_emb.npy"])
         timer = None
         try:
@@ -151,6 +151,22 @@ class Scorer:
     def extendable(self) -> bool:
         """Whether the graph reads item vectors from the table (versions exported before it did cannot)."""
         return "item_table" in self._inputs
+
+    def check(self) -> None:
+        """Score a row and find an item's neighbours, as serving will: a version that
+        cannot (or scores NaN) is refused here, never met mid-stream. Raises ScorerError."""
+        if self.num_items < 1:
+            raise ScorerError(f"{self.version} has no items")
+        candidates = np.arange(1, min(self.num_items, 4) + 1, dtype=np.int64)[None, :]
+        history = np.zeros((1, self._max_len), dtype=np.int64)
+        history[0, -1] = 1
+        scores = self.score(history, candidates)
+        if scores.shape != candidates.shape or not np.isfinite(scores).all():
+            raise ScorerError(f"{self.version}/{self._variant} scored a test row {scores.tolist()}")
+        try:
+            self.nearest_items(np.array([1], dtype=np.int64), 2)
+        except Exception as exc:
+            raise ScorerError(f"{self.version}: item embeddings unusable: {exc}") from exc
 
     # --- ids --------------------------------------------------------------------------
     def item_index(self, item_id: str) -> int:
@@ -335,6 +351,13 @@ def _cuda_session(path: Any, threads: int | None) -> tuple[ort.InferenceSession 
         return None, None
     options = {"device_id": 0, **timer.provider_options}
     return session_for(path, [("CUDAExecutionProvider", options), "CPUExecutionProvider"], threads), timer
+
+
+def check_version(mv: ModelVersion) -> None:
+    """Every variant of `mv` loaded on the CPU (files checked against the manifest) and
+    checked: what `reckon model promote` requires before it moves the pointer."""
+    for variant in mv.variants:
+        Scorer.load(mv, device="cpu", variant=variant).check()
 
 
 _MIN_ROWS = 32   # rows worth a call of their own: below it, padding to the next width is cheaper

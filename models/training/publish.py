@@ -21,6 +21,7 @@ import torch
 from reckon.models.core.registry import ModelVersion, Registry, sha256_file
 from reckon.models.serving.costing import DEVICE_HOUR_USD, cost_per_1k
 from reckon.models.serving.runtime import cuda_device_name
+from reckon.models.serving.scorer import check_version
 from reckon.models.training.data import EvalSet
 from reckon.models.training.evaluate import Protocol, evaluate_model, evaluate_scorer
 from reckon.models.training.export import (
@@ -152,5 +153,5 @@ def publish(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if promote:
-        registry.promote(mv.version)
+        registry.promote(mv.version, check=check_version)
     return mv

@@ -37,10 +37,12 @@ __all__ = ["fetch_report", "fetch_over_http", "online_quality", "register"]
 _err = Console(stderr=True)
 
 
-def fetch_over_http(url: str, request: ReportRequest, timeout_s: float = 60.0) -> dict:
+def fetch_over_http(url: str, request: ReportRequest, timeout_s: float = 60.0, token: str = "") -> dict:
+    """The report from a worker's `GET /costs`; `token`: the bearer token its pages need."""
     endpoint = url.rstrip("/") + "/costs"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.get(endpoint, params=request.to_query(), timeout=timeout_s)
+        response = httpx.get(endpoint, params=request.to_query(), timeout=timeout_s, headers=headers)
     except httpx.HTTPError as exc:
         raise ReckonError(f"cannot reach {endpoint}: {exc}") from None
     try:
@@ -76,7 +78,7 @@ def fetch_report(settings: Settings, request: ReportRequest, url: str | None = N
     if url:
         if load_prices is not None:
             raise ReckonError("--load-prices writes to ClickHouse; it needs the store, not --url")
-        return fetch_over_http(url, request), url
+        return fetch_over_http(url, request, token=settings.web_token.get_secret_value()), url
     dsn = default_store(settings)
     if dsn.startswith("chdb://"):
         path = Path(dsn.removeprefix("chdb://"))
@@ -84,7 +86,8 @@ def fetch_report(settings: Settings, request: ReportRequest, url: str | None = N
         if holder is not None:
             if holder.get("url") and load_prices is None:
                 _err.print(f"the store {path} is held by pid {holder.get('pid')}; asking it at {holder['url']}")
-                return fetch_over_http(holder["url"], request), holder["url"]
+                return fetch_over_http(holder["url"], request, token=settings.web_token.get_secret_value()), \
+                    holder["url"]
             raise StoreLockedError(str(path), f"pid {holder.get('pid')} ({holder.get('argv', '?')})")
         if not path.is_dir():
             raise ReckonError(f"no ClickHouse store at {path}: run `reckon demo` or a worker first, or point "

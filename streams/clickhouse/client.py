@@ -1,14 +1,17 @@
 """One ClickHouse wrapper for both chdb (embedded engine) and a server.
 
 Every query is tagged, every value is bound as a typed parameter, only
-unavailability is retryable. An embedded chdb store can be open in one process at a
-time: the opener records itself in an owner file so a second process can name it.
+unavailability is retryable, and an error caused by the values sent (ClickHouseDataError)
+is told apart from one caused by ClickHouse, so a caller can set the rows aside. An
+embedded chdb store can be open in one process at a time: the opener records itself in
+an owner file so a second process can name it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -18,7 +21,7 @@ from typing import Any
 
 import clickhouse_connect
 
-from reckon.streams.core.errors import ClickHouseError, ClickHouseUnavailable, StoreLockedError
+from reckon.streams.core.errors import ClickHouseDataError, ClickHouseError, ClickHouseUnavailable, StoreLockedError
 from reckon.streams.core.redact import redact
 
 OWNER_FILE = ".reckon-owner"
@@ -87,6 +90,8 @@ class ClickHouse:
         except Exception as exc:
             if _is_unavailable(exc):
                 raise ClickHouseUnavailable(f"[{tag}] ClickHouse unavailable: {_redact(exc)}") from exc
+            if _is_data_error(exc):
+                raise ClickHouseDataError(f"[{tag}] {_redact(exc)}") from exc
             raise ClickHouseError(f"[{tag}] {_redact(exc)}") from exc
 
     def command(self, sql: str, params: dict | None = None, tag: str = "command") -> Any:
@@ -166,6 +171,28 @@ def _is_unavailable(exc: Exception) -> bool:
         return True
     text = str(exc)
     return any(marker in text for marker in _TRANSIENT_STORAGE)
+
+
+# Server error codes that name the data, not the server: parse and conversion failures,
+# values out of their type's range, arrays of unequal sizes.
+_DATA_CODES = frozenset({6, 27, 38, 41, 53, 69, 70, 72, 117, 153, 190, 321, 407})
+
+
+def _is_data_error(exc: Exception) -> bool:
+    """Whether the values sent caused `exc`: clickhouse-connect could not serialize them
+    (its DataError, or a Python conversion error), chdb could not take a bound parameter,
+    or the server names a data error code."""
+    from clickhouse_connect.driver.exceptions import DataError, Error
+
+    if isinstance(exc, DataError):
+        return True
+    if not isinstance(exc, Error):   # raised while encoding the values, before anything was sent
+        return isinstance(exc, (ValueError, TypeError, ArithmeticError))
+    text = str(exc)
+    if "Unable to cast Python instance" in text:
+        return True
+    code = re.search(r"Code: (\d+)\.", text)
+    return code is not None and int(code.group(1)) in _DATA_CODES
 
 
 def _redact(exc: Exception) -> str:

@@ -5,6 +5,7 @@
     ├── BrokerError          the embedded Kafka broker could not start / answer
     ├── ClickHouseError      a ClickHouse query failed
     │   ├── ClickHouseUnavailable   retryable (network, store busy)
+    │   ├── ClickHouseDataError     the values sent cannot be stored (retrying them never helps)
     │   └── StoreLockedError        an embedded chdb store is held by another process
     ├── MigrationError       a migration file is malformed or failed
     ├── PriceSheetError      the price sheet is malformed (names the field)
@@ -34,6 +35,11 @@ class ClickHouseError(ReckonError):
 
 class ClickHouseUnavailable(ClickHouseError):
     """ClickHouse could not be reached; the caller may retry."""
+
+
+class ClickHouseDataError(ClickHouseError):
+    """The values of a statement cannot be stored or sent (a string that is not valid
+    Unicode, a number out of its column's range): the rows are at fault, not ClickHouse."""
 
 
 class StoreLockedError(ClickHouseError):

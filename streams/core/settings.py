@@ -8,10 +8,10 @@ import socket
 import ssl
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
 from reckon.streams.core.errors import SettingsError
@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=1, le=65535, description="port of /metrics, /stats, /costs, /state")
     web_bind: str = Field("127.0.0.1", min_length=1, description="address the web port binds; `0.0.0.0` in a "
                           "container so Prometheus and port mappings reach it")
+    web_token: SecretStr = Field(SecretStr(""), description="bearer token (16+ characters) for the pages with user "
+                                 "or tenant data (/state, /costs), every tenant; empty (and no tenant tokens): "
+                                 "those pages are open to whoever reaches the web port")
+    web_tenant_tokens: dict[str, SecretStr] = Field(default_factory=dict, description="JSON object: tenant -> "
+                                                    "bearer token that reads only that tenant's /state and /costs")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`")
     log_format: Literal["text", "json"] = Field("text", description="`text`, or `json`: one JSON object per line")
@@ -88,6 +93,9 @@ class Settings(BaseSettings):
     trigger_min_interval_s: float = Field(0.0, ge=0, description="seconds between two recommendations for one "
                                           "user at least; 0: every triggering event")
     default_tenant: str = Field("default", description="tenant of events that name none")
+    tenants: Annotated[tuple[str, ...], NoDecode] = Field((), description="tenants served, comma-separated: other "
+                                                          "tenants' events are dead-lettered (`unknown_tenant`); "
+                                                          "empty: every tenant")
     user_ttl_s: float = Field(30 * 86400, gt=0, description="a user idle this many seconds starts with fresh state")
     # Cold start (streams/pipeline/coldstart.py).
     cold_start: bool = Field(True, description="estimate vectors for items the served version never saw, from "
@@ -161,6 +169,34 @@ class Settings(BaseSettings):
         raw = v.get_secret_value()
         if raw and not raw.startswith(("chdb://", "http://", "https://")):
             raise ValueError("must start with chdb://, http:// or https://")
+        return v
+
+    @field_validator("tenants", mode="before")
+    @classmethod
+    def _tenant_list(cls, v: object) -> object:
+        return tuple(t.strip() for t in v.split(",") if t.strip()) if isinstance(v, str) else v
+
+    @field_validator("tenants", "default_tenant")
+    @classmethod
+    def _tenant_ids(cls, v: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        for tenant in (v,) if isinstance(v, str) else v:
+            if not tenant or len(tenant) > 128 or not tenant.isprintable():
+                raise ValueError(f"tenant {tenant[:40]!r} must be 1..128 printable characters")
+        return v
+
+    @field_validator("web_token")
+    @classmethod
+    def _token_strength(cls, v: SecretStr) -> SecretStr:
+        if v.get_secret_value() and len(v.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (or empty: pages open)")
+        return v
+
+    @field_validator("web_tenant_tokens")
+    @classmethod
+    def _tenant_token_strength(cls, v: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for tenant, token in v.items():
+            if len(token.get_secret_value()) < 16:
+                raise ValueError(f"the token of tenant {tenant[:40]!r} must be at least 16 characters")
         return v
 
     @property

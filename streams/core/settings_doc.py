@@ -12,7 +12,7 @@ END = "<!-- end of settings table -->"
 
 
 def _default(value: object) -> str:
-    if value is PydanticUndefined or value is None or value == "" or value == {}:
+    if value is PydanticUndefined or value is None or value in ("", {}, ()):
         return ""
     if isinstance(value, SecretStr):
         return "" if not value.get_secret_value() else "(set)"

@@ -25,8 +25,9 @@ never committed: they are consumed again.
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from itertools import repeat
 from typing import Any
 
 import faust
@@ -36,6 +37,8 @@ from rocksdict import WriteBatch
 
 from reckon.streams.kafka.record_batches import send_to_partition
 
+log = logging.getLogger(__name__)
+
 Snapshot = dict[int, list[tuple[bytes, bytes]]]     # partition -> (key, encoded state), to write
 
 _decode = msgspec.json.Decoder().decode
@@ -43,10 +46,12 @@ _encode = msgspec.json.Encoder().encode
 
 
 class UserStore:
-    def __init__(self, app: faust.App, table: faust.Table, max_cached: int = 50_000) -> None:
+    def __init__(self, app: faust.App, table: faust.Table, max_cached: int = 50_000,
+                 stats: Counter | None = None) -> None:
         self.app = app
         self.table = table
         self.max_cached = max_cached
+        self.stats = stats if stats is not None else Counter()
         self._cached: dict[bytes, dict] = {}               # key -> decoded state
         self._staged: dict[bytes, int] = {}                # key -> partition, to write
         self._writing: dict[bytes, int] = {}               # keys of the snapshot being written
@@ -86,10 +91,11 @@ class UserStore:
         self._sizes[key] = len(raw)
         return state
 
-    def held_bytes(self, users: Iterable[str]) -> int:
-        """Bytes these users' states take in the store, as last written or read (0 for a
-        state not written yet): what a batch's cost event counts as state held."""
-        return sum(map(self._sizes.get, map(str.encode, users), repeat(0)))
+    def held_bytes(self, keys: Iterable[bytes]) -> int:
+        """Bytes these states take in the store, as last written or read (0 for a state not
+        written yet): what a batch's cost event counts as state held."""
+        sizes = self._sizes
+        return sum([sizes.get(key, 0) for key in keys])
 
     def stage(self, states: Mapping[bytes, tuple[int, dict]]) -> None:
         """{key: (partition, state)}: the batch's new states, in the next commit's `snapshot`.
@@ -124,7 +130,16 @@ class UserStore:
         cached, sizes = self._cached, self._sizes
         by_partition: Snapshot = {}
         for key, partition in staged.items():
-            value = _encode(cached[key])     # staged states are never evicted
+            try:
+                value = _encode(cached[key])     # staged states are never evicted
+            except (TypeError, ValueError) as exc:
+                # A state that cannot be stored must not stop every commit: it is dropped from
+                # the cache (the next read is the last stored one) and the rest are written.
+                log.error("state %r cannot be encoded, not stored: %s", key[:80], exc)
+                self.stats["state_encode_failed"] += 1
+                del cached[key]
+                sizes.pop(key, None)
+                continue
             sizes[key] = len(value)
             by_partition.setdefault(partition, []).append((key, value))
         return by_partition

@@ -111,7 +111,7 @@ class _NeighbourRows:
 
     def __init__(self) -> None:
         self.width, self.keep = 2 * NEIGHBOURS, NEIGHBOURS
-        rows = 256
+        rows = 16           # grows by doubling: an index per tenant starts small (~40 KB)
         self.nbr = np.full((rows, self.width), -1, dtype=np.int32)
         self.w = np.zeros((rows, self.width))
         self.age = np.zeros((rows, self.width), dtype=np.int64)
@@ -342,7 +342,8 @@ class _NeighbourRows:
 
 
 class CandidateIndex:
-    """Co-visitation, query -> item and trending sources, learned one batch at a time."""
+    """Co-visitation, query -> item and trending sources, learned one batch at a time.
+    One per tenant: nothing one tenant's events teach reaches another's candidates."""
 
     def __init__(self, trending_window_s: float = 600.0) -> None:
         self.trending_window_s = trending_window_s
@@ -358,6 +359,7 @@ class CandidateIndex:
         self._newest = -np.inf
         self._trending_top: list[str] = []
         self._trending_n = -1
+        self.item_generation = 0                # bumped when compaction renumbers the items
 
     def begin_batch(self) -> None:
         """Trending is ranked once per batch, not once per user."""
@@ -456,6 +458,7 @@ class CandidateIndex:
             self._trending[remap[counted]] = trending[counted]
             self._window = deque((t, remap[ids], counts) for t, ids, counts in self._window)
             self._live_items = len(self._items)
+            self.item_generation += 1
         if len(self._terms) > 2 * max(self._live_terms, MAX_TRACKED):
             live = np.zeros(len(self._terms) + 1, dtype=bool)
             live[self._by_term.key_of[:self._by_term.used]] = True
@@ -512,6 +515,12 @@ class CandidateIndex:
             mine = row > 0
             out[item] = (row[mine].tolist(), row_weights[mine].tolist())
         return out
+
+    def item_names(self, start: int = 0) -> list[str]:
+        """The items this index knows (every one it has seen, until compaction drops the
+        unused), in the order first seen: only names from `start` on. The list only grows
+        between compactions (see `item_generation`)."""
+        return self._items.names[start:]
 
     def trending_top(self, n: int) -> list[str]:
         """The n most clicked items in the window, best first (ties: the earlier-known item)."""

@@ -3,6 +3,11 @@ hash, and hot-swap when the registry's promoted version changes.
 
 A swap replaces a reference between batches (see the registry timer in streams/worker/app.py),
 so no event is dropped or scored twice across a swap.
+
+A version is served only once it has loaded and scored a test row with every file it reads
+matching its checksum (`Scorer.check`). A promoted version that fails is refused: logged
+once, listed in `rejected` (a metric), and the version already serving goes on. A worker
+that starts while the promoted version is bad serves the newest version that works.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import logging
 import zlib
 from typing import Any
 
+from reckon.models.core.errors import ModelError
 from reckon.models.core.registry import Registry
 from reckon.models.serving.scorer import Scorer
 from reckon.streams.core.errors import ReckonError
@@ -21,22 +27,21 @@ log = logging.getLogger(__name__)
 
 def user_bucket(user_id: str) -> float:
     """A stable number in [0, 1) per user (crc32, so every worker agrees)."""
-    return zlib.crc32(user_id.encode()) / 2**32
+    return zlib.crc32(user_id.encode("utf-8", "surrogatepass")) / 2**32
 
 
 class ModelRuntime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry = Registry(settings.registry_dir)
-        current = self.registry.current()
-        if current is None:
-            raise ReckonError(f"no promoted model in {settings.registry_dir}: "
-                              "run `reckon train ... --promote` or `reckon demo` first")
-        self._primary: Any = Scorer.load(current, device=settings.device, threads=settings.onnx_threads or None)
+        self.rejected: dict[str, str] = {}       # version -> why it is not served (this process)
+        self._primary: Any = self._start()
         self._challenger: Any = None
         if settings.ab_version:
-            self._challenger = Scorer.load(self.registry.get(settings.ab_version), device=settings.device,
-                                          threads=settings.onnx_threads or None)
+            self._challenger = self._load(settings.ab_version)
+            if self._challenger is None:
+                log.error("A/B challenger %s is not served: every user gets %s", settings.ab_version,
+                          self._primary.version)
         log.info("model %s on %s (%s)", self._primary.version, self._primary.device, self._primary.provider)
 
     @property
@@ -64,13 +69,47 @@ class ModelRuntime:
         """The A/B arm a scorer serves: "challenger" (RECKON_AB_VERSION) or "primary"."""
         return "challenger" if scorer is self._challenger else "primary"
 
-    def load_promoted(self) -> Any:
-        """A scorer for the newly promoted version, or None if the promotion is unchanged."""
-        wanted = self.registry.current_id()
-        if wanted is None or wanted == self._primary.version:
+    def _load(self, version: str) -> Any:
+        """A checked scorer for `version`, or None (the version is then rejected, logged once)."""
+        try:
+            scorer = Scorer.load(self.registry.get(version), device=self.settings.device,
+                                 threads=self.settings.onnx_threads or None)
+            scorer.check()
+            return scorer
+        except ModelError as exc:
+            self.rejected[version] = str(exc)
+            log.error("model version %s refused, not served: %s", version, exc)
             return None
-        return Scorer.load(self.registry.get(wanted), device=self.settings.device,
-                           threads=self.settings.onnx_threads or None)
+
+    def _start(self) -> Any:
+        promoted = self.registry.current_id()
+        if promoted is None:
+            raise ReckonError(f"no promoted model in {self.settings.registry_dir}: "
+                              "run `reckon train ... --promote` or `reckon demo` first")
+        scorer = self._load(promoted)
+        if scorer is not None:
+            return scorer
+        try:
+            versions = self.registry.list()
+        except ModelError as exc:
+            raise ReckonError(f"the promoted version {promoted} was refused and the registry cannot be "
+                              f"listed: {exc}") from None
+        for mv in reversed(versions):     # newest first
+            if mv.version not in self.rejected:
+                scorer = self._load(mv.version)
+                if scorer is not None:
+                    log.error("serving %s: the promoted version %s was refused", mv.version, promoted)
+                    return scorer
+        raise ReckonError(f"no version in {self.settings.registry_dir} can be served: "
+                          + "; ".join(f"{v}: {why}" for v, why in self.rejected.items()))
+
+    def load_promoted(self) -> Any:
+        """A checked scorer for a newly promoted version; None when the promotion is
+        unchanged or the version was refused (then the current one goes on)."""
+        wanted = self.registry.current_id()
+        if wanted is None or wanted == self._primary.version or wanted in self.rejected:
+            return None
+        return self._load(wanted)
 
     def swap(self, scorer: Any) -> None:
         log.info("hot-swap: model %s -> %s", self._primary.version, scorer.version)

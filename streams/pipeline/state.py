@@ -1,4 +1,4 @@
-"""Per-user state kept in a Faust Table: recent items, query terms, counters, seen ids.
+"""Per-(tenant, user) state kept in a Faust Table: recent items, query terms, counters, seen ids.
 
 Stored as a small JSON-able dict so the changelog stays readable and versionable.
 Bounded per user; `expired` lets a timer drop users idle for too long.
@@ -81,3 +81,12 @@ _LIMITS = (("items", MAX_ITEMS), ("terms", MAX_TERMS), ("seen", MAX_SEEN), ("bou
 
 def expired(state: dict[str, Any], now: float, ttl_s: float) -> bool:
     return now - state["last_seen"] > ttl_s
+
+
+KEY_SEP = "\x1f"     # the contract refuses controls in ids, so no tenant or user id holds it
+
+
+def state_key(tenant: str, user: str) -> bytes:
+    """A user's state key (RocksDB and the changelog): a user id is unique only within its
+    tenant. Strict UTF-8: an id that cannot be encoded fails here, before any state changes."""
+    return f"{tenant}{KEY_SEP}{user}".encode()

@@ -7,7 +7,14 @@ so a failed insert could still be committed. Here the sink owns its offsets:
     poll -> buffer rows (bounded by rows and by age) -> write (idempotent, retried with
     backoff while ClickHouse is unavailable, partitions paused meanwhile so the consumer
     stays in its group) -> the flush's ClickHouse bytes and rows as cost rows, when given a
-    StorageMeter (streams/sink/storage.py) -> commit exactly the offsets written.
+    StorageMeter (streams/sink/storage.py) -> dead-letter what could not be stored ->
+    commit exactly the offsets written.
+
+A message that cannot become rows, or whose rows ClickHouse refuses for their values, is
+dead-lettered alone to `events-dlq` (stage sink_rows or sink_insert, with its topic,
+partition and offset) before the offsets are committed, and the rest of the buffer is
+stored: no message can make the sink retry a buffer forever. Only ClickHouse itself
+failing stalls it (nothing set aside, nothing lost).
 
 On revocation the buffer is flushed once and committed, or dropped (the new owner
 re-reads it; the write is idempotent). `stop` drains the topics to their high watermark
@@ -26,13 +33,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from reckon.streams.clickhouse.client import ClickHouse
 from reckon.streams.core.errors import ClickHouseError, ClickHouseUnavailable
-from reckon.streams.sink.rows import BadMessage, Rows, rows_from_message, write
+from reckon.streams.pipeline.dead_letters import DeadLetter
+from reckon.streams.sink.rows import BadMessage, Rows, Source, Written, rows_from_message, write
 from reckon.streams.sink.storage import StorageMeter, flush_id
+
+DEAD_LETTERS = "events-dlq"
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +80,16 @@ class SinkConsumer:
             # for its predecessor's session to expire before it is assigned anything.
             auto_offset_reset="earliest", session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=1_000,
             rebalance_timeout_ms=3_000, max_poll_interval_ms=60_000, **(client_kwargs or {}))
+        self._producer_kwargs: dict[str, Any] = dict(bootstrap_servers=bootstrap, acks="all",
+                                                     **(client_kwargs or {}))
         self._consumer: AIOKafkaConsumer = None  # type: ignore[assignment]  # made in start(): needs a loop
+        self._producer: AIOKafkaProducer = None  # type: ignore[assignment]  # dead letters
         self._rows = Rows()
         self._offsets: dict[TopicPartition, int] = {}   # next offset to commit, per partition
         self._oldest: float | None = None                # monotonic time the buffer got its first message
         self._newest_ts_ms = 0                           # newest message timestamp in the buffer
-        self._messages: Counter = Counter()              # buffered messages per table
+        self._messages: Counter = Counter()              # buffered messages per table (rows built)
+        self._dead: list[DeadLetter] = []                # to send before the offsets are committed
         self._unstored: dict[TopicPartition, int] = {}   # first offset not yet stored, per partition seen
         self._last_flush_at: float | None = None
         self._inserted: dict[str, list[list[object]]] = {}   # rows this flush stored, per table
@@ -85,6 +99,8 @@ class SinkConsumer:
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
+        self._producer = AIOKafkaProducer(**self._producer_kwargs)
+        await self._producer.start()
         self._consumer = AIOKafkaConsumer(**self._consumer_kwargs)
         self._consumer.subscribe(list(self.topics), listener=_Revoke(self))
         await self._consumer.start()
@@ -101,6 +117,7 @@ class SinkConsumer:
             await self._drain(time.monotonic() + drain_s)
         finally:
             await self._consumer.stop()
+            await self._producer.stop()
 
     @property
     def failed(self) -> BaseException | None:
@@ -149,18 +166,33 @@ class SinkConsumer:
                 self._unstored.setdefault(tp, messages[0].offset)
             for message in messages:
                 table = self.topics[tp.topic]
+                source = Source(tp.topic, tp.partition, message.offset, message.key, message.value)
                 try:
-                    self._rows.add(table, rows_from_message(table, message.value, self.default_tenant))
+                    self._rows.add(table, rows_from_message(table, message.value, self.default_tenant), source)
+                    self._messages[table] += 1
                 except BadMessage as exc:
-                    self.stats["sink_bad_messages"] += 1
-                    log.warning("sink: skipping %s[%d]@%d: %s", tp.topic, tp.partition, message.offset, exc)
+                    self._dead_letter(source, "sink_rows_failed", str(exc))
                 self._offsets[tp] = message.offset + 1
-                self._messages[table] += 1
                 self._newest_ts_ms = max(self._newest_ts_ms, message.timestamp or 0)
                 if self._oldest is None:
                     self._oldest = time.monotonic()
         if batch and "sink_first_message_at" not in self.stats:   # rates run from here (reckon bench costs)
             self.stats["sink_first_message_at"] = time.time()
+
+    def _dead_letter(self, source: Source, reason: str, detail: str) -> None:
+        log.warning("sink: dead-lettering %s[%d]@%d (%s): %s", source.topic, source.partition, source.offset,
+                    reason, detail)
+        self._dead.append(DeadLetter(source.key, source.value, source.topic, source.partition, source.offset,
+                                     reason, detail))
+        self.stats[f"sink_dead:{reason}"] += 1
+        if self.topics[source.topic] == "cost_events":
+            self.stats["cost_events_dead_lettered"] += 1
+
+    async def _send_dead_letters(self) -> None:
+        """Every dead letter of the buffer, acknowledged by the broker (before the commit)."""
+        for dead in self._dead:
+            await self._producer.send_and_wait(DEAD_LETTERS, dead.value, key=dead.key, headers=dead.headers())
+        self._dead = []
 
     def _due(self) -> bool:
         if self._oldest is None:
@@ -174,6 +206,7 @@ class SinkConsumer:
                 return True
             if not await self._write(deadline):
                 return False
+            await self._send_dead_letters()
             await self._commit(self._offsets)
             self._unstored.update(self._offsets)
             self._last_flush_at = time.time()
@@ -192,6 +225,8 @@ class SinkConsumer:
         self._messages = Counter()
         self._inserted = {}
         self._storage_rows = None
+        self._written = None
+        self._dead = []
 
     async def _write(self, deadline: float | None) -> bool:
         delay = 0.1
@@ -199,7 +234,7 @@ class SinkConsumer:
         try:
             while True:
                 try:
-                    written = await asyncio.to_thread(self._write_flush)
+                    written, stored = await asyncio.to_thread(self._write_flush)
                     break
                 except ClickHouseUnavailable as exc:
                     self.stats["sink_retries"] += 1
@@ -220,27 +255,34 @@ class SinkConsumer:
         finally:
             if paused:
                 self._consumer.resume(*self._consumer.assignment())
-        self.stats["cost_rows_written"] += written.get("cost_events", 0)
-        self.stats["recs_logged"] += written.get("recommendations_log", 0)
-        self.stats["clicks_logged"] += written.get("clicks_log", 0)
-        self.stats["storage_rows_written"] += written.get("storage", 0)
+        for source, detail in written.rejected:
+            self._dead_letter(source, "sink_insert_failed", detail)
+            self._messages[self.topics[source.topic]] -= 1
+        # What this flush stored: its first attempt's fresh rows (an insert whose answer was
+        # lost counts: the retry finds its rows stored), less the rows of refused messages.
+        refused = {id(source) for source, _ in written.rejected}
+        for table, stat in (("cost_events", "cost_rows_written"), ("recommendations_log", "recs_logged"),
+                            ("clicks_log", "clicks_logged")):
+            dropped = sum(id(s) in refused for s in self._rows.sources.get(table, ())) if refused else 0
+            self.stats[stat] += max(len(self._inserted.get(table, ())) - dropped, 0)
+        self.stats["storage_rows_written"] += stored
         self.stats["cost_events_sunk"] += self._messages["cost_events"]
         return True
 
-    def _write_flush(self) -> dict[str, int]:
-        """In a thread: the buffer's rows (idempotent), then its storage cost rows. A retry after
-        a failure redoes what did not finish: rows already stored are skipped, the storage rows
-        are measured once per flush."""
+    def _write_flush(self) -> tuple[Written, int]:
+        """In a thread: the buffer's rows (idempotent), then its storage cost rows; returns what
+        the rows' inserts did and how many storage rows were stored. A retry after a failure
+        redoes what did not finish: rows already stored are skipped, the storage rows are
+        measured once per flush."""
         if self._storage_rows is None:
             if self.storage is not None:
                 self.storage.begin()
-            write(self.ch, self._rows, self._inserted)
+            self._written = write(self.ch, self._rows, self._inserted)
             self._storage_rows = [] if self.storage is None else self.storage.rows(
                 self._inserted, flush_id(self._offsets))
         lines = Rows()
         lines.add("cost_events", self._storage_rows)
-        stored = write(self.ch, lines).get("cost_events", 0)
-        return {**{table: len(rows) for table, rows in self._inserted.items()}, "storage": stored}
+        return self._written, write(self.ch, lines).inserted.get("cost_events", 0)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         assigned = self._consumer.assignment()

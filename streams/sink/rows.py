@@ -6,21 +6,29 @@ once; `write` makes every insert idempotent by looking up, in the rows' ts range
 ids are already stored and inserting only the others. Nothing is claimed before the
 insert succeeds (a failed insert leaves nothing behind that would hide the retry), and
 the caller (streams/sink/consumer.py) commits offsets only after `write` returns.
-Raises `ClickHouseUnavailable` (retryable) or `ClickHouseError`.
+
+Hostile messages never stall the sink: a message that cannot become rows raises
+`BadMessage` (every string must be valid Unicode, every number finite), and rows that
+ClickHouse refuses for their values (`ClickHouseDataError`) are split in halves, a
+message's rows kept together, until the refused messages are found; they come back in
+`Written.rejected` (the caller dead-letters them, none of their rows stored) and the rest
+is stored. Raises `ClickHouseUnavailable` (retryable) or
+`ClickHouseError` (ClickHouse itself is failing: nothing is set aside).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import msgspec
 
 from reckon.streams.clickhouse.client import ClickHouse
-from reckon.streams.core.errors import ReckonError
+from reckon.streams.core.errors import ClickHouseDataError, ReckonError
 from reckon.streams.pipeline.contracts import Invalid, parse_event
 
 log = logging.getLogger(__name__)
@@ -52,26 +60,47 @@ _decode = msgspec.json.decode     # JSON as the json module reads it, faster; er
 
 
 class BadMessage(ReckonError):
-    """A message that cannot become a row (malformed JSON or fields); skipped and counted."""
+    """A message that cannot become a row (malformed JSON or fields); dead-lettered."""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """The Kafka message rows came from: what is dead-lettered if ClickHouse refuses them."""
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
 
 
 @dataclass
 class Rows:
-    """Rows for one flush, per table; the first column of every row is its id (see `_ts` for its ts)."""
+    """Rows for one flush, per table, each with the message it came from; the first column
+    of every row is its id (see `_ts` for its ts)."""
 
     tables: dict[str, list[list[object]]] = field(default_factory=dict)
+    sources: dict[str, list[Source | None]] = field(default_factory=dict)
 
-    def add(self, table: str, rows: list[list[object]]) -> None:
+    def add(self, table: str, rows: list[list[object]], source: Source | None = None) -> None:
         self.tables.setdefault(table, []).extend(rows)
+        self.sources.setdefault(table, []).extend([source] * len(rows))
 
     def __len__(self) -> int:
         return sum(len(r) for r in self.tables.values())
+
+
+@dataclass
+class Written:
+    inserted: dict[str, int] = field(default_factory=dict)              # rows inserted per table
+    rejected: list[tuple[Source | None, str]] = field(default_factory=list)   # refused messages, why
 
 
 def rows_from_event(event: dict) -> list[list[object]]:
     """One `cost_events` row per allocation line; quantities are the line's share of the event's.
     ClickHouse bytes and rows are not a batch's: the sink measures them (streams/sink/storage.py)."""
     usage = event["usage"]
+    event_id, kind, worker, device, sheet = (_text(event, name) for name in (
+        "event_id", "kind", "worker", "device", "price_sheet_version"))
     ts = datetime.fromtimestamp(float(event["ts"]), timezone.utc)
     wall = float(usage["wall_seconds"])
     ram_gb_seconds = float(usage["ram_gb_seconds"]) if "ram_gb_seconds" in usage \
@@ -83,9 +112,8 @@ def rows_from_event(event: dict) -> list[list[object]]:
         share = float(line["share"])
         cost = line["cost"]
         rows.append([
-            f"{event['event_id']}:{i}", event["event_id"], ts, event["kind"], line["tenant"],
-            line["model_version"], line["event_type"], event["worker"], event["device"],
-            event["price_sheet_version"], int(line["events"]), int(line["recommendations"]),
+            f"{event_id}:{i}", event_id, ts, kind, _text(line, "tenant"), _text(line, "model_version"),
+            _text(line, "event_type"), worker, device, sheet, int(line["events"]), int(line["recommendations"]),
             wall * share, float(usage["device_seconds"]) * share, float(usage["cpu_seconds"]) * share,
             ram_gb_seconds * share, staffed * share, round(usage["bytes_in"] * share),
             round(usage["bytes_out"] * share), round(usage["state_bytes"] * share), 0, 0,
@@ -99,6 +127,11 @@ def _latencies_ms(line: dict) -> list[float]:
     if "latencies_us" in line:
         return [us / 1000 for us in line["latencies_us"]]
     return [float(ms) for ms in line["latencies_ms"]]   # events written before latencies went in microseconds
+def _text(doc: dict, name: str) -> str:
+    value = doc[name]
+    if not isinstance(value, str):
+        raise BadMessage(f"{name} must be a string, not {type(value).__name__}")
+    return value
 
 
 def recommendation_row(doc: dict) -> list[object]:
@@ -135,18 +168,34 @@ def rows_from_message(table: str, value: bytes, default_tenant: str = "default")
     """The rows one Kafka message becomes in `table`; raises BadMessage when it cannot be stored."""
     if table not in _TABLE_COLUMNS:
         raise ValueError(f"table {table!r} is not sunk; known: {sorted(_TABLE_COLUMNS)}")
-    if table == "clicks_log":
-        row = click_row(value, default_tenant)
-        return [] if row is None else [row]
     try:
-        doc = _decode(value)
-        if table == "cost_events":
-            return rows_from_event(doc)
-        return [recommendation_row(doc)]
+        if table == "clicks_log":
+            row = click_row(value, default_tenant)
+            rows = [] if row is None else [row]
+        elif table == "cost_events":
+            rows = rows_from_event(_decode(value))
+        else:
+            rows = [recommendation_row(_decode(value))]
+        for row in rows:
+            _check_values(row)
+        return rows
     except BadMessage:
         raise
-    except (ValueError, KeyError, TypeError, InvalidOperation, OverflowError, AttributeError) as exc:
+    except Exception as exc:   # any message, however it fails to become rows, is set aside alone
         raise BadMessage(f"{table}: {type(exc).__name__}: {exc}"[:300]) from None
+
+
+def _check_values(values: Sequence[object]) -> None:
+    """What ClickHouse columns hold: strings of valid Unicode, finite numbers, datetimes."""
+    for value in values:
+        if isinstance(value, str):
+            value.encode("utf-8")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise BadMessage(f"a non-finite number ({value})")
+        elif isinstance(value, Decimal) and not value.is_finite():
+            raise BadMessage(f"a non-finite amount ({value})")
+        elif isinstance(value, list):
+            _check_values(value)
 
 
 def _ts(table: str, row: Sequence[object]) -> datetime:
@@ -176,23 +225,45 @@ def fresh_rows(ch: ClickHouse, table: str, rows: Sequence[list[object]]) -> list
     return fresh
 
 
-def write(ch: ClickHouse, rows: Rows, inserted: dict[str, list[list[object]]] | None = None) -> dict[str, int]:
-    """Insert what is not stored yet, table by table (cost first); returns rows inserted per table.
+def write(ch: ClickHouse, rows: Rows, inserted: dict[str, list[list[object]]] | None = None) -> Written:
+    """Insert what is not stored yet, table by table (cost first): rows inserted per table,
+    and the messages whose rows ClickHouse refused on their own. `inserted` collects the
+    rows actually inserted, per table (what the sink's storage meter attributes bytes to).
 
     A retry after a partial failure re-runs the lookup, so tables already written are skipped.
     `inserted`, kept by the caller across retries of one flush, gets each table's rows that were
     not stored when the flush first tried that table: the rows this flush stores, even when an
     insert landed but its answer was lost (the retry then finds them stored and skips them).
     """
-    written: dict[str, int] = {}
+    written = Written()
     for table in ("cost_events", "recommendations_log", "clicks_log"):
         batch = rows.tables.get(table)
         if batch:
-            fresh = fresh_rows(ch, table, batch)
-            if inserted is not None:
-                inserted.setdefault(table, fresh)
-            written[table] = ch.insert(table, fresh, _TABLE_COLUMNS[table], tag=f"sink:insert:{table}")
+            written.inserted[table] = _write_table(ch, table, batch, rows.sources[table], written.rejected,
+                                                   inserted)
     return written
+
+
+def _write_table(ch: ClickHouse, table: str, rows: list[list[object]], sources: list[Source | None],
+                 rejected: list[tuple[Source | None, str]], inserted: dict[str, list[list[object]]] | None) -> int:
+    """Rows into `table`. If ClickHouse refuses them for their values, the messages are
+    split in halves until each refused message is alone: its rows are stored all or none
+    (one insert), and it is added to `rejected`."""
+    try:
+        fresh = fresh_rows(ch, table, rows)
+        if inserted is not None:
+            inserted.setdefault(table, fresh)      # the first attempt's: an insert whose answer was lost stored them
+        return ch.insert(table, fresh, _TABLE_COLUMNS[table], tag=f"sink:insert:{table}")
+    except ClickHouseDataError as exc:
+        messages = [i for i in range(len(rows)) if i == 0 or sources[i] is not sources[i - 1]]
+        if len(messages) == 1:
+            rejected.append((sources[0], str(exc)[:300]))
+            return 0
+    mid = messages[len(messages) // 2]
+    # (the halves' rows are already in `inserted`, refused ones included: they take a share of
+    # no bytes but a share of the split, a rare case not worth a second lookup)
+    return (_write_table(ch, table, rows[:mid], sources[:mid], rejected, None)
+            + _write_table(ch, table, rows[mid:], sources[mid:], rejected, None))
 
 
 def write_events(ch: ClickHouse, events: Sequence[dict]) -> int:
@@ -200,4 +271,4 @@ def write_events(ch: ClickHouse, events: Sequence[dict]) -> int:
     rows = Rows()
     for event in events:
         rows.add("cost_events", rows_from_event(event))
-    return write(ch, rows).get("cost_events", 0)
+    return write(ch, rows).inserted.get("cost_events", 0)

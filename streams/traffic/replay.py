@@ -31,7 +31,8 @@ def records_from_jsonl(path: Path) -> Iterator[Record]:
                 yield Record("clicks", b"", raw, False, "not_json")
                 continue
             topic = "searches" if isinstance(doc, dict) and "query" in doc else "clicks"
-            key = str(doc.get("user_id", "")).encode() if isinstance(doc, dict) else b""
+            # A key only picks the partition: a hostile user_id (a lone surrogate) must not stop the replay.
+            key = str(doc.get("user_id", "")).encode("utf-8", "backslashreplace") if isinstance(doc, dict) else b""
             yield Record(topic, key, raw, True)
 
 

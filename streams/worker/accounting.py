@@ -13,6 +13,7 @@ then the sink drains the topics to their end and commits, so the final idle rows
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from reckon.streams.reports.report import ReportRequest, build_report
 from reckon.streams.sink.consumer import SinkConsumer
 from reckon.streams.sink.rows import TOPIC_TABLES
 from reckon.streams.sink.storage import StorageMeter
+from reckon.streams.worker.auth import PageAuth
 from reckon.streams.worker.metrics import WorkerMetrics
 from reckon.streams.worker.web import local_url
 
@@ -73,7 +75,7 @@ class Accounting:
 
 
 def install(app: faust.App, settings: Settings, bootstrap: str, stats: Counter, *, sheet: PriceSheet,
-            device: str, costs_topic: Any, metrics: WorkerMetrics) -> Accounting:
+            device: str, costs_topic: Any, metrics: WorkerMetrics, auth: PageAuth) -> Accounting:
     """Register cost accounting's timers, tasks, pages and shutdown hook on `app`."""
     acc = Accounting(settings, stats, metrics)
     worker_key = settings.worker_name.encode()
@@ -106,7 +108,7 @@ def install(app: faust.App, settings: Settings, bootstrap: str, stats: Counter, 
         _install_sink_tasks(app, settings, acc, sink, ch)
         metrics.sink = sink.health
         _install_alerts(app, settings, ch, stats)
-        _install_costs_page(app, ch)
+        _install_costs_page(app, ch, auth)
 
     @app.on_before_shutdown.connect
     async def _finish(sender: Any, **kwargs: Any) -> None:
@@ -154,14 +156,23 @@ def _install_alerts(app: faust.App, settings: Settings, ch: ClickHouse, stats: C
         await deliver(alerts, send, stats, settings.alert_webhook_url)
 
 
-def _install_costs_page(app: faust.App, ch: ClickHouse) -> None:
+def _install_costs_page(app: faust.App, ch: ClickHouse, auth: PageAuth) -> None:
     @app.page("/costs")
     async def costs_page(web: Any, request: Any) -> Any:
-        """Read-only cost report (the same JSON as `reckon costs --json`)."""
+        """Read-only cost report (the same JSON as `reckon costs --json`); a tenant's token
+        reads that tenant's costs only."""
+        scope = auth.scope(request.headers.get("Authorization"))
+        if scope is None:
+            return web.json({"error": "a bearer token is required"}, status=401,
+                            headers={"WWW-Authenticate": 'Bearer realm="reckon"'})
         try:
             report_request = ReportRequest.from_query(dict(request.query))
         except ValueError as exc:
             return web.json({"error": str(exc)}, status=400)
+        if scope.tenant is not None:
+            if report_request.tenant not in (None, scope.tenant):
+                return web.json({"error": "this token does not cover that tenant"}, status=403)
+            report_request = dataclasses.replace(report_request, tenant=scope.tenant)
         try:
             report = await asyncio.to_thread(build_report, ch, report_request)
         except PriceSheetError as exc:       # an unknown sheet_version: the caller's mistake

@@ -31,10 +31,11 @@ from reckon.streams.kafka.record_batches import send_keyed
 from reckon.streams.kafka.transport import on_batches
 from reckon.streams.kafka.user_store import UserStore
 from reckon.streams.kafka.watchdog import BrokerWatchdog
-from reckon.streams.pipeline.candidates import CandidateIndex
 from reckon.streams.pipeline.processor import BatchProcessor
 from reckon.streams.pipeline.routing import ModelRuntime
+from reckon.streams.pipeline.state import state_key
 from reckon.streams.worker import accounting, retraining
+from reckon.streams.worker.auth import PageAuth
 from reckon.streams.worker.metrics import CONTENT_TYPE, WorkerMetrics
 from reckon.streams.worker.web import web_host
 
@@ -137,20 +138,21 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
 
     stats: Counter = Counter()
     runtime = ModelRuntime(settings)
+    stats["model_versions_rejected"] = len(runtime.rejected)
     processor = BatchProcessor(settings, PriceSheet.load(settings.price_sheet),
-                               runtime.scorer_for, CandidateIndex(), ram_gb=settings.reserved_ram_gb,
-                               arm_of=runtime.arm_of)
+                               runtime.scorer_for, ram_gb=settings.reserved_ram_gb, arm_of=runtime.arm_of)
     metrics = WorkerMetrics(stats, settings.worker_name, settings.role, __version__)
     metrics.set_models(runtime.device, runtime.versions)
     app.reckon_stats = stats  # type: ignore[attr-defined]
     app.reckon_runtime = runtime  # type: ignore[attr-defined]  # the startup line names its model
+    auth = PageAuth(settings)
     # Idle/shared intervals, the ClickHouse sink, alerts and GET /costs (streams/worker/accounting.py).
     costing = accounting.install(app, settings, bootstrap, stats, sheet=processor.sheet,
-                                 device=runtime.device, costs_topic=costs, metrics=metrics)
+                                 device=runtime.device, costs_topic=costs, metrics=metrics, auth=auth)
     if costing.ch is not None:      # the store's owner retrains (on a schedule, or asked by `reckon retrain`)
         retraining.install(app, settings, costing.ch, stats)
 
-    store = UserStore(app, users, max_cached=settings.state_cache_users)
+    store = UserStore(app, users, max_cached=settings.state_cache_users, stats=stats)
     fetching = FetchClock(app)
     if settings.role in ("all", "scorer"):
 
@@ -176,10 +178,9 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
             runs = list(batch.items())     # aiokafka's records under their TopicPartition
             store.begin_batch()
             try:
-                out = processor.process(
-                    runs, lambda user, partition: store.get(user.encode(), partition),
-                    runtime.device, store.held_bytes, fetch_cpu_seconds=fetching.lap())
-            except Exception as exc:  # a bug, not bad input (that is dead-lettered): stop loudly
+                out = processor.process(runs, store.get, runtime.device, store.held_bytes,
+                                        fetch_cpu_seconds=fetching.lap())
+            except Exception as exc:  # not a record (those are dead-lettered alone): stop loudly
                 log.exception("scoring batch failed; stopping the worker (offsets not committed)")
                 await app.crash(exc)
                 raise
@@ -190,11 +191,11 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
             # commits offsets, so a committed event's outputs are always delivered.
             producer = app.producer._ensure_producer()   # aiokafka's
             await send_keyed(producer, "recommendations", out.recommendations)
-            for key, value, headers in out.dead_letters:
-                await app.producer.send("events-dlq", key, value, None, None, headers)
+            for dead in out.dead_letters:
+                await app.producer.send("events-dlq", dead.key, dead.value, None, None, dead.headers())
             # Snapshotted by the next offset commit, which writes it (RocksDB + changelog) first.
             partitions = out.partitions
-            store.stage({user.encode(): (partitions[user], state) for user, state in out.states.items()})
+            store.stage({key: (partitions[key], state) for key, state in out.states.items()})
             if out.cost_event is not None:
                 await costs.send(key=settings.worker_name.encode(), value=encode_event(out.cost_event))
                 stats["cost_events_sent"] += 1
@@ -229,6 +230,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
             if scorer is not None:
                 runtime.swap(scorer)
                 metrics.set_models(runtime.device, runtime.versions)
+            stats["model_versions_rejected"] = len(runtime.rejected)
 
     @app.on_rebalance_complete.connect
     async def rebalanced(sender: Any, **kwargs: Any) -> None:
@@ -250,16 +252,28 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
     @app.page("/stats")
     async def stats_page(web: Any, request: Any) -> Any:
         return web.json({**stats, "model_version": runtime.current_version, "device": runtime.device,
-                         "worker": settings.worker_name, "time": time.time()})
+                         "rejected_versions": runtime.rejected, "worker": settings.worker_name,
+                         "time": time.time()})
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
         return web.bytes(metrics.render(), content_type=CONTENT_TYPE)
 
-    @app.page("/state/{user}")
-    async def state_page(web: Any, request: Any, user: str) -> Any:
-        """Read-only: a user's state as this worker holds it (only for partitions it owns)."""
-        state = store.get(user.encode(), None)   # the cached state: newer than RocksDB until a flush
-        return web.json({"user_id": user, "state": state}, status=200 if state else 404)
+    @app.page("/state/{tenant}/{user}")
+    async def state_page(web: Any, request: Any, tenant: str, user: str) -> Any:
+        """Read-only: a user's state as this worker holds it (only for partitions it owns),
+        for a caller whose token covers the tenant."""
+        scope = auth.scope(request.headers.get("Authorization"))
+        if scope is None:
+            return web.json({"error": "a bearer token is required"}, status=401,
+                            headers={"WWW-Authenticate": 'Bearer realm="reckon"'})
+        if not scope.allows(tenant):
+            return web.json({"error": "this token does not cover that tenant"}, status=403)
+        try:
+            key = state_key(tenant, user)
+        except UnicodeEncodeError:
+            return web.json({"error": "tenant and user must be valid Unicode"}, status=400)
+        state = store.get(key, None)   # the cached state: newer than RocksDB until a flush
+        return web.json({"tenant": tenant, "user_id": user, "state": state}, status=200 if state else 404)
 
     return app

@@ -33,10 +33,12 @@ STAT_COUNTERS = {
     "state_bytes_written": ("reckon_state_written_bytes", "User-state bytes written (RocksDB and changelog)"),
     "sink_flushes": ("reckon_sink_flushes", "Sink inserts committed"),
     "alert_errors": ("reckon_alert_errors", "Alert evaluations that failed"),
+    "cost_events_dead_lettered": ("reckon_cost_events_dead_lettered", "Cost events the sink dead-lettered"),
+    "model_versions_rejected": ("reckon_model_versions_rejected", "Promoted model versions refused (checksum, "
+                                "load or test score failed); the previous one kept serving"),
 }
 # stats key -> the `kind` label of reckon_sink_errors_total
-SINK_ERRORS = {"sink_retries": "unavailable", "sink_errors": "stalled", "sink_bad_messages": "bad_message",
-               "sink_commit_failed": "commit_failed"}
+SINK_ERRORS = {"sink_retries": "unavailable", "sink_errors": "stalled", "sink_commit_failed": "commit_failed"}
 
 
 class LatencyHistogram:
@@ -132,7 +134,8 @@ class _Collector:
             metric.add_metric([worker], stats.get(key, 0))
             yield metric
         errors = CounterMetricFamily("reckon_sink_errors", "Sink failures, by kind (unavailable: retried; "
-                                     "stalled: not retryable, offsets held; bad_message: skipped)",
+                                     "stalled: ClickHouse failing, offsets held; messages it cannot store "
+                                     "are dead letters)",
                                      labels=["worker", "kind"])
         for key, kind in SINK_ERRORS.items():
             errors.add_metric([worker, kind], stats.get(key, 0))
@@ -151,12 +154,13 @@ class _Collector:
 
 def _event_counters(stats: Mapping[str, Any], worker: str) -> Iterator[Any]:
     events = CounterMetricFamily("reckon_events", "Events consumed, by outcome", labels=["worker", "outcome"])
-    dead = CounterMetricFamily("reckon_dead_letters", "Events dead-lettered, by reason", labels=["worker", "reason"])
+    dead = CounterMetricFamily("reckon_dead_letters", "Records dead-lettered, by reason (each reason names one "
+                               "stage: streams/pipeline/dead_letters.py)", labels=["worker", "reason"])
     candidates = CounterMetricFamily("reckon_candidates", "Candidates scored (per scored row), by source",
                                      labels=["worker", "source"])
     for key, value in stats.items():
         prefix, _, rest = key.partition(":")
-        if prefix == "invalid":
+        if prefix in ("invalid", "sink_dead"):
             dead.add_metric([worker, rest], value)
         elif prefix == "candidate":
             candidates.add_metric([worker, rest], value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+
 import faust
 
 from reckon.streams.core.redact import redact

@@ -54,3 +54,24 @@ def test_errors_exit_nonzero_with_a_message(tmp_path: Path) -> None:
     assert r.exit_code == 1 and "bad.jsonl:1" in r.output
     r = runner.invoke(app, ["model", "promote", "nope", "--registry", str(tmp_path / "reg")])
     assert r.exit_code == 1 and "not found" in r.output
+
+
+def test_promote_refuses_a_version_that_fails_its_checksums_or_its_test_load(tmp_path: Path, tiny_version) -> None:
+    import shutil
+
+    app, runner = make_app(), CliRunner()
+    reg_path = tmp_path / "reg"
+    shutil.copytree(tiny_version.path.parent, reg_path)
+    reg = Registry(reg_path)
+    good = reg.current_id()
+    staging = reg.staging_dir()                      # consistent checksums, an ONNX file that is not one
+    for f in tiny_version.path.iterdir():
+        if f.name != "manifest.json":
+            (staging / f.name).write_bytes(b"not onnx" if f.name == "model.int8.onnx" else f.read_bytes())
+    reg.add(staging, {**tiny_version.manifest, "version": "v-unloadable"})
+    r = runner.invoke(app, ["model", "promote", "v-unloadable", "--registry", str(reg_path)])
+    assert r.exit_code == 1 and "could not load" in r.output and reg.current_id() == good
+
+    (reg_path / good / "item_emb.npy").write_bytes(b"tampered")   # the embeddings are checksummed too
+    r = runner.invoke(app, ["model", "promote", good, "--registry", str(reg_path)])
+    assert r.exit_code == 1 and "item_emb.npy" in r.output and "does not match" in r.output

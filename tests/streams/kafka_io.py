@@ -41,13 +41,15 @@ def read_topic(bootstrap: str, topic: str, expect: int, timeout_s: float = 60) -
     return asyncio.run(run())
 
 
-def click(event_id: str, user: str, item: str, ts: float | None = None, action: str = "view") -> Record:
+def click(event_id: str, user: str, item: str, ts: float | None = None, action: str = "view",
+          tenant: str = "acme") -> Record:
     doc = {"event_id": event_id, "user_id": user, "item_id": item, "action": action,
-           "ts": time.time() if ts is None else ts, "tenant": "acme"}
+           "ts": time.time() if ts is None else ts, "tenant": tenant}
     return Record("clicks", user.encode(), json.dumps(doc).encode(), True)
 
 
-def search(event_id: str, user: str, query: str, results: list[str]) -> Record:
-    doc = {"event_id": event_id, "user_id": user, "query": query, "results": results, "ts": time.time()}
+def search(event_id: str, user: str, query: str, results: list[str], tenant: str = "acme") -> Record:
+    doc = {"event_id": event_id, "user_id": user, "query": query, "results": results, "ts": time.time(),
+           "tenant": tenant}
     return Record("searches", user.encode(), json.dumps(doc).encode(), True)
 

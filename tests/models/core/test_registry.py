@@ -82,3 +82,23 @@ def test_manifest_sections_update_atomically_and_versions_copy(tmp_path: Path) -
     assert copy.manifest["files"] == mv.manifest["files"] and copy.path.parent == tmp_path / "other"
     with pytest.raises(RegistryError, match="already exists"):
         other.import_version(reg.get("v1"))
+
+def test_promote_verifies_every_file_and_the_check_before_moving_the_pointer(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    add_version(reg, "v1", "2026-11-23")
+    add_version(reg, "v2", "2026-11-24")
+    reg.promote("v1")
+    (tmp_path / "v2" / "item_ids.json").write_text('["a", "b", "x"]')   # not the file checksummed
+    with pytest.raises(ChecksumError):
+        reg.promote("v2")
+    assert reg.current_id() == "v1"
+    add_version(reg, "v3", "2026-11-25")
+
+    def refuse(mv) -> None:
+        raise RegistryError(f"{mv.version} does not load")
+
+    with pytest.raises(RegistryError, match="v3 does not load"):
+        reg.promote("v3", check=refuse)
+    assert reg.current_id() == "v1"
+    reg.promote("v3", check=lambda mv: None)
+    assert reg.current_id() == "v3"

@@ -4,15 +4,15 @@ is better on the latest slice and promoted, and both versions' unit costs are re
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from decimal import Decimal
 
 import pytest
-from rich.console import Console
 
 from reckon.models.core.registry import Registry
-from reckon.streams.cli.demo import run_demo
-from reckon.streams.core.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -21,9 +21,16 @@ def test_demo_retrains_under_drift_and_promotes(registry_dir, tmp_path) -> None:
     shutil.copytree(registry_dir, tmp_path / "models")
     main = Registry(tmp_path / "models")
     frozen = main.current_id()
-    settings = Settings(data_dir=tmp_path / "data", model_registry=tmp_path / "models", worker_name="t")
-    summary = run_demo(settings, 3000, 0.0, 5.0, Console(quiet=True), drift=True, retrain=True)
-    json.dumps(summary, default=str)
+    # As a user runs it, in a process of its own: chdb opens one store per process, and this
+    # one may hold the session's.
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RECKON_")},
+           "RECKON_DATA_DIR": str(tmp_path / "data"), "RECKON_MODEL_REGISTRY": str(tmp_path / "models"),
+           "RECKON_WORKER_NAME": "t"}
+    out = subprocess.run([sys.executable, "-m", "reckon.streams.cli.main", "demo", "--drift", "--retrain",
+                          "--events", "3000", "--train-seconds", "5", "--json"],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
 
     assert summary["promoted"] and summary["retrained_quality"] > summary["frozen_quality"], summary["promotion_reason"]
     assert summary["quality_metric"] == "hr@10" and summary["quality_examples"] >= 100

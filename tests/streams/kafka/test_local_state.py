@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from reckon.streams.kafka import local_state
+from reckon.streams.pipeline.state import state_key
 from reckon.streams.traffic.generator import TrafficGenerator
 from reckon.streams.traffic.replay import produce
 
@@ -75,9 +76,10 @@ def test_install_wipes_before_start_and_marks_only_a_clean_stop(tmp_path: Path) 
 
 # --- a real worker (streams/worker/app.py calls local_state.install in create_app) ---------------
 
-def _items(worker, user: str) -> list | None:
+def _items(worker, user: tuple[str, str]) -> list | None:
+    tenant, user_id = user
     try:
-        r = httpx.get(f"http://127.0.0.1:{worker.web_port}/state/{user}", timeout=2)
+        r = httpx.get(f"http://127.0.0.1:{worker.web_port}/state/{tenant}/{user_id}", timeout=2)
     except httpx.HTTPError:
         return None
     return r.json()["state"]["items"] if r.status_code == 200 else None
@@ -93,7 +95,8 @@ def _run_and_remember(workers, data: Path) -> tuple[object, dict[str, list]]:
     records = list(TrafficGenerator(seed=41, users=30).records(400))
     asyncio.run(produce(workers.broker.bootstrap_servers, records))
     wait_for(lambda: (worker.stats() or {}).get("consumed", 0) >= len(records), what="events consumed")
-    clickers = sorted({json.loads(r.value)["user_id"] for r in records if r.valid and r.topic == "clicks"})
+    clickers = sorted({(json.loads(r.value)["tenant"], json.loads(r.value)["user_id"])
+                       for r in records if r.valid and r.topic == "clicks"})
     items = {u: wait_for(lambda u=u: _items(worker, u), what=f"state of {u}") for u in clickers[:8]}
     # States are written to RocksDB and the changelog before each offset commit: wait for one.
     wait_for(lambda: _written(worker.stats() or {}), what="the states written")
@@ -136,9 +139,9 @@ def test_kill9_restart_wipes_and_restores_from_the_changelog(workers, tmp_path: 
     for path in sorted((faust_dir / "v1" / "tables").glob("user-state-*.db")):
         db = Rdict(str(path), options=Options(raw_mode=True))
         try:
-            raw = db.get(ghost.encode())
+            raw = db.get(state_key(*ghost))
             if raw is not None:
-                db[ghost.encode()] = json.dumps({**json.loads(raw), "items": ["ghost-item"]}).encode()
+                db[state_key(*ghost)] = json.dumps({**json.loads(raw), "items": ["ghost-item"]}).encode()
                 break
         finally:
             db.close()

@@ -80,7 +80,7 @@ def test_staged_states_are_read_back_and_written_only_by_a_flush(tmp_path) -> No
     assert sorted((p, recs) for _, p, recs in producer.sent) == [(0, [(b"u1", b'{"n":2}')]),
                                                                  (1, [(b"u2", b'{"n":7}')])]
     assert asyncio.run(flush()) == 0                       # nothing staged since
-    assert store.held_bytes(["u1", "u2", "u3"]) == 2 * len(b'{"n":2}')   # u3: never written
+    assert store.held_bytes([b"u1", b"u2", b"u3"]) == 2 * len(b'{"n":2}')   # u3: never written
 
 
 def test_a_state_changed_after_staging_is_written_as_it_is_at_the_flush(tmp_path) -> None:
@@ -90,7 +90,7 @@ def test_a_state_changed_after_staging_is_written_as_it_is_at_the_flush(tmp_path
     state["items"].append("b")                             # the next batch folds in place
     asyncio.run(store.write(store.snapshot()))
     assert data.dbs[0][b"u1"] == b'{"items":["a","b"]}'
-    assert store.held_bytes(["u1"]) == len(b'{"items":["a","b"]}')
+    assert store.held_bytes([b"u1"]) == len(b'{"items":["a","b"]}')
 
 
 def test_a_full_record_batch_is_sent_and_the_persisted_offset_is_its_last_record(tmp_path) -> None:
@@ -109,7 +109,7 @@ def test_reads_fall_back_to_rocksdb_and_a_rebalance_forgets_cached_states(tmp_pa
     data._db_for_partition(0)[b"u1"] = b'{"n": 1}'
     state = store.get(b"u1", 0)
     assert state == {"n": 1} and store.get(b"u1", 0) is state    # decoded once, then cached
-    assert store.held_bytes(["u1"]) == len(b'{"n": 1}')
+    assert store.held_bytes([b"u1"]) == len(b'{"n": 1}')
     data._db_for_partition(0)[b"u1"] = b'{"n": 5}'             # restored from the changelog
     assert store.get(b"u1", 0) == {"n": 1}
     store.app.consumer_generation_id += 1
@@ -152,3 +152,14 @@ def test_a_snapshot_is_what_was_staged_and_its_keys_stay_cached_until_written(tm
     assert data.dbs[0][b"u0"] == b'{"n":99}'              # the next write stores it
     _stage(store, b"u15", 0, {"n": 15})                    # now the written ones can make room
     assert len(store._cached) <= 10
+
+
+def test_a_state_that_cannot_be_encoded_is_dropped_and_the_others_are_written(tmp_path) -> None:
+    store, data, _ = _store(tmp_path)
+    data._db_for_partition(0)[b"bad"] = b'{"seen":["e1"]}'       # the last state stored
+    _stage(store, b"bad", 0, {"seen": ["e1", "e\ud800"]})         # a lone surrogate got past every check
+    _stage(store, b"good", 0, {"seen": ["e2"]})
+    asyncio.run(store.write(store.snapshot()))                    # the commit goes on
+    assert data.dbs[0][b"good"] == b'{"seen":["e2"]}' and data.dbs[0][b"bad"] == b'{"seen":["e1"]}'
+    assert store.stats["state_encode_failed"] == 1
+    assert store.get(b"bad", 0) == {"seen": ["e1"]}               # read again from the store

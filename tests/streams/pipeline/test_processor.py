@@ -13,23 +13,21 @@ import pytest
 
 from reckon.streams.core.settings import Settings
 from reckon.streams.costs.pricing import PriceSheet
-from reckon.streams.pipeline.candidates import CandidateIndex
 from reckon.streams.pipeline.contracts import parse_event
 from reckon.streams.pipeline.processor import BatchProcessor, InRecord, runs_of
-from reckon.streams.pipeline.state import MAX_ITEMS, fold, new_state
+from reckon.streams.pipeline.state import MAX_ITEMS, fold, new_state, state_key
 from reckon.streams.traffic.generator import TrafficGenerator
 
 from ..kafka_io import click, search
 
 
 def _processor(scorer, **settings) -> BatchProcessor:
-    return BatchProcessor(Settings(worker_name="t", **settings), PriceSheet.load(env={}),
-                          lambda user: scorer, CandidateIndex())
+    return BatchProcessor(Settings(worker_name="t", **settings), PriceSheet.load(env={}), lambda user: scorer)
 
 
 def _states(store: dict):
-    """A dict of states as `process` reads them (by user and partition)."""
-    return lambda user, partition: store.get(user)
+    """A dict of states as `process` reads them (by state key and partition)."""
+    return lambda key, partition: store.get(key)
 
 
 def _run(processor, records, store: dict) -> list:
@@ -101,7 +99,7 @@ def test_duplicates_dropped_and_state_bounded(scorer) -> None:
     store.update(first.states)
     again = processor.process(runs_of(events[-5:]), _states(store), "cpu")
     assert first.counts["valid"] == MAX_ITEMS + 10 and again.counts["duplicate"] == 5
-    assert len(store["u-dup"]["items"]) == MAX_ITEMS and again.recommendations == []
+    assert len(store[state_key("acme", "u-dup")]["items"]) == MAX_ITEMS and again.recommendations == []
     # a user's only event in a batch takes the one-event path: a redelivery is still dropped
     once = processor.process(runs_of(events[-1:]), _states(store), "cpu")
     assert once.counts["duplicate"] == 1 and once.states == {} and once.recommendations == []
@@ -166,7 +164,7 @@ def test_idle_user_starts_over(scorer) -> None:
     now = time.time()
     old = processor.process(runs_of([click("x1", "u-idle", "i1", ts=now - 7200)]), _states({}), "cpu")
     fresh = processor.process(runs_of([click("x2", "u-idle", "i2", ts=now)]), _states(old.states), "cpu")
-    assert fresh.states["u-idle"]["items"] == ["i2"]
+    assert fresh.states[state_key("acme", "u-idle")]["items"] == ["i2"]
 
 
 def test_ab_split_routes_users_stably(registry_dir, tmp_path) -> None:
@@ -179,8 +177,7 @@ def test_ab_split_routes_users_stably(registry_dir, tmp_path) -> None:
     settings = Settings(worker_name="t", model_registry=path, ab_version="challenger",
                         ab_fraction=0.3, device="cpu")
     runtime = ModelRuntime(settings)
-    processor = BatchProcessor(settings, PriceSheet.load(env={}), runtime.scorer_for, CandidateIndex(),
-                               arm_of=runtime.arm_of)
+    processor = BatchProcessor(settings, PriceSheet.load(env={}), runtime.scorer_for, arm_of=runtime.arm_of)
     out = processor.process(runs_of(TrafficGenerator(seed=6).records(600)), _states({}), "cpu")
     recs = [json.loads(v) for _, v in out.recommendations]
     assert all(r["arm"] == ("challenger" if r["model_version"] == "challenger" else "primary") for r in recs)
@@ -200,7 +197,7 @@ def test_a_worker_that_never_scores_folds_state_but_learns_no_candidates(scorer)
     a, b = ingest.process(records, _states({}), "cpu"), full.process(records, _states({}), "cpu")
     assert a.states == {u: {**s, "last_rec_ts": 0.0} for u, s in b.states.items()}   # same state
     assert a.recommendations == [] and a.cost_event is not None
-    assert ingest.index.trending_top(5) == [] and full.index.trending_top(5) != []
+    assert ingest.index("acme").trending_top(5) == [] and full.index("acme").trending_top(5) != []
     # the state bytes counted: the states as encoded, or the store's measure when given
     assert a.cost_event["usage"]["state_bytes"] == sum(len(json.dumps(s, separators=(",", ":")))
                                                        for s in a.states.values())

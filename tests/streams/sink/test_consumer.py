@@ -23,6 +23,7 @@ from reckon.streams.core.errors import ClickHouseUnavailable
 from reckon.streams.kafka.broker import create_topics
 from reckon.streams.sink.consumer import SinkConsumer
 
+from ..kafka_io import read_topic
 from .test_rows import workload
 
 pytestmark = pytest.mark.integration
@@ -114,7 +115,8 @@ def test_clickhouse_down_then_back(broker, clickhouse) -> None:
             await _until(lambda: stats["sink_retries"] >= 3)
             assert flaky.down > 0                                   # still down:
             assert set((await _committed(sink, topic)).values()) == {None}   # nothing committed
-            await _until(lambda: stats["cost_events_sunk"] >= len(events))
+            # stored, and the flush that stored them committed (the count moves before the commit)
+            await _until(lambda: stats["cost_events_sunk"] >= len(events) and sink._oldest is None)
             # every partition committed up to its high watermark (what was fetched is what exists)
             committed = await _committed(sink, topic)
             assert committed == {p: sink._consumer.highwater(TopicPartition(topic, p)) for p in range(4)}
@@ -210,3 +212,60 @@ def test_stopping_while_clickhouse_is_down_gives_up_without_committing(broker, c
 
     assert asyncio.run(run()) < 5
     assert _stored(clickhouse, tenant)[0] == 0
+
+
+async def _produce_raw(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send(topic, value, key=b"k", partition=0)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def _dead_letters(broker, topic: str, expect: int) -> list:
+    deadline = time.monotonic() + 30
+    while True:
+        found = [m for m in read_topic(broker.bootstrap_servers, "events-dlq", 0, timeout_s=1)
+                 if dict(m.headers).get("topic") == topic.encode()]
+        if len(found) >= expect or time.monotonic() > deadline:
+            return found
+
+
+def test_hostile_messages_are_dead_lettered_alone_and_the_rest_is_stored(broker, clickhouse) -> None:
+    tenant, topic = f"hostile-{uuid.uuid4().hex[:8]}", _topic(broker)
+    good = [workload(tenant, time.time() - i) for i in range(8)]
+    refused = workload(tenant, time.time() - 9)
+    refused["lines"][0]["cost"]["total"] = "1e30"           # builds, but no Decimal64(12) holds it
+    nan = workload(tenant, time.time() - 10)
+    nan["usage"]["cpu_seconds"] = float("nan")
+    hostile = {4: b"{not json", 5: json.dumps(refused).encode(), 6: json.dumps(nan).encode(),
+               7: json.dumps({**good[0], "event_id": "b-\ud800"}).encode()}
+    values = [json.dumps(e).encode() for e in good[:4]] + list(hostile.values()) + \
+        [json.dumps(e).encode() for e in good[4:]]
+    stats: Counter = Counter()
+
+    async def run() -> dict:
+        await _produce_raw(broker.bootstrap_servers, topic, values)
+        sink = _sink(clickhouse, broker, topic, f"g-{tenant}", stats)
+        await sink.start()
+        try:
+            await _until(lambda: stats["cost_events_sunk"] + stats["cost_events_dead_lettered"] >= len(values))
+            await _until(lambda: sink._oldest is None)              # flushed and committed
+            return await _committed(sink, topic)
+        finally:
+            await sink.stop()
+            assert sink.failed is None
+
+    committed = asyncio.run(run())
+    assert committed[0] == len(values)                              # nothing left to retry
+    assert stats["cost_events_sunk"] == len(good) and stats["cost_events_dead_lettered"] == len(hostile)
+    assert _stored(clickhouse, tenant) == _expected(good)
+    dead = {m.headers and dict(m.headers)["offset"]: dict(m.headers) for m in _dead_letters(broker, topic, 4)}
+    assert {int(offset): (h["stage"], h["partition"]) for offset, h in dead.items()} == {
+        4: (b"sink_rows", b"0"), 5: (b"sink_insert", b"0"), 6: (b"sink_rows", b"0"), 7: (b"sink_rows", b"0")}
+    assert {int(o) for o in dead} == set(hostile)
+    for m in _dead_letters(broker, topic, 4):
+        assert m.value == hostile[int(dict(m.headers)["offset"])]     # the raw bytes, kept

@@ -16,6 +16,7 @@ from reckon.streams.sink.rows import (
     COLUMNS,
     BadMessage,
     Rows,
+    Source,
     click_row,
     recommendation_row,
     rows_from_event,
@@ -123,5 +124,66 @@ def test_logs_are_written_once(clickhouse) -> None:
     rows.add("recommendations_log", rows_from_message("recommendations_log", json.dumps(rec).encode()))
     for raw in clicks + clicks[:1]:                  # a client retry inside one flush
         rows.add("clicks_log", rows_from_message("clicks_log", raw))
-    assert write(clickhouse, rows) == {"recommendations_log": 1, "clicks_log": 3}
-    assert write(clickhouse, rows) == {"recommendations_log": 0, "clicks_log": 0}
+    assert write(clickhouse, rows).inserted == {"recommendations_log": 1, "clicks_log": 3}
+    assert write(clickhouse, rows).inserted == {"recommendations_log": 0, "clicks_log": 0}
+
+
+def _cost_message(**changes: object) -> bytes:
+    event = workload("hostile", 1_795_000_000.0)
+    for path, value in changes.items():
+        target = event
+        *parents, leaf = path.split("__")
+        for name in parents:
+            target = target[int(name)] if isinstance(target, list) else target[name]
+        target[int(leaf) if isinstance(target, list) else leaf] = value
+    return json.dumps(event).encode()
+
+
+@pytest.mark.parametrize("value", [
+    _cost_message(usage__wall_seconds=float("nan")),
+    _cost_message(usage__cpu_seconds=float("inf")),
+    _cost_message(lines__0__cost__total="NaN"),
+    _cost_message(lines__0__tenant="t\ud800"),
+    _cost_message(lines__0__latencies_ms=[1.0, float("-inf")]),
+    _cost_message(ts=1e300),
+    _cost_message(lines="not a list"),
+    _cost_message(event_id={"nested": [[["junk"]]]}),
+    b'{"event_id": "x", "usage": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+    b"\xff\xfe",
+])
+def test_a_cost_message_the_tables_cannot_hold_is_a_bad_message(value: bytes) -> None:
+    with pytest.raises(BadMessage):
+        rows_from_message("cost_events", value)
+
+
+def test_hostile_recommendations_and_clicks_are_bad_messages_or_skipped() -> None:
+    rec = {"user_id": "u1", "items": ["a"], "model_version": "v1", "trigger_event_id": "e1", "latency_ms": 1.0,
+           "ts": 1_795_000_000.0, "tenant": "acme"}
+    for hostile in ({"user_id": "\udc00"}, {"items": ["a", "\ud800"]}, {"latency_ms": float("nan")},
+                    {"ts": float("inf")}, {"trigger_ts": -1e300}):
+        with pytest.raises(BadMessage):
+            rows_from_message("recommendations_log", json.dumps({**rec, **hostile}).encode())
+    now = datetime.now(timezone.utc).timestamp()
+    click = {"event_id": "c1", "user_id": "u1", "item_id": "a", "action": "view", "ts": now}
+    for price in (float("nan"), float("inf"), 1e300):   # the contract refuses them: no row
+        assert rows_from_message("clicks_log", json.dumps({**click, "price": price}).encode()) == []
+
+
+@pytest.mark.integration
+def test_rows_clickhouse_refuses_are_set_aside_alone(clickhouse) -> None:
+    tenant = f"refused-{uuid.uuid4().hex[:8]}"
+    events = [workload(tenant, datetime.now(timezone.utc).timestamp() - i) for i in range(6)]
+    events[2]["lines"][1]["cost"]["total"] = "1e30"        # finite, but no Decimal64(12) holds it
+    events[4]["lines"][0]["cost"]["ops"] = "-1e25"
+    rows, sources = Rows(), []
+    for offset, event in enumerate(events):
+        sources.append(Source("cost-events", 0, offset, None, json.dumps(event).encode()))
+        rows.add("cost_events", rows_from_message("cost_events", sources[-1].value), sources[-1])
+    written = write(clickhouse, rows)
+    assert [(source.offset, "cost_usd" in why or "cost_ops_usd" in why) for source, why in written.rejected] \
+        == [(2, True), (4, True)]
+    stored = {r[0] for r in clickhouse.query("SELECT event_id FROM cost_events WHERE tenant = {t:String}",
+                                             {"t": tenant})}
+    refused = {events[2]["event_id"], events[4]["event_id"]}     # a message's rows: all or none
+    assert stored == {row[0] for row in rows.tables["cost_events"] if row[1] not in refused}
+    assert write(clickhouse, rows).inserted == {"cost_events": 0}   # a retry stores nothing twice

@@ -62,8 +62,8 @@ def test_every_event_accounted_for(workers, fresh_broker) -> None:
              what="cost events in ClickHouse")
 
 
-def _state(worker, user: str) -> dict | None:
-    response = httpx.get(f"http://127.0.0.1:{worker.web_port}/state/{user}", timeout=2)
+def _state(worker, user: str, tenant: str = "acme") -> dict | None:
+    response = httpx.get(f"http://127.0.0.1:{worker.web_port}/state/{tenant}/{user}", timeout=2)
     return response.json()["state"] if response.status_code == 200 else None
 
 

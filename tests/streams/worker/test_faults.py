@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from reckon.streams.core.settings import Settings
 from reckon.streams.costs.pricing import PriceSheet
 from reckon.streams.kafka.broker import EmbeddedBroker, create_topics
-from reckon.streams.pipeline.candidates import CandidateIndex
 from reckon.streams.pipeline.contracts import REASONS, Event, Invalid, parse_event
 from reckon.streams.pipeline.processor import BatchProcessor, runs_of
 from reckon.streams.traffic.generator import TrafficGenerator
@@ -52,8 +51,7 @@ def test_parse_event_never_raises(topic: str, raw: bytes) -> None:
 @given(batch=st.lists(st.tuples(st.sampled_from(["clicks", "searches"]), _payloads), min_size=1, max_size=250))
 def test_fuzzed_batches_are_fully_accounted_for(scorer, batch) -> None:
     # 40 batches of up to 250: ~5,000 fuzzed events through the whole processor per run
-    processor = BatchProcessor(Settings(worker_name="fuzz"), PriceSheet.load(env={}),
-                               lambda user: scorer, CandidateIndex())
+    processor = BatchProcessor(Settings(worker_name="fuzz"), PriceSheet.load(env={}), lambda user: scorer)
     records = [SimpleNamespace(topic=topic, key=b"k", value=raw) for topic, raw in batch]
     out = processor.process(runs_of(records), lambda user, partition: None, "cpu")
     invalid = sum(v for k, v in out.counts.items() if k.startswith("invalid:"))

@@ -19,9 +19,10 @@ def _consumed(*workers) -> int:
     return sum((w.stats() or {}).get("consumed", 0) for w in workers)
 
 
-def _state(worker, user: str) -> dict | None:
+def _state(worker, user: tuple[str, str]) -> dict | None:
+    tenant, user_id = user
     try:
-        r = httpx.get(f"http://127.0.0.1:{worker.web_port}/state/{user}", timeout=2)
+        r = httpx.get(f"http://127.0.0.1:{worker.web_port}/state/{tenant}/{user_id}", timeout=2)
     except httpx.HTTPError:
         return None
     return r.json()["state"] if r.status_code == 200 else None
@@ -66,7 +67,8 @@ def test_two_workers_share_partitions_and_survive_a_kill(workers, fresh_broker) 
     wait_for(lambda: _consumed(first, second) >= 600, what="both workers consumed")
     assert (first.stats() or {}).get("consumed", 0) > 0 and (second.stats() or {}).get("consumed", 0) > 0
 
-    users = sorted({json.loads(r.value)["user_id"] for r in records[:600]})
+    users = sorted({(json.loads(r.value)["tenant"], json.loads(r.value)["user_id"]) for r in records[:600]
+                    if r.valid})
     owned_by_second = [u for u in users if _state(second, u)]
     assert owned_by_second, "the second worker owns no user: partitions were not split"
     before = {u: _state(second, u) for u in owned_by_second[:10]}

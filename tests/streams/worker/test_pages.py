@@ -1,0 +1,65 @@
+"""The worker's pages that show user or tenant data, behind optional bearer tokens."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from reckon.streams.core.settings import Settings
+from reckon.streams.traffic.replay import produce
+from reckon.streams.worker.auth import PageAuth, Scope
+
+from ..conftest import wait_for
+from ..kafka_io import click
+
+EVERY = "every-tenant-token-0123456789"
+ACME = "acme-only-token-0123456789"
+
+
+def test_scopes() -> None:
+    open_ = PageAuth(Settings(worker_name="t"))
+    assert not open_.enabled and open_.scope(None) == Scope(None)
+    auth = PageAuth(Settings(worker_name="t", web_token=SecretStr(EVERY),
+                             web_tenant_tokens={"acme": SecretStr(ACME)}))
+    assert auth.enabled
+    assert auth.scope(f"Bearer {EVERY}") == Scope(None) and auth.scope(f"bearer {ACME}") == Scope("acme")
+    for header in (None, "", EVERY, f"Basic {EVERY}", f"Bearer {EVERY}x", "Bearer ", "Bearer \udcff"):
+        assert auth.scope(header) is None, header
+    assert Scope("acme").allows("acme") and not Scope("acme").allows("globex") and not Scope("acme").allows(None)
+
+
+def test_short_tokens_are_refused_at_start() -> None:
+    from reckon.streams.core.errors import SettingsError
+    from reckon.streams.core.settings import load_settings
+
+    with pytest.raises(SettingsError, match="RECKON_WEB_TOKEN"):
+        load_settings(web_token="short")
+
+
+@pytest.mark.integration
+def test_state_and_costs_need_a_token_that_covers_the_tenant(workers, fresh_broker) -> None:
+    worker = workers.start("pages", RECKON_WEB_TOKEN=EVERY, RECKON_WEB_TENANT_TOKENS=f'{{"acme": "{ACME}"}}')
+    events = [click("e1", "u1", "i1"), click("e2", "u1", "i2", tenant="globex")]
+    asyncio.run(produce(fresh_broker.bootstrap_servers, events))
+    base = f"http://127.0.0.1:{worker.web_port}"
+
+    def get(path: str, token: str | None = None, **params: str) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.get(base + path, headers=headers, params=params, timeout=10)
+
+    wait_for(lambda: get("/state/acme/u1", EVERY).status_code == 200, what="u1's state")
+    assert get("/state/acme/u1").status_code == 401
+    assert get("/state/acme/u1").headers["WWW-Authenticate"].startswith("Bearer")
+    assert get("/state/acme/u1", "wrong-token-0123456789").status_code == 401
+    assert get("/state/acme/u1", ACME).json()["state"]["items"] == ["i1"]
+    assert get("/state/globex/u1", ACME).status_code == 403
+    assert get("/state/globex/u1", EVERY).json()["state"]["items"] == ["i2"]   # same user id, its own state
+    assert get("/stats").status_code == 200                                    # no user data
+    assert get("/costs").status_code == 401
+    assert get("/costs", ACME, tenant="globex").status_code == 403
+    wait_for(lambda: get("/costs", ACME).status_code == 200, what="the cost report")
+    assert get("/costs", ACME).json()["window"]["tenant"] == "acme"            # scoped to its tenant
+    assert get("/costs", EVERY).json()["window"]["tenant"] is None
