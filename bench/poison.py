@@ -82,7 +82,13 @@ def poison(registry: Path, workdir: Path, events: int) -> dict:
                 break
             time.sleep(0.5)
         time.sleep(3)                                     # anything still in flight shows up now
-        stats = worker.stats() or stats
+        # The worker keeps emitting idle and capacity cost events, so sent runs ahead of sunk for
+        # a moment at any instant: wait for a reading where the sink has caught up.
+        for _ in range(120):
+            stats = worker.stats() or stats
+            if worker.proc.poll() is not None or stats.get("cost_events_sunk") == stats.get("cost_events_sent"):
+                break
+            time.sleep(0.5)
         alive = worker.proc.poll() is None and worker.proc.pid == pid
         worker.stop()
         dlq = asyncio.run(_read_all(broker.bootstrap_servers, "events-dlq"))

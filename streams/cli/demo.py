@@ -28,6 +28,8 @@ from reckon.streams.traffic.generator import Drift, TrafficGenerator
 from reckon.streams.traffic.replay import produce
 from reckon.streams.worker.stack import WorkerProcess, demo_model, kafka
 
+REPLAY_CHUNK = 200        # events per send: about 40 sessions, each scored before the next chunk
+
 
 def _read_examples(bootstrap: str, limit: int = 3) -> list[dict]:
     from kafka import KafkaConsumer
@@ -84,17 +86,15 @@ def run_demo(settings: Settings, events: int, bad_fraction: float, train_seconds
         try:
             with console.status("starting the worker"):
                 worker.wait_ready()      # ready: in its consumer group, partitions assigned
-            with console.status(f"replaying {events} events"):
-                records = list(traffic.records(events))
-                sent = asyncio.run(produce(bootstrap, records))
+            records = list(traffic.records(events))
+            sent = _replay(bootstrap, records, worker, Counter(), console)
             stats = _wait_processed(worker, sent, console)
             if retrain:
                 demo_loop.wait_logged(worker, sum(r.valid and r.topic == "clicks" for r in records))
                 loop = demo_loop.retrain(worker, console)
                 # Phase 2 in event time: from the millisecond after phase 1's last event.
                 loop["since"] = (round(traffic.ts * 1000) + 1) / 1000
-                with console.status(f"replaying {events // 2} more events"):
-                    sent += asyncio.run(produce(bootstrap, traffic.records(events // 2)))
+                sent = _replay(bootstrap, list(traffic.records(events // 2)), worker, sent, console)
                 stats = _wait_processed(worker, sent, console)
             examples = _read_examples(bootstrap)
         finally:
@@ -129,6 +129,28 @@ def _loop_summary(loop: dict, figures: dict[str, dict], arms: list[dict]) -> dic
                           "training_cost_usd": loop["training_cost"]["cost_usd"],
                           "training_cpu_seconds": loop["training_cost"]["cpu_seconds"], **figures[loop["version"]]},
             "after_retrain_by_arm": arms}
+
+
+def _replay(bootstrap: str, records: list, worker: WorkerProcess, sent: Counter, console: Console,
+            chunk: int = REPLAY_CHUNK) -> Counter:
+    """Send `records` a chunk at a time, each consumed before the next goes out. Live, a
+    user's session spans minutes, so its clicks reach the worker in different batches and
+    each batch's recommendation can be credited with the clicks after it; sent in one
+    burst, a whole session would land in one batch and earn one recommendation after all
+    of its clicks, leaving nothing to attribute."""
+    sent = Counter(sent)
+    with console.status(f"replaying {len(records)} events") as status:
+        for start in range(0, len(records), chunk):
+            sent += asyncio.run(produce(bootstrap, records[start:start + chunk]))
+            status.update(f"replaying: {min(start + chunk, len(records))}/{len(records)} events sent")
+            deadline = time.monotonic() + 120
+            while (worker.stats() or {}).get("consumed", 0) < sent["sent"]:
+                if worker.proc.poll() is not None:
+                    raise ReckonError(f"worker died (code {worker.proc.returncode}):\n{worker.tail()}")
+                if time.monotonic() > deadline:
+                    raise ReckonError(f"worker fell {sent['sent']} events behind for 120 s; log {worker.log_path}")
+                time.sleep(0.05)
+    return sent
 
 
 def _wait_processed(worker: WorkerProcess, sent: Counter, console: Console, timeout_s: float = 240) -> dict:
