@@ -21,26 +21,15 @@ from pathlib import Path
 
 import torch
 
-from reckon.models.training.config import ModelConfig, TrainConfig
 from reckon.models.training.data import load_sasrec, load_sessions
 from reckon.models.training.evaluate import evaluate_model
+from reckon.models.training.presets import PRESETS as TRAIN_PRESETS
+from reckon.models.training.presets import configs
 from reckon.models.training.train import train
 
-PRESETS = {
-    # Session data: wide model, cosine scores with a temperature (NISER/CORE), CE over all
-    # items, lr x0.8 per epoch. Best by validation in the GPU sweep (run E4 in MODEL.md).
-    "diginetica": (
-        ModelConfig(num_items=1, max_len=20, hidden=128, blocks=2, heads=2, dropout=0.2, normalize=True, temperature=0.07),
-        TrainConfig(epochs=30, batch_size=256, lr=1e-3, lr_decay=0.8, patience=3, valid_metric="mrr@20",
-                    valid_protocol="full"),
-    ),
-    # SASRec's games setting (max_len 50, 2 blocks, dropout 0.5), CE over all items, cosine
-    # scores; best by validation in the GPU sweep (run G2 in MODEL.md).
-    "games": (
-        ModelConfig(num_items=1, max_len=50, hidden=64, blocks=2, heads=1, dropout=0.5, normalize=True, temperature=0.1),
-        TrainConfig(epochs=200, batch_size=128, lr=1e-3, patience=10, valid_metric="ndcg@10", valid_protocol="sampled100"),
-    ),
-}
+# The `sessions` and `sasrec` presets of `reckon train` (runs E4 and G2 in MODEL.md).
+PRESETS = {"diginetica": configs(TRAIN_PRESETS["sessions"], num_items=1),
+           "games": configs(TRAIN_PRESETS["sasrec"], num_items=1)}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -23,6 +23,8 @@ __all__ = ["register"]
 DEFAULT_REGISTRY = Path(".reckon/models")
 
 console = Console()
+# Errors go to stderr, so stdout holds only what a command prints (one JSON line with --json).
+_err = Console(stderr=True)
 
 
 class Format(str, Enum):
@@ -59,7 +61,7 @@ def _default_protocol(fmt: Format) -> str:
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    _err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -71,58 +73,71 @@ def _print_metrics(title: str, metrics: dict[str, float]) -> None:
     console.print(table)
 
 
+_FROM_PRESET = "(default: the --format preset's)"
+
+
 def train_cmd(
     data: Annotated[Path, typer.Argument(help="events .jsonl, sessions file/dir, or 'user item' file")],
-    fmt: FormatOpt = Format.jsonl,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl: Reckon events; sessions: SR-GNN; sasrec: 'user item'. "
+                                     "Picks the preset (below) that flags not given take")] = Format.jsonl.value,
     test: Annotated[Optional[Path], typer.Option(help="sessions: test_samples.tsv (default: beside DATA)")] = None,
     registry: RegistryOpt = DEFAULT_REGISTRY,
-    epochs: int = 20,
+    epochs: Annotated[Optional[int], typer.Option(help=_FROM_PRESET)] = None,
     time_budget: Annotated[Optional[float], typer.Option(help="training wall seconds")] = None,
     promote: Annotated[bool, typer.Option(help="make the new version current")] = False,
-    hidden: int = 64,
-    max_len: int = 50,
-    blocks: int = 2,
-    heads: int = 1,
-    dropout: float = 0.2,
-    normalize: Annotated[bool, typer.Option(help="cosine scores / temperature (good for sessions)")] = False,
-    temperature: float = 0.07,
+    hidden: Annotated[Optional[int], typer.Option(help=_FROM_PRESET)] = None,
+    max_len: Annotated[Optional[int], typer.Option(help=_FROM_PRESET)] = None,
+    blocks: Annotated[Optional[int], typer.Option(help=_FROM_PRESET)] = None,
+    heads: Annotated[Optional[int], typer.Option(help=_FROM_PRESET)] = None,
+    dropout: Annotated[Optional[float], typer.Option(help=_FROM_PRESET)] = None,
+    normalize: Annotated[Optional[bool], typer.Option(
+        "--normalize/--no-normalize", help=f"cosine scores / temperature {_FROM_PRESET}")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help=_FROM_PRESET)] = None,
     query_buckets: Annotated[int, typer.Option(help="hashed query-term buckets (jsonl); 0 = off")] = 0,
-    loss: Loss = Loss.ce,
-    lr: float = 1e-3,
-    lr_decay: float = 1.0,
-    batch_size: int = 128,
-    patience: int = 3,
+    loss: Annotated[Optional[Loss], typer.Option(help="(default: ce)")] = None,
+    lr: Annotated[Optional[float], typer.Option(help=_FROM_PRESET)] = None,
+    lr_decay: Annotated[Optional[float], typer.Option(help=f"lr multiplied by this after every epoch {_FROM_PRESET}")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help=_FROM_PRESET)] = None,
+    patience: Annotated[Optional[int], typer.Option(help=_FROM_PRESET)] = None,
     device: Annotated[str, typer.Option(help="torch device for training")] = "cpu",
     device_hour_usd: HourOpt = None,
     seed: int = 42,
     measure_seconds: Annotated[float, typer.Option(help="timing per variant")] = 1.0,
     resume: Annotated[Optional[Path], typer.Option(
         help="save the run's state here after every epoch, and continue from it if present")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the manifest as JSON")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the manifest as one JSON line")] = False,
 ) -> None:
-    """Train a model, export its ONNX variants, measure them and register a version."""
+    """Train a model, export its ONNX variants, measure them and register a version.
+
+    Flags not given take the --format preset's values, validated on development data only.
+
+    The manifest records the preset, the flags that overrode it and the final settings.
+    """
     from reckon.models.core.errors import ModelError
     from reckon.models.core.registry import Registry
-    from reckon.models.training.config import ModelConfig, TrainConfig
     from reckon.models.training.data import load_dataset
     from reckon.models.training.evaluate import evaluate_model
+    from reckon.models.training.presets import configs, preset_for
     from reckon.models.training.publish import publish
     from reckon.models.training.train import train
 
+    given = {"epochs": epochs, "hidden": hidden, "max_len": max_len, "blocks": blocks, "heads": heads,
+             "dropout": dropout, "normalize": normalize, "temperature": temperature, "lr": lr, "lr_decay": lr_decay,
+             "batch_size": batch_size, "patience": patience, "loss": loss.value if loss else None}
+    overrides = {k: v for k, v in given.items() if v is not None}
     try:
-        dataset = load_dataset(data, fmt.value, test, query_buckets)
-        protocol = _default_protocol(fmt)
-        model_cfg = ModelConfig(num_items=dataset.num_items, max_len=max_len, hidden=hidden, blocks=blocks,
-                                heads=heads, dropout=dropout, query_buckets=query_buckets,
-                                normalize=normalize, temperature=temperature, seed=seed)
-        train_cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, loss=loss.value,
-                                patience=patience, time_budget=time_budget, device=device, seed=seed,
-                                valid_protocol=protocol, valid_metric="ndcg@10")
+        preset = preset_for(fmt)
+        dataset = load_dataset(data, fmt, test, query_buckets)
+        protocol = _default_protocol(Format(fmt))
+        model_cfg, train_cfg = configs(preset, dataset.num_items, {
+            **overrides, "query_buckets": query_buckets, "seed": seed, "time_budget": time_budget,
+            "device": device, "valid_protocol": protocol})
         result = train(dataset, model_cfg, train_cfg, resume_path=resume)
         test_metrics = evaluate_model(result.model, dataset.test, protocol) if len(dataset.test) else {}
         mv = publish(
             result.model, Registry(registry), dataset.item_ids, dataset.description,
-            training={**train_cfg.to_dict(), "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+            training={**train_cfg.to_dict(), "preset": preset.name, "preset_validated_on": preset.validated_on,
+                      "overrides": overrides, "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                       "stopped": result.stopped, "wall_seconds": round(result.wall_seconds, 2),
                       "history": result.history},
             metrics={"protocol": protocol, "valid": result.valid, "test": test_metrics},
@@ -134,9 +149,11 @@ def train_cmd(
         _fail(str(exc))
         return
     if as_json:
-        print(json.dumps(mv.manifest, indent=2))
+        print(json.dumps(mv.manifest))
         return
     console.print(f"registered [bold]{mv.version}[/bold] in {registry}" + (" (promoted)" if promote else ""))
+    console.print(f"preset {preset.name} ({preset.validated_on})"
+                  + (", overridden: " + ", ".join(f"{k} {v}" for k, v in overrides.items()) if overrides else ""))
     console.print(f"epochs {result.epochs_run} (best {result.best_epoch}, stopped: {result.stopped}), "
                   f"{result.wall_seconds:.0f}s")
     if test_metrics:
@@ -371,7 +388,11 @@ def promote_cmd(version: Annotated[str, typer.Argument()], registry: RegistryOpt
 def register(app: typer.Typer, online: OnlineQuality | None = None) -> None:
     """Add train, eval, export and the ``model`` sub-app to the main CLI; ``online`` supplies
     `model list`'s online quality."""
-    app.command("train")(train_cmd)
+    from reckon.models.training.presets import PRESETS
+
+    # Two spaces end a line in rich's help; "\b" keeps the lines apart without rich.
+    presets = "  \n".join(p.describe() for p in PRESETS.values())
+    app.command("train", epilog=f"Presets by --format:  \n{presets}")(train_cmd)
     app.command("eval")(eval_cmd)
     app.command("export")(export_cmd)
     model_app = typer.Typer(help="Inspect and promote registered model versions.", no_args_is_help=True)

@@ -11,6 +11,7 @@ import copy
 import logging
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,7 +200,8 @@ def train(
         history.append(row)
         log.info("epoch %d: loss %.4f %s %.4f", epoch, row["loss"], tc.valid_metric, score)
         if progress:
-            tqdm.write(f"epoch {epoch}: loss {row['loss']:.4f} valid {tc.valid_metric} {score:.4f} ({row['seconds']:.0f}s)")
+            tqdm.write(f"epoch {epoch}: loss {row['loss']:.4f} valid {tc.valid_metric} {score:.4f} ({row['seconds']:.0f}s)",
+                       file=sys.stderr)  # stdout is for a command's result
         if score > best_score or not len(valid):
             best_score, best_epoch, best_metrics, bad = score, epoch, metrics, 0
             best_state = copy.deepcopy(model.state_dict())

@@ -25,7 +25,7 @@ def test_train_eval_list_promote_export(tmp_path: Path, events_file: Path) -> No
     r = runner.invoke(app, ["train", str(events_file), "--format", "jsonl", *common, "--epochs", "2",
                             "--hidden", "16", "--max-len", "8", "--query-buckets", "32", "--measure-seconds", "0.05", "--json"])
     assert r.exit_code == 0, r.output
-    first = json.loads(r.output[r.output.index("{\n"):])["version"]  # progress bars precede the JSON
+    first = json.loads(r.stdout)["version"]  # progress and epochs go to stderr
     assert Registry(reg).current_id() is None  # not promoted without --promote
 
     r = runner.invoke(app, ["model", "promote", first, *common])
@@ -33,7 +33,7 @@ def test_train_eval_list_promote_export(tmp_path: Path, events_file: Path) -> No
 
     r = runner.invoke(app, ["eval", str(events_file), *common, "--variant", "int8", "--json"])
     assert r.exit_code == 0, r.output
-    out = json.loads(r.output)
+    out = json.loads(r.stdout)
     assert out["version"] == first and out["protocol"] == "full" and 0 <= out["hr@10"] <= 1
 
     r = runner.invoke(app, ["export", *common, "--measure-only", "--device", "cpu", "--measure-seconds", "0.05"])
@@ -42,7 +42,7 @@ def test_train_eval_list_promote_export(tmp_path: Path, events_file: Path) -> No
     assert set(measured) == {"fp32", "int8", "fp16"}
 
     r = runner.invoke(app, ["model", "list", *common, "--json"])
-    rows = json.loads(r.output)
+    rows = json.loads(r.stdout)
     assert [row["version"] for row in rows] == [first] and rows[0]["current"] is True
 
 
@@ -75,3 +75,21 @@ def test_promote_refuses_a_version_that_fails_its_checksums_or_its_test_load(tmp
     (reg_path / good / "item_emb.npy").write_bytes(b"tampered")   # the embeddings are checksummed too
     r = runner.invoke(app, ["model", "promote", good, "--registry", str(reg_path)])
     assert r.exit_code == 1 and "item_emb.npy" in r.output and "does not match" in r.output
+
+
+def test_train_format_picks_its_preset_and_an_unknown_format_is_one_line(tmp_path: Path) -> None:
+    from reckon.models.training.presets import configs, preset_for
+
+    model, train = configs(preset_for("sessions"), num_items=10)  # MODEL.md's E4
+    assert (model.hidden, model.max_len, model.heads, model.dropout, model.normalize, model.temperature) == \
+        (128, 20, 2, 0.2, True, 0.07)
+    assert (train.batch_size, train.lr_decay, train.valid_metric) == (256, 0.8, "mrr@20")
+    model, train = configs(preset_for("sasrec"), num_items=10, overrides={"hidden": 32})  # G2, one flag given
+    assert (model.hidden, model.max_len, model.dropout, model.temperature, train.patience) == (32, 50, 0.5, 0.1, 10)
+    model, train = configs(preset_for("jsonl"), num_items=10)
+    assert (model.hidden, model.normalize, train.epochs, train.batch_size) == (64, False, 20, 128)
+
+    r = CliRunner().invoke(make_app(), ["train", str(tmp_path / "x"), "--format", "events2",
+                                        "--registry", str(tmp_path / "reg")])
+    assert r.exit_code == 1 and r.stdout == ""
+    assert r.stderr.strip() == "error: unknown format 'events2'; choose from sessions, sasrec, jsonl"
