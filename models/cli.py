@@ -96,7 +96,8 @@ def train_cmd(
     query_buckets: Annotated[int, typer.Option(help="hashed query-term buckets (jsonl); 0 = off")] = 0,
     loss: Annotated[Optional[Loss], typer.Option(help="(default: ce)")] = None,
     lr: Annotated[Optional[float], typer.Option(help=_FROM_PRESET)] = None,
-    lr_decay: Annotated[Optional[float], typer.Option(help=f"lr multiplied by this after every epoch {_FROM_PRESET}")] = None,
+    lr_decay: Annotated[Optional[float], typer.Option(
+        help=f"lr multiplied by this after every epoch {_FROM_PRESET}")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help=_FROM_PRESET)] = None,
     patience: Annotated[Optional[int], typer.Option(help=_FROM_PRESET)] = None,
     device: Annotated[str, typer.Option(help="torch device for training")] = "cpu",
