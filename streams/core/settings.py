@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     batch_wait_ms: int = Field(20, ge=1, le=60_000, description="ms the broker may hold a fetch for more records")
     state_cache_users: int = Field(50_000, ge=100, le=10_000_000,
                                    description="user states kept decoded in memory between batches")
+    recommendation_cache_users: int = Field(
+        100_000, ge=1, le=10_000_000,
+        description="latest recommendations kept for `GET /recommendations/{user}`, per worker (the least recently "
+                    "published users go first)")
     top_k: int = Field(10, ge=1, le=1000, description="items per recommendation")
     candidates: int = Field(100, ge=1, le=10_000, description="candidates scored per user")
     trigger: Literal["all", "clicks", "searches", "none"] = Field(
