@@ -73,10 +73,11 @@ class Settings(BaseSettings):
     web_bind: str = Field("127.0.0.1", min_length=1, description="address the web port binds; `0.0.0.0` in a "
                           "container so Prometheus and port mappings reach it")
     web_token: SecretStr = Field(SecretStr(""), description="bearer token (16+ characters) for the pages with user "
-                                 "or tenant data (/state, /costs), every tenant; empty (and no tenant tokens): "
-                                 "those pages are open to whoever reaches the web port")
+                                 "or tenant data (/state, /costs, /recommendations, /events), every tenant; empty "
+                                 "(and no tenant tokens): those pages are open to whoever reaches the web port")
     web_tenant_tokens: dict[str, SecretStr] = Field(default_factory=dict, description="JSON object: tenant -> "
-                                                    "bearer token that reads only that tenant's /state and /costs")
+                                                    "bearer token that reads only that tenant's /state, /costs and "
+                                                    "/recommendations and posts only its /events")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`")
     log_format: Literal["text", "json"] = Field("text", description="`text`, or `json`: one JSON object per line")
