@@ -22,6 +22,8 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
+import aiohttp
+
 from reckon.bench.latency import percentiles
 from reckon.bench.rates import clicks, produce_backlog, worker, worker_rate
 from reckon.streams.kafka.broker import EmbeddedBroker, create_topics
@@ -31,7 +33,7 @@ KINDS = ("cached", "fresh", "post")
 
 
 async def _client_loop(base: str, kind: str, users: list[tuple[str, str]], until: float, out: list[float],
-                       session: object, rng: random.Random, prefix: str) -> None:
+                       session: aiohttp.ClientSession, rng: random.Random, prefix: str) -> None:
     n = 0
     while time.monotonic() < until:
         tenant, user = rng.choice(users)
@@ -52,8 +54,6 @@ async def _client_loop(base: str, kind: str, users: list[tuple[str, str]], until
 
 
 async def _clients(base: str, users: list[tuple[str, str]], clients: int, seconds: float) -> dict[str, list[float]]:
-    import aiohttp
-
     found: dict[str, list[float]] = {kind: [] for kind in KINDS}
     until = time.monotonic() + seconds
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients + 2)) as session:
