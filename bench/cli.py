@@ -53,6 +53,19 @@ def stream(events: int = typer.Option(1_000_000, min=100_000, help="backlog size
                    min_seconds=min_seconds, latency_s=latency_seconds), json_out)
 
 
+@bench.command("api")
+def api(events: int = typer.Option(200_000, min=10_000, help="backlog the worker's rate is measured on"),
+        users: int = _USERS,
+        clients: int = typer.Option(8, min=1, help="concurrent clients reading cached recommendations"),
+        seconds: float = typer.Option(10.0, min=1.0, help="seconds of requests under load"),
+        json_out: bool = typer.Option(False, "--json")) -> None:
+    """GET /recommendations (cached, fresh=1) and POST /events latency while the worker ingests at half its rate."""
+    from reckon.bench.api import run
+
+    with tempfile.TemporaryDirectory(prefix="reckon-bench-") as tmp:
+        _print(run(_registry(), Path(tmp), events=events, users=users, clients=clients, seconds=seconds), json_out)
+
+
 chaos_app = typer.Typer(add_completion=False)
 
 

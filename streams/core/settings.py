@@ -73,10 +73,11 @@ class Settings(BaseSettings):
     web_bind: str = Field("127.0.0.1", min_length=1, description="address the web port binds; `0.0.0.0` in a "
                           "container so Prometheus and port mappings reach it")
     web_token: SecretStr = Field(SecretStr(""), description="bearer token (16+ characters) for the pages with user "
-                                 "or tenant data (/state, /costs), every tenant; empty (and no tenant tokens): "
-                                 "those pages are open to whoever reaches the web port")
+                                 "or tenant data (/state, /costs, /recommendations, /events), every tenant; empty "
+                                 "(and no tenant tokens): those pages are open to whoever reaches the web port")
     web_tenant_tokens: dict[str, SecretStr] = Field(default_factory=dict, description="JSON object: tenant -> "
-                                                    "bearer token that reads only that tenant's /state and /costs")
+                                                    "bearer token that reads only that tenant's /state, /costs and "
+                                                    "/recommendations and posts only its /events")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`")
     log_format: Literal["text", "json"] = Field("text", description="`text`, or `json`: one JSON object per line")
@@ -86,6 +87,10 @@ class Settings(BaseSettings):
     batch_wait_ms: int = Field(20, ge=1, le=60_000, description="ms the broker may hold a fetch for more records")
     state_cache_users: int = Field(50_000, ge=100, le=10_000_000,
                                    description="user states kept decoded in memory between batches")
+    recommendation_cache_users: int = Field(
+        100_000, ge=1, le=10_000_000,
+        description="latest recommendations kept for `GET /recommendations/{user}`, per worker (the least recently "
+                    "published users go first)")
     top_k: int = Field(10, ge=1, le=1000, description="items per recommendation")
     candidates: int = Field(100, ge=1, le=10_000, description="candidates scored per user")
     trigger: Literal["all", "clicks", "searches", "none"] = Field(

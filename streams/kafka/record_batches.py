@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["send_keyed", "send_to_partition"]
+__all__ = ["partition_for", "send_keyed", "send_to_partition"]
 
 Record = tuple[bytes, bytes]     # key, value
 
@@ -48,3 +48,10 @@ async def send_keyed(producer: Any, topic: str, records: Sequence[Record]) -> No
         by_partition.setdefault(partition, []).append(record)
     for partition, part in by_partition.items():
         await send_to_partition(producer, topic, partition, part)
+
+
+async def partition_for(producer: Any, topic: str, key: bytes) -> int:
+    """The partition aiokafka's `producer` sends `key` to on `topic` (murmur2, as the Java
+    client and `reckon replay` partition): where a user's events, and so its state, are."""
+    await producer.partitions_for(topic)       # metadata, which the partitioner reads
+    return producer._partition(topic, None, key, None, key, None)

@@ -66,6 +66,7 @@ class BatchOutput:
     states: dict[bytes, dict] = field(default_factory=dict)      # state key -> new state (one write per key)
     partitions: dict[bytes, int] = field(default_factory=dict)   # state key -> its records' partition
     recommendations: list[tuple[bytes, bytes]] = field(default_factory=list)
+    latest: dict[bytes, bytes] = field(default_factory=dict)     # state key -> its recommendation's value
     dead_letters: list[DeadLetter] = field(default_factory=list)
     cost_event: dict | None = None
     counts: Counter = field(default_factory=Counter)
@@ -226,6 +227,7 @@ class BatchProcessor:
         if triggered:
             scored = self.scoring.score(triggered, states, meter, groups, out.counts)
             out.recommendations += scored.recommendations
+            out.latest = scored.latest
             for trigger, reason, detail in scored.failed:   # dead-lettered after its state was folded
                 _dead(out, batch, trigger.position, reason, detail)
                 tally[trigger.event.tenant, trigger.scorer, trigger.event.kind] -= 1

@@ -48,7 +48,13 @@ class Trigger(NamedTuple):     # a tuple: one is made per triggering event
 @dataclass
 class Scored:
     recommendations: list[tuple[bytes, bytes]] = field(default_factory=list)
+    latest: dict[bytes, bytes] = field(default_factory=dict)   # state key -> its recommendation's value
     failed: list[tuple[Trigger, str, str]] = field(default_factory=list)   # trigger, reason, detail
+
+
+class Ranked(NamedTuple):
+    items: list[str]
+    scores: list[float]
 
 
 _encode = msgspec.json.Encoder().encode   # recommendations: compact JSON
@@ -84,6 +90,34 @@ class BatchScorer:
             self._publish([(row, triggers) for row, triggers in enumerate(answers) if row not in failed],
                           scorer, candidates, scores, meter, groups, counts, out)
         return out
+
+    def rank(self, tenant: str, state: dict, scorer: Any) -> Ranked:
+        """One user's top-K now, from `state`, published nowhere (`GET /recommendations/{user}?fresh=1`).
+        Not metered: no batch's cost event counts it."""
+        candidates, scores = self._score_call([(tenant, state)], scorer, BatchMeter(device="cpu"), Counter())
+        names, top_scores, top_items, k = self._top_k(candidates, scores, scorer)
+        return Ranked(*self._row(names[:k], top_scores[0], top_items[0]))
+
+    def _top_k(self, candidates: np.ndarray, scores: np.ndarray, scorer: Any
+               ) -> tuple[list[str], list[list[float]], list[list[int]], int]:
+        """Top-K per row (padding never picked): every row's K names in one list, each row's
+        scores and item codes, and K. The (B, K) picks leave numpy once, as lists; ids are
+        looked up for the whole batch in one call."""
+        scores = np.where(candidates > 0, scores, -np.inf)
+        k = min(self.settings.top_k, scores.shape[1])
+        top = np.argsort(-scores, axis=1)[:, :k]
+        top_items = np.take_along_axis(candidates, top, axis=1)
+        names = scorer.item_ids(top_items)
+        top_scores = np.round(np.take_along_axis(scores, top, axis=1).astype(np.float64), 5).tolist()
+        return names, top_scores, top_items.tolist(), k
+
+    @staticmethod
+    def _row(names: list[str], scores: list[float], items: list[int]) -> tuple[list[str], list[float]]:
+        """A row's names and scores without padding (fewer candidates than K: sorted in at -inf)."""
+        if 0 in items:
+            picks = [c for c, i in enumerate(items) if i > 0]
+            return [names[c] for c in picks], [scores[c] for c in picks]
+        return names, scores
 
     def _score_rows(self, rows: list[tuple[str, dict]], scorer: Any, meter: BatchMeter, counts: Counter
                     ) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
@@ -127,26 +161,15 @@ class BatchScorer:
 
     def _publish(self, published: list[tuple[int, list[Trigger]]], scorer: Any, candidates: np.ndarray,
                  scores: np.ndarray, meter: BatchMeter, groups: dict, counts: Counter, out: Scored) -> None:
-        """Top-K per row (padding never picked) -> one recommendation per row, answering its
-        triggers. The (B, K) picks leave numpy once, as lists; ids are looked up for the
-        whole batch in one call."""
-        scores = np.where(candidates > 0, scores, -np.inf)
-        k = min(self.settings.top_k, scores.shape[1])
-        top = np.argsort(-scores, axis=1)[:, :k]
-        top_items = np.take_along_axis(candidates, top, axis=1)
-        names = scorer.item_ids(top_items)
-        top_scores = np.round(np.take_along_axis(scores, top, axis=1).astype(np.float64), 5).tolist()
-        top_items = top_items.tolist()
+        """Top-K per row -> one recommendation per row, answering its triggers."""
+        names, top_scores, top_items, k = self._top_k(candidates, scores, scorer)
         arm = self.arm_of(scorer)
         bytes_out = sent = 0
         for row, triggers in published:
             event = triggers[-1].event                  # the latest: the state the row reflects
             # Two topics: a later event can carry an earlier timestamp.
             produced_at = min([t.produced_at for t in triggers]) if len(triggers) > 1 else triggers[0].produced_at
-            row_names, row_scores = names[row * k:(row + 1) * k], top_scores[row]
-            if 0 in top_items[row]:     # fewer candidates than K: padding sorted in at -inf
-                picks = [c for c, i in enumerate(top_items[row]) if i > 0]
-                row_names, row_scores = [row_names[c] for c in picks], [row_scores[c] for c in picks]
+            row_names, row_scores = self._row(names[row * k:(row + 1) * k], top_scores[row], top_items[row])
             latency_us = int((time.time() - produced_at) * 1e6)
             try:
                 value = _encode({"user_id": event.user_id,
@@ -164,6 +187,7 @@ class BatchScorer:
             bytes_out += len(value)
             sent += 1
             out.recommendations.append((key, value))
+            out.latest[triggers[-1].key] = value
             group = groups[(event.tenant, scorer.version, event.kind)]   # group_key()
             group.recommendations += 1
             group.latencies_us.append(latency_us)

@@ -31,10 +31,11 @@ from reckon.streams.kafka.record_batches import send_keyed
 from reckon.streams.kafka.transport import on_batches
 from reckon.streams.kafka.user_store import UserStore
 from reckon.streams.kafka.watchdog import BrokerWatchdog
+from reckon.streams.pipeline.latest import LatestRecommendations
 from reckon.streams.pipeline.processor import BatchProcessor
 from reckon.streams.pipeline.routing import ModelRuntime
 from reckon.streams.pipeline.state import state_key
-from reckon.streams.worker import accounting, retraining
+from reckon.streams.worker import accounting, api, retraining
 from reckon.streams.worker.auth import PageAuth
 from reckon.streams.worker.metrics import CONTENT_TYPE, WorkerMetrics
 from reckon.streams.worker.web import web_host
@@ -155,6 +156,9 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
     store = UserStore(app, users, max_cached=settings.state_cache_users, stats=stats)
     fetching = FetchClock(app)
     if settings.role in ("all", "scorer"):
+        latest = LatestRecommendations(settings.recommendation_cache_users)
+        api.install(app, api.RecommendationApi(app, settings, auth, users, store.get, runtime, processor, latest,
+                                               stats))
 
         def before_commit() -> Callable[[], Awaitable[None]]:
             # While no batch runs: the states the offsets being committed cover.
@@ -191,6 +195,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
             # commits offsets, so a committed event's outputs are always delivered.
             producer = app.producer._ensure_producer()   # aiokafka's
             await send_keyed(producer, "recommendations", out.recommendations)
+            latest.update(out.latest)       # readable once handed to the producer, as the topic's copy
             for dead in out.dead_letters:
                 await app.producer.send("events-dlq", dead.key, dead.value, None, None, dead.headers())
             # Snapshotted by the next offset commit, which writes it (RocksDB + changelog) first.

@@ -1,4 +1,5 @@
-"""Who may read the worker's pages that show user or tenant data (`/state`, `/costs`).
+"""Who may use the worker's pages with user or tenant data (`/state`, `/costs`,
+`/recommendations`, `/events`).
 
 Off unless configured: with no token set those pages are open to whoever reaches the web
 port (bound to loopback by default). With tokens, a request needs `Authorization: Bearer

@@ -226,3 +226,17 @@ def test_a_users_triggers_in_one_batch_share_one_recommendation(scorer) -> None:
     assert recs["u-a"]["latency_ms"] - recs["u-b"]["latency_ms"] == pytest.approx(2000, abs=50)
     assert sum(line["recommendations"] for line in out.cost_event["lines"]) == 2
     assert sum(line["events"] for line in out.cost_event["lines"]) == 6
+
+
+def test_latest_holds_each_users_published_recommendation_and_rank_scores_the_same(scorer) -> None:
+    processor = _processor(scorer)
+    store: dict = {}
+    records = [click("e1", "u1", "i1"), click("e2", "u2", "i2"), click("e3", "u1", "i3")]
+    out = _run(processor, records, store)[0]
+    assert sorted(out.latest) == sorted([state_key("acme", "u1"), state_key("acme", "u2")])
+    assert sorted(out.latest.values()) == sorted(value for _, value in out.recommendations)
+    published = json.loads(out.latest[state_key("acme", "u1")])
+    ranked = processor.scoring.rank("acme", store[state_key("acme", "u1")], scorer)
+    # int8 picks activation scales per call: alone, a row's scores shift a little (see above)
+    assert ranked.items == published["items"]
+    assert ranked.scores == pytest.approx(published["scores"], abs=0.02)

@@ -1,0 +1,257 @@
+"""The request API on the worker's web port: read a user's recommendation, post events.
+
+`GET /recommendations/{user}?tenant=T[&fresh=1]`: the user's latest published
+recommendation, from the worker that owns the user's partition (any worker forwards to
+it: events are keyed by user id, so the owner of the user's `clicks` partition holds the
+user's state and recommendations); `fresh=1` scores the user's state now instead, and
+publishes nothing.
+
+`POST /events`: a JSON array of events (or `{"events": [...]}`) in the topics' wire
+contract, each validated by the worker's own parser and produced to its topic keyed by
+user id, as `reckon replay` does; a resend of an accepted event id answers `duplicate`.
+
+Both follow the bearer-token rules of `/state` (streams/worker/auth.py): 401 without a
+known token, 403 for another tenant's data. Every error is one line of JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import faust
+import msgspec
+from faust.web import View
+from yarl import URL
+
+from reckon.streams.core.settings import Settings
+from reckon.streams.kafka.record_batches import partition_for
+from reckon.streams.pipeline.contracts import Invalid, parse_event
+from reckon.streams.pipeline.latest import LatestRecommendations
+from reckon.streams.pipeline.processor import BatchProcessor
+from reckon.streams.pipeline.routing import ModelRuntime
+from reckon.streams.pipeline.state import state_key
+from reckon.streams.worker.auth import PageAuth, Scope
+from reckon.streams.worker.recent_ids import RecentIds
+
+MAX_BODY_BYTES = 1024 * 1024        # 1 MiB per POST /events
+MAX_EVENTS = 1000                   # events per POST /events
+RECENT_IDS = 200_000                # accepted event ids remembered for duplicates
+FORWARDED = "X-Reckon-Forwarded"    # set on a forwarded request: its receiver answers, never forwards again
+ANSWERED_BY = "X-Reckon-Worker"
+FORWARD_TIMEOUT_S = 5.0
+GET_PARAMS = frozenset({"tenant", "fresh"})
+
+
+class _Batch(msgspec.Struct):
+    events: list[msgspec.Raw]
+
+
+_decode_list = msgspec.json.Decoder(list[msgspec.Raw]).decode
+_decode_batch = msgspec.json.Decoder(_Batch).decode
+
+
+def _error(web: Any, status: int, message: str, **headers: str) -> Any:
+    return web.json({"error": message}, status=status, headers=headers or None)
+
+
+def _unauthorized(web: Any) -> Any:
+    return _error(web, 401, "a bearer token is required", **{"WWW-Authenticate": 'Bearer realm="reckon"'})
+
+
+def split_events(body: bytes) -> list[bytes]:
+    """A POST body's events, each as the bytes it was sent as (what Kafka gets). Raises
+    ValueError with a one-line reason when the body is neither form."""
+    try:
+        raws = _decode_list(body) if body.lstrip()[:1] == b"[" else _decode_batch(body).events
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"body must be a JSON array of events or {{\"events\": [...]}}: {exc}") from None
+    return [bytes(raw) for raw in raws]
+
+
+def topic_of(raw: bytes) -> str:
+    """`searches` for an event with a query, else `clicks` (as `reckon replay` sorts a JSONL file)."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return "clicks"              # the contract names what is wrong with it
+    return "searches" if isinstance(doc, dict) and "query" in doc else "clicks"
+
+
+def check_user(settings: Settings, tenant: str, user: str) -> str | None:
+    """Why (tenant, user) cannot name a user under the event contract (its limits and the
+    tenants served), or None: the contract's own parser judges them as it would an event's."""
+    probe = json.dumps({"event_id": "probe", "user_id": user, "item_id": "probe", "action": "view",
+                        "ts": time.time(), "tenant": tenant}).encode()
+    parsed = parse_event("clicks", probe, None, settings.default_tenant, frozenset(settings.tenants) or None)
+    return f"{parsed.reason}: {parsed.detail}" if isinstance(parsed, Invalid) else None
+
+
+class RecommendationApi:
+    """The pages' logic, over the worker's parts (its Faust app, user store, runtime, cache)."""
+
+    def __init__(self, app: faust.App, settings: Settings, auth: PageAuth, users: Any, state_get: Callable,
+                 runtime: ModelRuntime, processor: BatchProcessor, latest: LatestRecommendations,
+                 stats: Counter) -> None:
+        self.app, self.settings, self.auth = app, settings, auth
+        self.users = users                    # the user-state Table: its changelog's owners are the users' owners
+        self.state_get = state_get            # (state key, partition) -> state or None
+        self.runtime, self.processor, self.latest, self.stats = runtime, processor, latest, stats
+        self.recent = RecentIds(RECENT_IDS)
+        self.tenants = frozenset(settings.tenants) or None
+
+    async def owner(self, user: str) -> tuple[int, str | None]:
+        """The user's partition, and the URL of the worker that owns it (None: unknown now,
+        e.g. during a rebalance)."""
+        partition = await partition_for(self.app.producer._ensure_producer(), "clicks", user.encode())
+        changelog = self.users.changelog_topic.get_topic_name()
+        for url, topics in self.app.router.table_metadata(self.users.name).items():
+            if partition in topics.get(changelog, ()):
+                return partition, str(url)
+        return partition, None
+
+    async def forward(self, web: Any, request: Any, url: str) -> Any:
+        self.stats["api_forwarded"] += 1
+        headers = {name: value for name, value in request.headers.items() if name.lower() == "authorization"}
+        where = URL(url)
+        target = request.url.with_host(where.host or "").with_port(where.port)
+        try:
+            async with self.app.http_client.get(target, headers={**headers, FORWARDED: "1"},
+                                                timeout=FORWARD_TIMEOUT_S) as response:
+                return web.bytes(await response.read(), content_type="application/json", status=response.status,
+                                 headers={ANSWERED_BY: response.headers.get(ANSWERED_BY, "")})
+        except (OSError, TimeoutError) as exc:
+            return _error(web, 502, f"the worker that owns this user ({url}) did not answer: "
+                          f"{type(exc).__name__}")
+
+    async def get(self, web: Any, request: Any, user: str) -> Any:
+        scope = self.auth.scope(request.headers.get("Authorization"))
+        if scope is None:
+            return _unauthorized(web)
+        query = request.query
+        unknown = sorted(set(query) - GET_PARAMS)
+        if unknown:
+            return _error(web, 400, f"unknown query parameter {unknown[0]!r} (allowed: fresh, tenant)")
+        if any(len(query.getall(name)) > 1 for name in GET_PARAMS & set(query)):
+            return _error(web, 400, "each query parameter may be given once")
+        fresh = query.get("fresh", "0")
+        if fresh not in ("0", "1"):
+            return _error(web, 400, f"fresh must be 0 or 1, not {fresh[:20]!r}")
+        tenant = query.get("tenant") or self.settings.default_tenant
+        invalid = check_user(self.settings, tenant, user)
+        if invalid is not None:
+            return _error(web, 400, f"tenant or user: {invalid}")
+        if not scope.allows(tenant):
+            return _error(web, 403, "this token does not cover that tenant")
+        partition, owner = await self.owner(user)
+        if owner is not None and owner != str(self.app.conf.canonical_url) and FORWARDED not in request.headers:
+            return await self.forward(web, request, owner)
+        key = state_key(tenant, user)
+        if fresh == "1":
+            return self._fresh(web, tenant, user, key, partition)
+        value = self.latest.get(key)
+        if value is None:
+            return _error(web, 404, "no recommendation for this user yet", **{ANSWERED_BY: self.settings.worker_name})
+        return web.bytes(value, content_type="application/json", headers={ANSWERED_BY: self.settings.worker_name})
+
+    def _fresh(self, web: Any, tenant: str, user: str, key: bytes, partition: int) -> Any:
+        state = self.state_get(key, partition)
+        if state is None:
+            return _error(web, 404, "no state for this user", **{ANSWERED_BY: self.settings.worker_name})
+        started = time.perf_counter()
+        scorer = self.runtime.scorer_for((tenant, user))
+        ranked = self.processor.scoring.rank(tenant, state, scorer)
+        self.stats["api_fresh_scored"] += 1
+        return web.json({"user_id": user, "tenant": tenant, "items": ranked.items, "scores": ranked.scores,
+                         "model_version": scorer.version, "arm": self.runtime.arm_of(scorer), "fresh": True,
+                         "latency_ms": round((time.perf_counter() - started) * 1000, 3), "ts": time.time()},
+                        headers={ANSWERED_BY: self.settings.worker_name})
+
+    async def post(self, web: Any, request: Any) -> Any:
+        scope = self.auth.scope(request.headers.get("Authorization"))
+        if scope is None:
+            return _unauthorized(web)
+        body = await read_body(request, MAX_BODY_BYTES)
+        if body is None:
+            return _error(web, 413, f"body over {MAX_BODY_BYTES} bytes")
+        try:
+            raws = split_events(body)
+        except ValueError as exc:
+            return _error(web, 400, str(exc))
+        if not raws:
+            return _error(web, 400, "no events in the body")
+        if len(raws) > MAX_EVENTS:
+            return _error(web, 400, f"{len(raws)} events in one request > {MAX_EVENTS}")
+        return await self._produce(web, scope, raws)
+
+    async def _produce(self, web: Any, scope: Scope, raws: list[bytes]) -> Any:
+        now = time.time()
+        results: list[dict] = []
+        sends: list[tuple[int, str, Any]] = []          # result index, topic, event
+        for index, raw in enumerate(raws):
+            topic = topic_of(raw)
+            event = parse_event(topic, raw, now, self.settings.default_tenant, self.tenants)
+            if isinstance(event, Invalid):
+                results.append({"index": index, "status": "rejected", "reason": event.reason, "detail": event.detail})
+                continue
+            if not scope.allows(event.tenant):
+                return _error(web, 403, f"event {index}: this token does not cover tenant {event.tenant[:40]!r}")
+            results.append({"index": index, "event_id": event.event_id, "tenant": event.tenant})
+            sends.append((index, topic, event))
+        producer = self.app.producer
+        pending = []
+        for index, topic, event in sends:
+            claim = (event.tenant, event.event_id)
+            if not self.recent.claim(claim):
+                results[index]["status"] = "duplicate"
+                continue
+            try:
+                pending.append((index, claim, await producer.send(topic, event.user_id.encode(), raws[index],
+                                                                    None, None, None)))
+            except Exception as exc:       # not enqueued: a resend may try again
+                self.recent.release(claim)
+                results[index].update(status="failed", detail=type(exc).__name__)
+        for index, claim, delivery in pending:
+            try:
+                await delivery
+            except Exception as exc:       # the broker did not take it: a resend may try again
+                self.recent.release(claim)
+                results[index].update(status="failed", detail=type(exc).__name__)
+            else:
+                self.recent.confirm(claim)
+                results[index]["status"] = "accepted"
+        counts = Counter(r["status"] for r in results)
+        for status, count in counts.items():
+            self.stats[f"api_events_{status}"] += count
+        return web.json({"results": results, **{s: counts[s] for s in ("accepted", "rejected", "duplicate", "failed")}},
+                        status=503 if counts["failed"] else 200)
+
+
+async def read_body(request: Any, limit: int) -> bytes | None:
+    """The request body, or None once it is over `limit` bytes (not read further)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks, size = [], 0
+    while chunk := await request.content.readany():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def install(app: faust.App, api: RecommendationApi) -> None:
+    """`GET /recommendations/{user}` and `POST /events` on `app`'s web port."""
+
+    @app.page("/recommendations/{user}")
+    async def recommendations_page(web: Any, request: Any, user: str) -> Any:
+        return await api.get(web, request, user)
+
+    class EventsPage(View):
+        async def post(self, request: Any) -> Any:
+            return await api.post(self.web, request)
+
+    app.page("/events")(EventsPage)
