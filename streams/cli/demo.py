@@ -24,7 +24,7 @@ from reckon.streams.core.settings import Settings
 from reckon.streams.costs import figures as F
 from reckon.streams.kafka.broker import free_port
 from reckon.streams.reports.format import usd
-from reckon.streams.traffic.generator import Drift, TrafficGenerator
+from reckon.streams.traffic.generator import Drift, Record, TrafficGenerator
 from reckon.streams.traffic.replay import produce
 from reckon.streams.worker.stack import WorkerProcess, demo_model, kafka
 
@@ -131,7 +131,7 @@ def _loop_summary(loop: dict, figures: dict[str, dict], arms: list[dict]) -> dic
             "after_retrain_by_arm": arms}
 
 
-def _replay(bootstrap: str, records: list, worker: WorkerProcess, sent: Counter, console: Console,
+def _replay(bootstrap: str, records: list[Record], worker: WorkerProcess, sent: Counter, console: Console,
             chunk: int = REPLAY_CHUNK) -> Counter:
     """Send `records` a chunk at a time, each consumed before the next goes out. Live, a
     user's session spans minutes, so its clicks reach the worker in different batches and
@@ -148,7 +148,8 @@ def _replay(bootstrap: str, records: list, worker: WorkerProcess, sent: Counter,
                 if worker.proc.poll() is not None:
                     raise ReckonError(f"worker died (code {worker.proc.returncode}):\n{worker.tail()}")
                 if time.monotonic() > deadline:
-                    raise ReckonError(f"worker fell {sent['sent']} events behind for 120 s; log {worker.log_path}")
+                    raise ReckonError(f"the worker consumed {(worker.stats() or {}).get('consumed', 0)} of "
+                                      f"{sent['sent']} events sent in 120 s; log {worker.log_path}")
                 time.sleep(0.05)
     return sent
 
