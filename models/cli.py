@@ -391,7 +391,7 @@ def register(app: typer.Typer, online: OnlineQuality | None = None) -> None:
     `model list`'s online quality."""
     from reckon.models.training.presets import PRESETS
 
-    # Two spaces end a line in rich's help; "\b" keeps the lines apart without rich.
+    # Two spaces before a newline end a line in rich's help (otherwise the lines run together).
     presets = "  \n".join(p.describe() for p in PRESETS.values())
     app.command("train", epilog=f"Presets by --format:  \n{presets}")(train_cmd)
     app.command("eval")(eval_cmd)

@@ -17,6 +17,12 @@ from reckon.streams.core.errors import ReckonError
 from reckon.streams.traffic.generator import Record
 
 
+def topic_for(doc: object) -> str:
+    """The topic an event belongs on: `searches` when it has a `query`, else `clicks` (where
+    the contract names whatever else is wrong with it)."""
+    return "searches" if isinstance(doc, dict) and "query" in doc else "clicks"
+
+
 def records_from_jsonl(path: Path) -> Iterator[Record]:
     """Each line is one event; `query` makes it a search, anything else goes to clicks.
     Lines are passed on as they are: the worker validates and dead-letters."""
@@ -30,7 +36,7 @@ def records_from_jsonl(path: Path) -> Iterator[Record]:
             except ValueError:
                 yield Record("clicks", b"", raw, False, "not_json")
                 continue
-            topic = "searches" if isinstance(doc, dict) and "query" in doc else "clicks"
+            topic = topic_for(doc)
             # A key only picks the partition: a hostile user_id (a lone surrogate) must not stop the replay.
             key = str(doc.get("user_id", "")).encode("utf-8", "backslashreplace") if isinstance(doc, dict) else b""
             yield Record(topic, key, raw, True)

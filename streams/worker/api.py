@@ -34,6 +34,7 @@ from reckon.streams.pipeline.latest import LatestRecommendations
 from reckon.streams.pipeline.processor import BatchProcessor
 from reckon.streams.pipeline.routing import ModelRuntime
 from reckon.streams.pipeline.state import state_key
+from reckon.streams.traffic.replay import topic_for
 from reckon.streams.worker.auth import PageAuth, Scope
 from reckon.streams.worker.recent_ids import RecentIds
 
@@ -73,12 +74,11 @@ def split_events(body: bytes) -> list[bytes]:
 
 
 def topic_of(raw: bytes) -> str:
-    """`searches` for an event with a query, else `clicks` (as `reckon replay` sorts a JSONL file)."""
+    """The topic of a posted event, as `reckon replay` sorts a JSONL file's lines."""
     try:
-        doc = json.loads(raw)
+        return topic_for(json.loads(raw))
     except ValueError:
         return "clicks"              # the contract names what is wrong with it
-    return "searches" if isinstance(doc, dict) and "query" in doc else "clicks"
 
 
 def check_user(settings: Settings, tenant: str, user: str) -> str | None:
