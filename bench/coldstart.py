@@ -1,6 +1,6 @@
 """New-item hit rate with and without cold start, measured on drifted traffic in one run.
 
-    reckon bench coldstart [--events 16000] [--drift-at 6000] [--batch 25] [--train-seconds 20]
+    reckon bench coldstart [--events 16000] [--drift-at 6000] [--batch 25] [--train-seconds 20] [--json]
 
 A small model is trained on generated traffic without drift (as the demo's first model
 is). Then a drifted stream (new items appear and popularity moves from `--drift-at` on)
@@ -119,11 +119,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--drift-at", type=int, default=6_000)
     p.add_argument("--batch", type=int, default=25, help="events per processed batch")
     p.add_argument("--train-seconds", type=float, default=20.0, help="training budget of the pre-drift model")
+    p.add_argument("--json", action="store_true", help="one JSON document, {\"rows\": [...]}, on stdout")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="reckon-coldstart-") as tmp:
         registry = pre_drift_model(Path(tmp) / "models", args.train_seconds)
-        for row in run(registry, args.events, args.drift_at, args.batch):
-            print(json.dumps(row), flush=True)
+        rows = list(run(registry, args.events, args.drift_at, args.batch))
+    if args.json:
+        print(json.dumps({"rows": rows}))
+        return
+    for row in rows:
+        print(", ".join(f"{k} {v}" for k, v in row.items()))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
     reckon bench scoring --registry .reckon/models [--version V [--version W ...]] [--threads 2]
 
 For every version and available (device, variant) pair it times ``Scorer.score`` on
-batches of 256 histories x 100 candidates (the manifest's cost unit) and prints one JSON
-line: calls/s, p50/p99 milliseconds per call, device seconds and dollars per 1,000 scores.
+batches of 256 histories x 100 candidates (the manifest's cost unit) and reports a row per
+pair: calls/s, p50/p99 milliseconds per call, device seconds and dollars per 1,000 scores
+(`--json`: one JSON document, `{"rows": [...], "errors": [...]}`, on the last line).
 Several versions are timed in the same interleaved rounds, so their rows compare as
 ratios from one run. CUDA rows appear only where onnxruntime has the CUDA provider and
 a GPU is visible.
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads on CPU")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the fastest is reported")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     args = p.parse_args(argv)
     reg = Registry(args.registry)
     versions = [reg.get(v) for v in args.version] if args.version else [reg.current()]
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     devices = ["cpu"]
     if "CUDAExecutionProvider" in ort.get_available_providers() and cuda_device_name():
         devices.append("cuda")
-    scorers = {}
+    scorers, errors = {}, []
     for mv in versions:
         for device in devices:
             for variant in mv.variants:
@@ -62,18 +64,28 @@ def main(argv: list[str] | None = None) -> None:
                     scorers[mv.version, device, variant] = Scorer.load(
                         mv, device=device, variant=variant, threads=args.threads if device == "cpu" else None)
                 except Exception as exc:  # report and go on: one broken provider should not hide the rest
-                    print(json.dumps({"version": mv.version, "device": device, "variant": variant,
-                                      "error": str(exc)[:300]}), flush=True)
+                    errors.append({"version": mv.version, "device": device, "variant": variant,
+                                   "error": str(exc)[:300]})
+                    print(f"{mv.version} {device} {variant}: not loaded: {str(exc)[:300]}", file=sys.stderr)
     # Rounds interleave the variants so that load from other processes on a shared
     # machine hits them alike; the fastest round is the least disturbed estimate.
     rows: dict = {}
     for _ in range(args.rounds):
         for key, scorer in scorers.items():
             rows.setdefault(key, []).append(bench(scorer, args.batch, args.candidates, args.seconds))
-    for key, runs in rows.items():
+    report = []
+    for runs in rows.values():
         best = min(runs, key=lambda r: r["device_seconds_per_1k_scores"])
         spread = [round(r["device_seconds_per_1k_scores"], 5) for r in runs]
-        print(json.dumps({**best, "threads": args.threads, "rounds_device_seconds_per_1k": spread}), flush=True)
+        report.append({**best, "threads": args.threads, "rounds_device_seconds_per_1k": spread})
+    if args.json:
+        print(json.dumps({"rows": report, "errors": errors}))
+        return
+    for row in report:
+        print(f"{row['version']} {row['device']} {row['variant']}: {row['scores_per_second']:,.0f} scores/s, "
+              f"p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms per call of {args.batch}x{args.candidates}, "
+              f"{row['device_seconds_per_1k_scores']:.5f} device s and ${row['cost_per_1k_scores_usd']:.7f} "
+              f"per 1k scores (fastest of {args.rounds} rounds)")
 
 
 if __name__ == "__main__":

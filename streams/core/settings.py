@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     batch_size: int | None = Field(None, ge=1, le=65536, description="records per fetched batch at most; unset: "
                                    "2000 for a worker that scores (latency), 8000 with `RECKON_TRIGGER=none`")
     batch_wait_ms: int = Field(20, ge=1, le=60_000, description="ms the broker may hold a fetch for more records")
+    commit_interval_s: float = Field(
+        1.0, gt=0, le=60, description="seconds between offset commits, each writing the user states changed since the "
+                                      "last (RocksDB + changelog); a crash re-reads at most this much traffic")
     state_cache_users: int = Field(50_000, ge=100, le=10_000_000,
                                    description="user states kept decoded in memory between batches")
     recommendation_cache_users: int = Field(

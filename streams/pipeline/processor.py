@@ -38,7 +38,7 @@ from reckon.streams.pipeline.coldstart import ColdStart
 from reckon.streams.pipeline.contracts import Event, Invalid, parse_batch, query_terms
 from reckon.streams.pipeline.dead_letters import DeadLetter, failure
 from reckon.streams.pipeline.scoring import BatchScorer, SystemicFailure, Trigger
-from reckon.streams.pipeline.state import bound, expired, fold, new_state, state_key
+from reckon.streams.pipeline.state import fold, new_state, state_key
 
 log = logging.getLogger(__name__)
 
@@ -162,17 +162,21 @@ class BatchProcessor:
         scorer_for = self.scorer_for
         scorers: dict[int, Any] = {}           # the batch's scorers (both arms of an A/B split)
         duplicates = 0
+        ttl = settings.user_ttl_s
+        # Live traffic brings about one event per user per batch: this loop runs once per
+        # event then, so it keeps to locals and skips what a single event does not need.
         for (tenant, user), positions in by_user.items():
             mine = [events[p] for p in positions]
+            first = mine[0]
             try:
                 key = state_key(tenant, user)
                 state = state_get(key, where[positions[0]][1])
                 # An idle user starts over: stale history is worse than none. (The key stays
                 # in the store until then; Faust tables have no TTL outside windows.)
-                if state is None or expired(state, mine[0].ts, settings.user_ttl_s):
+                if state is None or first.ts - state["last_seen"] > ttl:
                     state = new_state()
-                if len(mine) == 1:            # one event of this user in the batch (live traffic)
-                    if mine[0].event_id in state["seen"]:
+                if len(mine) == 1:
+                    if first.event_id in state["seen"]:
                         duplicates += 1
                         continue
                 else:
@@ -191,7 +195,6 @@ class BatchProcessor:
                             state["last_rec_ts"] = max(state["last_rec_ts"], event.ts)
                             fired.append((event, position))
                 items = fold(state, mine)
-                bound(state)
             except Exception as exc:   # this user's records alone: the batch goes on
                 detail = failure(exc)
                 for position in positions:

@@ -1,7 +1,7 @@
 """Per-(tenant, user) state kept in a Faust Table: recent items, query terms, counters, seen ids.
 
 Stored as a small JSON-able dict so the changelog stays readable and versionable.
-Bounded per user; `expired` lets a timer drop users idle for too long.
+Bounded per user; a user idle for longer than `RECKON_USER_TTL_S` starts over (the processor).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ def new_state() -> dict[str, Any]:
 
 def fold(state: dict[str, Any], events: Sequence[Event]) -> list[str]:
     """Fold one user's new events of a batch (valid, not seen before, in order) into its
-    state, in place; returns the items clicked, in order.
+    state, in place, its lists trimmed to their limits; returns the items clicked, in order.
 
     A batch's events of one user go in together, as whole-list operations (an event at a
-    time was most of the worker's time). Lists only grow here: `bound` trims them."""
+    time was most of the worker's time)."""
     if len(events) == 1 and events[0].kind == "click":
         return _fold_click(state, events[0])    # live traffic: mostly one click per user per batch
     return _fold_events(state, events)
@@ -52,18 +52,29 @@ def _fold_events(state: dict[str, Any], events: Sequence[Event]) -> list[str]:
                 terms = [t for t in terms if t not in new] + new
         state["terms"] = terms
         state["searches"] += len(events) - len(clicks)
+    bound(state)
     return items
 
 
 def _fold_click(state: dict[str, Any], click: Event) -> list[str]:
-    """`fold` of a single click, without the lists a batch of several events needs."""
-    state["seen"].append(click.event_id)
+    """`fold` of a single click, without the lists a batch of several events needs: each
+    list it grows by one loses at most its oldest."""
+    seen = state["seen"]
+    seen.append(click.event_id)
+    if len(seen) > MAX_SEEN:
+        del seen[:-MAX_SEEN]
     if click.ts > state["last_seen"]:
         state["last_seen"] = click.ts
-    state["items"].append(click.item_id)
+    items = state["items"]
+    items.append(click.item_id)
+    if len(items) > MAX_ITEMS:
+        del items[:-MAX_ITEMS]
     state["clicks"] += 1
     if click.action == "purchase":
-        state["bought"].append(click.item_id)
+        bought = state["bought"]
+        bought.append(click.item_id)
+        if len(bought) > MAX_BOUGHT:
+            del bought[:-MAX_BOUGHT]
     return [click.item_id]
 
 
@@ -77,10 +88,6 @@ def bound(state: dict[str, Any]) -> dict[str, Any]:
 
 
 _LIMITS = (("items", MAX_ITEMS), ("terms", MAX_TERMS), ("seen", MAX_SEEN), ("bought", MAX_BOUGHT))
-
-
-def expired(state: dict[str, Any], now: float, ttl_s: float) -> bool:
-    return now - state["last_seen"] > ttl_s
 
 
 KEY_SEP = "\x1f"     # the contract refuses controls in ids, so no tenant or user id holds it

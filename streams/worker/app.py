@@ -108,8 +108,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
         broker_rebalance_timeout=20.0,
-        broker_commit_every=10_000,
-        broker_commit_interval=1.0,
+        broker_commit_interval=settings.commit_interval_s,
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=8192,
         # 4 MiB per partition and fetch, as the raw aiokafka reader in `reckon bench` uses:

@@ -70,6 +70,10 @@ def test_every_quick_json_command_prints_one_json_line(tmp_path: Path) -> None:
     metrics = _run_json(env, "eval", str(data), "--format", "sessions", "--limit", "30", "--json")
     assert metrics["version"] == manifest["version"] and 0 <= metrics["hr@20"] <= 1
     assert [row["version"] for row in _run_json(env, "model", "list", "--json")] == [manifest["version"]]
+    timed = _run_json(env, "bench", "scoring", "--registry", str(tmp_path / "reg"), "--seconds", "0.05",
+                      "--rounds", "1", "--json")
+    assert {row["variant"] for row in timed["rows"]} >= {"fp32"} and timed["errors"] == []
+    assert all(row["version"] == manifest["version"] and row["scores_per_second"] > 0 for row in timed["rows"])
 
     events = _write_clicks(tmp_path / "events.jsonl")
     retrained = _run_json(env, "retrain", "--events", str(events), "--seconds", "2", "--json")
