@@ -28,9 +28,10 @@ _err = Console(stderr=True)
 
 
 class Format(str, Enum):
-    jsonl = "jsonl"
+    events = "events"
     sessions = "sessions"
     sasrec = "sasrec"
+    jsonl = "jsonl"          # the old name of events
 
 
 class ProtocolOpt(str, Enum):
@@ -52,7 +53,7 @@ class EvalVariant(str, Enum):
 
 # Same directory as the worker's settings (RECKON_MODEL_REGISTRY, default .reckon/models).
 RegistryOpt = Annotated[Path, typer.Option("--registry", envvar="RECKON_MODEL_REGISTRY", help="model registry directory")]
-FormatOpt = Annotated[Format, typer.Option("--format", help="jsonl: Reckon events; sessions: SR-GNN; sasrec: 'user item'")]
+FormatOpt = Annotated[Format, typer.Option("--format", help="events (or jsonl): Reckon events; sessions: SR-GNN; sasrec: 'user item'")]
 HourOpt = Annotated[Optional[float], typer.Option("--device-hour-usd", help="device price per hour [default: 0.0624 cpu, 4.00 cuda]")]
 
 
@@ -78,8 +79,8 @@ _FROM_PRESET = "(default: the --format preset's)"
 
 def train_cmd(
     data: Annotated[Path, typer.Argument(help="events .jsonl, sessions file/dir, or 'user item' file")],
-    fmt: Annotated[str, typer.Option("--format", help="jsonl: Reckon events; sessions: SR-GNN; sasrec: 'user item'. "
-                                     "Picks the preset (below) that flags not given take")] = Format.jsonl.value,
+    fmt: Annotated[str, typer.Option("--format", help="events (or jsonl): Reckon events; sessions: SR-GNN; sasrec: 'user item'. "
+                                     "Picks the preset (below) that flags not given take")] = Format.events.value,
     test: Annotated[Optional[Path], typer.Option(help="sessions: test_samples.tsv (default: beside DATA)")] = None,
     registry: RegistryOpt = DEFAULT_REGISTRY,
     epochs: Annotated[Optional[int], typer.Option(help=_FROM_PRESET)] = None,
@@ -93,7 +94,7 @@ def train_cmd(
     normalize: Annotated[Optional[bool], typer.Option(
         "--normalize/--no-normalize", help=f"cosine scores / temperature {_FROM_PRESET}")] = None,
     temperature: Annotated[Optional[float], typer.Option(help=_FROM_PRESET)] = None,
-    query_buckets: Annotated[int, typer.Option(help="hashed query-term buckets (jsonl); 0 = off")] = 0,
+    query_buckets: Annotated[int, typer.Option(help="hashed query-term buckets (events); 0 = off")] = 0,
     loss: Annotated[Optional[Loss], typer.Option(help="(default: ce)")] = None,
     lr: Annotated[Optional[float], typer.Option(help=_FROM_PRESET)] = None,
     lr_decay: Annotated[Optional[float], typer.Option(
@@ -176,7 +177,7 @@ def _print_variants(manifest: dict[str, Any]) -> None:
 
 def eval_cmd(
     data: Annotated[Path, typer.Argument(help="the data the version was trained on (same format)")],
-    fmt: FormatOpt = Format.jsonl,
+    fmt: FormatOpt = Format.events,
     test: Annotated[Optional[Path], typer.Option(help="sessions: test_samples.tsv (default: beside DATA)")] = None,
     registry: RegistryOpt = DEFAULT_REGISTRY,
     version: Annotated[Optional[str], typer.Option(help="default: the promoted version")] = None,
@@ -202,7 +203,7 @@ def eval_cmd(
             return
         cfg = mv.manifest["config"]
         dataset = load_dataset(data, fmt.value, test, int(cfg.get("query_buckets", 0)), int(cfg.get("query_terms", 8)),
-                               item_ids=mv.item_ids if fmt is Format.jsonl else None)
+                               item_ids=mv.item_ids if fmt in (Format.events, Format.jsonl) else None)
         if dataset.num_items != int(cfg["num_items"]):
             _fail(f"{data} has {dataset.num_items} items but {mv.version} was trained on {cfg['num_items']}")
         evalset = dataset.test if split == "test" else dataset.valid
@@ -229,7 +230,7 @@ def export_cmd(
     version: Annotated[Optional[str], typer.Option(help="version to re-export or re-measure [default: current]")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="a model.pt to register (needs --data)")] = None,
     data: Annotated[Optional[Path], typer.Option(help="with --checkpoint: the training data (item ids, quality)")] = None,
-    fmt: FormatOpt = Format.jsonl,
+    fmt: FormatOpt = Format.events,
     measure_only: Annotated[bool, typer.Option(help="only time the existing variants on this machine")] = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda (for --measure-only)")] = "auto",
     device_hour_usd: HourOpt = None,

@@ -23,7 +23,7 @@ import numpy as np
 from reckon.models.core.errors import DataFormatError
 from reckon.models.core.terms import hash_terms, tokenize
 
-__all__ = ["EvalSet", "SequenceData", "load_dataset", "load_events", "load_sasrec", "load_sessions", "read_events"]
+__all__ = ["FORMATS", "EvalSet", "SequenceData", "canonical_format", "load_dataset", "load_events", "load_sasrec", "load_sessions", "read_events"]
 
 _ACTIONS = {"view", "cart", "purchase"}
 
@@ -311,7 +311,7 @@ def load_events(
         train_terms=train_terms,
         valid=valid,
         test=test,
-        description={"format": "jsonl", "source": str(source) if isinstance(source, (str, Path)) else "<events>",
+        description={"format": "events", "source": str(source) if isinstance(source, (str, Path)) else "<events>",
                      "users": len(users), "items": len(vocab), "clicks": int(sum(len(s) for s in seqs)),
                      "query_buckets": query_buckets, "skipped": skipped},
     )
@@ -340,19 +340,30 @@ def load_dataset(
     item_ids: list[str] | None = None,
     valid_fraction: float = 0.05,
 ) -> SequenceData:
-    """Dispatch on ``fmt`` ("jsonl" | "sessions" | "sasrec").
+    """Dispatch on ``fmt`` ("events" | "sessions" | "sasrec"; "jsonl" is the old name of "events").
 
     For "sessions", ``path`` may be a directory holding ``train_sessions.txt`` and
-    ``test_samples.tsv``. ``item_ids`` (jsonl only) fixes the vocabulary to a model's.
+    ``test_samples.tsv``. ``item_ids`` (events only) fixes the vocabulary to a model's.
     """
     path = Path(path)
-    if fmt == "jsonl":
+    fmt = canonical_format(fmt)
+    if fmt == "events":
         return load_events(path, query_buckets, query_terms, item_ids)
     if fmt == "sessions":
         if path.is_dir():
             test_path = test_path or (path / "test_samples.tsv" if (path / "test_samples.tsv").exists() else None)
             path = path / "train_sessions.txt"
         return load_sessions(path, Path(test_path) if test_path else None, valid_fraction)
-    if fmt == "sasrec":
-        return load_sasrec(path)
-    raise ValueError(f'unknown format "{fmt}" (expected jsonl, sessions or sasrec)')
+    return load_sasrec(path)
+
+
+FORMATS = ("events", "sessions", "sasrec")
+_ALIASES = {"jsonl": "events"}     # the events format's name before presets were named by format
+
+
+def canonical_format(fmt: str) -> str:
+    """``fmt`` as one of FORMATS (an old name mapped); a ValueError naming the choices otherwise."""
+    fmt = _ALIASES.get(fmt, fmt)
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    return fmt

@@ -8,7 +8,7 @@
   SR-GNN on the test set (P@20 52.51 / MRR@20 18.15, 53.83 / 18.52 retrained on all sessions as F3).
 - ``sasrec``: run **G2** of bench/MODEL.md (Amazon Games, SASRec split): the best *validation*
   NDCG@10 (each user's second-to-last item) of the Games sweep (test HR@10 0.7701 / NDCG@10 0.5777).
-- ``jsonl``: Reckon's own events. No public benchmark exists for them, so these are the defaults
+- ``events`` (old name ``jsonl``): Reckon's own events. No public benchmark exists for them, so these are the defaults
   `reckon train` had before presets (SASRec-sized, dot-product scores), unchanged.
 """
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reckon.models.training.config import ModelConfig, TrainConfig
+from reckon.models.training.data import canonical_format
 
 __all__ = ["PRESETS", "Preset", "configs", "preset_for"]
 
@@ -42,7 +43,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            {"hidden": 64, "max_len": 50, "blocks": 2, "heads": 1, "dropout": 0.5, "normalize": True,
             "temperature": 0.1, "epochs": 200, "batch_size": 128, "lr": 1e-3, "lr_decay": 1.0, "patience": 10,
             "valid_metric": "ndcg@10", "valid_protocol": "sampled100"}),
-    Preset("jsonl", "no public benchmark: the defaults before presets",
+    Preset("events", "no public benchmark: the defaults before presets",
            {"hidden": 64, "max_len": 50, "blocks": 2, "heads": 1, "dropout": 0.2, "normalize": False,
             "temperature": 0.07, "epochs": 20, "batch_size": 128, "lr": 1e-3, "lr_decay": 1.0, "patience": 3,
             "valid_metric": "ndcg@10", "valid_protocol": "full"}),
@@ -51,9 +52,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
 
 def preset_for(fmt: str) -> Preset:
     """The preset of a data format; a ValueError naming the choices for any other."""
-    if fmt not in PRESETS:
-        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(PRESETS)}")
-    return PRESETS[fmt]
+    return PRESETS[canonical_format(fmt)]
 
 
 _MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelConfig)}

@@ -22,7 +22,7 @@ def make_app() -> typer.Typer:
 def test_train_eval_list_promote_export(tmp_path: Path, events_file: Path) -> None:
     app, runner, reg = make_app(), CliRunner(), tmp_path / "reg"
     common = ["--registry", str(reg)]
-    r = runner.invoke(app, ["train", str(events_file), "--format", "jsonl", *common, "--epochs", "2",
+    r = runner.invoke(app, ["train", str(events_file), "--format", "events", *common, "--epochs", "2",
                             "--hidden", "16", "--max-len", "8", "--query-buckets", "32", "--measure-seconds", "0.05", "--json"])
     assert r.exit_code == 0, r.output
     first = json.loads(r.stdout)["version"]  # progress and epochs go to stderr
@@ -86,10 +86,11 @@ def test_train_format_picks_its_preset_and_an_unknown_format_is_one_line(tmp_pat
     assert (train.batch_size, train.lr_decay, train.valid_metric) == (256, 0.8, "mrr@20")
     model, train = configs(preset_for("sasrec"), num_items=10, overrides={"hidden": 32})  # G2, one flag given
     assert (model.hidden, model.max_len, model.dropout, model.temperature, train.patience) == (32, 50, 0.5, 0.1, 10)
-    model, train = configs(preset_for("jsonl"), num_items=10)
+    model, train = configs(preset_for("events"), num_items=10)
     assert (model.hidden, model.normalize, train.epochs, train.batch_size) == (64, False, 20, 128)
+    assert preset_for("jsonl") is preset_for("events")      # the format's old name still works
 
     r = CliRunner().invoke(make_app(), ["train", str(tmp_path / "x"), "--format", "events2",
                                         "--registry", str(tmp_path / "reg")])
     assert r.exit_code == 1 and r.stdout == ""
-    assert r.stderr.strip() == "error: unknown format 'events2'; choose from sessions, sasrec, jsonl"
+    assert r.stderr.strip() == "error: unknown format 'events2'; choose from events, sessions, sasrec"

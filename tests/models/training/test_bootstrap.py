@@ -11,7 +11,7 @@ def test_ensure_model_trains_once_then_reuses(tmp_path: Path, events, make_event
     assert reg.current_id() == mv.version
     assert set(mv.variants) == {"fp32", "int8", "fp16"}
     m = mv.manifest
-    assert m["training"]["bootstrap"] is True and m["data"]["format"] == "jsonl"
+    assert m["training"]["bootstrap"] is True and m["data"]["format"] == "events"
     assert m["config"]["query_buckets"] > 0  # the generated stream has searches
     for variant in ("fp32", "int8"):
         v = m["variants"][variant]
