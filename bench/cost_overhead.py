@@ -18,7 +18,6 @@ default when scoring); the heap is frozen and collected as the worker's is.
 
 from __future__ import annotations
 
-import gc
 import os
 import statistics
 import time
@@ -63,7 +62,7 @@ def overhead(registry: Path, events: int = 60_000, batch: int = 2000, users: int
     from reckon.streams.costs.pricing import PriceSheet
     from reckon.streams.pipeline.processor import BatchProcessor, runs_of
     from reckon.streams.sink.rows import rows_from_message
-    from reckon.streams.worker.app import GC_THRESHOLDS
+    from reckon.bench.rates import worker_gc
 
     settings = Settings(device="cpu")
     scorer = Scorer.load(Registry(registry).current(), device="cpu")
@@ -105,12 +104,7 @@ def overhead(registry: Path, events: int = 60_000, batch: int = 2000, users: int
         finally:
             proc.BatchMeter, proc.cost_event = saved
 
-    # As the worker runs: the long-lived heap frozen, young collections rare (streams/worker/app.py).
-    gc.collect()
-    gc.freeze()
-    thresholds = gc.get_threshold()
-    gc.set_threshold(*GC_THRESHOLDS)
-    try:
+    with worker_gc():   # as the worker runs
         for i, chunk in enumerate(batches):
             chunk_users = {r.key.decode() for _, run_ in chunk for r in run_}
             best, outs = {"with": float("inf"), "without": float("inf")}, {}
@@ -135,9 +129,6 @@ def overhead(registry: Path, events: int = 60_000, batch: int = 2000, users: int
                 rows_from_message("cost_events", wire)
                 spent["accounting_parts"] += cpu() - started
                 spent["scorer_parts"] += scored - started
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
     with_, without = len(records) / spent["with"], len(records) / spent["without"]
     return {"events": len(records), "batch": batch, "users": users, "repeats": repeats,
             "events_per_cpu_s_with_accounting": round(with_), "events_per_cpu_s_without": round(without),

@@ -78,14 +78,15 @@ async def produce_backlog(bootstrap: str, topic: str, records: Sequence[Record],
 async def raw_read(bootstrap: str, topic: str, n: int, min_seconds: float) -> float:
     """A plain aiokafka getmany() loop over the backlog (bytes only, no decoding), re-read
     from the beginning until at least `min_seconds` of reading was timed, under the
-    worker's collector settings (see `_worker_gc`)."""
-    with _worker_gc():
+    worker's collector settings (see `worker_gc`)."""
+    with worker_gc():
         return await _raw_read(bootstrap, topic, n, min_seconds)
 
 
 @contextmanager
-def _worker_gc() -> Iterator[None]:
-    """The collector as the worker runs it (heap frozen, GC_THRESHOLDS). At Python's default
+def worker_gc() -> Iterator[None]:
+    """The collector as the worker runs it (streams/worker/app.py: the long-lived heap frozen,
+    young collections rare at GC_THRESHOLDS), for code timed against the worker. At Python's default
     thresholds the raw reader's own collections, over the records aiokafka allocates, made
     it 25-50 % slower than with none (measured on a 200k live-shaped backlog), so the
     denominator of every ratio moved with them; the worker was measured without them."""

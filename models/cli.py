@@ -191,7 +191,7 @@ def eval_cmd(
     from reckon.models.core.errors import ModelError
     from reckon.models.core.registry import Registry
     from reckon.models.serving.scorer import Scorer
-    from reckon.models.training.data import load_dataset
+    from reckon.models.training.data import canonical_format, load_dataset
     from reckon.models.training.evaluate import evaluate_model, evaluate_scorer
     from reckon.models.training.publish import load_checkpoint
 
@@ -203,7 +203,7 @@ def eval_cmd(
             return
         cfg = mv.manifest["config"]
         dataset = load_dataset(data, fmt.value, test, int(cfg.get("query_buckets", 0)), int(cfg.get("query_terms", 8)),
-                               item_ids=mv.item_ids if fmt in (Format.events, Format.jsonl) else None)
+                               item_ids=mv.item_ids if canonical_format(fmt.value) == "events" else None)
         if dataset.num_items != int(cfg["num_items"]):
             _fail(f"{data} has {dataset.num_items} items but {mv.version} was trained on {cfg['num_items']}")
         evalset = dataset.test if split == "test" else dataset.valid

@@ -163,8 +163,6 @@ class BatchProcessor:
         scorers: dict[int, Any] = {}           # the batch's scorers (both arms of an A/B split)
         duplicates = 0
         ttl = settings.user_ttl_s
-        # Live traffic brings about one event per user per batch: this loop runs once per
-        # event then, so it keeps to locals and skips what a single event does not need.
         for (tenant, user), positions in by_user.items():
             mine = [events[p] for p in positions]
             first = mine[0]

@@ -29,8 +29,11 @@ def fold(state: dict[str, Any], events: Sequence[Event]) -> list[str]:
     A batch's events of one user go in together, as whole-list operations (an event at a
     time was most of the worker's time)."""
     if len(events) == 1 and events[0].kind == "click":
-        return _fold_click(state, events[0])    # live traffic: mostly one click per user per batch
-    return _fold_events(state, events)
+        items = _fold_click(state, events[0])    # live traffic: mostly one click per user per batch
+    else:
+        items = _fold_events(state, events)
+    bound(state)
+    return items
 
 
 def _fold_events(state: dict[str, Any], events: Sequence[Event]) -> list[str]:
@@ -52,29 +55,18 @@ def _fold_events(state: dict[str, Any], events: Sequence[Event]) -> list[str]:
                 terms = [t for t in terms if t not in new] + new
         state["terms"] = terms
         state["searches"] += len(events) - len(clicks)
-    bound(state)
     return items
 
 
 def _fold_click(state: dict[str, Any], click: Event) -> list[str]:
-    """`fold` of a single click, without the lists a batch of several events needs: each
-    list it grows by one loses at most its oldest."""
-    seen = state["seen"]
-    seen.append(click.event_id)
-    if len(seen) > MAX_SEEN:
-        del seen[:-MAX_SEEN]
+    """`fold` of a single click, without the lists a batch of several events needs."""
+    state["seen"].append(click.event_id)
     if click.ts > state["last_seen"]:
         state["last_seen"] = click.ts
-    items = state["items"]
-    items.append(click.item_id)
-    if len(items) > MAX_ITEMS:
-        del items[:-MAX_ITEMS]
+    state["items"].append(click.item_id)
     state["clicks"] += 1
     if click.action == "purchase":
-        bought = state["bought"]
-        bought.append(click.item_id)
-        if len(bought) > MAX_BOUGHT:
-            del bought[:-MAX_BOUGHT]
+        state["bought"].append(click.item_id)
     return [click.item_id]
 
 

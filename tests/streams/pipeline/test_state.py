@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reckon.streams.pipeline.contracts import Click, Search
-from reckon.streams.pipeline.state import MAX_BOUGHT, MAX_ITEMS, MAX_SEEN, _fold_events, fold, new_state
+from reckon.streams.pipeline.state import MAX_BOUGHT, MAX_ITEMS, MAX_SEEN, _fold_events, bound, fold, new_state
 
 
 def test_lists_stay_bounded_newest_last_and_json_round_trips() -> None:
@@ -44,5 +44,6 @@ def test_one_click_at_a_time_folds_as_the_general_path(clicks) -> None:
         click = Click(f"e{n}", "u", f"i{item}", action, ts, "t")
         assert fold(fast, [click]) == [click.item_id]
         assert _fold_events(general, [click]) == [click.item_id]
+        bound(general)                                   # fold trims after either path
         assert fast == general
         assert len(fast["items"]) <= MAX_ITEMS and len(fast["seen"]) <= MAX_SEEN and len(fast["bought"]) <= MAX_BOUGHT
