@@ -7,8 +7,9 @@ published for that work sum its device and CPU seconds; the ratios compare them 
 
 - device seconds (CPU) vs the CPU of the threads named `reckon-onnx`, the scoring thread
   and ONNX Runtime's pool (reckon.models.serving.threads);
-- CPU seconds vs the CPU of the threads that do batch work: the event loop's (the main
-  thread, whose other work, Faust, producing, offset commits, timers, is not any batch's),
+- CPU seconds vs the CPU of the threads that do batch work: the batch thread (`reckon-batch`)
+  and the event loop's (the main thread, whose work, Faust, producing, offset commits,
+  timers, pages, is not any batch's),
   the scoring threads and the consumer's fetch thread (its id from the worker's /stats);
   and vs the whole process, whose other threads are listed by name.
 
@@ -29,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from reckon.streams.kafka.broker import EmbeddedBroker, create_topics
 from reckon.streams.traffic.generator import TrafficGenerator
 from reckon.streams.traffic.replay import produce
+from reckon.streams.worker.app import BATCH_THREAD
 from reckon.streams.worker.stack import start_worker
 
 SCORING_THREAD = "reckon-onnx"
@@ -50,15 +52,15 @@ def thread_times(pid: int) -> dict[int, tuple[str, float]]:
 
 def _grown(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
            pid: int, fetch: int) -> tuple[Counter, Counter]:
-    """CPU seconds used between the snapshots: by the main thread, the scoring threads, the
+    """CPU seconds used between the snapshots: by the main and batch threads, the scoring threads, the
     fetch thread and the process; and the other threads' by thread name."""
     grown: Counter = Counter()
     others: Counter = Counter()
     for tid, (name, cpu) in after.items():
         used = cpu - before.get(tid, (name, 0.0))[1]
         grown["process"] += used
-        if tid == pid:
-            grown["main"] += used
+        if tid == pid or name == BATCH_THREAD:
+            grown["batch"] += used
         elif name == SCORING_THREAD:
             grown["scoring"] += used
         elif tid == fetch:
@@ -113,9 +115,9 @@ def outside(registry: Path, root: Path, events: int = 60_000, users: int = 20_00
     return {"events": events, "users": users, "onnx_threads": onnx_threads, "batches": len(batches),
             "recommendations": stats.get("recommendations"),
             "device_seconds_accounted": round(device, 3), "cpu_seconds_accounted": round(cpu, 3),
-            "proc_scoring_threads_cpu_s": round(grown["scoring"], 3), "proc_main_thread_cpu_s": round(grown["main"], 3),
+            "proc_scoring_threads_cpu_s": round(grown["scoring"], 3), "proc_loop_and_batch_threads_cpu_s": round(grown["batch"], 3),
             "proc_fetch_thread_cpu_s": round(grown["fetch"], 3), "proc_process_cpu_s": round(grown["process"], 3),
             "proc_other_threads_cpu_s": {name: round(used, 2) for name, used in others.most_common() if used >= 0.01},
             "device_over_scoring_threads": round(device / grown["scoring"], 4) if grown["scoring"] else None,
-            "cpu_over_batch_threads": round(cpu / (grown["main"] + grown["scoring"] + grown["fetch"]), 4),
+            "cpu_over_batch_threads": round(cpu / (grown["batch"] + grown["scoring"] + grown["fetch"]), 4),
             "cpu_over_process": round(cpu / grown["process"], 4)}

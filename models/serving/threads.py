@@ -22,7 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
-__all__ = ["THREAD_NAME", "DeviceUsage", "on_named_thread", "scoring_thread", "thread_cpu_seconds"]
+__all__ = ["THREAD_NAME", "DeviceUsage", "name_this_thread", "on_named_thread", "scoring_thread",
+           "thread_cpu_seconds"]
 
 T = TypeVar("T")
 THREAD_NAME = "reckon-onnx"    # at most 15 bytes: the kernel's limit for a thread name
@@ -47,7 +48,8 @@ def thread_cpu_seconds(tid: int) -> float:
     return time.clock_gettime(_thread_clock(tid))
 
 
-def _name_this_thread(name: str) -> None:
+def name_this_thread(name: str) -> None:
+    """Name the calling OS thread (what /proc/<pid>/task/<tid>/comm shows), at most 15 bytes."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
@@ -71,7 +73,7 @@ def on_named_thread(factory: Callable[[], T]) -> tuple[T, tuple[int, ...]]:
     box: dict[str, object] = {}
 
     def run() -> None:
-        _name_this_thread(THREAD_NAME)
+        name_this_thread(THREAD_NAME)
         box["tid"] = threading.get_native_id()
         try:
             box["result"] = factory()
@@ -91,7 +93,7 @@ class ScoringThread:
     """One OS thread that runs scoring calls and measures the CPU they took."""
 
     def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=THREAD_NAME, initializer=_name_this_thread,
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=THREAD_NAME, initializer=name_this_thread,
                                             initargs=(THREAD_NAME,))
 
     def call(self, fn: Callable[[], T], pool: tuple[int, ...]) -> tuple[T, float]:

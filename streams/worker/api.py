@@ -16,6 +16,7 @@ known token, 403 for another tenant's data. Every error is one line of JSON.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import Counter
@@ -95,11 +96,13 @@ class RecommendationApi:
 
     def __init__(self, app: faust.App, settings: Settings, auth: PageAuth, users: Any, state_get: Callable,
                  runtime: ModelRuntime, processor: BatchProcessor, latest: LatestRecommendations,
-                 stats: Counter) -> None:
+                 stats: Counter, processing: asyncio.Lock | None = None) -> None:
         self.app, self.settings, self.auth = app, settings, auth
         self.users = users                    # the user-state Table: its changelog's owners are the users' owners
         self.state_get = state_get            # (state key, partition) -> state or None
         self.runtime, self.processor, self.latest, self.stats = runtime, processor, latest, stats
+        # held while a batch runs on its own thread: fresh scoring uses what the batch changes
+        self.processing = processing or asyncio.Lock()
         self.recent = RecentIds(RECENT_IDS)
         self.tenants = frozenset(settings.tenants) or None
 
@@ -151,7 +154,8 @@ class RecommendationApi:
             return await self.forward(web, request, owner)
         key = state_key(tenant, user)
         if fresh == "1":
-            return self._fresh(web, tenant, user, key, partition)
+            async with self.processing:
+                return self._fresh(web, tenant, user, key, partition)
         value = self.latest.get(key)
         if value is None:
             return _error(web, 404, "no recommendation for this user yet", **{ANSWERED_BY: self.settings.worker_name})
