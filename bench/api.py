@@ -5,39 +5,63 @@
    (bench/rates.py): its full-path rate, and every backlog user has a cached recommendation;
 2. replay new clicks of the same users at half that rate while, in a process of its own
    (the load generator's thread would otherwise share its interpreter), `clients`
-   concurrent clients GET cached recommendations of random users, one client GETs with
-   `fresh=1` and one POSTs one-event batches, for `seconds`;
-3. report p50 / p99 / max per request kind and requests/s.
+   concurrent clients GET cached recommendations of random users at `request_rate` per s in
+   all (open loop; 0: each as fast as answers come), one client GETs with `fresh=1` and
+   one POSTs one-event batches, back to back, for `seconds`;
+   before that, under the same load, the same cached-GET clients for `seconds` against
+   the request floor: a plain aiohttp server in a process of its own answering a stored
+   body (what loopback HTTP costs on this machine while it ingests, none of it Reckon's);
+3. report p50 / p99 / max per request kind, requests/s, the events/s ingested meanwhile
+   (whether the worker still kept up with half load), the floor's cached p50 / p99 / max
+   and the cached p99 over the floor's.
 
-Latency is the client's: request sent to response read, over loopback HTTP.
+Latency is the client's, over loopback HTTP: response read minus when the request was due
+(open loop) or sent (back to back). Back to back, 8 clients on a 2-core machine took the
+CPU the worker needed: it ingested 18k of a 23k events/s load (measured), so the default
+is an open-loop rate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import random
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from reckon.bench.latency import percentiles
 from reckon.bench.rates import clicks, produce_backlog, worker, worker_rate
-from reckon.streams.kafka.broker import EmbeddedBroker, create_topics
+from reckon.streams.kafka.broker import EmbeddedBroker, create_topics, free_port
 from reckon.streams.traffic.replay import produce_in_background
 
 KINDS = ("cached", "fresh", "post")
 
 
-async def _client_loop(base: str, kind: str, users: list[tuple[str, str]], until: float, out: list[float],
-                       session: aiohttp.ClientSession, rng: random.Random, prefix: str) -> None:
+async def client_loop(base: str, kind: str, users: list[tuple[str, str]], until: float, out: list[float],
+                       session: aiohttp.ClientSession, rng: random.Random, prefix: str,
+                       interval: float = 0.0) -> None:
+    """One client's requests until `until`: back to back, or (interval > 0) one every
+    `interval` s, timed from when it was due, so a server that stalls is charged for the
+    requests it delayed (no coordinated omission)."""
     n = 0
+    due = time.perf_counter()
     while time.monotonic() < until:
         tenant, user = rng.choice(users)
-        started = time.perf_counter()
+        if interval:
+            due += interval
+            wait = due - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            started = due
+        else:
+            started = time.perf_counter()
         if kind == "post":
             n += 1
             body = json.dumps([{"event_id": f"{prefix}{n}", "user_id": user, "item_id": f"i{rng.randrange(50)}",
@@ -53,25 +77,55 @@ async def _client_loop(base: str, kind: str, users: list[tuple[str, str]], until
         out.append((time.perf_counter() - started) * 1000)
 
 
-async def _clients(base: str, users: list[tuple[str, str]], clients: int, seconds: float) -> dict[str, list[float]]:
+async def _clients(base: str, users: list[tuple[str, str]], clients: int, seconds: float,
+                   rate: float, cached_only: bool) -> dict[str, list[float]]:
     found: dict[str, list[float]] = {kind: [] for kind in KINDS}
     until = time.monotonic() + seconds
+    interval = clients / rate if rate else 0.0
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients + 2)) as session:
-        loops = [_client_loop(base, "cached", users, until, found["cached"], session, random.Random(i), "")
-                 for i in range(clients)]
-        loops.append(_client_loop(base, "fresh", users, until, found["fresh"], session, random.Random(-1), ""))
-        loops.append(_client_loop(base, "post", users, until, found["post"], session, random.Random(-2), "api-"))
+        loops = [client_loop(base, "cached", users, until, found["cached"], session, random.Random(i), "",
+                              interval) for i in range(clients)]
+        if not cached_only:
+            loops.append(client_loop(base, "fresh", users, until, found["fresh"], session, random.Random(-1), ""))
+            loops.append(client_loop(base, "post", users, until, found["post"], session, random.Random(-2),
+                                      "api-"))
         await asyncio.gather(*loops)
     return found
 
 
-def clients_process(base: str, users: list[tuple[str, str]], clients: int, seconds: float) -> dict[str, list[float]]:
+def clients_process(base: str, users: list[tuple[str, str]], clients: int, seconds: float,
+                    rate: float, cached_only: bool = False) -> dict[str, list[float]]:
     """Run in a child process: every request's latency in ms, by kind."""
-    return asyncio.run(_clients(base, users, clients, seconds))
+    # The clients' own full collections (tens of ms, more as their samples pile up) stalled
+    # every client at once, and were charged to the server: no collections while they run.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        return asyncio.run(_clients(base, users, clients, seconds, rate, cached_only))
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
+def floor_server(port: int, users: list[tuple[str, str]], ready: Any) -> None:
+    """The request floor, in a process of its own: a plain aiohttp server answering
+    `GET /recommendations/{user}` with a stored recommendation-sized body, nothing else."""
+    body = json.dumps({"items": [f"item-{i}" for i in range(20)], "scores": [0.5] * 20,
+                       "model_version": "floor", "ts": time.time()}).encode()
+    stored = {user: body for _, user in users}
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=stored[request.match_info["user"]], content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/recommendations/{user}", answer)
+    ready.set()
+    web.run_app(app, host="127.0.0.1", port=port, print=None, handle_signals=True)
 
 
 def run(registry: Path, workdir: Path, events: int = 200_000, users: int = 500, clients: int = 8,
-        seconds: float = 10.0, min_seconds: float = 2.0, partitions: int = 4) -> dict:
+        seconds: float = 10.0, min_seconds: float = 2.0, partitions: int = 4, request_rate: float = 500.0) -> dict:
     with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
         bootstrap = broker.bootstrap_servers
         create_topics(bootstrap, partitions)
@@ -82,19 +136,31 @@ def run(registry: Path, workdir: Path, events: int = 200_000, users: int = 500, 
             rate, _, _ = worker_rate(proc, events)
             docs = {(doc["tenant"], doc["user_id"]) for doc in (json.loads(r.value) for r in backlog)}
             half = rate / 2
-            load = clicks(int(half * (seconds + 5)), seed=42, users=users, id_prefix="l")
+            # the load lasts both phases: the floor's requests, then the worker's
+            load = clicks(int(half * (2 * seconds + 5)), seed=42, users=users, id_prefix="l")
             base = f"http://127.0.0.1:{proc.web_port}"
-            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+            spawn = get_context("spawn")
+            ready = spawn.Event()
+            port = free_port()
+            floor = spawn.Process(target=floor_server, args=(port, sorted(docs), ready), daemon=True)
+            floor.start()
+            with ProcessPoolExecutor(1, mp_context=spawn) as pool:
                 pool.submit(int, 0).result()                  # the child is up before the load starts
+                if not ready.wait(60):
+                    raise RuntimeError("the request floor's server did not start")
                 sender = produce_in_background(bootstrap, load, rate=half)
+                floor_found = pool.submit(clients_process, f"http://127.0.0.1:{port}", sorted(docs), clients,
+                                          seconds, request_rate, True).result()
+                floor.terminate()
                 before = proc.stats() or {}
-                found = pool.submit(clients_process, base, sorted(docs), clients, seconds).result()
+                found = pool.submit(clients_process, base, sorted(docs), clients, seconds, request_rate).result()
                 after = proc.stats() or {}
                 sender.join()
         finally:
             proc.stop()
     ingested = after.get("consumed", 0) - before.get("consumed", 0)
     result: dict = {"events": events, "users": len(docs), "clients": clients, "seconds": seconds,
+                    "cached_rate_asked_per_s": request_rate or None,
                     "full_path_events_per_s": round(rate), "load_events_per_s": round(half),
                     "ingested_during_requests_per_s": round(ingested / seconds)}
     for kind in KINDS:
@@ -104,4 +170,9 @@ def run(registry: Path, workdir: Path, events: int = 200_000, users: int = 500, 
         for cut in ("p50_ms", "p99_ms", "max_ms"):
             result[f"{kind}_{cut}"] = stats[cut]
     result["requests_per_s"] = round(sum(len(v) for v in found.values()) / seconds, 1)
+    floor_stats = percentiles(floor_found["cached"])
+    for cut in ("p50_ms", "p99_ms", "max_ms"):
+        result[f"floor_cached_{cut}"] = floor_stats[cut]
+    if result["cached_p99_ms"] is not None and floor_stats["p99_ms"] is not None:
+        result["cached_p99_over_floor_ms"] = round(result["cached_p99_ms"] - floor_stats["p99_ms"], 2)
     return result

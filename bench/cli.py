@@ -58,12 +58,15 @@ def api(events: int = typer.Option(200_000, min=10_000, help="backlog the worker
         users: int = _USERS,
         clients: int = typer.Option(8, min=1, help="concurrent clients reading cached recommendations"),
         seconds: float = typer.Option(10.0, min=1.0, help="seconds of requests under load"),
+        rate: float = typer.Option(500.0, min=0.0, help="cached GETs per second, all clients together "
+                                   "(open loop); 0: each client as fast as answers come"),
         json_out: bool = typer.Option(False, "--json")) -> None:
     """GET /recommendations (cached, fresh=1) and POST /events latency while the worker ingests at half its rate."""
     from reckon.bench.api import run
 
     with tempfile.TemporaryDirectory(prefix="reckon-bench-") as tmp:
-        _print(run(_registry(), Path(tmp), events=events, users=users, clients=clients, seconds=seconds), json_out)
+        _print(run(_registry(), Path(tmp), events=events, users=users, clients=clients, seconds=seconds,
+                   request_rate=rate), json_out)
 
 
 chaos_app = typer.Typer(add_completion=False)
