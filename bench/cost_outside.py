@@ -27,13 +27,13 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from reckon.models.serving.threads import THREAD_NAME
 from reckon.streams.kafka.broker import EmbeddedBroker, create_topics
 from reckon.streams.traffic.generator import TrafficGenerator
 from reckon.streams.traffic.replay import produce
 from reckon.streams.worker.app import BATCH_THREAD
 from reckon.streams.worker.stack import start_worker
 
-SCORING_THREAD = "reckon-onnx"
 
 
 def thread_times(pid: int) -> dict[int, tuple[str, float]]:
@@ -61,7 +61,7 @@ def _grown(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, flo
         grown["process"] += used
         if tid == pid or name == BATCH_THREAD:
             grown["batch"] += used
-        elif name == SCORING_THREAD:
+        elif name == THREAD_NAME:
             grown["scoring"] += used
         elif tid == fetch:
             grown["fetch"] += used

@@ -96,13 +96,13 @@ class RecommendationApi:
 
     def __init__(self, app: faust.App, settings: Settings, auth: PageAuth, users: Any, state_get: Callable,
                  runtime: ModelRuntime, processor: BatchProcessor, latest: LatestRecommendations,
-                 stats: Counter, processing: asyncio.Lock | None = None) -> None:
+                 stats: Counter, processing: asyncio.Lock) -> None:
         self.app, self.settings, self.auth = app, settings, auth
         self.users = users                    # the user-state Table: its changelog's owners are the users' owners
         self.state_get = state_get            # (state key, partition) -> state or None
         self.runtime, self.processor, self.latest, self.stats = runtime, processor, latest, stats
         # held while a batch runs on its own thread: fresh scoring uses what the batch changes
-        self.processing = processing or asyncio.Lock()
+        self.processing = processing
         self.recent = RecentIds(RECENT_IDS)
         self.tenants = frozenset(settings.tenants) or None
 
