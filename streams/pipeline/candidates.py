@@ -13,8 +13,8 @@ with numpy, and those are aggregated and merged into fixed-width neighbour rows
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Sequence
-from itertools import chain, islice
+from collections.abc import Callable, Sequence
+from itertools import chain, repeat
 
 import numpy as np
 
@@ -130,6 +130,11 @@ class _NeighbourRows:
         if key is None or key >= len(self.row_of):
             return -1
         return int(self.row_of[key])
+
+    def rows_of(self, keys: np.ndarray) -> np.ndarray:
+        """`row` for many key ids (-1: no id) at once."""
+        inside = (keys >= 0) & (keys < len(self.row_of))
+        return np.where(inside, self.row_of[np.where(inside, keys, 0)] if len(self.row_of) else -1, -1)
 
     def _strongest(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Slots of each row's NEIGHBOURS strongest neighbours, ties oldest first, ranked for
@@ -468,31 +473,34 @@ class CandidateIndex:
     def ranked(self, source: str, key: str) -> list[str]:
         """A key's strongest neighbours (at most NEIGHBOURS), best first: source "covisit"
         (key: an item) or "query" (key: a term)."""
-        return self.ranked_many(source, [key])[key]
+        ids = self.neighbour_ids(source, [[key]], 1)[0]
+        names = self._items.names
+        return [names[i] for i in ids[ids >= 0].tolist()]
 
-    def ranked_many(self, source: str, keys: Iterable[str],
-                    index_of: Callable[[list[str]], list[int]] | None = None) -> dict[str, list]:
-        """`ranked` for every key at once (one sort for the batch's keys): key -> its
-        neighbours, [] for a key never seen. With `index_of`, neighbours come as it maps
-        their names (asked once, for the distinct neighbours), e.g. a model's indices."""
+    def neighbour_ids(self, source: str, keys: Sequence[Sequence[str]], width: int) -> np.ndarray:
+        """Per row of keys (items for "covisit", terms for "query"), the first `width` keys'
+        strongest neighbours end to end, each key's best first, as this index's item ids
+        (see `item_names`): (len(keys), width * NEIGHBOURS), -1 in unused slots. A key never
+        seen has none. The batch's distinct keys are ranked in one sort."""
         vocab, rows = (self._items, self._covisit) if source == "covisit" else (self._terms, self._by_term)
-        get = vocab.ids.get                   # dict.get: never adds a name
-        found = [(key, rows.row(get(key))) for key in keys]
-        out: dict[str, list] = {key: [] for key, row in found if row < 0}
-        known = [(key, row) for key, row in found if row >= 0]
-        if not known:
-            return out
-        top, counts = rows.top(np.array([row for _, row in known], dtype=np.int64))
-        real = np.arange(top.shape[1]) < counts[:, None]
-        ids, inverse = np.unique(top[real], return_inverse=True)   # row after row, best first
-        names = [self._items.names[i] for i in ids.tolist()]
-        mapped = names if index_of is None else index_of(names)
-        values = [mapped[i] for i in inverse.tolist()]       # every key's, end to end
-        start = 0
-        for (key, _), end in zip(known, np.cumsum(counts).tolist()):
-            out[key] = values[start:end]
-            start = end
-        return out
+        out = np.full((len(keys), width, rows.keep), -1, dtype=np.int64)
+        lens = np.fromiter(map(len, keys), dtype=np.int64, count=len(keys))
+        if len(lens) and lens.max() > width:
+            keys = [row[:width] for row in keys]
+            lens = np.minimum(lens, width)
+        flat = list(chain.from_iterable(keys))
+        if not flat:
+            return out.reshape(len(keys), -1)
+        ids = np.fromiter(map(vocab.ids.get, flat, repeat(-1)), dtype=np.int64, count=len(flat))
+        row = rows.rows_of(ids)
+        has = np.flatnonzero(row >= 0)
+        if len(has):
+            distinct, inverse = np.unique(row[has], return_inverse=True)
+            top, _ = rows.top(distinct)                     # empty slots hold -1
+            owner = np.repeat(np.arange(len(keys)), lens)
+            slot = np.arange(len(flat)) - np.repeat(np.cumsum(lens) - lens, lens)
+            out[owner[has], slot[has]] = top[inverse]
+        return out.reshape(len(keys), -1)
 
     def cooccurring(self, items: Sequence[str], index_of: Callable[[list[str]], list[int]]
                     ) -> dict[str, tuple[list[int], list[float]]]:
@@ -535,62 +543,50 @@ class CandidateIndex:
 SOURCES = ("covisit", "query", "embedding", "trending", "catalog")  # catalog: any known item, last resort
 
 
-def first_unique(parts: Sequence[Sequence[int]], blocked: Collection[int], n: int
-                 ) -> tuple[list[int], list[int]]:
-    """A user's own candidates: parts (item indices, in source-priority order) merged,
-    first occurrence wins, `blocked` dropped, at most n kept.
-
-    Returns the items and how many of them came from each part. dict.fromkeys/update keep
-    the per-item work in C; a repeated item keeps its first position, so the sizes after
-    each part say which part each item came from.
-    """
-    merged: dict[int, None] = {}
-    ends = []
-    for part in parts:
-        merged.update(dict.fromkeys(part))
-        ends.append(len(merged))
-    if not merged.keys().isdisjoint(blocked):
-        # a few at most (unknown items, purchases): each leaves the part it first came from
-        for item in merged.keys() & blocked:
-            first = next(code for code, part in enumerate(parts) if item in part)
-            ends = [end - (code >= first) for code, end in enumerate(ends)]
-            del merged[item]
-    if len(merged) <= n:
-        return list(merged), [b - a for a, b in zip([0] + ends, ends)]
-    counts = [min(end, n) for end in ends]
-    return list(islice(merged, n)), [b - a for a, b in zip([0] + counts, counts)]
-
-
-def fill_from_shared(personal: list[list[int]], blocked: list[list[int]], shared: Sequence[int],
+def merge_candidates(own: np.ndarray, own_codes: np.ndarray, blocked: np.ndarray, shared: Sequence[int],
                      shared_codes: Sequence[int], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The whole batch's candidate matrix: each row's own items first, then the first
-    `shared` items (trending, catalog: the same list for every row) that the row neither
-    has nor blocks, up to n. Vectorised over the batch.
+    """The batch's candidate matrix, vectorised over its rows: each row's own candidates,
+    first occurrence wins, then the `shared` items (trending, catalog: the same list for
+    every row) that the row neither has nor blocks, up to n.
 
-    personal: per row, already unique and unblocked; blocked: per row, never to appear;
-    shared: unique, no 0. Returns (B, n) int64 (0 = padding) and the number of picks per
-    shared code (bincount over `shared_codes`).
+    own: (B, P) item indices in source-priority order, -1 in empty slots (0, an item the
+    model lacks, is dropped too); own_codes: (P,) the source code of each column; blocked:
+    (B, K) items never to appear in that row, -1 padding; shared: unique, no 0. Returns
+    (B, n) int64 (0 = padding) and the number of picks per source code.
     """
-    rows = len(personal)
+    rows, width = own.shape
+    picked = np.zeros(max(int(own_codes.max(initial=0)), max(shared_codes, default=0)) + 1, dtype=np.int64)
     out = np.zeros((rows, n), dtype=np.int64)
-    lens = np.array([len(p) for p in personal], dtype=np.int64)
-    flat = np.array(list(chain.from_iterable(personal)), dtype=np.int64)
-    row_of = np.repeat(np.arange(rows), lens)
-    out[row_of, np.arange(len(flat)) - np.repeat(np.cumsum(lens) - lens, lens)] = flat
-    picked = np.zeros(max(shared_codes, default=0) + 1, dtype=np.int64)
-    if not len(shared) or not rows:
+    if not rows:
         return out, picked
+    # (item, column) pairs sorted within each row: a pair is an item's first occurrence when
+    # the pair before it holds another item
+    pairs = np.sort(np.maximum(own, 0) * width + np.arange(width), axis=1)
+    item, column = np.divmod(pairs, width)
+    first = np.ones(pairs.shape, dtype=bool)
+    np.not_equal(item[:, 1:], item[:, :-1], out=first[:, 1:])
+    keep = first & (item > 0)
+    if blocked.shape[1]:
+        keep &= ~(item[:, :, None] == blocked[:, None, :]).any(axis=2)
+    chosen = np.zeros(own.shape, dtype=bool)
+    chosen[np.nonzero(keep)[0], column[keep]] = True          # back in column (priority) order
+    place = np.cumsum(chosen, axis=1) - 1
+    chosen &= place < n
+    r, c = np.nonzero(chosen)
+    out[r, place[r, c]] = own[r, c]
+    picked += np.bincount(own_codes[c], minlength=len(picked))
+    if not len(shared):
+        return out, picked
+    lens = chosen.sum(axis=1)
     shared = np.asarray(shared, dtype=np.int64)
     # taken[r, j]: shared[j] is already in row r or blocked for it
-    b_lens = np.array([len(b) for b in blocked], dtype=np.int64)
-    b_flat = np.array(list(chain.from_iterable(blocked)), dtype=np.int64)
-    items = np.concatenate([flat, b_flat])
-    item_rows = np.concatenate([row_of, np.repeat(np.arange(rows), b_lens)])
-    position = np.full(max(int(items.max(initial=0)), int(shared.max())) + 1, -1, dtype=np.int64)
+    mine = np.concatenate([out, blocked], axis=1)
+    position = np.full(max(int(mine.max(initial=0)), int(shared.max())) + 1, -1, dtype=np.int64)
     position[shared] = np.arange(len(shared))
-    j = position[items]
+    j = np.where(mine > 0, position[np.maximum(mine, 0)], -1)
     taken = np.zeros((rows, len(shared)), dtype=bool)
-    taken[item_rows[j >= 0], j[j >= 0]] = True
+    r, c = np.nonzero(j >= 0)
+    taken[r, j[r, c]] = True
     free = ~taken
     slot = np.cumsum(free, axis=1)                      # 1-based slot among the row's free items
     use = free & (slot <= (n - lens)[:, None])

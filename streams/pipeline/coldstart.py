@@ -27,17 +27,17 @@ class ColdStart:
         self.min_weight = min_weight
         self.max_items = max_items
 
-    def update(self, index: CandidateIndex, scorers: Iterable[Any], items: Iterable[str]) -> dict[str, list[str]]:
+    def update(self, index: CandidateIndex, scorers: Iterable[Any], items: Iterable[str]) -> dict[str, list[int]]:
         """(Re-)estimate these items for each extendable scorer lacking a trained row for
-        them; returns the items whose rows were set, by scorer version."""
+        them; returns the rows set (the items' indices), by scorer version."""
         names = list(set(items))
-        done: dict[str, list[str]] = {}
+        done: dict[str, list[int]] = {}
         for scorer in {id(s): s for s in scorers}.values():   # e.g. both arms of an A/B split
             if names and scorer.extendable:
                 done.setdefault(scorer.version, []).extend(self._update(index, scorer, names))
         return {version: items for version, items in done.items() if items}
 
-    def _update(self, index: CandidateIndex, scorer: Any, names: list[str]) -> list[str]:
+    def _update(self, index: CandidateIndex, scorer: Any, names: list[str]) -> list[int]:
         trained = scorer.trained_items
         todo = [(name, i) for name, i in zip(names, scorer.item_indices(names)) if i == 0 or i > trained]
         if not todo:
@@ -56,6 +56,4 @@ class ColdStart:
             neighbours[row, :len(indices)] = indices
             weights[row, :len(w)] = w
         vectors = estimate_vectors(scorer.item_vectors(neighbours), weights)
-        names = [name for name, _ in ready]
-        scorer.set_estimates(names, vectors)
-        return names
+        return scorer.set_estimates([name for name, _ in ready], vectors)

@@ -9,13 +9,14 @@ items could reach another's recommendations through the model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
 
-from reckon.streams.pipeline.candidates import SOURCES, CandidateIndex, fill_from_shared, first_unique
+from reckon.streams.pipeline.candidates import SOURCES, CandidateIndex, merge_candidates
 
 MAX_NEAREST_CACHED = 200_000    # items whose model neighbours are kept, per version
 MAX_KNOWN_MASKS = 256           # (tenant, version) item masks kept
@@ -31,18 +32,24 @@ class Inputs:
 
 @dataclass
 class _Known:
-    """Which of a model's items a tenant's index has seen: a byte per model index."""
+    """What a tenant's index has seen, in a model's terms: a byte per model index (1: seen),
+    and each of the index's item ids as a model index (0: the model lacks it)."""
     mask: bytearray
+    model_of: np.ndarray        # index item id -> model index; the first `looked_up` are set
     looked_up: int              # index item names mapped so far
     generation: int             # the index's item_generation when built
     items: int                  # the scorer's items then (cold start adds rows)
-    unknown: list[str] = field(default_factory=list)   # names it had no row for: asked again when it grows
+    unknown: list[tuple[int, str]] = field(default_factory=list)   # (id, name) without a row: asked again when it grows
+
+    def model_indices(self, ids: np.ndarray) -> np.ndarray:
+        """Index item ids -> model indices; -1 (an empty slot) stays -1."""
+        return np.where(ids >= 0, self.model_of[np.maximum(ids, 0)], -1)
 
 
 class InputBuilder:
     def __init__(self, candidates: int) -> None:
         self.n = candidates
-        self._nearest: dict[str, dict[str, list[int]]] = {}   # version -> item -> neighbours
+        self._nearest: dict[str, dict[int, list[int]]] = {}   # version -> item index -> neighbours
         self._known: dict[tuple[str, str], _Known] = {}
 
     def build(self, rows: Sequence[tuple[str, dict]], index_of: Callable[[str], CandidateIndex],
@@ -67,105 +74,122 @@ class InputBuilder:
         return out
 
     def _for_tenant(self, tenant: str, states: list[dict], index: CandidateIndex, scorer: Any) -> Inputs:
-        """One tenant's rows. Per row only the user's own candidates are merged in Python
-        (first_unique); the trending/catalog fill, the same list for every row, is
-        vectorised (fill_from_shared)."""
+        """One tenant's rows, a source at a time for all of them: a row's own candidates are
+        its recent items' co-visitation neighbours, its last query terms' items and its
+        latest items' nearest items by the model (only items this tenant has seen); then the
+        trending and catalog items, the same list for every row."""
         n, t = self.n, scorer.max_len
         lookup = scorer.item_indices
-        known = self._known_mask(tenant, index, scorer)
+        known = self._known_items(tenant, index, scorer)
         index.begin_batch()
-        covisit = index.ranked_many("covisit", {i for s in states for i in s["items"][-5:]}, lookup)
-        by_term = index.ranked_many("query", {w for s in states for w in s["terms"][-3:]}, lookup)
-        nearest = self._nearest_items(scorer, {i for s in states for i in s["items"][-2:]})
+        recent = [state["items"][-5:][::-1] for state in states]      # newest first
+        own = np.hstack([
+            _leftmost(known.model_indices(index.neighbour_ids("covisit", recent, 5)), n // 2),
+            _leftmost(known.model_indices(index.neighbour_ids("query", [s["terms"][-3:] for s in states], 3)),
+                      n // 4),
+            _leftmost(self._nearest_of_latest(scorer, recent, known.mask), n // 4)])
+        codes = np.repeat(np.arange(3), [n // 2, n // 4, own.shape[1] - n // 2 - n // 4])
         shared = dict.fromkeys(lookup(index.trending_top(n)), SOURCES.index("trending"))
-        for i in np.flatnonzero(np.frombuffer(known, dtype=np.uint8))[:n].tolist():   # the catalog
+        for i in np.flatnonzero(np.frombuffer(known.mask, dtype=np.uint8))[:n].tolist():   # the catalog
             shared.setdefault(i, SOURCES.index("catalog"))
         shared.pop(0, None)
-        histories: list[int] = []
-        terms: list[int] = []
-        personal: list[list[int]] = []
-        blocked: list[list[int]] = []
-        own_counts = [0, 0, 0]
-        for state in states:
-            items = state["items"]
-            seen = lookup(items[-t:])
-            if 0 in seen:
-                seen = [i for i in seen if i]
-            histories += [0] * (t - len(seen))          # left-padded
-            histories += seen
-            q = scorer.query_term_ids(state["terms"][-8:])[:8] if state["terms"] else []
-            terms += q
-            terms += [0] * (8 - len(q))
-            recent = items[-5:][::-1]
-            parts = (_concat([covisit[i] for i in recent], n // 2),
-                     _concat([by_term[w] for w in state["terms"][-3:]], n // 4),
-                     _concat([[i for i in nearest.get(item, ()) if known[i]] for item in recent[:2]], n // 4))
-            bought = lookup(state["bought"])
-            own, counts = first_unique(parts, {0, *bought}, n)   # 0: an item the model does not know
-            personal.append(own)
-            blocked.append(bought)
-            own_counts = [a + b for a, b in zip(own_counts, counts)]
-        candidates, shared_counts = fill_from_shared(personal, blocked, list(shared), list(shared.values()), n)
-        rows = len(states)
-        return Inputs(np.array(histories, dtype=np.int64).reshape(rows, t), candidates,
-                      np.array(terms, dtype=np.int64).reshape(rows, 8),
-                      own_counts + shared_counts.tolist()[len(own_counts):])
+        bought = [state["bought"] for state in states]
+        blocked = _aligned(bought, max(map(len, bought), default=0), -1, lookup=lookup)
+        candidates, picked = merge_candidates(own, codes, blocked, list(shared), list(shared.values()), n)
+        # histories without the items the model lacks, left-padded
+        histories = _aligned([state["items"] for state in states], t, 0, lookup=lookup)
+        if not histories.all():
+            histories = np.take_along_axis(histories, np.argsort(histories != 0, axis=1, kind="stable"), axis=1)
+        terms = _aligned([scorer.query_term_ids(state["terms"][-8:]) for state in states], 8, 0, right=False)
+        return Inputs(histories, candidates, terms, (picked.tolist() + [0] * len(SOURCES))[:len(SOURCES)])
 
-    def _known_mask(self, tenant: str, index: CandidateIndex, scorer: Any) -> bytearray:
-        """A byte per model item index, 1 where the tenant's index has seen the item; kept
-        up to date by looking up only the names the index learned since the last call, and
-        the names the model lacked when it gains rows (cold start)."""
+    def _known_items(self, tenant: str, index: CandidateIndex, scorer: Any) -> _Known:
+        """The tenant's index's items in the model's terms (`_Known`), kept up to date by
+        looking up only the names the index learned since the last call, and the names the
+        model lacked when it gains rows (cold start)."""
         key = (tenant, scorer.version)
         known = self._known.get(key)
         if known is None or known.generation != index.item_generation:
             if len(self._known) >= MAX_KNOWN_MASKS:
                 self._known.clear()
-            known = self._known[key] = _Known(bytearray(scorer.num_items + 1), 0, index.item_generation,
-                                              scorer.num_items)
+            known = self._known[key] = _Known(bytearray(scorer.num_items + 1), np.zeros(0, dtype=np.int64), 0,
+                                              index.item_generation, scorer.num_items)
         if scorer.num_items != known.items:
             known.mask.extend(bytes(scorer.num_items + 1 - len(known.mask)))
             known.items = scorer.num_items
             retry, known.unknown = known.unknown, []
-            _mark(known, retry, scorer)
+            _mark(known, [i for i, _ in retry], [name for _, name in retry], scorer)
         names = index.item_names(known.looked_up)
         if names:
-            _mark(known, names, scorer)
+            ids = range(known.looked_up, known.looked_up + len(names))
             known.looked_up += len(names)
-        return known.mask
+            if len(known.model_of) < known.looked_up:
+                grown = np.zeros(max(known.looked_up, 2 * len(known.model_of)), dtype=np.int64)
+                grown[:len(known.model_of)] = known.model_of
+                known.model_of = grown
+            _mark(known, ids, names, scorer)
+        return known
 
-    def forget_nearest(self, version: str, items: list[str]) -> None:
-        """Items whose vectors moved (cold start): their nearest items are found again."""
+    def forget_nearest(self, version: str, items: list[int]) -> None:
+        """Items (model indices) whose vectors moved (cold start): their nearest items are found again."""
         cache = self._nearest.get(version, {})
         for item in items:
             cache.pop(item, None)
 
-    def _nearest_items(self, scorer: Any, items: set[str], n: int = 10) -> dict[str, list[int]]:
-        """The model's nearest items (as indices) to every item in the batch: one call for
-        the items not cached yet. Trained embeddings are fixed per version; an item whose
-        estimate (cold start) moves is dropped from the cache when it does (`forget_nearest`)."""
+    def _nearest_of_latest(self, scorer: Any, recent: list[list[str]], known: bytearray, n: int = 10) -> np.ndarray:
+        """(B, 2 * n or fewer): the model's nearest items to each row's two latest items, those the
+        tenant has seen (`known`), -1 elsewhere; one model call for the items not cached yet.
+        Trained embeddings are fixed per version; an item whose estimate (cold start) moves
+        is dropped from the cache when it does (`forget_nearest`)."""
+        latest = _aligned([items[:2] for items in recent], 2, 0, right=False, lookup=scorer.item_indices)
         cache = self._nearest.setdefault(scorer.version, {})
         if len(cache) > MAX_NEAREST_CACHED:
             cache.clear()
-        missing = [(item, scorer.item_index(item)) for item in items if item not in cache]
-        missing = [(item, i) for item, i in missing if i > 0]
+        items = np.unique(latest[latest > 0])
+        missing = [i for i in items.tolist() if i not in cache]
         if missing:
-            near = scorer.nearest_items(np.array([i for _, i in missing], dtype=np.int64), n)
-            cache.update((item, row.tolist()) for (item, _), row in zip(missing, near))
-        return cache
+            near = scorer.nearest_items(np.array(missing, dtype=np.int64), n)
+            cache.update(zip(missing, near.tolist()))
+        if not len(items):
+            return np.full((len(recent), 0), -1, dtype=np.int64)
+        rows = np.array([cache[i] for i in items.tolist()], dtype=np.int64).reshape(len(items), -1)
+        rows = np.vstack([rows, np.full((1, rows.shape[1]), -1, dtype=np.int64)])   # the last: no item
+        out = rows[np.where(latest > 0, np.searchsorted(items, latest), len(items))]
+        out[np.frombuffer(known, dtype=np.uint8)[np.maximum(out, 0)] == 0] = -1
+        return out.reshape(len(recent), -1)
 
 
-def _mark(known: _Known, names: list[str], scorer: Any) -> None:
+def _mark(known: _Known, ids: Iterable[int], names: list[str], scorer: Any) -> None:
     indices = scorer.item_indices(names)
+    known.model_of[list(ids)] = indices
     np.frombuffer(known.mask, dtype=np.uint8)[indices] = 1
     known.mask[0] = 0                                 # padding, or an item the model lacks
-    known.unknown += [name for name, i in zip(names, indices) if i == 0]
+    known.unknown += [(i, name) for i, name, index in zip(ids, names, indices) if index == 0]
 
 
-def _concat(lists: list[Sequence[int]], limit: int) -> list[int]:
-    """The lists end to end, cut to `limit` (list.extend: the copying stays in C)."""
-    out: list[int] = []
-    for part in lists:
-        out.extend(part)
-        if len(out) >= limit:
-            return out[:limit]
+def _aligned(lists: list[list], width: int, fill: int, right: bool = True,
+             lookup: Callable[[list], list[int]] | None = None) -> np.ndarray:
+    """(len(lists), width): each list's last `width` values in order, right-aligned (or
+    left-aligned), `fill` elsewhere; values mapped by `lookup` (one call for all) when given."""
+    out = np.full((len(lists), width), fill, dtype=np.int64)
+    lens = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    if len(lens) and lens.max() > width:
+        lists = [values[-width:] for values in lists]
+        lens = np.minimum(lens, width)
+    flat = list(chain.from_iterable(lists))
+    values = np.array(lookup(flat) if lookup is not None else flat, dtype=np.int64)
+    if len(values):
+        starts = np.repeat(np.cumsum(lens) - lens, lens)
+        column = np.arange(len(values)) - starts + (np.repeat(width - lens, lens) if right else 0)
+        out[np.repeat(np.arange(len(lists)), lens), column] = values
+    return out
+
+
+def _leftmost(matrix: np.ndarray, limit: int) -> np.ndarray:
+    """Each row's values other than -1, in order, the first `limit` of them: (B, limit), -1 after."""
+    out = np.full((len(matrix), limit), -1, dtype=np.int64)
+    filled = matrix >= 0
+    place = np.cumsum(filled, axis=1) - 1
+    r, c = np.nonzero(filled & (place < limit))
+    out[r, place[r, c]] = matrix[r, c]
     return out

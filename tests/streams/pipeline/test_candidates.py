@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import reckon.streams.pipeline.candidates as candidates
-from reckon.streams.pipeline.candidates import NEIGHBOURS, CandidateIndex, fill_from_shared, first_unique
+from reckon.streams.pipeline.candidates import NEIGHBOURS, CandidateIndex, merge_candidates
 
 
 class _Stream:
@@ -336,6 +336,12 @@ def _check_against_reference(batches) -> None:
             for key in present:
                 assert _row(index, source, key) == ref.row(key)
                 assert index.ranked(source, key) == [v for v, _ in ref.row(key)[:candidates.NEIGHBOURS]]
+            # many rows of keys at once: each row its first 3 keys' neighbours end to end
+            keys = sorted(present)
+            rows = [keys[:4], ["never seen", *keys[4:6]], [], keys[6:7]]
+            names = index.item_names()
+            for row, ids in zip(rows, index.neighbour_ids(source, rows, 3)):
+                assert [names[i] for i in ids[ids >= 0]] == [v for key in row[:3] for v in index.ranked(source, key)]
         trending = sum((counts for _, counts in window), Counter())
         top = index.trending_top(5)
         assert [trending[i] for i in top] == sorted(trending.values(), reverse=True)[:5]
@@ -358,30 +364,37 @@ def _reference_merge(parts, shared, shared_codes, blocked, n):
 _part = st.lists(st.integers(0, 40), max_size=30)
 
 
+def _padded(lists: list[list[int]], width: int) -> np.ndarray:
+    out = np.full((len(lists), width), -1, dtype=np.int64)
+    for row, values in enumerate(lists):
+        out[row, :len(values)] = values
+    return out
+
+
 @settings(max_examples=300, deadline=None)
 @given(rows=st.lists(st.tuples(st.tuples(_part, _part, _part), st.lists(st.integers(0, 40), max_size=5)),
                      min_size=1, max_size=6),
        shared=st.lists(st.integers(1, 60), max_size=50, unique=True), n=st.integers(1, 70))
 def test_batch_merge_equals_the_reference(rows, shared, n) -> None:
     shared_codes = [3 if k % 3 else 4 for k in range(len(shared))]
-    personal, blocked, own = [], [], Counter()
-    for parts, bought in rows:
-        items, counts = first_unique(parts, {0, *bought}, n)
-        personal.append(items)
-        blocked.append(bought)
-        own.update({code: c for code, c in enumerate(counts)})
-    matrix, picked = fill_from_shared(personal, blocked, shared, shared_codes, n)
+    # each source's items in a block of columns of its own, -1 where a row has fewer
+    widths = [max(len(parts[code]) for parts, _ in rows) for code in range(3)]
+    own = np.hstack([_padded([parts[code] for parts, _ in rows], widths[code]) for code in range(3)])
+    blocked = _padded([bought for _, bought in rows], max(len(bought) for _, bought in rows))
+    matrix, picked = merge_candidates(own, np.repeat(np.arange(3), widths), blocked, shared, shared_codes, n)
     expected = Counter()
     for row, (parts, bought) in enumerate(rows):
         items, codes = _reference_merge(parts, shared, shared_codes, bought, n)
         assert matrix[row].tolist() == items + [0] * (n - len(items))
         expected.update(codes)
-    got = own + Counter(dict(enumerate(picked.tolist())))
-    assert +got == +expected
+    assert +Counter(dict(enumerate(picked.tolist()))) == +expected
 
 
-def test_fill_handles_an_empty_batch_and_no_shared_items() -> None:
-    matrix, _ = fill_from_shared([[3, 1]], [[]], [], [], 4)
+def test_merge_handles_an_empty_batch_and_no_shared_items() -> None:
+    none = np.zeros(0, dtype=np.int64)
+    matrix, _ = merge_candidates(np.array([[3, 1]]), np.array([0, 0]), np.zeros((1, 0), dtype=np.int64), [], [], 4)
     assert matrix.tolist() == [[3, 1, 0, 0]]
-    assert fill_from_shared([], [], [1, 2], [3, 3], 4)[0].shape == (0, 4)
-    assert np.array_equal(fill_from_shared([[]], [[1]], [1, 2], [3, 4], 2)[0], [[2, 0]])
+    assert merge_candidates(np.zeros((0, 0), dtype=np.int64), none, np.zeros((0, 0), dtype=np.int64),
+                            [1, 2], [3, 3], 4)[0].shape == (0, 4)
+    matrix, _ = merge_candidates(np.zeros((1, 0), dtype=np.int64), none, np.array([[1]]), [1, 2], [3, 4], 2)
+    assert matrix.tolist() == [[2, 0]]
