@@ -559,17 +559,17 @@ def merge_candidates(own: np.ndarray, own_codes: np.ndarray, blocked: np.ndarray
     out = np.zeros((rows, n), dtype=np.int64)
     if not rows:
         return out, picked
-    # (item, column) pairs sorted within each row: a pair is an item's first occurrence when
-    # the pair before it holds another item
-    pairs = np.sort(np.maximum(own, 0) * width + np.arange(width), axis=1)
-    item, column = np.divmod(pairs, width)
-    first = np.ones(pairs.shape, dtype=bool)
-    np.not_equal(item[:, 1:], item[:, :-1], out=first[:, 1:])
-    keep = first & (item > 0)
-    if blocked.shape[1]:
-        keep &= ~(item[:, :, None] == blocked[:, None, :]).any(axis=2)
+    # (item, column) pairs sorted within each row, the blocked items in columns before the
+    # row's own: an own item is kept where its pair is the item's first (a blocked one's is first)
+    k = blocked.shape[1]
+    both = np.concatenate([np.maximum(blocked, 0), np.maximum(own, 0)], axis=1)
+    pairs = np.sort(both * (k + width) + np.arange(k + width), axis=1)
+    item, column = np.divmod(pairs, k + width)
+    keep = item > 0
+    keep[:, 1:] &= item[:, 1:] != item[:, :-1]
+    keep &= column >= k
     chosen = np.zeros(own.shape, dtype=bool)
-    chosen[np.nonzero(keep)[0], column[keep]] = True          # back in column (priority) order
+    chosen[np.nonzero(keep)[0], column[keep] - k] = True          # back in column (priority) order
     place = np.cumsum(chosen, axis=1) - 1
     chosen &= place < n
     r, c = np.nonzero(chosen)
