@@ -1,0 +1,45 @@
+"""Scoring inputs built for a whole batch equal the same rows built one at a time."""
+
+from __future__ import annotations
+
+import json
+from itertools import islice
+
+import numpy as np
+
+from reckon.streams.core.settings import Settings
+from reckon.streams.costs.pricing import PriceSheet
+from reckon.streams.pipeline.inputs import InputBuilder
+from reckon.streams.pipeline.processor import BatchProcessor, runs_of
+from reckon.streams.traffic.generator import Record, TrafficGenerator
+
+
+def _record(event: dict) -> Record:
+    return Record("clicks" if "item_id" in event else "searches", event["user_id"].encode(),
+                  json.dumps(event).encode(), True)
+
+
+def test_a_batch_of_rows_equals_its_rows_built_alone(scorer) -> None:
+    # Two tenants, searches, purchases, items the model never saw and users with no history:
+    # every row of one batch must be what that row gives alone (no row reads another's slots).
+    processor = BatchProcessor(Settings(worker_name="t", cold_start=False), PriceSheet.load(env={}),
+                               lambda user: scorer)
+    events = list(islice(TrafficGenerator(users=60, seed=11, search_fraction=0.3).sessions(), 1500))
+    clicks = [e for e in events if "item_id" in e]
+    events += [{**clicks[-1], "event_id": "new-1", "item_id": "never-seen", "action": "purchase"},
+               {**clicks[-2], "event_id": "new-2", "action": "purchase"}]
+    records = [_record(e) for e in events]
+    store: dict = {}
+    for start in range(0, len(records), 200):
+        store.update(processor.process(runs_of(records[start:start + 200]), lambda k, p: store.get(k), "cpu").states)
+    rows = [(key.decode().split("\x1f")[0], state) for key, state in store.items()]
+    rows.append(("acme", {"items": [], "terms": [], "bought": []}))
+    assert {tenant for tenant, _ in rows} == {"acme", "globex"} and any(s["bought"] for _, s in rows)
+    for n in (100, 7):
+        together = InputBuilder(n).build(rows, processor.index, scorer)
+        alone = [InputBuilder(n).build([row], processor.index, scorer) for row in rows]
+        for name in ("histories", "candidates", "terms"):
+            assert np.array_equal(getattr(together, name), np.vstack([getattr(a, name) for a in alone])), name
+        assert together.sources == [sum(counts) for counts in zip(*(a.sources for a in alone))]
+        assert together.sources[0] > 0 and (n < 100 or together.sources[1] > 0)   # co-visitation, query
+        assert (together.candidates[:, :n] > 0).all()                             # full rows
