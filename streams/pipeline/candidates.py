@@ -543,22 +543,17 @@ class CandidateIndex:
 SOURCES = ("covisit", "query", "embedding", "trending", "catalog")  # catalog: any known item, last resort
 
 
-def merge_candidates(own: np.ndarray, own_codes: np.ndarray, blocked: np.ndarray, shared: Sequence[int],
-                     shared_codes: Sequence[int], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The batch's candidate matrix, vectorised over its rows: each row's own candidates,
-    first occurrence wins, then the `shared` items (trending, catalog: the same list for
-    every row) that the row neither has nor blocks, up to n.
+def merge_own(own: np.ndarray, own_codes: np.ndarray, blocked: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's own candidates merged, vectorised over the rows: first occurrence wins (so
+    an earlier column, a higher-priority source, keeps an item), blocked items and 0 (an item
+    the model lacks) dropped, at most n kept.
 
-    own: (B, P) item indices in source-priority order, -1 in empty slots (0, an item the
-    model lacks, is dropped too); own_codes: (P,) the source code of each column; blocked:
-    (B, K) items never to appear in that row, -1 padding; shared: unique, no 0. Returns
-    (B, n) int64 (0 = padding) and the number of picks per source code.
+    own: (B, P) item indices in source-priority order, -1 in empty slots; own_codes: (P,) the
+    source code of each column; blocked: (B, K), -1 padding. Returns (B, n) int64, each row's
+    items first and 0 after, and the number kept per source code.
     """
     rows, width = own.shape
-    picked = np.zeros(max(int(own_codes.max(initial=0)), max(shared_codes, default=0)) + 1, dtype=np.int64)
     out = np.zeros((rows, n), dtype=np.int64)
-    if not rows:
-        return out, picked
     # (item, column) pairs sorted within each row, the blocked items in columns before the
     # row's own: an own item is kept where its pair is the item's first (a blocked one's is first)
     k = blocked.shape[1]
@@ -574,23 +569,37 @@ def merge_candidates(own: np.ndarray, own_codes: np.ndarray, blocked: np.ndarray
     chosen &= place < n
     r, c = np.nonzero(chosen)
     out[r, place[r, c]] = own[r, c]
-    picked += np.bincount(own_codes[c], minlength=len(picked))
-    if not len(shared):
-        return out, picked
-    lens = chosen.sum(axis=1)
+    return out, np.bincount(own_codes[c], minlength=int(own_codes.max(initial=0)) + 1)
+
+
+def fill_shared(candidates: np.ndarray, blocked: np.ndarray, shared: Sequence[int],
+                shared_codes: Sequence[int]) -> np.ndarray:
+    """Fill each row's padding (the 0s after its own items), in place, with the first
+    `shared` items (trending, catalog: the same list for every row) that the row neither
+    has nor blocks. Vectorised over the rows.
+
+    blocked: (B, K), -1 padding; shared: unique, no 0. Returns the number of picks per
+    shared code (bincount over `shared_codes`).
+    """
+    picked = np.zeros(max(shared_codes, default=0) + 1, dtype=np.int64)
+    if not len(shared) or not len(candidates):
+        return picked
+    n = candidates.shape[1]
+    lens = (candidates > 0).sum(axis=1)
     shared = np.asarray(shared, dtype=np.int64)
-    # taken[r, j]: shared[j] is already in row r or blocked for it
-    mine = np.concatenate([out, blocked], axis=1)
-    position = np.full(max(int(mine.max(initial=0)), int(shared.max())) + 1, -1, dtype=np.int64)
-    position[shared] = np.arange(len(shared))
-    j = np.where(mine > 0, position[np.maximum(mine, 0)], -1)
-    taken = np.zeros((rows, len(shared)), dtype=bool)
-    r, c = np.nonzero(j >= 0)
-    taken[r, j[r, c]] = True
+    # taken[r, j]: shared[j] is already in row r or blocked for it (found by binary search:
+    # nothing here is sized by the catalog)
+    order = np.argsort(shared)
+    ranked = shared[order]
+    mine = np.concatenate([candidates, blocked], axis=1)
+    at = np.minimum(np.searchsorted(ranked, mine), len(ranked) - 1)
+    r, c = np.nonzero((ranked[at] == mine) & (mine > 0))
+    taken = np.zeros((len(candidates), len(shared)), dtype=bool)
+    taken[r, order[at[r, c]]] = True
     free = ~taken
     slot = np.cumsum(free, axis=1)                      # 1-based slot among the row's free items
     use = free & (slot <= (n - lens)[:, None])
     r, c = np.nonzero(use)
-    out[r, lens[r] + slot[r, c] - 1] = shared[c]
+    candidates[r, lens[r] + slot[r, c] - 1] = shared[c]
     picked += np.bincount(np.asarray(shared_codes, dtype=np.int64)[c], minlength=len(picked))
-    return out, picked
+    return picked

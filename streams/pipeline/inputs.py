@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from reckon.streams.pipeline.candidates import SOURCES, CandidateIndex, merge_candidates
+from reckon.streams.pipeline.candidates import SOURCES, CandidateIndex, fill_shared, merge_own
 
 MAX_NEAREST_CACHED = 200_000    # items whose model neighbours are kept, per version
 MAX_KNOWN_MASKS = 256           # (tenant, version) item masks kept
@@ -54,54 +54,64 @@ class InputBuilder:
 
     def build(self, rows: Sequence[tuple[str, dict]], index_of: Callable[[str], CandidateIndex],
               scorer: Any) -> Inputs:
-        """Inputs for rows of (tenant, state), in order: each tenant's rows are built from
-        its own index, then put back in row order."""
+        """Inputs for rows of (tenant, state), in order, a source at a time for all of them: a
+        row's own candidates are its recent items' co-visitation neighbours, its last query
+        terms' items and its latest items' nearest items by the model (only items its tenant
+        has seen); then its tenant's trending and catalog items. Only what a tenant's index
+        answers is asked per tenant; everything else is one pass over all rows, so a batch
+        of many tenants costs little more than one of few."""
+        n, t = self.n, scorer.max_len
+        lookup = scorer.item_indices
         by_tenant: dict[str, list[int]] = {}
         for row, (tenant, _) in enumerate(rows):
             by_tenant.setdefault(tenant, []).append(row)
-        if len(by_tenant) == 1:
-            tenant = rows[0][0]
-            return self._for_tenant(tenant, [state for _, state in rows], index_of(tenant), scorer)
-        parts = [(positions, self._for_tenant(tenant, [rows[p][1] for p in positions], index_of(tenant), scorer))
-                 for tenant, positions in by_tenant.items()]
-        out = Inputs(np.zeros((len(rows), scorer.max_len), dtype=np.int64),
-                     np.zeros((len(rows), self.n), dtype=np.int64), np.zeros((len(rows), 8), dtype=np.int64),
-                     [0] * len(SOURCES))
-        for positions, part in parts:
-            out.histories[positions], out.candidates[positions], out.terms[positions] = \
-                part.histories, part.candidates, part.terms
-            out.sources = [a + b for a, b in zip(out.sources, part.sources)]
-        return out
-
-    def _for_tenant(self, tenant: str, states: list[dict], index: CandidateIndex, scorer: Any) -> Inputs:
-        """One tenant's rows, a source at a time for all of them: a row's own candidates are
-        its recent items' co-visitation neighbours, its last query terms' items and its
-        latest items' nearest items by the model (only items this tenant has seen); then the
-        trending and catalog items, the same list for every row."""
-        n, t = self.n, scorer.max_len
-        lookup = scorer.item_indices
-        known = self._known_items(tenant, index, scorer)
-        index.begin_batch()
+        # rows grouped by tenant, so that each tenant's are one slice; put back in order at the end
+        order = [row for positions in by_tenant.values() for row in positions]
+        states = [rows[row][1] for row in order]
+        spans, start = {}, 0
+        for tenant, positions in by_tenant.items():
+            spans[tenant], start = slice(start, start + len(positions)), start + len(positions)
         recent = [state["items"][-5:][::-1] for state in states]      # newest first
-        own = np.hstack([
-            _leftmost(known.model_indices(index.neighbour_ids("covisit", recent, 5)), n // 2),
-            _leftmost(known.model_indices(index.neighbour_ids("query", [s["terms"][-3:] for s in states], 3)),
-                      n // 4),
-            _leftmost(self._nearest_of_latest(scorer, recent, known.mask), n // 4)])
+        nearest = self._nearest_of_latest(scorer, recent)
+        covisit, by_term, shared = [], [], {}
+        for tenant, span in spans.items():
+            index = index_of(tenant)
+            known = self._known_items(tenant, index, scorer)
+            index.begin_batch()
+            covisit.append(known.model_indices(index.neighbour_ids("covisit", recent[span], 5)))
+            last_terms = [state["terms"][-3:] for state in states[span]]
+            by_term.append(known.model_indices(index.neighbour_ids("query", last_terms, 3)))
+            near = nearest[span]                       # a view: only items the tenant has seen
+            near[np.frombuffer(known.mask, dtype=np.uint8)[np.maximum(near, 0)] == 0] = -1
+            shared[tenant] = self._shared(index, known, lookup)
+        own = np.hstack([_leftmost(np.vstack(covisit), n // 2), _leftmost(np.vstack(by_term), n // 4),
+                         _leftmost(nearest, n // 4)])
         codes = np.repeat(np.arange(3), [n // 2, n // 4, own.shape[1] - n // 2 - n // 4])
-        shared = dict.fromkeys(lookup(index.trending_top(n)), SOURCES.index("trending"))
-        for i in np.flatnonzero(np.frombuffer(known.mask, dtype=np.uint8))[:n].tolist():   # the catalog
-            shared.setdefault(i, SOURCES.index("catalog"))
-        shared.pop(0, None)
         bought = [state["bought"] for state in states]
         blocked = _aligned(bought, max(map(len, bought), default=0), -1, lookup=lookup)
-        candidates, picked = merge_candidates(own, codes, blocked, list(shared), list(shared.values()), n)
+        candidates, own_picked = merge_own(own, codes, blocked, n)
+        sources = own_picked.tolist() + [0] * (len(SOURCES) - len(own_picked))
+        for tenant, span in spans.items():
+            for code, count in enumerate(fill_shared(candidates[span], blocked[span], *shared[tenant]).tolist()):
+                sources[code] += count
         # histories without the items the model lacks, left-padded
         histories = _aligned([state["items"] for state in states], t, 0, lookup=lookup)
         if not histories.all():
             histories = np.take_along_axis(histories, np.argsort(histories != 0, axis=1, kind="stable"), axis=1)
         terms = _aligned([scorer.query_term_ids(state["terms"][-8:]) for state in states], 8, 0, right=False)
-        return Inputs(histories, candidates, terms, (picked.tolist() + [0] * len(SOURCES))[:len(SOURCES)])
+        if len(spans) > 1:
+            back = np.argsort(order)
+            histories, candidates, terms = histories[back], candidates[back], terms[back]
+        return Inputs(histories, candidates, terms, sources)
+
+    def _shared(self, index: CandidateIndex, known: _Known, lookup: Callable) -> tuple[list[int], list[int]]:
+        """A tenant's candidates for every row (model indices, no 0) and their source codes:
+        its trending items, then its catalog (any item it has seen)."""
+        shared = dict.fromkeys(lookup(index.trending_top(self.n)), SOURCES.index("trending"))
+        for i in np.flatnonzero(np.frombuffer(known.mask, dtype=np.uint8))[:self.n].tolist():
+            shared.setdefault(i, SOURCES.index("catalog"))
+        shared.pop(0, None)
+        return list(shared), list(shared.values())
 
     def _known_items(self, tenant: str, index: CandidateIndex, scorer: Any) -> _Known:
         """The tenant's index's items in the model's terms (`_Known`), kept up to date by
@@ -136,9 +146,9 @@ class InputBuilder:
         for item in items:
             cache.pop(item, None)
 
-    def _nearest_of_latest(self, scorer: Any, recent: list[list[str]], known: bytearray, n: int = 10) -> np.ndarray:
-        """(B, 2 * n or fewer): the model's nearest items to each row's two latest items, those the
-        tenant has seen (`known`), -1 elsewhere; one model call for the items not cached yet.
+    def _nearest_of_latest(self, scorer: Any, recent: list[list[str]], n: int = 10) -> np.ndarray:
+        """(B, 2 * n or fewer): the model's nearest items to each row's two latest items
+        (newest first), -1 where a row has none; one model call for the items not cached yet.
         Trained embeddings are fixed per version; an item whose estimate (cold start) moves
         is dropped from the cache when it does (`forget_nearest`)."""
         latest = _aligned([items[:2] for items in recent], 2, 0, right=False, lookup=scorer.item_indices)
@@ -154,9 +164,7 @@ class InputBuilder:
             return np.full((len(recent), 0), -1, dtype=np.int64)
         rows = np.array([cache[i] for i in items.tolist()], dtype=np.int64).reshape(len(items), -1)
         rows = np.vstack([rows, np.full((1, rows.shape[1]), -1, dtype=np.int64)])   # the last: no item
-        out = rows[np.where(latest > 0, np.searchsorted(items, latest), len(items))]
-        out[np.frombuffer(known, dtype=np.uint8)[np.maximum(out, 0)] == 0] = -1
-        return out.reshape(len(recent), -1)
+        return rows[np.where(latest > 0, np.searchsorted(items, latest), len(items))].reshape(len(recent), -1)
 
 
 def _mark(known: _Known, ids: Iterable[int], names: list[str], scorer: Any) -> None:
