@@ -20,7 +20,7 @@ def _record(event: dict) -> Record:
 
 
 def test_a_batch_of_rows_equals_its_rows_built_alone(scorer) -> None:
-    # Two tenants, searches, purchases, items the model never saw and users with no history:
+    # Three tenants, searches, purchases, items the model never saw and users with no history:
     # every row of one batch must be what that row gives alone (no row reads another's slots).
     processor = BatchProcessor(Settings(worker_name="t", cold_start=False), PriceSheet.load(env={}),
                                lambda user: scorer)
@@ -28,13 +28,16 @@ def test_a_batch_of_rows_equals_its_rows_built_alone(scorer) -> None:
     clicks = [e for e in events if "item_id" in e]
     events += [{**clicks[-1], "event_id": "new-1", "item_id": "never-seen", "action": "purchase"},
                {**clicks[-2], "event_id": "new-2", "action": "purchase"}]
+    # a tenant whose few items are all trending: its rows get no catalog picks, others' do
+    events += [{**clicks[-1], "tenant": "tiny", "event_id": f"tiny-{k}", "item_id": item}
+               for k, item in enumerate([c["item_id"] for c in clicks[:3]])]
     records = [_record(e) for e in events]
     store: dict = {}
     for start in range(0, len(records), 200):
         store.update(processor.process(runs_of(records[start:start + 200]), lambda k, p: store.get(k), "cpu").states)
     rows = [(key.decode().split("\x1f")[0], state) for key, state in store.items()]
     rows.append(("acme", {"items": [], "terms": [], "bought": []}))
-    assert {tenant for tenant, _ in rows} == {"acme", "globex"} and any(s["bought"] for _, s in rows)
+    assert {tenant for tenant, _ in rows} == {"acme", "globex", "tiny"} and any(s["bought"] for _, s in rows)
     for n in (100, 7):
         together = InputBuilder(n).build(rows, processor.index, scorer)
         alone = [InputBuilder(n).build([row], processor.index, scorer) for row in rows]
@@ -42,4 +45,6 @@ def test_a_batch_of_rows_equals_its_rows_built_alone(scorer) -> None:
             assert np.array_equal(getattr(together, name), np.vstack([getattr(a, name) for a in alone])), name
         assert together.sources == [sum(counts) for counts in zip(*(a.sources for a in alone))]
         assert together.sources[0] > 0 and (n < 100 or together.sources[1] > 0)   # co-visitation, query
-        assert (together.candidates[:, :n] > 0).all()                             # full rows
+        assert n < 100 or together.sources[4] > 0                                  # catalog
+        big = [tenant != "tiny" for tenant, _ in rows]
+        assert (together.candidates[big] > 0).all()                               # full rows
