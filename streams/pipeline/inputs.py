@@ -61,6 +61,9 @@ class InputBuilder:
         answers is asked per tenant; everything else is one pass over all rows, so a batch
         of many tenants costs little more than one of few."""
         n, t = self.n, scorer.max_len
+        if not rows:
+            return Inputs(np.zeros((0, t), dtype=np.int64), np.zeros((0, n), dtype=np.int64),
+                          np.zeros((0, 8), dtype=np.int64), [0] * len(SOURCES))
         lookup = scorer.item_indices
         by_tenant: dict[str, list[int]] = {}
         for row, (tenant, _) in enumerate(rows):
@@ -182,7 +185,7 @@ def _aligned(lists: list[list], width: int, fill: int, right: bool = True,
     out = np.full((len(lists), width), fill, dtype=np.int64)
     lens = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
     if len(lens) and lens.max() > width:
-        lists = [values[-width:] for values in lists]
+        lists = [values[len(values) - width:] if len(values) > width else values for values in lists]
         lens = np.minimum(lens, width)
     flat = list(chain.from_iterable(lists))
     values = np.array(lookup(flat) if lookup is not None else flat, dtype=np.int64)

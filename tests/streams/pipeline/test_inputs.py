@@ -48,3 +48,10 @@ def test_a_batch_of_rows_equals_its_rows_built_alone(scorer) -> None:
         assert n < 100 or together.sources[4] > 0                                  # catalog
         big = [tenant != "tiny" for tenant, _ in rows]
         assert (together.candidates[big] > 0).all()                               # full rows
+
+
+def test_no_rows_give_empty_inputs(scorer) -> None:
+    processor = BatchProcessor(Settings(worker_name="t"), PriceSheet.load(env={}), lambda user: scorer)
+    empty = InputBuilder(5).build([], processor.index, scorer)
+    assert empty.histories.shape == (0, scorer.max_len) and empty.candidates.shape == (0, 5)
+    assert empty.terms.shape == (0, 8) and empty.sources == [0] * 5
