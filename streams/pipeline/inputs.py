@@ -43,6 +43,8 @@ class _Known:
 
     def model_indices(self, ids: np.ndarray) -> np.ndarray:
         """Index item ids -> model indices; -1 (an empty slot) stays -1."""
+        if not self.looked_up:          # an index that has seen no item has no ids to map
+            return np.full(ids.shape, -1, dtype=np.int64)
         return np.where(ids >= 0, self.model_of[np.maximum(ids, 0)], -1)
 
 

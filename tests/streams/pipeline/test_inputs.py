@@ -37,17 +37,21 @@ def test_a_batch_of_rows_equals_its_rows_built_alone(scorer) -> None:
         store.update(processor.process(runs_of(records[start:start + 200]), lambda k, p: store.get(k), "cpu").states)
     rows = [(key.decode().split("\x1f")[0], state) for key, state in store.items()]
     rows.append(("acme", {"items": [], "terms": [], "bought": []}))
-    assert {tenant for tenant, _ in rows} == {"acme", "globex", "tiny"} and any(s["bought"] for _, s in rows)
-    for n in (100, 7):
+    rows.append(("no-items-yet", {"items": [], "terms": ["red"], "bought": []}))   # its index knows no item
+    assert {tenant for tenant, _ in rows} == {"acme", "globex", "tiny", "no-items-yet"}
+    assert any(state["bought"] for _, state in rows)
+    for n in (100, 7, 1):
         together = InputBuilder(n).build(rows, processor.index, scorer)
         alone = [InputBuilder(n).build([row], processor.index, scorer) for row in rows]
         for name in ("histories", "candidates", "terms"):
             assert np.array_equal(getattr(together, name), np.vstack([getattr(a, name) for a in alone])), name
         assert together.sources == [sum(counts) for counts in zip(*(a.sources for a in alone))]
-        assert together.sources[0] > 0 and (n < 100 or together.sources[1] > 0)   # co-visitation, query
+        assert n < 2 or together.sources[0] > 0                                  # co-visitation
+        assert n < 100 or together.sources[1] > 0                                 # query
         assert n < 100 or together.sources[4] > 0                                  # catalog
-        big = [tenant != "tiny" for tenant, _ in rows]
+        big = [tenant not in ("tiny", "no-items-yet") for tenant, _ in rows]
         assert (together.candidates[big] > 0).all()                               # full rows
+        assert not together.candidates[-1].any()                                  # none to offer
 
 
 def test_no_rows_give_empty_inputs(scorer) -> None:
