@@ -57,17 +57,7 @@ class _Vocab:
     def encode_tails(self, lists: Sequence[Sequence[str]], width: int) -> np.ndarray:
         """(len(lists), width) ids of each list's last `width` names, right-aligned
         (oldest first), -1 where a list is shorter."""
-        lens = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
-        if len(lens) and lens.max() > width:
-            lists = [names[-width:] for names in lists]
-            lens = np.minimum(lens, width)
-        out = np.full((len(lists), width), -1, dtype=np.int64)
-        ids = self.encode(list(chain.from_iterable(lists)))
-        if len(ids):
-            ends = np.cumsum(lens)
-            # name i of list r goes to column width - (ends[r] - i): the last one to width - 1
-            out[np.repeat(np.arange(len(lists)), lens), width - np.repeat(ends, lens) + np.arange(len(ids))] = ids
-        return out
+        return tails(lists, width, -1, lookup=self.encode)
 
     def compact(self, live: np.ndarray) -> np.ndarray:
         """Keep the ids where `live` (bool per id), renumbered in their old order.
@@ -89,7 +79,25 @@ def _run_starts(ordered: np.ndarray) -> np.ndarray:
     return np.flatnonzero(starts)
 
 
-def _grown(array: np.ndarray, size: int, fill) -> np.ndarray:
+def tails(lists: Sequence[Sequence], width: int, fill: int, right: bool = True,
+          lookup: Callable[[list], Sequence[int]] | None = None) -> np.ndarray:
+    """(len(lists), width): each list's last `width` values in order, right-aligned (or
+    left-aligned), `fill` elsewhere; values mapped by `lookup` (one call for all) when given."""
+    out = np.full((len(lists), width), fill, dtype=np.int64)
+    lens = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    if len(lens) and lens.max() > width:
+        lists = [values[len(values) - width:] if len(values) > width else values for values in lists]
+        lens = np.minimum(lens, width)
+    flat = list(chain.from_iterable(lists))
+    values = np.asarray(lookup(flat) if lookup is not None else flat, dtype=np.int64)
+    if len(values):
+        starts = np.repeat(np.cumsum(lens) - lens, lens)
+        column = np.arange(len(values)) - starts + (np.repeat(width - lens, lens) if right else 0)
+        out[np.repeat(np.arange(len(lists)), lens), column] = values
+    return out
+
+
+def grown(array: np.ndarray, size: int, fill) -> np.ndarray:
     """`array` with at least `size` rows (doubling), new rows set to `fill`."""
     if len(array) >= size:
         return array
@@ -295,7 +303,7 @@ class _NeighbourRows:
 
     def _rows_for(self, keys: np.ndarray, tick: int) -> np.ndarray:
         """Rows of these (distinct) key ids, allocated for new ones; all marked touched."""
-        self.row_of = _grown(self.row_of, int(keys.max()) + 1, -1)
+        self.row_of = grown(self.row_of, int(keys.max()) + 1, -1)
         rows = self.row_of[keys]
         new = np.flatnonzero(rows < 0)
         self.touched[rows[rows >= 0]] = tick
@@ -333,7 +341,7 @@ class _NeighbourRows:
         rows = max(rows, min(2 * len(self.size), MAX_TRACKED))
         for name, fill in (("nbr", -1), ("w", 0.0), ("age", 0), ("size", 0), ("scale", 1.0),
                            ("touched", 0), ("key_of", -1)):
-            setattr(self, name, _grown(getattr(self, name), rows, fill))
+            setattr(self, name, grown(getattr(self, name), rows, fill))
 
     def remap(self, keys: np.ndarray | None, values: np.ndarray | None) -> None:
         """Renumber key ids and/or neighbour ids after a vocabulary compaction (old -> new)."""
@@ -436,7 +444,7 @@ class CandidateIndex:
         items = np.sort(items)
         starts = _run_starts(items)
         ids, counts = items[starts], np.diff(starts, append=len(items))
-        self._trending = _grown(self._trending, len(self._items), 0)
+        self._trending = grown(self._trending, len(self._items), 0)
         self._trending[ids] += counts
         self._window.append((newest, ids, counts))
         self._newest = max(self._newest, newest)

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import Any
 
 import numpy as np
 
-from reckon.streams.pipeline.candidates import SOURCES, CandidateIndex, fill_shared, merge_own
+from reckon.streams.pipeline.candidates import SOURCES, CandidateIndex, fill_shared, grown, merge_own, tails
 
 MAX_NEAREST_CACHED = 200_000    # items whose model neighbours are kept, per version
 MAX_KNOWN_MASKS = 256           # (tenant, version) item masks kept
@@ -93,17 +92,17 @@ class InputBuilder:
                          _leftmost(nearest, n // 4)])
         codes = np.repeat(np.arange(3), [n // 2, n // 4, own.shape[1] - n // 2 - n // 4])
         bought = [state["bought"] for state in states]
-        blocked = _aligned(bought, max(map(len, bought), default=0), -1, lookup=lookup)
+        blocked = tails(bought, max(map(len, bought), default=0), -1, lookup=lookup)
         candidates, own_picked = merge_own(own, codes, blocked, n)
         sources = own_picked.tolist() + [0] * (len(SOURCES) - len(own_picked))
         for tenant, span in spans.items():
             for code, count in enumerate(fill_shared(candidates[span], blocked[span], *shared[tenant]).tolist()):
                 sources[code] += count
         # histories without the items the model lacks, left-padded
-        histories = _aligned([state["items"] for state in states], t, 0, lookup=lookup)
+        histories = tails([state["items"] for state in states], t, 0, lookup=lookup)
         if not histories.all():
             histories = np.take_along_axis(histories, np.argsort(histories != 0, axis=1, kind="stable"), axis=1)
-        terms = _aligned([scorer.query_term_ids(state["terms"][-8:]) for state in states], 8, 0, right=False)
+        terms = tails([scorer.query_term_ids(state["terms"][-8:]) for state in states], 8, 0, right=False)
         if len(spans) > 1:
             back = np.argsort(order)
             histories, candidates, terms = histories[back], candidates[back], terms[back]
@@ -138,10 +137,7 @@ class InputBuilder:
         if names:
             ids = range(known.looked_up, known.looked_up + len(names))
             known.looked_up += len(names)
-            if len(known.model_of) < known.looked_up:
-                grown = np.zeros(max(known.looked_up, 2 * len(known.model_of)), dtype=np.int64)
-                grown[:len(known.model_of)] = known.model_of
-                known.model_of = grown
+            known.model_of = grown(known.model_of, known.looked_up, 0)
             _mark(known, ids, names, scorer)
         return known
 
@@ -156,7 +152,7 @@ class InputBuilder:
         (newest first), -1 where a row has none; one model call for the items not cached yet.
         Trained embeddings are fixed per version; an item whose estimate (cold start) moves
         is dropped from the cache when it does (`forget_nearest`)."""
-        latest = _aligned([items[:2] for items in recent], 2, 0, right=False, lookup=scorer.item_indices)
+        latest = tails([items[:2] for items in recent], 2, 0, right=False, lookup=scorer.item_indices)
         cache = self._nearest.setdefault(scorer.version, {})
         if len(cache) > MAX_NEAREST_CACHED:
             cache.clear()
@@ -178,24 +174,6 @@ def _mark(known: _Known, ids: Iterable[int], names: list[str], scorer: Any) -> N
     np.frombuffer(known.mask, dtype=np.uint8)[indices] = 1
     known.mask[0] = 0                                 # padding, or an item the model lacks
     known.unknown += [(i, name) for i, name, index in zip(ids, names, indices) if index == 0]
-
-
-def _aligned(lists: list[list], width: int, fill: int, right: bool = True,
-             lookup: Callable[[list], list[int]] | None = None) -> np.ndarray:
-    """(len(lists), width): each list's last `width` values in order, right-aligned (or
-    left-aligned), `fill` elsewhere; values mapped by `lookup` (one call for all) when given."""
-    out = np.full((len(lists), width), fill, dtype=np.int64)
-    lens = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
-    if len(lens) and lens.max() > width:
-        lists = [values[len(values) - width:] if len(values) > width else values for values in lists]
-        lens = np.minimum(lens, width)
-    flat = list(chain.from_iterable(lists))
-    values = np.array(lookup(flat) if lookup is not None else flat, dtype=np.int64)
-    if len(values):
-        starts = np.repeat(np.cumsum(lens) - lens, lens)
-        column = np.arange(len(values)) - starts + (np.repeat(width - lens, lens) if right else 0)
-        out[np.repeat(np.arange(len(lists)), lens), column] = values
-    return out
 
 
 def _leftmost(matrix: np.ndarray, limit: int) -> np.ndarray:
