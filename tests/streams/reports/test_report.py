@@ -89,7 +89,9 @@ def _batch(tenant: str, version: str, ts: float, recs: int, wall: float, worker:
 
 
 def _window_of_its_own(tag: str, days: int) -> datetime:
-    """A start minute no other test writes to (idle and shared rows carry no tenant to filter on)."""
+    """A start minute no other test writes to (idle and shared rows carry no tenant to filter on):
+    `days` must be one no other test writes near (the budget alert test spreads its rows over
+    days 7-10.5, the retrain tests use days 2 and 4, repricing 5 and 40)."""
     return (datetime.now(timezone.utc) - timedelta(days=days, minutes=zlib.crc32(tag.encode()) % 1000)).replace(
         second=0, microsecond=0)
 
@@ -101,7 +103,7 @@ def _usd(events, kind=None) -> Decimal:
 @pytest.mark.integration
 def test_report_figures_equal_the_events_written(clickhouse) -> None:
     tag = uuid.uuid4().hex[:8]
-    start = _window_of_its_own(tag, days=9)
+    start = _window_of_its_own(tag, days=25)
     acc = IntervalAccountant(SHEET, Reserved(2, 2), f"w-{tag}", "cpu", interval_s=10,
                              started_at=start.timestamp())
     batches = [_batch(f"a-{tag}", "v1", start.timestamp() + 5 + 20 * i, 10, 0.4, f"w-{tag}") for i in range(6)]
