@@ -19,7 +19,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
+import reckon.models.training  # noqa: F401  (first: it asks torch for huge pages before torch starts)
+import torch  # noqa: I001
 
 from reckon.models.training.data import load_sasrec, load_sessions
 from reckon.models.training.evaluate import evaluate_model

@@ -44,6 +44,12 @@ class Loss(str, Enum):
     bce = "bce"
 
 
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    auto = "auto"
+
+
 class EvalVariant(str, Enum):
     torch = "torch"
     fp32 = "fp32"
@@ -101,6 +107,9 @@ def train_cmd(
         help=f"lr multiplied by this after every epoch {_FROM_PRESET}")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help=_FROM_PRESET)] = None,
     patience: Annotated[Optional[int], typer.Option(help=_FROM_PRESET)] = None,
+    precision: Annotated[Optional[Precision], typer.Option(
+        help="bf16: forward pass and loss under bfloat16 autocast, weights stay float32; auto: bf16 where "
+             f"the device has it natively {_FROM_PRESET}")] = None,
     device: Annotated[str, typer.Option(help="torch device for training")] = "cpu",
     device_hour_usd: HourOpt = None,
     seed: int = 42,
@@ -125,7 +134,8 @@ def train_cmd(
 
     given = {"epochs": epochs, "hidden": hidden, "max_len": max_len, "blocks": blocks, "heads": heads,
              "dropout": dropout, "normalize": normalize, "temperature": temperature, "lr": lr, "lr_decay": lr_decay,
-             "batch_size": batch_size, "patience": patience, "loss": loss.value if loss else None}
+             "batch_size": batch_size, "patience": patience, "loss": loss.value if loss else None,
+             "precision": precision.value if precision else None}
     overrides = {k: v for k, v in given.items() if v is not None}
     try:
         preset = preset_for(fmt)
@@ -141,6 +151,7 @@ def train_cmd(
             training={**train_cfg.to_dict(), "preset": preset.name, "preset_validated_on": preset.validated_on,
                       "overrides": overrides, "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                       "stopped": result.stopped, "wall_seconds": round(result.wall_seconds, 2),
+                      "precision_used": result.precision,
                       "history": result.history},
             metrics={"protocol": protocol, "valid": result.valid, "test": test_metrics},
             eval_set=dataset.test if len(dataset.test) else dataset.valid, protocol=protocol,

@@ -5,3 +5,7 @@ model the demo trains when the registry is empty.
 
 May import: `models.serving`, `models.core`.
 """
+
+from reckon.models.training.memory import ask_for_huge_pages
+
+ask_for_huge_pages()   # before anything here imports torch: models/training/memory.py

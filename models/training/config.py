@@ -55,7 +55,15 @@ class TrainConfig:
     valid_metric: str = "ndcg@10"
     valid_protocol: Literal["full", "sampled100"] = "full"
     device: str = "cpu"  # torch device for training
+    # bf16: the forward pass and loss under bfloat16 autocast (weights, optimizer and
+    # evaluation stay float32); fp32: float32 throughout; auto: bf16 where the training
+    # device computes it natively (emulated bf16 is slower than float32), else fp32.
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
     seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16", "auto"):
+            raise ValueError(f"precision must be fp32, bf16 or auto, got {self.precision!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

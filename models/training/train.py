@@ -25,9 +25,10 @@ from tqdm import tqdm
 from reckon.models.training.config import ModelConfig, TrainConfig
 from reckon.models.training.data import SequenceData
 from reckon.models.training.evaluate import evaluate_model
+from reckon.models.training.memory import keep_freed_memory
 from reckon.models.training.sasrec import SASRec
 
-__all__ = ["TrainResult", "make_chunks", "seed_everything", "train"]
+__all__ = ["TrainResult", "make_chunks", "resolve_precision", "seed_everything", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,26 @@ class TrainResult:
     wall_seconds: float
     valid: dict[str, float]  # validation metrics of the returned weights
     history: list[dict[str, Any]] = field(default_factory=list)
+    precision: str = "fp32"  # what the run computed in ("auto" resolved)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 matrix products natively (AVX-512 BF16 or AMX on
+    a CPU, Ampere and later on CUDA)."""
+    try:
+        if device.type == "cuda":
+            return torch.cuda.is_bf16_supported()
+        return device.type == "cpu" and torch.backends.mkldnn.is_available() and \
+            bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without the probe
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> bf16 where ``device`` has native bfloat16, else fp32; the others as they are."""
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device) else "fp32"
 
 
 def seed_everything(seed: int) -> None:
@@ -91,10 +112,13 @@ def _load_resume_state(path: Path, model_config: ModelConfig, train_config: Trai
         return None
     state = torch.load(path, map_location="cpu", weights_only=False)
     mine = {"model_config": model_config.to_dict(), "train_config": train_config.to_dict()}
+    # A setting added since the state was written reads as its default.
+    stored = {"model_config": ModelConfig.from_dict(state["model_config"]).to_dict(),
+              "train_config": TrainConfig.from_dict(state["train_config"]).to_dict()}
     for key, want in mine.items():
         # Where it runs, how long, and how many epochs in all may change between attempts.
         free = ("time_budget", "device", "epochs")
-        have = {k: v for k, v in state[key].items() if k not in free}
+        have = {k: v for k, v in stored[key].items() if k not in free}
         want = {k: v for k, v in want.items() if k not in free}
         if have != want:
             diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
@@ -138,12 +162,14 @@ def train(
     with the same settings continues from it: an interrupted multi-hour CPU run resumes
     and ends with the weights an uninterrupted run would have had."""
     tc = train_config
+    keep_freed_memory()
     seed_everything(tc.seed)
     resumed = _load_resume_state(resume_path, model_config, tc) if resume_path else None
     # Time already trained counts against the budget and the reported wall time.
     started = time.monotonic() - (resumed["elapsed"] if resumed else 0.0)
     deadline = None if tc.time_budget is None else started + tc.time_budget
     device = torch.device(tc.device)
+    precision = resolve_precision(tc.precision, device)
     model = SASRec(model_config)
     if init_state is not None:
         model.load_state_dict(init_state)
@@ -180,7 +206,9 @@ def train(
         bar = tqdm(batches, desc=f"epoch {epoch}/{tc.epochs}", disable=not progress, leave=False)
         for lo in bar:
             inputs, targets, terms = _collate([chunks[i] for i in order[lo : lo + tc.batch_size]], q)
-            loss = _loss(model, inputs.to(device), targets.to(device), None if terms is None else terms.to(device), tc.loss)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                loss = _loss(model, inputs.to(device), targets.to(device),
+                             None if terms is None else terms.to(device), tc.loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -223,4 +251,5 @@ def train(
     assert best_state is not None
     model.load_state_dict(best_state)
     model = model.cpu().eval()
-    return TrainResult(model, epoch, best_epoch, stopped, time.monotonic() - started, best_metrics, history)
+    return TrainResult(model, epoch, best_epoch, stopped, time.monotonic() - started, best_metrics, history,
+                       precision)

@@ -30,9 +30,10 @@ _MONEY = Decimal("0.000000000001")
 def _training() -> Any:
     """The training modules, or a one-line error when PyTorch is not installed."""
     try:
-        import torch
-
+        # The training package first: it asks torch for huge pages, read when torch starts.
         from reckon.models.training import config, publish, timesplit, warmstart
+
+        import torch
     except ImportError as exc:
         raise RetrainError(f"retraining needs {exc.name}, from the 'train' extra: pip install 'reckon[train]'") from None
     return torch, config, publish, timesplit, warmstart

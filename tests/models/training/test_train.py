@@ -108,3 +108,58 @@ def test_resuming_with_other_settings_is_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"different model_config \(differs in hidden\)"):
         train(data, ModelConfig(num_items=12, max_len=8, hidden=32), TrainConfig(epochs=2, batch_size=8),
               progress=False, resume_path=ckpt)
+
+
+def test_a_state_written_before_a_setting_existed_resumes_with_its_default(tmp_path) -> None:
+    data = cyclic_data()
+    cfg, ckpt = ModelConfig(num_items=12, max_len=8, hidden=16), tmp_path / "run.resume"
+    train(data, cfg, TrainConfig(epochs=1, batch_size=8), progress=False, resume_path=ckpt)
+    state = torch.load(ckpt, weights_only=False)
+    del state["train_config"]["precision"]           # as written before precision was a setting
+    torch.save(state, ckpt)
+    assert train(data, cfg, TrainConfig(epochs=2, batch_size=8), progress=False, resume_path=ckpt).epochs_run == 2
+    with pytest.raises(ValueError, match=r"different train_config \(differs in precision\)"):
+        train(data, cfg, TrainConfig(epochs=3, batch_size=8, precision="bf16"), progress=False, resume_path=ckpt)
+
+
+def test_bf16_precision_trains_and_returns_float32_weights() -> None:
+    data = cyclic_data()
+    cfg = ModelConfig(num_items=12, max_len=8, hidden=16, dropout=0.0)
+    tc = TrainConfig(epochs=8, batch_size=8, lr=5e-3, patience=20, precision="bf16")
+    half = train(data, cfg, tc, progress=False)
+    full = train(data, cfg, replace(tc, precision="fp32"), progress=False)
+    assert half.valid["mrr@10"] > 0.8, half.valid
+    assert all(p.dtype == torch.float32 for p in half.model.parameters())
+    # Autocast really ran: the same seed and data give different weights than float32.
+    assert any(not torch.equal(a, b) for a, b in zip(half.model.parameters(), full.model.parameters()))
+
+
+def test_an_unknown_precision_is_refused() -> None:
+    with pytest.raises(ValueError, match="precision must be fp32, bf16 or auto"):
+        TrainConfig(precision="fp16")
+
+
+def test_auto_precision_is_bf16_only_where_the_device_has_it(monkeypatch) -> None:
+    from reckon.models.training import train as training
+
+    cpu = torch.device("cpu")
+    for native, want in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(training, "native_bf16", lambda device, native=native: native)
+        assert training.resolve_precision("auto", cpu) == want
+        assert training.resolve_precision("fp32", cpu) == "fp32" and training.resolve_precision("bf16", cpu) == "bf16"
+        result = train(cyclic_data(), ModelConfig(num_items=12, max_len=8, hidden=16),
+                       TrainConfig(epochs=1, batch_size=8, precision="auto"), progress=False)
+        assert result.precision == want
+
+
+def test_training_asks_torch_for_huge_pages_unless_the_user_set_it() -> None:
+    import os
+    import subprocess
+    import sys
+
+    probe = "import reckon.models.training, os; print(os.environ['THP_MEM_ALLOC_ENABLE'])"
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "1"
+    assert subprocess.run([sys.executable, "-c", probe], env={**env, "THP_MEM_ALLOC_ENABLE": "0"},
+                          capture_output=True, text=True, check=True).stdout.strip() == "0"
