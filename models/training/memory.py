@@ -8,8 +8,8 @@ next step: on a 2-core VM a third of a step's CPU time went to that. Two setting
 - PyTorch backs its tensors of 2 MiB and more with transparent huge pages when
   `THP_MEM_ALLOC_ENABLE` is set, which it reads once, at its first allocation: the package
   sets it on import (the user's own value wins), so import it before torch;
-- `keep_freed_memory` makes glibc serve big blocks from the heap and keep what is freed,
-  so the next step reuses the same pages without a fault.
+- while training runs (`freed_memory_kept`), glibc serves big blocks from the heap and keeps
+  what is freed, so the next step reuses the same pages without a fault.
 """
 
 from __future__ import annotations
@@ -17,9 +17,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-_M_TRIM_THRESHOLD = -1      # mallopt parameters (glibc's malloc.h)
+_M_TRIM_THRESHOLD = -1      # mallopt parameters and glibc's defaults for them (malloc.h)
 _M_MMAP_MAX = -4
+_DEFAULT_TRIM_THRESHOLD = 128 * 1024
+_DEFAULT_MMAP_MAX = 65536
 _KEEP_FREE_BYTES = 1 << 30  # free heap kept before any is handed back
 
 
@@ -27,11 +31,29 @@ def ask_for_huge_pages() -> None:
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 
-def keep_freed_memory() -> bool:
-    """For the rest of this process (training only: a long-lived server should give memory
-    back). True where it took effect; False off glibc, where nothing changes."""
+def _libc() -> ctypes.CDLL | None:
     try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt, libc.malloc_trim  # noqa: B018  (glibc only)
     except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_FREE_BYTES))
+        return None
+    return libc
+
+
+@contextmanager
+def freed_memory_kept() -> Iterator[bool]:
+    """Inside: glibc serves big blocks from the heap and keeps what is freed (yields True;
+    False off glibc, where nothing changes). After: its defaults again, and the kept memory
+    handed back, so a process that trained (the demo's, a test run's) does not hold it."""
+    libc = _libc()
+    if libc is None:
+        yield False
+        return
+    mallopt: Callable[[int, int], int] = libc.mallopt
+    kept = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_FREE_BYTES))
+    try:
+        yield kept
+    finally:
+        mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+        mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+        libc.malloc_trim(0)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from reckon.models.training.config import ModelConfig, TrainConfig
 from reckon.models.training.data import SequenceData
 from reckon.models.training.evaluate import evaluate_model
-from reckon.models.training.memory import keep_freed_memory
+from reckon.models.training.memory import freed_memory_kept
 from reckon.models.training.sasrec import SASRec
 
 __all__ = ["TrainResult", "make_chunks", "resolve_precision", "seed_everything", "train"]
@@ -161,8 +161,12 @@ def train(
     generators, best epoch so far) is written there after every epoch, and a run started
     with the same settings continues from it: an interrupted multi-hour CPU run resumes
     and ends with the weights an uninterrupted run would have had."""
-    tc = train_config
-    keep_freed_memory()
+    with freed_memory_kept():
+        return _train(data, model_config, train_config, progress, valid_limit, resume_path, init_state)
+
+
+def _train(data: SequenceData, model_config: ModelConfig, tc: TrainConfig, progress: bool,
+           valid_limit: int | None, resume_path: Path | None, init_state: dict[str, Any] | None) -> TrainResult:
     seed_everything(tc.seed)
     resumed = _load_resume_state(resume_path, model_config, tc) if resume_path else None
     # Time already trained counts against the budget and the reported wall time.
