@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-__all__ = ["ModelConfig", "TrainConfig"]
+__all__ = ["ModelConfig", "Precision", "TrainConfig"]
+
+Precision = Literal["fp32", "bf16", "auto"]
 
 
 @dataclass(frozen=True)
@@ -58,11 +60,11 @@ class TrainConfig:
     # bf16: the forward pass and loss under bfloat16 autocast (weights, optimizer and
     # evaluation stay float32); fp32: float32 throughout; auto: bf16 where the training
     # device computes it natively (emulated bf16 is slower than float32), else fp32.
-    precision: Literal["fp32", "bf16", "auto"] = "fp32"
+    precision: Precision = "fp32"
     seed: int = 42
 
     def __post_init__(self) -> None:
-        if self.precision not in ("fp32", "bf16", "auto"):
+        if self.precision not in get_args(Precision):
             raise ValueError(f"precision must be fp32, bf16 or auto, got {self.precision!r}")
 
     def to_dict(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 _M_TRIM_THRESHOLD = -1      # mallopt parameters and glibc's defaults for them (malloc.h)
@@ -31,13 +31,12 @@ def ask_for_huge_pages() -> None:
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 
-def _libc() -> ctypes.CDLL | None:
+def _glibc() -> ctypes.CDLL | None:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt, libc.malloc_trim  # noqa: B018  (glibc only)
-    except (OSError, AttributeError):
+    except OSError:
         return None
-    return libc
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
 
 
 @contextmanager
@@ -45,15 +44,14 @@ def freed_memory_kept() -> Iterator[bool]:
     """Inside: glibc serves big blocks from the heap and keeps what is freed (yields True;
     False off glibc, where nothing changes). After: its defaults again, and the kept memory
     handed back, so a process that trained (the demo's, a test run's) does not hold it."""
-    libc = _libc()
+    libc = _glibc()
     if libc is None:
         yield False
         return
-    mallopt: Callable[[int, int], int] = libc.mallopt
-    kept = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_FREE_BYTES))
+    kept = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_FREE_BYTES))
     try:
         yield kept
     finally:
-        mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-        mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+        libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+        libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
         libc.malloc_trim(0)

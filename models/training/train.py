@@ -142,6 +142,7 @@ def _loss(model: SASRec, inputs: torch.Tensor, targets: torch.Tensor, terms: tor
         F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit))
 
 
+@freed_memory_kept()   # a decorator: entered anew on every call
 def train(
     data: SequenceData,
     model_config: ModelConfig,
@@ -161,12 +162,7 @@ def train(
     generators, best epoch so far) is written there after every epoch, and a run started
     with the same settings continues from it: an interrupted multi-hour CPU run resumes
     and ends with the weights an uninterrupted run would have had."""
-    with freed_memory_kept():
-        return _train(data, model_config, train_config, progress, valid_limit, resume_path, init_state)
-
-
-def _train(data: SequenceData, model_config: ModelConfig, tc: TrainConfig, progress: bool,
-           valid_limit: int | None, resume_path: Path | None, init_state: dict[str, Any] | None) -> TrainResult:
+    tc = train_config
     seed_everything(tc.seed)
     resumed = _load_resume_state(resume_path, model_config, tc) if resume_path else None
     # Time already trained counts against the budget and the reported wall time.
