@@ -100,6 +100,9 @@ def train_cmd(
     normalize: Annotated[Optional[bool], typer.Option(
         "--normalize/--no-normalize", help=f"cosine scores / temperature {_FROM_PRESET}")] = None,
     temperature: Annotated[Optional[float], typer.Option(help=_FROM_PRESET)] = None,
+    repeat_bonus: Annotated[Optional[bool], typer.Option(
+        "--repeat-bonus/--no-repeat-bonus",
+        help=f"a learned score per recency for candidates already in the history {_FROM_PRESET}")] = None,
     query_buckets: Annotated[int, typer.Option(help="hashed query-term buckets (events); 0 = off")] = 0,
     loss: Annotated[Optional[Loss], typer.Option(help="(default: ce)")] = None,
     lr: Annotated[Optional[float], typer.Option(help=_FROM_PRESET)] = None,
@@ -133,7 +136,8 @@ def train_cmd(
     from reckon.models.training.train import train
 
     given = {"epochs": epochs, "hidden": hidden, "max_len": max_len, "blocks": blocks, "heads": heads,
-             "dropout": dropout, "normalize": normalize, "temperature": temperature, "lr": lr, "lr_decay": lr_decay,
+             "dropout": dropout, "normalize": normalize, "temperature": temperature,
+             "repeat_bonus": repeat_bonus, "lr": lr, "lr_decay": lr_decay,
              "batch_size": batch_size, "patience": patience, "loss": loss.value if loss else None,
              "precision": precision.value if precision else None}
     overrides = {k: v for k, v in given.items() if v is not None}

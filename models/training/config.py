@@ -25,6 +25,10 @@ class ModelConfig:
     # It helps a lot on short sessions (NISER, CORE); False = plain dot product as in SASRec.
     normalize: bool = False
     temperature: float = 0.07
+    # A learned score for candidates already in the history, by how recently they were seen
+    # (one weight per recency): a fifth of Diginetica's next clicks return to an item of the
+    # session, which a single sequence vector ranks poorly (RepeatNet, SR-GNN's last-item term).
+    repeat_bonus: bool = False
     seed: int = 42
 
     def __post_init__(self) -> None:

@@ -16,7 +16,7 @@ import torch
 
 from reckon.models.training.data import EvalSet
 from reckon.models.training.metrics import rank_of_target, summarize
-from reckon.models.training.sasrec import SASRec
+from reckon.models.training.sasrec import SASRec, latest_recency
 
 __all__ = ["Protocol", "evaluate_model", "evaluate_scorer", "model_ranks", "pad_left", "sample_negatives"]
 
@@ -95,12 +95,14 @@ def model_ranks(model: SASRec, data: EvalSet, protocol: Protocol = "full", batch
             q = torch.from_numpy(data.terms[lo : lo + batch_size]).to(device)
         rep = model.represent_last(h, q)  # (b, H)
         if cands is None:
-            scores = model.logits_all(rep)  # (b, N + 1)
+            scores = model.add_repeat_all(model.logits_all(rep), h, latest_recency(h))  # (b, N + 1)
             scores[:, 0] = float("-inf")  # padding is never a candidate
             col = data.targets[lo : lo + batch_size]
         else:
             c = torch.from_numpy(cands[lo : lo + batch_size]).to(device)
             scores = model.logits_for(rep, c)
+            bonus = model.repeat_for(h, c)
+            scores = scores if bonus is None else scores + bonus
             col = np.zeros(len(c), dtype=np.int64)
         ranks.append(rank_of_target(scores.float().cpu().numpy(), col))
     model.train(was_training)

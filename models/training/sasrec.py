@@ -11,6 +11,10 @@ the version never saw (cold start) without a new graph.
 
 Histories are LEFT-padded with 0 to ``max_len``: the most recent item always sits at
 position ``max_len - 1`` in training and in serving.
+
+With ``repeat_bonus`` every score also gets a learned weight per recency for each time the
+candidate occurs in the history (0 = the latest item), added to the similarity before the
+temperature: the same term in training's loss over all items and in the served graph.
 """
 
 from __future__ import annotations
@@ -23,7 +27,24 @@ from torch.nn import functional as F
 
 from reckon.models.training.config import ModelConfig
 
-__all__ = ["SASRec"]
+__all__ = ["SASRec", "latest_recency", "prefix_recency"]
+
+
+def latest_recency(history: Tensor) -> Tensor:
+    """history (B, T) right-aligned -> (B, T) clicks before the latest (T-1-s), -1 at padding."""
+    t = history.shape[1]
+    rec = torch.arange(t - 1, -1, -1, device=history.device).expand_as(history)
+    return torch.where(history > 0, rec, -1)
+
+
+def prefix_recency(inputs: Tensor) -> tuple[Tensor, Tensor]:
+    """inputs (B, T) -> the history of each position t, the items (B, T, T) at positions s and
+    their recency t - s (-1 after t and at padding): what training's position t has seen."""
+    t = inputs.shape[1]
+    idx = torch.arange(t, device=inputs.device)
+    rec = idx.unsqueeze(1) - idx.unsqueeze(0)  # (T, T): [t, s] = t - s
+    items = inputs.unsqueeze(1).expand(-1, t, -1)  # (B, T, T): [b, t, s] = inputs[b, s]
+    return items, torch.where((rec >= 0) & (items > 0), rec, -1)
 
 
 class _CausalSelfAttention(nn.Module):
@@ -94,6 +115,8 @@ class SASRec(nn.Module):
         self.blocks = nn.ModuleList(_Block(c.hidden, c.heads, c.dropout) for _ in range(c.blocks))
         self.ln_out = nn.LayerNorm(c.hidden)
         self.apply(self._init_weights)
+        # Index r = the item seen r clicks before the latest; zeros: no bonus until learned.
+        self.repeat_weight = nn.Parameter(torch.zeros(c.max_len)) if c.repeat_bonus else None
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -146,6 +169,29 @@ class SASRec(nn.Module):
             rep = F.normalize(rep, dim=-1) / self.config.temperature
         return rep
 
+    def _repeat_scale(self) -> float:
+        return 1.0 / self.config.temperature if self.config.normalize else 1.0
+
+    def add_repeat_all(self, logits: Tensor, history: Tensor, recency: Tensor) -> Tensor:
+        """logits (N, V) over the vocabulary, history (N, T) item ids, recency (N, T) of each
+        (r clicks before the row's latest; < 0 = not in the row's history) -> logits with
+        the repeat bonus added in place (unchanged without ``repeat_bonus``)."""
+        if self.repeat_weight is None:
+            return logits
+        seen = recency >= 0
+        bonus = self.repeat_weight[recency.clamp(0, self.config.max_len - 1)] * seen * self._repeat_scale()
+        return logits.scatter_add_(1, history * seen, bonus.to(logits.dtype))  # unseen -> column 0 (padding)
+
+    def repeat_for(self, history: Tensor, candidates: Tensor) -> Tensor | None:
+        """history (B, T) right-aligned, candidates (B, C) -> each candidate's bonus (B, C), or None."""
+        if self.repeat_weight is None:
+            return None
+        t = history.shape[1]
+        positions = torch.arange(self.config.max_len - t, self.config.max_len, device=history.device)
+        weight = self.repeat_weight[self.config.max_len - 1 - positions]  # (T,) by recency, as encode's positions
+        hits = (candidates.unsqueeze(-1) == history.unsqueeze(1)) & (history > 0).unsqueeze(1)  # (B, C, T)
+        return (hits.to(weight.dtype) * weight).sum(-1) * self._repeat_scale()
+
     def _item_vectors(self, items: Tensor | None = None, table: Tensor | None = None) -> Tensor:
         vectors = self.item_emb.weight if items is None else self._embed(items, table)
         return F.normalize(vectors, dim=-1) if self.config.normalize else vectors
@@ -180,4 +226,6 @@ class SASRec(nn.Module):
         """history (B, T) int64, candidates (B, C) int64, query_terms (B, Q), table (N', H) or
         None (``item_emb``) -> scores (B, C)."""
         rep = self.represent_last(history, query_terms, table)  # (B, H)
-        return self.logits_for(rep, candidates, table)  # (B, C)
+        scores = self.logits_for(rep, candidates, table)  # (B, C)
+        bonus = self.repeat_for(history, candidates)
+        return scores if bonus is None else scores + bonus

@@ -26,7 +26,7 @@ from reckon.models.training.config import ModelConfig, TrainConfig
 from reckon.models.training.data import SequenceData
 from reckon.models.training.evaluate import evaluate_model
 from reckon.models.training.memory import freed_memory_kept
-from reckon.models.training.sasrec import SASRec
+from reckon.models.training.sasrec import SASRec, prefix_recency
 
 __all__ = ["TrainResult", "make_chunks", "resolve_precision", "seed_everything", "train"]
 
@@ -133,6 +133,9 @@ def _loss(model: SASRec, inputs: torch.Tensor, targets: torch.Tensor, terms: tor
     rep, tgt = rep[mask], targets[mask]  # (M, H), (M,)
     if kind == "ce":
         logits = model.logits_all(rep)  # (M, N + 1)
+        if model.repeat_weight is not None:
+            items, recency = prefix_recency(inputs)
+            model.add_repeat_all(logits, items[mask], recency[mask])
         logits[:, 0] = float("-inf")
         return F.cross_entropy(logits, tgt)
     neg = torch.randint(1, model.config.num_items + 1, tgt.shape, device=tgt.device)

@@ -84,10 +84,12 @@ def test_train_format_picks_its_preset_and_an_unknown_format_is_one_line(tmp_pat
     assert (model.hidden, model.max_len, model.heads, model.dropout, model.normalize, model.temperature) == \
         (128, 20, 2, 0.2, True, 0.07)
     assert (train.batch_size, train.lr_decay, train.valid_metric) == (256, 0.8, "mrr@20")
+    assert model.repeat_bonus and not configs(preset_for("sessions"), 10, {"repeat_bonus": False})[0].repeat_bonus
     model, train = configs(preset_for("sasrec"), num_items=10, overrides={"hidden": 32})  # G2, one flag given
     assert (model.hidden, model.max_len, model.dropout, model.temperature, train.patience) == (32, 50, 0.5, 0.1, 10)
     model, train = configs(preset_for("events"), num_items=10)
     assert (model.hidden, model.normalize, train.epochs, train.batch_size) == (64, False, 20, 128)
+    assert not model.repeat_bonus  # validated on sessions only
     assert preset_for("jsonl") is preset_for("events")      # the format's old name still works
 
     r = CliRunner().invoke(make_app(), ["train", str(tmp_path / "x"), "--format", "events2",

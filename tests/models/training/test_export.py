@@ -61,3 +61,27 @@ def test_parity_failure_raises(tiny_model, exported, tmp_path: Path) -> None:
     other = type(tiny_model)(tiny_model.config)  # different random weights
     with pytest.raises(ExportError, match="differ from PyTorch"):
         parity_check(other, exported["fp32"])
+
+
+def test_the_repeat_bonus_is_in_the_exported_graph(tmp_path: Path) -> None:
+    import torch
+
+    from reckon.models.training.config import ModelConfig
+    from reckon.models.training.sasrec import SASRec
+
+    torch.manual_seed(0)
+    model = SASRec(ModelConfig(num_items=40, max_len=8, hidden=16, heads=2, normalize=True, repeat_bonus=True)).eval()
+    with torch.no_grad():
+        model.repeat_weight.copy_(torch.linspace(0.5, -0.2, 8))
+    path = export_fp32(model, tmp_path / "model.onnx")
+    assert parity_check(model, path) < 1e-4
+    feeds = example_inputs(model, 4, 6, seed=2)
+    feeds["candidates"][:, :4] = feeds["history"][:, -4:]  # candidates the history holds get the bonus
+    sess = session_for(path)
+    got = sess.run(["scores"], feeds)[0]
+    np.testing.assert_allclose(got, torch_scores(model, feeds), atol=1e-4)
+    with torch.no_grad():
+        model.repeat_weight.zero_()
+    assert np.abs(got[:, :4] - torch_scores(model, feeds)[:, :4]).max() > 1.0  # the bonus is really there
+    trimmed = dict(feeds, history=np.ascontiguousarray(feeds["history"][:, 4:]))  # the leading padding dropped
+    np.testing.assert_allclose(sess.run(["scores"], trimmed)[0], got, atol=1e-5)
