@@ -42,9 +42,9 @@ def main(argv: list[str] | None = None) -> dict:
                    help="override a ModelConfig/TrainConfig field, e.g. --set hidden=100 --set epochs=5")
     p.add_argument("--time-budget", type=float, default=None, help="training wall seconds")
     p.add_argument("--valid-limit", type=int, default=20000)
-    p.add_argument("--valid-fraction", type=float, default=0.05,
-                   help="diginetica: share of (the last) training sessions held out for validation; "
-                        "0 trains on all of them for exactly --set epochs=N")
+    p.add_argument("--valid-fraction", type=float, default=None,
+                   help="diginetica: share of (the last) training sessions held out for validation "
+                        "(default: the preset's); 0 trains on all of them for exactly --set epochs=N")
     p.add_argument("--resume", type=Path, default=None,
                    help="save the run's state here after every epoch; continue from it if present")
     p.add_argument("--save", type=Path, default=None, help="write the trained checkpoint here")
@@ -66,11 +66,13 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             train_cfg = replace(train_cfg, **{key: value})
     train_cfg = replace(train_cfg, device=args.device, time_budget=args.time_budget)
+    if args.valid_fraction is not None:
+        train_cfg = replace(train_cfg, valid_fraction=args.valid_fraction)
 
     t0 = time.monotonic()
     if args.dataset == "diginetica":
         d = args.data_dir / "diginetica"
-        data = load_sessions(d / "train_sessions.txt", d / "test_samples.tsv", args.valid_fraction)
+        data = load_sessions(d / "train_sessions.txt", d / "test_samples.tsv", train_cfg.valid_fraction)
         protocol, ks = "full", (10, 20)
     else:
         data = load_sasrec(args.data_dir / "games" / "Video.txt")

@@ -110,6 +110,8 @@ def train_cmd(
         help=f"lr multiplied by this after every epoch {_FROM_PRESET}")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help=_FROM_PRESET)] = None,
     patience: Annotated[Optional[int], typer.Option(help=_FROM_PRESET)] = None,
+    valid_fraction: Annotated[Optional[float], typer.Option(
+        help=f"sessions: the last share of training sessions held out to choose the epoch {_FROM_PRESET}")] = None,
     precision: Annotated[Optional[Precision], typer.Option(
         help="bf16: forward pass and loss under bfloat16 autocast, weights stay float32; auto: bf16 where "
              f"the device has it natively {_FROM_PRESET}")] = None,
@@ -131,6 +133,7 @@ def train_cmd(
     from reckon.models.core.registry import Registry
     from reckon.models.training.data import load_dataset
     from reckon.models.training.evaluate import evaluate_model
+    from reckon.models.training.config import TrainConfig
     from reckon.models.training.presets import configs, preset_for
     from reckon.models.training.publish import publish
     from reckon.models.training.train import train
@@ -139,11 +142,14 @@ def train_cmd(
              "dropout": dropout, "normalize": normalize, "temperature": temperature,
              "repeat_bonus": repeat_bonus, "lr": lr, "lr_decay": lr_decay,
              "batch_size": batch_size, "patience": patience, "loss": loss.value if loss else None,
-             "precision": precision.value if precision else None}
+             "precision": precision.value if precision else None, "valid_fraction": valid_fraction}
     overrides = {k: v for k, v in given.items() if v is not None}
     try:
         preset = preset_for(fmt)
-        dataset = load_dataset(data, fmt, test, query_buckets)
+        held_out = {**preset.settings, **overrides}.get("valid_fraction", TrainConfig.valid_fraction)
+        if not 0.0 <= held_out < 1.0:
+            raise ValueError(f"--valid-fraction must be in [0, 1), got {held_out}")
+        dataset = load_dataset(data, fmt, test, query_buckets, valid_fraction=held_out)
         protocol = _default_protocol(Format(fmt))
         model_cfg, train_cfg = configs(preset, dataset.num_items, {
             **overrides, "query_buckets": query_buckets, "seed": seed, "time_budget": time_budget,
@@ -217,8 +223,11 @@ def eval_cmd(
             _fail(f"no promoted version in {registry}; pass --version")
             return
         cfg = mv.manifest["config"]
+        # The version's own held-out sessions (versions from before the setting held out 5 %).
+        held_out = float(mv.manifest.get("training", {}).get("valid_fraction", 0.05))
         dataset = load_dataset(data, fmt.value, test, int(cfg.get("query_buckets", 0)), int(cfg.get("query_terms", 8)),
-                               item_ids=mv.item_ids if canonical_format(fmt.value) == "events" else None)
+                               item_ids=mv.item_ids if canonical_format(fmt.value) == "events" else None,
+                               valid_fraction=held_out)
         if dataset.num_items != int(cfg["num_items"]):
             _fail(f"{data} has {dataset.num_items} items but {mv.version} was trained on {cfg['num_items']}")
         evalset = dataset.test if split == "test" else dataset.valid

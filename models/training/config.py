@@ -65,11 +65,16 @@ class TrainConfig:
     # evaluation stay float32); fp32: float32 throughout; auto: bf16 where the training
     # device computes it natively (emulated bf16 is slower than float32), else fp32.
     precision: Precision = "fp32"
+    # Session data: the last (most recent) share of the training sessions held out to choose
+    # the epoch; 0 = none (train on all, keep the last epoch). Other formats split per user.
+    valid_fraction: float = 0.05
     seed: int = 42
 
     def __post_init__(self) -> None:
         if self.precision not in get_args(Precision):
             raise ValueError(f"precision must be fp32, bf16 or auto, got {self.precision!r}")
+        if not 0.0 <= self.valid_fraction < 1.0:
+            raise ValueError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

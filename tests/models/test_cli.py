@@ -90,9 +90,14 @@ def test_train_format_picks_its_preset_and_an_unknown_format_is_one_line(tmp_pat
     model, train = configs(preset_for("events"), num_items=10)
     assert (model.hidden, model.normalize, train.epochs, train.batch_size) == (64, False, 20, 128)
     assert not model.repeat_bonus  # validated on sessions only
+    assert train.valid_fraction == 0.05 and configs(preset_for("sessions"), 10)[1].valid_fraction == 0.02
     assert preset_for("jsonl") is preset_for("events")      # the format's old name still works
 
     r = CliRunner().invoke(make_app(), ["train", str(tmp_path / "x"), "--format", "events2",
                                         "--registry", str(tmp_path / "reg")])
     assert r.exit_code == 1 and r.stdout == ""
     assert r.stderr.strip() == "error: unknown format 'events2'; choose from events, sessions, sasrec"
+
+    r = CliRunner().invoke(make_app(), ["train", str(tmp_path / "x"), "--format", "sessions", "--valid-fraction", "1",
+                                        "--registry", str(tmp_path / "reg")])
+    assert r.exit_code == 1 and r.stderr.strip() == "error: --valid-fraction must be in [0, 1), got 1.0"

@@ -134,6 +134,12 @@ def test_bf16_precision_trains_and_returns_float32_weights() -> None:
     assert any(not torch.equal(a, b) for a, b in zip(half.model.parameters(), full.model.parameters()))
 
 
+def test_a_held_out_share_outside_0_to_1_is_refused() -> None:
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="valid_fraction must be in"):
+            TrainConfig(valid_fraction=bad)
+
+
 def test_an_unknown_precision_is_refused() -> None:
     with pytest.raises(ValueError, match="precision must be fp32, bf16 or auto"):
         TrainConfig(precision="fp16")

@@ -65,6 +65,8 @@ def test_every_quick_json_command_prints_one_json_line(tmp_path: Path) -> None:
     assert (config["hidden"], config["max_len"], config["heads"], config["normalize"], config["temperature"]) == \
         (128, 20, 2, True, 0.07)
     assert config["dropout"] == 0.1 and training["epochs"] == 1 and config["repeat_bonus"] is True
+    # The preset holds out the last 2 % of the 250 training sessions to choose the epoch.
+    assert training["valid_fraction"] == 0.02 and manifest["data"]["valid_sessions"] == 5
     assert (training["batch_size"], training["lr_decay"], training["valid_metric"]) == (256, 0.8, "mrr@20")
 
     metrics = _run_json(env, "eval", str(data), "--format", "sessions", "--limit", "30", "--json")
