@@ -131,9 +131,9 @@ def train_cmd(
     """
     from reckon.models.core.errors import ModelError
     from reckon.models.core.registry import Registry
+    from reckon.models.training.config import TrainConfig
     from reckon.models.training.data import load_dataset
     from reckon.models.training.evaluate import evaluate_model
-    from reckon.models.training.config import TrainConfig
     from reckon.models.training.presets import configs, preset_for
     from reckon.models.training.publish import publish
     from reckon.models.training.train import train
@@ -212,6 +212,7 @@ def eval_cmd(
     from reckon.models.core.errors import ModelError
     from reckon.models.core.registry import Registry
     from reckon.models.serving.scorer import Scorer
+    from reckon.models.training.config import TrainConfig
     from reckon.models.training.data import canonical_format, load_dataset
     from reckon.models.training.evaluate import evaluate_model, evaluate_scorer
     from reckon.models.training.publish import load_checkpoint
@@ -223,8 +224,8 @@ def eval_cmd(
             _fail(f"no promoted version in {registry}; pass --version")
             return
         cfg = mv.manifest["config"]
-        # The version's own held-out sessions (versions from before the setting held out 5 %).
-        held_out = float(mv.manifest.get("training", {}).get("valid_fraction", 0.05))
+        # The version's own held-out sessions (a version from before the setting: its default).
+        held_out = TrainConfig.from_dict(mv.manifest.get("training", {})).valid_fraction
         dataset = load_dataset(data, fmt.value, test, int(cfg.get("query_buckets", 0)), int(cfg.get("query_terms", 8)),
                                item_ids=mv.item_ids if canonical_format(fmt.value) == "events" else None,
                                valid_fraction=held_out)

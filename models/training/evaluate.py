@@ -100,9 +100,7 @@ def model_ranks(model: SASRec, data: EvalSet, protocol: Protocol = "full", batch
             col = data.targets[lo : lo + batch_size]
         else:
             c = torch.from_numpy(cands[lo : lo + batch_size]).to(device)
-            scores = model.logits_for(rep, c)
-            bonus = model.repeat_for(h, c)
-            scores = scores if bonus is None else scores + bonus
+            scores = model.candidate_scores(rep, h, c)
             col = np.zeros(len(c), dtype=np.int64)
         ranks.append(rank_of_target(scores.float().cpu().numpy(), col))
     model.train(was_training)

@@ -33,7 +33,7 @@ __all__ = ["SASRec", "latest_recency", "prefix_recency"]
 def latest_recency(history: Tensor) -> Tensor:
     """history (B, T) right-aligned -> (B, T) clicks before the latest (T-1-s), -1 at padding."""
     t = history.shape[1]
-    rec = torch.arange(t - 1, -1, -1, device=history.device).expand_as(history)
+    rec = (t - 1) - torch.arange(t, device=history.device)  # not a negative-step arange: ONNX export mis-sizes it
     return torch.where(history > 0, rec, -1)
 
 
@@ -172,25 +172,34 @@ class SASRec(nn.Module):
     def _repeat_scale(self) -> float:
         return 1.0 / self.config.temperature if self.config.normalize else 1.0
 
+    def _repeat_weights(self, recency: Tensor) -> Tensor:
+        """recency (..., T), < 0 = not in the history -> each position's bonus (..., T), in logits."""
+        assert self.repeat_weight is not None
+        seen = recency >= 0
+        return self.repeat_weight[recency.clamp(0, self.config.max_len - 1)] * seen * self._repeat_scale()
+
     def add_repeat_all(self, logits: Tensor, history: Tensor, recency: Tensor) -> Tensor:
         """logits (N, V) over the vocabulary, history (N, T) item ids, recency (N, T) of each
         (r clicks before the row's latest; < 0 = not in the row's history) -> logits with
         the repeat bonus added in place (unchanged without ``repeat_bonus``)."""
         if self.repeat_weight is None:
             return logits
-        seen = recency >= 0
-        bonus = self.repeat_weight[recency.clamp(0, self.config.max_len - 1)] * seen * self._repeat_scale()
-        return logits.scatter_add_(1, history * seen, bonus.to(logits.dtype))  # unseen -> column 0 (padding)
+        bonus = self._repeat_weights(recency)
+        return logits.scatter_add_(1, history * (recency >= 0), bonus.to(logits.dtype))  # unseen -> column 0 (padding)
 
     def repeat_for(self, history: Tensor, candidates: Tensor) -> Tensor | None:
         """history (B, T) right-aligned, candidates (B, C) -> each candidate's bonus (B, C), or None."""
         if self.repeat_weight is None:
             return None
-        t = history.shape[1]
-        positions = torch.arange(self.config.max_len - t, self.config.max_len, device=history.device)
-        weight = self.repeat_weight[self.config.max_len - 1 - positions]  # (T,) by recency, as encode's positions
-        hits = (candidates.unsqueeze(-1) == history.unsqueeze(1)) & (history > 0).unsqueeze(1)  # (B, C, T)
-        return (hits.to(weight.dtype) * weight).sum(-1) * self._repeat_scale()
+        bonus = self._repeat_weights(latest_recency(history))  # (B, T), 0 at padding
+        hits = candidates.unsqueeze(-1) == history.unsqueeze(1)  # (B, C, T)
+        return (hits.to(bonus.dtype) * bonus.unsqueeze(1)).sum(-1)
+
+    def candidate_scores(self, rep: Tensor, history: Tensor, candidates: Tensor, table: Tensor | None = None) -> Tensor:
+        """rep (B, H) of ``history`` (B, T), candidates (B, C) -> scores (B, C), the repeat bonus included."""
+        scores = self.logits_for(rep, candidates, table)
+        bonus = self.repeat_for(history, candidates)
+        return scores if bonus is None else scores + bonus
 
     def _item_vectors(self, items: Tensor | None = None, table: Tensor | None = None) -> Tensor:
         vectors = self.item_emb.weight if items is None else self._embed(items, table)
@@ -225,7 +234,4 @@ class SASRec(nn.Module):
     ) -> Tensor:
         """history (B, T) int64, candidates (B, C) int64, query_terms (B, Q), table (N', H) or
         None (``item_emb``) -> scores (B, C)."""
-        rep = self.represent_last(history, query_terms, table)  # (B, H)
-        scores = self.logits_for(rep, candidates, table)  # (B, C)
-        bonus = self.repeat_for(history, candidates)
-        return scores if bonus is None else scores + bonus
+        return self.candidate_scores(self.represent_last(history, query_terms, table), history, candidates, table)

@@ -3,8 +3,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 
 from reckon.models.core.errors import ExportError
+from reckon.models.training.config import ModelConfig
 from reckon.models.training.export import (
     convert_fp16,
     example_inputs,
@@ -15,6 +17,7 @@ from reckon.models.training.export import (
     session_for,
     torch_scores,
 )
+from reckon.models.training.sasrec import SASRec
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +67,6 @@ def test_parity_failure_raises(tiny_model, exported, tmp_path: Path) -> None:
 
 
 def test_the_repeat_bonus_is_in_the_exported_graph(tmp_path: Path) -> None:
-    import torch
-
-    from reckon.models.training.config import ModelConfig
-    from reckon.models.training.sasrec import SASRec
-
     torch.manual_seed(0)
     model = SASRec(ModelConfig(num_items=40, max_len=8, hidden=16, heads=2, normalize=True, repeat_bonus=True)).eval()
     with torch.no_grad():
