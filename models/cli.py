@@ -112,6 +112,10 @@ def train_cmd(
     patience: Annotated[Optional[int], typer.Option(help=_FROM_PRESET)] = None,
     valid_fraction: Annotated[Optional[float], typer.Option(
         help=f"sessions: the last share of training sessions held out to choose the epoch {_FROM_PRESET}")] = None,
+    ema_epochs: Annotated[Optional[float], typer.Option(
+        help=f"validate and keep a moving average of the weights over about this many epochs (0 = off) {_FROM_PRESET}")] = None,
+    recent_share: Annotated[Optional[float], typer.Option(
+        help=f"sessions: the newest share of the training sessions, trained twice per epoch {_FROM_PRESET}")] = None,
     precision: Annotated[Optional[Precision], typer.Option(
         help="bf16: forward pass and loss under bfloat16 autocast, weights stay float32; auto: bf16 where "
              f"the device has it natively {_FROM_PRESET}")] = None,
@@ -142,7 +146,8 @@ def train_cmd(
              "dropout": dropout, "normalize": normalize, "temperature": temperature,
              "repeat_bonus": repeat_bonus, "lr": lr, "lr_decay": lr_decay,
              "batch_size": batch_size, "patience": patience, "loss": loss.value if loss else None,
-             "precision": precision.value if precision else None, "valid_fraction": valid_fraction}
+             "precision": precision.value if precision else None, "valid_fraction": valid_fraction,
+             "ema_epochs": ema_epochs, "recent_share": recent_share}
     overrides = {k: v for k, v in given.items() if v is not None}
     try:
         preset = preset_for(fmt)

@@ -68,6 +68,15 @@ class TrainConfig:
     # Session data: the last (most recent) share of the training sessions held out to choose
     # the epoch; 0 = none (train on all, keep the last epoch). Other formats split per user.
     valid_fraction: float = 0.05
+    # Validate, keep and export a moving average of the weights over about the last this many
+    # epochs (exponential, decay 1 - 1/(ema_epochs x steps per epoch)) instead of the last
+    # step's weights; 0 = off. In epochs, not a decay per step, so it means the same on a
+    # small dataset as on a large one.
+    ema_epochs: float = 0.0
+    # The last share of the training sequences in the data's order (session files are in time
+    # order: the newest) is trained twice per epoch: sessions drift, and what is served next
+    # follows the newest ones. 0 = off.
+    recent_share: float = 0.0
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -75,6 +84,10 @@ class TrainConfig:
             raise ValueError(f"precision must be fp32, bf16 or auto, got {self.precision!r}")
         if not 0.0 <= self.valid_fraction < 1.0:
             raise ValueError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
+        if not (0.0 <= self.ema_epochs <= 100.0):   # NaN fails too
+            raise ValueError(f"ema_epochs must be in [0, 100], got {self.ema_epochs}")
+        if not 0.0 <= self.recent_share <= 1.0:
+            raise ValueError(f"recent_share must be in [0, 1], got {self.recent_share}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

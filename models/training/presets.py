@@ -13,6 +13,10 @@
   30-minute run, 0.1865 -> 0.1947 at the best epoch (bench/MODEL.md, "Repeat bonus").
   It holds out the last 2 % of the training sessions to choose the epoch, not E4's 5 %: the
   held-out sessions are the most recent, and F1/F3 showed what training on them is worth.
+  It validates and keeps a moving average of the weights over about the last epoch
+  (``ema_epochs``), and trains the newest 10 % of the training sessions twice per epoch
+  (``recent_share``): both chosen by validation MRR@20 on the held-out sessions, epoch for
+  epoch against the same run without them (bench/MODEL.md, "Averaged weights, newest sessions twice").
 - ``sasrec``: run **G2** of bench/MODEL.md (Amazon Games, SASRec split): the best *validation*
   NDCG@10 (each user's second-to-last item) of the Games sweep (test HR@10 0.7701 / NDCG@10 0.5777).
 - ``events`` (old name ``jsonl``): Reckon's own events. No public benchmark exists for them, so these are the defaults
@@ -42,11 +46,12 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
-    Preset("sessions", "run E4 of bench/MODEL.md, Diginetica validation; bf16 as float32 per epoch there; repeat bonus by validation; 2 % held out",
+    Preset("sessions", "run E4 of bench/MODEL.md, Diginetica validation; bf16 as float32 per epoch there; repeat bonus, "
+           "weight average and newest sessions twice by validation; 2 % held out",
            {"hidden": 128, "max_len": 20, "blocks": 2, "heads": 2, "dropout": 0.2, "normalize": True,
             "temperature": 0.07, "epochs": 30, "batch_size": 256, "lr": 1e-3, "lr_decay": 0.8, "patience": 3,
             "valid_metric": "mrr@20", "valid_protocol": "full", "precision": "auto", "repeat_bonus": True,
-            "valid_fraction": 0.02}),
+            "valid_fraction": 0.02, "ema_epochs": 1.0, "recent_share": 0.1}),
     Preset("sasrec", "run G2 of bench/MODEL.md, Amazon Games validation",
            {"hidden": 64, "max_len": 50, "blocks": 2, "heads": 1, "dropout": 0.5, "normalize": True,
             "temperature": 0.1, "epochs": 200, "batch_size": 128, "lr": 1e-3, "lr_decay": 1.0, "patience": 10,

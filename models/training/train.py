@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 import random
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn import functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from reckon.models.training.config import ModelConfig, TrainConfig
@@ -183,6 +185,14 @@ def train(
     chunks = make_chunks(data.train, data.train_terms if q else None, model_config.max_len)
     if not chunks:
         raise ValueError("no training sequence with at least two items")
+    if tc.recent_share:  # the newest sequences once more per epoch
+        n = math.ceil(len(data.train) * tc.recent_share)
+        chunks += make_chunks(data.train[-n:], data.train_terms[-n:] if q else None, model_config.max_len)
+    # With ema_epochs the average is what is validated, kept and returned; the raw weights train on.
+    ema = None
+    if tc.ema_epochs:
+        horizon = tc.ema_epochs * math.ceil(len(chunks) / tc.batch_size)    # steps
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(max(0.0, 1.0 - 1.0 / horizon)))
     valid = data.valid.subset(valid_limit, tc.seed) if valid_limit else data.valid
     rng = np.random.default_rng(tc.seed)
     best_score, best_epoch, best_state, best_metrics = -1.0, 0, None, {}
@@ -192,6 +202,8 @@ def train(
         model.load_state_dict(resumed["model"])
         opt.load_state_dict(resumed["opt"])
         sched.load_state_dict(resumed["sched"])
+        if ema is not None:
+            ema.load_state_dict(resumed["ema"])
         rng.bit_generator.state = resumed["rng"]
         torch.set_rng_state(resumed["torch_rng"])
         best_score, best_epoch, best_state, best_metrics = (
@@ -215,6 +227,8 @@ def train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             total += loss.item()
             steps += 1
             if steps % 50 == 0:
@@ -224,18 +238,23 @@ def train(
                 break
         bar.close()
         sched.step()
-        metrics = evaluate_model(model, valid, tc.valid_protocol) if len(valid) else {}
+        chosen = model if ema is None else ema.module
+        metrics = evaluate_model(chosen, valid, tc.valid_protocol) if len(valid) else {}
         score = metrics.get(tc.valid_metric, 0.0)
         row = {"epoch": epoch, "loss": total / max(steps, 1), "steps": steps,
                "seconds": round(time.monotonic() - started, 2), **{f"valid_{k}": v for k, v in metrics.items()}}
+        if ema is not None and len(valid):  # what the average adds, in the same run
+            row[f"raw_valid_{tc.valid_metric}"] = evaluate_model(model, valid, tc.valid_protocol)[tc.valid_metric]
         history.append(row)
         log.info("epoch %d: loss %.4f %s %.4f", epoch, row["loss"], tc.valid_metric, score)
         if progress:
-            tqdm.write(f"epoch {epoch}: loss {row['loss']:.4f} valid {tc.valid_metric} {score:.4f} ({row['seconds']:.0f}s)",
-                       file=sys.stderr)  # stdout is for a command's result
+            raw = row.get(f"raw_valid_{tc.valid_metric}")
+            tqdm.write(f"epoch {epoch}: loss {row['loss']:.4f} valid {tc.valid_metric} {score:.4f}"
+                       + ("" if raw is None else f" (averaged; last step's weights {raw:.4f})")
+                       + f" ({row['seconds']:.0f}s)", file=sys.stderr)  # stdout is for a command's result
         if score > best_score or not len(valid):
             best_score, best_epoch, best_metrics, bad = score, epoch, metrics, 0
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(chosen.state_dict())
         else:
             bad += 1
         if out_of_time:
@@ -246,7 +265,8 @@ def train(
             _save_resume_state(resume_path, {
                 "model_config": model_config.to_dict(), "train_config": tc.to_dict(), "epoch": epoch,
                 "stopped": stopped, "elapsed": time.monotonic() - started, "model": model.state_dict(),
-                "opt": opt.state_dict(), "sched": sched.state_dict(), "rng": rng.bit_generator.state,
+                "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "ema": None if ema is None else ema.state_dict(), "rng": rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(), "best_score": best_score, "best_epoch": best_epoch,
                 "best_state": best_state, "best_metrics": best_metrics, "history": history, "bad": bad})
         if stopped != "epochs":

@@ -91,6 +91,9 @@ def test_train_format_picks_its_preset_and_an_unknown_format_is_one_line(tmp_pat
     assert (model.hidden, model.normalize, train.epochs, train.batch_size) == (64, False, 20, 128)
     assert not model.repeat_bonus  # validated on sessions only
     assert train.valid_fraction == 0.05 and configs(preset_for("sessions"), 10)[1].valid_fraction == 0.02
+    assert (train.ema_epochs, train.recent_share) == (0, 0)    # on in the sessions preset only
+    assert (configs(preset_for("sessions"), 10)[1].ema_epochs, configs(preset_for("sessions"), 10)[1].recent_share) == \
+        (1.0, 0.1)
     assert preset_for("jsonl") is preset_for("events")      # the format's old name still works
 
     r = CliRunner().invoke(make_app(), ["train", str(tmp_path / "x"), "--format", "events2",
@@ -101,3 +104,8 @@ def test_train_format_picks_its_preset_and_an_unknown_format_is_one_line(tmp_pat
     r = CliRunner().invoke(make_app(), ["train", str(tmp_path / "x"), "--format", "sessions", "--valid-fraction", "1",
                                         "--registry", str(tmp_path / "reg")])
     assert r.exit_code == 1 and r.stderr.strip() == "error: --valid-fraction must be in [0, 1), got 1.0"
+
+    (tmp_path / "s.txt").write_text("1 2 3\n2 3 4\n")
+    r = CliRunner().invoke(make_app(), ["train", str(tmp_path / "s.txt"), "--format", "sessions", "--ema-epochs", "-1",
+                                        "--registry", str(tmp_path / "reg")])
+    assert r.exit_code == 1 and r.stderr.strip() == "error: ema_epochs must be in [0, 100], got -1.0"

@@ -140,6 +140,40 @@ def test_a_held_out_share_outside_0_to_1_is_refused() -> None:
             TrainConfig(valid_fraction=bad)
 
 
+def test_an_ema_horizon_outside_0_to_100_epochs_is_refused() -> None:
+    for bad in (-0.5, 101.0, float("nan")):
+        with pytest.raises(ValueError, match="ema_epochs must be in"):
+            TrainConfig(ema_epochs=bad)
+
+
+def test_a_moving_average_is_what_is_validated_and_returned() -> None:
+    data = cyclic_data()
+    cfg = ModelConfig(num_items=12, max_len=8, hidden=16, dropout=0.2)
+    tc = TrainConfig(epochs=3, batch_size=8, lr=5e-3, patience=20, valid_metric="mrr@10")
+    raw = train(data, cfg, tc, progress=False)
+    avg = train(data, cfg, replace(tc, ema_epochs=0.5), progress=False)
+    # The average rides along: the raw weights train exactly as without it, epoch for epoch.
+    assert [h["raw_valid_mrr@10"] for h in avg.history] == [h["valid_mrr@10"] for h in raw.history]
+    assert [h["loss"] for h in avg.history] == [h["loss"] for h in raw.history]
+    # What is validated and kept is the average, not the last step's weights.
+    assert [h["valid_mrr@10"] for h in avg.history] != [h["raw_valid_mrr@10"] for h in avg.history]
+    assert avg.valid == evaluate_model(avg.model, data.valid, "full")
+    assert not all(torch.equal(a, b) for a, b in zip(avg.model.parameters(), raw.model.parameters()))
+
+
+def test_an_interrupted_run_resumes_its_moving_average(tmp_path) -> None:
+    data = cyclic_data()
+    cfg = ModelConfig(num_items=12, max_len=8, hidden=16, dropout=0.3)
+    tc = TrainConfig(epochs=3, batch_size=8, lr=5e-3, patience=20, ema_epochs=0.5)
+    whole = train(data, cfg, tc, progress=False)
+    ckpt = tmp_path / "run.resume"
+    train(data, cfg, replace(tc, epochs=1), progress=False, resume_path=ckpt)
+    rest = train(data, cfg, tc, progress=False, resume_path=ckpt)
+    assert [h["valid_ndcg@10"] for h in rest.history] == [h["valid_ndcg@10"] for h in whole.history]
+    for pa, pb in zip(whole.model.parameters(), rest.model.parameters()):
+        assert torch.equal(pa, pb)
+
+
 def test_an_unknown_precision_is_refused() -> None:
     with pytest.raises(ValueError, match="precision must be fp32, bf16 or auto"):
         TrainConfig(precision="fp16")
@@ -190,3 +224,23 @@ def test_the_repeat_bonus_learns_which_recency_returns() -> None:
     weights = with_bonus.model.repeat_weight.detach()
     assert int(weights.argmax()) == 1 and weights[1] > 0, weights  # the item before the latest
     assert with_bonus.valid["mrr@10"] > without.valid["mrr@10"] + 0.2, (with_bonus.valid, without.valid)
+
+
+
+def test_the_newest_share_is_trained_twice() -> None:
+    """Sessions drift: the older 300 step forward (i -> i+1), the newest 240 backward, and so
+    does validation. One item of context cannot tell the two apart, so the model ranks by
+    which was trained more: forward once (300 > 240), backward when the newest count twice."""
+    def pairs(n: int, step: int) -> list[np.ndarray]:    # every item starts n / 12 of them
+        return [(np.array([s, s + step]) % 12 + 1).astype(np.int64) for s in np.arange(n) % 12]
+    check = pairs(60, -1)
+    valid = EvalSet([s[:-1] for s in check], np.array([s[-1] for s in check]))
+    data = SequenceData([str(i) for i in range(1, 13)], pairs(300, 1) + pairs(240, -1), valid, valid)
+    cfg = ModelConfig(num_items=12, max_len=4, hidden=16, dropout=0.0)
+    tc = TrainConfig(epochs=6, batch_size=60, lr=5e-3, patience=20, valid_metric="mrr@10")
+    once = train(data, cfg, tc, progress=False)
+    twice = train(data, cfg, replace(tc, recent_share=240 / 540), progress=False)
+    assert [h["steps"] for h in twice.history] == [13] * 6          # 540 sessions + the newest 240, / 60
+    assert once.valid["mrr@10"] < 0.6 < 0.85 < twice.valid["mrr@10"], (once.valid, twice.valid)
+    with pytest.raises(ValueError, match="recent_share must be in"):
+        TrainConfig(recent_share=1.5)

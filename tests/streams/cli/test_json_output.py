@@ -67,6 +67,10 @@ def test_every_quick_json_command_prints_one_json_line(tmp_path: Path) -> None:
     assert config["dropout"] == 0.1 and training["epochs"] == 1 and config["repeat_bonus"] is True
     # The preset holds out the last 2 % of the 250 training sessions to choose the epoch.
     assert training["valid_fraction"] == 0.02 and manifest["data"]["valid_sessions"] == 5
+    # It keeps a moving average of the weights and trains the newest 10 % twice; each epoch's
+    # line shows the average's validation and the raw weights' beside it.
+    assert (training["ema_epochs"], training["recent_share"]) == (1.0, 0.1)
+    assert {"valid_mrr@20", "raw_valid_mrr@20"} <= training["history"][0].keys()
     assert (training["batch_size"], training["lr_decay"], training["valid_metric"]) == (256, 0.8, "mrr@20")
 
     metrics = _run_json(env, "eval", str(data), "--format", "sessions", "--limit", "30", "--json")
