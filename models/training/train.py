@@ -243,12 +243,12 @@ def train(
         score = metrics.get(tc.valid_metric, 0.0)
         row = {"epoch": epoch, "loss": total / max(steps, 1), "steps": steps,
                "seconds": round(time.monotonic() - started, 2), **{f"valid_{k}": v for k, v in metrics.items()}}
+        raw = None
         if ema is not None and len(valid):  # what the average adds, in the same run
-            row[f"raw_valid_{tc.valid_metric}"] = evaluate_model(model, valid, tc.valid_protocol)[tc.valid_metric]
+            raw = row[f"raw_valid_{tc.valid_metric}"] = evaluate_model(model, valid, tc.valid_protocol)[tc.valid_metric]
         history.append(row)
         log.info("epoch %d: loss %.4f %s %.4f", epoch, row["loss"], tc.valid_metric, score)
         if progress:
-            raw = row.get(f"raw_valid_{tc.valid_metric}")
             tqdm.write(f"epoch {epoch}: loss {row['loss']:.4f} valid {tc.valid_metric} {score:.4f}"
                        + ("" if raw is None else f" (averaged; last step's weights {raw:.4f})")
                        + f" ({row['seconds']:.0f}s)", file=sys.stderr)  # stdout is for a command's result

@@ -92,8 +92,8 @@ def test_train_format_picks_its_preset_and_an_unknown_format_is_one_line(tmp_pat
     assert not model.repeat_bonus  # validated on sessions only
     assert train.valid_fraction == 0.05 and configs(preset_for("sessions"), 10)[1].valid_fraction == 0.02
     assert (train.ema_epochs, train.recent_share) == (0, 0)    # on in the sessions preset only
-    assert (configs(preset_for("sessions"), 10)[1].ema_epochs, configs(preset_for("sessions"), 10)[1].recent_share) == \
-        (1.0, 0.1)
+    sessions_train = configs(preset_for("sessions"), 10)[1]
+    assert (sessions_train.ema_epochs, sessions_train.recent_share) == (1.0, 0.1)
     assert preset_for("jsonl") is preset_for("events")      # the format's old name still works
 
     r = CliRunner().invoke(make_app(), ["train", str(tmp_path / "x"), "--format", "events2",

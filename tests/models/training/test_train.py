@@ -226,7 +226,6 @@ def test_the_repeat_bonus_learns_which_recency_returns() -> None:
     assert with_bonus.valid["mrr@10"] > without.valid["mrr@10"] + 0.2, (with_bonus.valid, without.valid)
 
 
-
 def test_the_newest_share_is_trained_twice() -> None:
     """Sessions drift: the older 300 step forward (i -> i+1), the newest 240 backward, and so
     does validation. One item of context cannot tell the two apart, so the model ranks by
