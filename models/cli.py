@@ -116,6 +116,10 @@ def train_cmd(
         help=f"validate and keep a moving average of the weights over about this many epochs (0 = off) {_FROM_PRESET}")] = None,
     recent_share: Annotated[Optional[float], typer.Option(
         help=f"sessions: the newest share of the training sessions, trained twice per epoch {_FROM_PRESET}")] = None,
+    refit: Annotated[Optional[bool], typer.Option(
+        "--refit/--no-refit",
+        help=f"sessions: after the epoch is chosen, continue from it for one pass over the held-out and the "
+             f"newest (--recent-share) sessions, and keep that {_FROM_PRESET}")] = None,
     precision: Annotated[Optional[Precision], typer.Option(
         help="bf16: forward pass and loss under bfloat16 autocast, weights stay float32; auto: bf16 where "
              f"the device has it natively {_FROM_PRESET}")] = None,
@@ -147,7 +151,7 @@ def train_cmd(
              "repeat_bonus": repeat_bonus, "lr": lr, "lr_decay": lr_decay,
              "batch_size": batch_size, "patience": patience, "loss": loss.value if loss else None,
              "precision": precision.value if precision else None, "valid_fraction": valid_fraction,
-             "ema_epochs": ema_epochs, "recent_share": recent_share}
+             "ema_epochs": ema_epochs, "recent_share": recent_share, "refit": refit}
     overrides = {k: v for k, v in given.items() if v is not None}
     try:
         preset = preset_for(fmt)
@@ -166,7 +170,7 @@ def train_cmd(
             training={**train_cfg.to_dict(), "preset": preset.name, "preset_validated_on": preset.validated_on,
                       "overrides": overrides, "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                       "stopped": result.stopped, "wall_seconds": round(result.wall_seconds, 2),
-                      "precision_used": result.precision,
+                      "precision_used": result.precision, "refit_epoch": result.refit,
                       "history": result.history},
             metrics={"protocol": protocol, "valid": result.valid, "test": test_metrics},
             eval_set=dataset.test if len(dataset.test) else dataset.valid, protocol=protocol,
@@ -183,7 +187,9 @@ def train_cmd(
     console.print(f"preset {preset.name} ({preset.validated_on})"
                   + (", overridden: " + ", ".join(f"{k} {v}" for k, v in overrides.items()) if overrides else ""))
     console.print(f"epochs {result.epochs_run} (best {result.best_epoch}, stopped: {result.stopped}), "
-                  f"{result.wall_seconds:.0f}s")
+                  + ("" if result.refit is None else f"then one pass from epoch {result.best_epoch} over the "
+                     "held-out and newest sessions, ")
+                  + f"{result.wall_seconds:.0f}s")
     if test_metrics:
         _print_metrics(f"test ({protocol})", test_metrics)
     _print_variants(mv.manifest)
@@ -228,6 +234,11 @@ def eval_cmd(
         if mv is None:
             _fail(f"no promoted version in {registry}; pass --version")
             return
+        if split not in ("test", "valid"):
+            raise ValueError(f"--split must be test or valid, got {split!r}")
+        if split == "valid" and mv.manifest.get("training", {}).get("refit_epoch"):
+            raise ValueError(f"{mv.version} trained on its held-out sessions after they chose its epoch (refit): "
+                             "a score on them would be inflated; the chosen epoch's is metrics.valid in its manifest")
         cfg = mv.manifest["config"]
         # The version's own held-out sessions (a version from before the setting: its default).
         held_out = TrainConfig.from_dict(mv.manifest.get("training", {})).valid_fraction

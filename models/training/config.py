@@ -77,6 +77,11 @@ class TrainConfig:
     # order: the newest) is trained twice per epoch: sessions drift, and what is served next
     # follows the newest ones. 0 = off.
     recent_share: float = 0.0
+    # Once validation has chosen the epoch, continue from that epoch's weights and optimizer
+    # for one pass over the held-out sequences and the newest recent_share of all sequences
+    # (session data: the held-out sessions are the newest), and return its last weights.
+    # Validation cannot score them (they trained on it): the chosen epoch's scores are reported.
+    refit: bool = False
     seed: int = 42
 
     def __post_init__(self) -> None:

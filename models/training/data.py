@@ -60,6 +60,9 @@ class SequenceData:
     valid: EvalSet
     test: EvalSet
     train_terms: list[np.ndarray] | None = None  # per sequence (L, Q): query context before item i
+    # Sequences held out of ``train`` to make ``valid`` (session data: the newest sessions),
+    # trained on only after validation has chosen the epoch (TrainConfig.refit).
+    held_out: list[np.ndarray] = field(default_factory=list)
     description: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -136,6 +139,7 @@ def load_sessions(
         train=train,
         valid=valid,
         test=test,
+        held_out=held,
         description={
             "format": "sessions", "train": str(train_path), "test": str(test_path),
             "train_sessions": len(train), "valid_sessions": n_valid,

@@ -51,7 +51,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            {"hidden": 128, "max_len": 20, "blocks": 2, "heads": 2, "dropout": 0.2, "normalize": True,
             "temperature": 0.07, "epochs": 30, "batch_size": 256, "lr": 1e-3, "lr_decay": 0.8, "patience": 3,
             "valid_metric": "mrr@20", "valid_protocol": "full", "precision": "auto", "repeat_bonus": True,
-            "valid_fraction": 0.02, "ema_epochs": 1.0, "recent_share": 0.1}),
+            "valid_fraction": 0.02, "ema_epochs": 1.0, "recent_share": 0.1, "refit": True}),
     Preset("sasrec", "run G2 of bench/MODEL.md, Amazon Games validation",
            {"hidden": 64, "max_len": 50, "blocks": 2, "heads": 1, "dropout": 0.5, "normalize": True,
             "temperature": 0.1, "epochs": 200, "batch_size": 128, "lr": 1e-3, "lr_decay": 1.0, "patience": 10,

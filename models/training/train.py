@@ -45,6 +45,9 @@ class TrainResult:
     valid: dict[str, float]  # validation metrics of the returned weights
     history: list[dict[str, Any]] = field(default_factory=list)
     precision: str = "fp32"  # what the run computed in ("auto" resolved)
+    # With TrainConfig.refit: what the epoch on the training and held-out sequences did
+    # (from_epoch, sequences, steps, loss, seconds, complete); None without one.
+    refit: dict[str, Any] | None = None
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -147,6 +150,37 @@ def _loss(model: SASRec, inputs: torch.Tensor, targets: torch.Tensor, terms: tor
         F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit))
 
 
+def _train_pass(model: SASRec, opt: torch.optim.Optimizer, ema: AveragedModel | None,
+                chunks: list[tuple[np.ndarray, np.ndarray | None]], order: np.ndarray, q: int | None,
+                tc: TrainConfig, device: torch.device, precision: str, deadline: float | None,
+                desc: str, progress: bool) -> tuple[float, int, bool]:
+    """One pass over ``chunks`` in ``order``, the average updated after every step
+    -> (summed loss, steps, whether ``deadline`` cut it short)."""
+    model.train()
+    total, steps = 0.0, 0
+    bar = tqdm(range(0, len(order), tc.batch_size), desc=desc, disable=not progress, leave=False)
+    try:
+        for lo in bar:
+            inputs, targets, terms = _collate([chunks[i] for i in order[lo : lo + tc.batch_size]], q)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                loss = _loss(model, inputs.to(device), targets.to(device),
+                             None if terms is None else terms.to(device), tc.loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            total += loss.item()
+            steps += 1
+            if steps % 50 == 0:
+                bar.set_postfix(loss=f"{total / steps:.4f}")
+            if deadline is not None and time.monotonic() > deadline:
+                return total, steps, True
+        return total, steps, False
+    finally:
+        bar.close()
+
+
 @freed_memory_kept()   # a decorator: entered anew on every call
 def train(
     data: SequenceData,
@@ -193,9 +227,19 @@ def train(
     if tc.ema_epochs:
         horizon = tc.ema_epochs * math.ceil(len(chunks) / tc.batch_size)    # steps
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(max(0.0, 1.0 - 1.0 / horizon)))
+    # The refit's pass: the held-out sequences, and the newest recent_share of all (them included).
+    refit_chunks: list[tuple[np.ndarray, np.ndarray | None]] = []
+    refit_sequences = 0
+    if tc.refit and data.held_out and not q:
+        every = data.train + data.held_out
+        newest = every[-math.ceil(len(every) * tc.recent_share):] if tc.recent_share else []
+        refit_chunks = make_chunks(data.held_out + newest, None, model_config.max_len)
+        refit_sequences = len(data.held_out) + len(newest)
+    loop_deadline = deadline
     valid = data.valid.subset(valid_limit, tc.seed) if valid_limit else data.valid
     rng = np.random.default_rng(tc.seed)
     best_score, best_epoch, best_state, best_metrics = -1.0, 0, None, {}
+    refit_state: dict[str, Any] | None = None  # the raw weights and optimizer at the best epoch
     history: list[dict[str, Any]] = []
     stopped, epoch, bad, first = "epochs", 0, 0, 1
     if resumed:
@@ -209,35 +253,21 @@ def train(
         best_score, best_epoch, best_state, best_metrics = (
             resumed["best_score"], resumed["best_epoch"], resumed["best_state"], resumed["best_metrics"])
         history, bad, epoch, stopped = resumed["history"], resumed["bad"], resumed["epoch"], resumed["stopped"]
+        refit_state = resumed.get("refit_state")
         # Early stopping is final; a run stopped by its time budget goes on if the new budget allows.
         first = tc.epochs + 1 if stopped == "early_stopping" else epoch + 1
         stopped = "epochs" if first <= tc.epochs else stopped
         log.info("resumed from %s after epoch %d", resume_path, epoch)
     for epoch in range(first, tc.epochs + 1):
-        model.train()
-        order = rng.permutation(len(chunks))
-        batches = range(0, len(order), tc.batch_size)
-        total, steps, out_of_time = 0.0, 0, False
-        bar = tqdm(batches, desc=f"epoch {epoch}/{tc.epochs}", disable=not progress, leave=False)
-        for lo in bar:
-            inputs, targets, terms = _collate([chunks[i] for i in order[lo : lo + tc.batch_size]], q)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                loss = _loss(model, inputs.to(device), targets.to(device),
-                             None if terms is None else terms.to(device), tc.loss)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            total += loss.item()
-            steps += 1
-            if steps % 50 == 0:
-                bar.set_postfix(loss=f"{total / steps:.4f}")
-            if deadline is not None and time.monotonic() > deadline:
-                out_of_time = True
-                break
-        bar.close()
+        if best_state is not None and loop_deadline is not None and time.monotonic() > loop_deadline:
+            stopped = "time_budget"   # what is left is the refit's
+            break
+        pass_started = time.monotonic()
+        total, steps, out_of_time = _train_pass(model, opt, ema, chunks, rng.permutation(len(chunks)), q, tc, device,
+                                                precision, loop_deadline, f"epoch {epoch}/{tc.epochs}", progress)
         sched.step()
+        if loop_deadline is not None and refit_chunks:  # leave the refit's pass its time
+            loop_deadline = deadline - (time.monotonic() - pass_started) * len(refit_chunks) / len(chunks)
         chosen = model if ema is None else ema.module
         metrics = evaluate_model(chosen, valid, tc.valid_protocol) if len(valid) else {}
         score = metrics.get(tc.valid_metric, 0.0)
@@ -255,6 +285,8 @@ def train(
         if score > best_score or not len(valid):
             best_score, best_epoch, best_metrics, bad = score, epoch, metrics, 0
             best_state = copy.deepcopy(chosen.state_dict())
+            if refit_chunks:
+                refit_state = copy.deepcopy({"model": model.state_dict(), "opt": opt.state_dict()})
         else:
             bad += 1
         if out_of_time:
@@ -268,11 +300,30 @@ def train(
                 "opt": opt.state_dict(), "sched": sched.state_dict(),
                 "ema": None if ema is None else ema.state_dict(), "rng": rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(), "best_score": best_score, "best_epoch": best_epoch,
-                "best_state": best_state, "best_metrics": best_metrics, "history": history, "bad": bad})
+                "best_state": best_state, "best_metrics": best_metrics, "history": history, "bad": bad,
+                "refit_state": refit_state})
         if stopped != "epochs":
             break
     assert best_state is not None
+    refit = None
+    if refit_state is not None:
+        # The chosen epoch's weights and optimizer, one pass over the newest sessions, the
+        # held-out ones included, and its last weights are the result. Validation cannot judge
+        # them (it trained on them): the chosen epoch's scores are reported.
+        model.load_state_dict(refit_state["model"])
+        opt.load_state_dict(refit_state["opt"])
+        pass_started = time.monotonic()
+        total, steps, out_of_time = _train_pass(model, opt, None, refit_chunks, rng.permutation(len(refit_chunks)),
+                                                q, tc, device, precision, deadline, "refit", progress)
+        best_state = copy.deepcopy(model.state_dict())
+        refit = {"from_epoch": best_epoch, "sequences": refit_sequences, "steps": steps,
+                 "loss": total / max(steps, 1), "seconds": round(time.monotonic() - pass_started, 2),
+                 "complete": not out_of_time}
+        if progress:
+            tqdm.write(f"refit: from epoch {best_epoch}, one pass over the held-out and newest sessions: "
+                       f"loss {refit['loss']:.4f}, {steps} steps ({refit['seconds']:.0f}s"
+                       + ("" if not out_of_time else ", cut short by the time budget") + ")", file=sys.stderr)
     model.load_state_dict(best_state)
     model = model.cpu().eval()
     return TrainResult(model, epoch, best_epoch, stopped, time.monotonic() - started, best_metrics, history,
-                       precision)
+                       precision, refit)

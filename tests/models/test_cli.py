@@ -91,9 +91,9 @@ def test_train_format_picks_its_preset_and_an_unknown_format_is_one_line(tmp_pat
     assert (model.hidden, model.normalize, train.epochs, train.batch_size) == (64, False, 20, 128)
     assert not model.repeat_bonus  # validated on sessions only
     assert train.valid_fraction == 0.05 and configs(preset_for("sessions"), 10)[1].valid_fraction == 0.02
-    assert (train.ema_epochs, train.recent_share) == (0, 0)    # on in the sessions preset only
+    assert (train.ema_epochs, train.recent_share, train.refit) == (0, 0, False)    # on in the sessions preset only
     sessions_train = configs(preset_for("sessions"), 10)[1]
-    assert (sessions_train.ema_epochs, sessions_train.recent_share) == (1.0, 0.1)
+    assert (sessions_train.ema_epochs, sessions_train.recent_share, sessions_train.refit) == (1.0, 0.1, True)
     assert preset_for("jsonl") is preset_for("events")      # the format's old name still works
 
     r = CliRunner().invoke(make_app(), ["train", str(tmp_path / "x"), "--format", "events2",

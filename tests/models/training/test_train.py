@@ -243,3 +243,39 @@ def test_the_newest_share_is_trained_twice() -> None:
     assert once.valid["mrr@10"] < 0.6 < 0.85 < twice.valid["mrr@10"], (once.valid, twice.valid)
     with pytest.raises(ValueError, match="recent_share must be in"):
         TrainConfig(recent_share=1.5)
+
+
+def test_refit_trains_one_more_epoch_on_the_held_out_sessions(tmp_path) -> None:
+    """Items drift: the held-out (newest) sessions step through items 7-12, which training never
+    shows, and so does the next period. The refit's pass from the chosen epoch's state learns
+    them; what validation chose, and reports, is the same run's with or without it."""
+    def walks(n: int, first: int) -> list[np.ndarray]:
+        return [(np.arange(s, s + 4) % 6 + first).astype(np.int64) for s in np.arange(n) % 6]
+    held = walks(120, 7)
+    valid = EvalSet([s[:i] for s in held for i in range(1, 4)], np.array([s[i] for s in held for i in range(1, 4)]))
+    later = walks(60, 7)
+    nxt = EvalSet([s[:-1] for s in later], np.array([s[-1] for s in later]))
+    data = SequenceData([str(i) for i in range(1, 13)], walks(300, 1), valid, nxt, held_out=held)
+    cfg = ModelConfig(num_items=12, max_len=4, hidden=16, dropout=0.0)
+    tc = TrainConfig(epochs=4, batch_size=30, lr=5e-3, patience=20, valid_metric="mrr@10", ema_epochs=1.0,
+                     recent_share=0.5)
+    plain = train(data, cfg, tc, progress=False)
+    refit = train(data, cfg, replace(tc, refit=True), progress=False)
+    assert plain.refit is None
+    assert refit.valid == plain.valid and refit.best_epoch == plain.best_epoch   # the loop is the same run
+    # The 120 held out, and the newest half of all 420 (the 120 again, and 90 of training): / 30
+    assert refit.refit == {**refit.refit, "from_epoch": plain.best_epoch, "sequences": 330, "steps": 11,
+                           "complete": True}
+    before, after = evaluate_model(plain.model, nxt, "full"), evaluate_model(refit.model, nxt, "full")
+    assert before["mrr@10"] < 0.25 < 0.35 < after["mrr@10"], (before, after)
+
+    # Interrupted after epoch 2 and resumed: the chosen epoch's state comes back from the file.
+    path = tmp_path / "run.resume"
+    train(data, cfg, replace(tc, refit=True, epochs=2), progress=False, resume_path=path)
+    resumed = train(data, cfg, replace(tc, refit=True), progress=False, resume_path=path)
+    assert resumed.refit == {**refit.refit, "seconds": resumed.refit["seconds"]}
+    for a, b in zip(resumed.model.parameters(), refit.model.parameters()):
+        assert torch.equal(a, b)
+
+    # Nothing held out (or nothing to refit on): no refit, the chosen epoch as it was.
+    assert train(replace(data, held_out=[]), cfg, replace(tc, refit=True), progress=False).refit is None

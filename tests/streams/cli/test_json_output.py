@@ -71,9 +71,17 @@ def test_every_quick_json_command_prints_one_json_line(tmp_path: Path) -> None:
     # line shows the average's validation and the raw weights' beside it.
     assert (training["ema_epochs"], training["recent_share"]) == (1.0, 0.1)
     assert {"valid_mrr@20", "raw_valid_mrr@20"} <= training["history"][0].keys()
+    # Then one pass from the chosen epoch over the 5 held out and the newest 25 of all 250.
+    assert training["refit"] is True and training["refit_epoch"]["from_epoch"] == training["best_epoch"] == 1
+    assert training["refit_epoch"]["sequences"] == 30 and training["refit_epoch"]["steps"] >= 1
     assert (training["batch_size"], training["lr_decay"], training["valid_metric"]) == (256, 0.8, "mrr@20")
 
     metrics = _run_json(env, "eval", str(data), "--format", "sessions", "--limit", "30", "--json")
+    # The refit trained on the held-out sessions: scoring the version on them is refused in one line.
+    refused = subprocess.run([sys.executable, "-m", "reckon.streams.cli.main", "eval", str(data), "--format",
+                              "sessions", "--split", "valid"], env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1 and refused.stderr.strip().splitlines()[-1].startswith("error: ") and \
+        "(refit)" in refused.stderr
     assert metrics["version"] == manifest["version"] and 0 <= metrics["hr@20"] <= 1
     assert [row["version"] for row in _run_json(env, "model", "list", "--json")] == [manifest["version"]]
     timed = _run_json(env, "bench", "scoring", "--registry", str(tmp_path / "reg"), "--seconds", "0.05",
