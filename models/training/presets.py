@@ -17,6 +17,9 @@
   (``ema_epochs``), and trains the newest 10 % of the training sessions twice per epoch
   (``recent_share``): both chosen by validation MRR@20 on the held-out sessions, epoch for
   epoch against the same run without them (bench/MODEL.md, "Averaged weights, newest sessions twice").
+  Once the epoch is chosen it continues from that epoch for one pass over the held-out and the
+  newest 10 % of the sessions and keeps that (``refit``): chosen on a split inside the training
+  sessions, whose newest 2 % it scored higher (bench/MODEL.md, "Refit on the newest sessions").
 - ``sasrec``: run **G2** of bench/MODEL.md (Amazon Games, SASRec split): the best *validation*
   NDCG@10 (each user's second-to-last item) of the Games sweep (test HR@10 0.7701 / NDCG@10 0.5777).
 - ``events`` (old name ``jsonl``): Reckon's own events. No public benchmark exists for them, so these are the defaults
@@ -47,7 +50,7 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("sessions", "run E4 of bench/MODEL.md, Diginetica validation; bf16 as float32 per epoch there; repeat bonus, "
-           "weight average and newest sessions twice by validation; 2 % held out",
+           "weight average, newest sessions twice and the refit by validation; 2 % held out",
            {"hidden": 128, "max_len": 20, "blocks": 2, "heads": 2, "dropout": 0.2, "normalize": True,
             "temperature": 0.07, "epochs": 30, "batch_size": 256, "lr": 1e-3, "lr_decay": 0.8, "patience": 3,
             "valid_metric": "mrr@20", "valid_protocol": "full", "precision": "auto", "repeat_bonus": True,
