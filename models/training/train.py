@@ -42,10 +42,10 @@ class TrainResult:
     best_epoch: int
     stopped: str  # "epochs" | "early_stopping" | "time_budget"
     wall_seconds: float
-    valid: dict[str, float]  # validation metrics of the returned weights
+    valid: dict[str, float]  # validation metrics of the chosen epoch (the returned weights', but for a refit)
     history: list[dict[str, Any]] = field(default_factory=list)
     precision: str = "fp32"  # what the run computed in ("auto" resolved)
-    # With TrainConfig.refit: what the epoch on the training and held-out sequences did
+    # With TrainConfig.refit: what the pass over the held-out and newest sequences did
     # (from_epoch, sequences, steps, loss, seconds, complete); None without one.
     refit: dict[str, Any] | None = None
 
