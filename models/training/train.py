@@ -266,8 +266,7 @@ def train(
         total, steps, out_of_time = _train_pass(model, opt, ema, chunks, rng.permutation(len(chunks)), q, tc, device,
                                                 precision, loop_deadline, f"epoch {epoch}/{tc.epochs}", progress)
         sched.step()
-        if loop_deadline is not None and refit_chunks:  # leave the refit's pass its time
-            loop_deadline = deadline - (time.monotonic() - pass_started) * len(refit_chunks) / len(chunks)
+        pass_seconds = time.monotonic() - pass_started
         chosen = model if ema is None else ema.module
         metrics = evaluate_model(chosen, valid, tc.valid_protocol) if len(valid) else {}
         score = metrics.get(tc.valid_metric, 0.0)
@@ -277,6 +276,9 @@ def train(
         if ema is not None and len(valid):  # what the average adds, in the same run
             raw = row[f"raw_valid_{tc.valid_metric}"] = evaluate_model(model, valid, tc.valid_protocol)[tc.valid_metric]
         history.append(row)
+        if loop_deadline is not None and refit_chunks:  # leave the refit's pass its time, and a validation's
+            loop_deadline = deadline - pass_seconds * len(refit_chunks) / len(chunks) - \
+                (time.monotonic() - pass_started - pass_seconds)
         log.info("epoch %d: loss %.4f %s %.4f", epoch, row["loss"], tc.valid_metric, score)
         if progress:
             tqdm.write(f"epoch {epoch}: loss {row['loss']:.4f} valid {tc.valid_metric} {score:.4f}"
