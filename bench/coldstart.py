@@ -37,6 +37,7 @@ from reckon.models.serving.scorer import Scorer
 from reckon.streams.core.settings import Settings
 from reckon.streams.costs.pricing import PriceSheet
 from reckon.streams.pipeline.processor import BatchProcessor, runs_of
+from reckon.streams.pipeline.user_rows import UserRows
 from reckon.streams.traffic.generator import Catalog, Drift, Record, TrafficGenerator
 
 ARMS = ("off", "uninformed", "served")
@@ -61,7 +62,7 @@ def hit_rates(registry: Path, records: list[Record], arm: str, batch: int = 25, 
     scorer = (_Uninformed if arm == "uninformed" else Scorer).load(mv, device="cpu", variant="fp32")
     processor = BatchProcessor(Settings(worker_name="bench", cold_start=arm != "off"), PriceSheet.load(env={}),
                                lambda user: scorer)
-    states: dict[bytes, dict] = {}
+    users = UserRows(lambda key, partition: None)
     latest: dict[str, tuple[str, set[str]]] = {}     # user -> (session of the trigger, items)
     session_of: dict[str, str] = {}                   # event id -> session id
     counts = {"new_clicks": 0, "new_hits": 0, "clicks": 0, "hits": 0, "estimates": 0, "process_seconds": 0.0}
@@ -85,9 +86,9 @@ def hit_rates(registry: Path, records: list[Record], arm: str, batch: int = 25, 
             counts["new_clicks"] += new
             counts["new_hits"] += new and hit
         started = time.perf_counter()
-        out = processor.process(runs_of(chunk), lambda user, partition: states.get(user), "cpu")
+        out = processor.process(runs_of(chunk), users, "cpu")
         counts["process_seconds"] += time.perf_counter() - started
-        states.update(out.states)
+        users.stage(out.changed, out.changed_partitions)
         counts["estimates"] += out.counts["cold_start_estimates"]
         for _, value in out.recommendations:
             rec = json.loads(value)

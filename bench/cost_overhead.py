@@ -3,7 +3,8 @@
 Every batch of live-shaped traffic runs with accounting (the batch meter, state bytes from
 the store's sizes, the cost event and its allocation, the interval accountant, the event's
 JSON on the wire and the sink's rows from it) and without (those replaced by no-ops), on
-the same processor and copies of the same states; which side goes first alternates, so
+the same processor and copies of the same states (read from their stored form before the
+timing starts, as a worker holds them); which side goes first alternates, so
 both see the same inputs and share the machine's noise.
 Each side is timed in CPU seconds of the threads a batch runs on (this one and the scoring
 threads), which a shared machine's other processes do not inflate the way they do wall
@@ -18,24 +19,18 @@ default when scoring); the heap is frozen and collected as the worker's is.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
 
 from reckon.models.serving.threads import THREAD_NAME, thread_cpu_seconds
+from reckon.streams.pipeline.user_rows import UserRows
 from reckon.streams.traffic.generator import TrafficGenerator
-
-_encode = msgspec.json.Encoder().encode
-
-
-def _copy(state: dict) -> dict:
-    return msgspec.json.decode(_encode(state))
 
 
 class _NullMeter:
@@ -72,8 +67,7 @@ def overhead(registry: Path, events: int = 60_000, batch: int = 2000, users: int
     # One processor and one set of states for both sides (each run reads copies): two sets
     # would sit in different memory and differ by a few percent for that alone.
     processor = BatchProcessor(settings, sheet, lambda user: scorer, ram_gb=2.0)
-    states: dict[str, dict] = {}
-    sizes: dict[str, int] = {}           # as the store's write measures them
+    stored: dict[bytes, bytes] = {}      # state key -> stored form, as the store's commits write it
     accountant = IntervalAccountant(sheet, Reserved(2, 2), "bench", "cpu", 10.0)
     saved = proc.BatchMeter, proc.cost_event
     spent = {"with": 0.0, "without": 0.0, "accounting_parts": 0.0, "scorer_parts": 0.0}
@@ -87,33 +81,35 @@ def overhead(registry: Path, events: int = 60_000, batch: int = 2000, users: int
         on a shared machine the time other processes take the core would land on either side)."""
         return time.thread_time() + sum(thread_cpu_seconds(tid) for tid in scoring)
 
-    def run(side: str, chunk: list, chunk_users: set[str]) -> tuple[float, Any]:
+    def run(side: str, chunk: list, chunk_users: list[tuple[str, str]]) -> tuple[float, Any, UserRows]:
         # A batch changes the states it reads: each run gets copies, so a batch can run again.
-        scratch = {u: _copy(states[u]) for u in chunk_users if u in states}
-        # The worker's store knows each state's size from its last write: a lookup per user.
-        held = (lambda users: sum(map(sizes.get, users, repeat(0)))) if side == "with" else (lambda users: 0)
+        scratch = UserRows(lambda key, partition: stored.get(key))
+        scratch.rows_of(chunk_users, lambda i: 0)
         if side == "without":
             proc.BatchMeter, proc.cost_event = _NullMeter, lambda *a, **k: None
         try:
             started = cpu()
-            out = processor.process(chunk, lambda user, partition: scratch.get(user), "cpu", held)
+            out = processor.process(chunk, scratch, "cpu")
             if side == "with" and out.cost_event is not None:
                 accountant.observe(out.cost_event)
                 rows_from_message("cost_events", encode_event(out.cost_event))   # the wire and the sink's side
-            return cpu() - started, out
+            return cpu() - started, out, scratch
         finally:
             proc.BatchMeter, proc.cost_event = saved
 
     with worker_gc():   # as the worker runs
         for i, chunk in enumerate(batches):
-            chunk_users = {r.key.decode() for _, run_ in chunk for r in run_}
-            best, outs = {"with": float("inf"), "without": float("inf")}, {}
+            chunk_users = list({(d.get("tenant") or settings.default_tenant, d["user_id"])
+                                for _, run_ in chunk for r in run_ for d in [json.loads(r.value)]})
+            best, outs, users = {"with": float("inf"), "without": float("inf")}, {}, None
             for rep in range(repeats):     # the least disturbed of a few runs, sides alternating
                 for side in (("with", "without") if (i + rep) % 2 else ("without", "with")):
-                    took, outs[side] = run(side, chunk, chunk_users)
+                    took, outs[side], scratch = run(side, chunk, chunk_users)
                     best[side] = min(best[side], took)
-            states.update(outs["with"].states)
-            sizes.update({u: len(_encode(s)) for u, s in outs["with"].states.items()})
+                    users = scratch if side == "with" else users
+            held = users.held_bytes(outs["with"].changed)      # the sizes as the batch read them
+            users.stage(outs["with"].changed, outs["with"].changed_partitions)
+            stored.update(pair for pairs_ in users.snapshot().values() for pair in pairs_)
             for side in best:
                 spent[side] += best[side]
             pairs.append(best["with"] / best["without"])
@@ -121,7 +117,7 @@ def overhead(registry: Path, events: int = 60_000, batch: int = 2000, users: int
             if event is not None:                  # the accounting parts, timed alone
                 groups = _groups(event)
                 started = cpu()
-                usage = proc.BatchMeter("cpu").usage(sum(map(sizes.get, outs["with"].states, repeat(0))))
+                usage = proc.BatchMeter("cpu").usage(held)
                 again = cost_event("b-x", usage, groups, sheet, "bench", 2.0)
                 accountant.observe(again)
                 wire = encode_event(again)

@@ -28,17 +28,18 @@ from itertools import groupby
 from operator import attrgetter
 from typing import Any
 
-import msgspec
+import numpy as np
 
 from reckon.streams.core.settings import Settings
 from reckon.streams.costs.meter import BatchMeter, cost_event, new_groups
 from reckon.streams.costs.pricing import PriceSheet
 from reckon.streams.pipeline.candidates import CandidateIndex
 from reckon.streams.pipeline.coldstart import ColdStart
-from reckon.streams.pipeline.contracts import Event, Invalid, parse_batch, query_terms
+from reckon.streams.pipeline.contracts import Click, Event, Invalid, parse_batch, query_terms
 from reckon.streams.pipeline.dead_letters import DeadLetter, failure
 from reckon.streams.pipeline.scoring import BatchScorer, SystemicFailure, Trigger
-from reckon.streams.pipeline.state import fold, new_state, state_key
+from reckon.streams.pipeline.user_rows import UserRows
+from reckon.streams.pipeline.user_table import UserTable, id_hashes
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,10 @@ Runs = Iterable[tuple[tuple[str, int], Sequence[InRecord]]]
 
 @dataclass
 class BatchOutput:
-    states: dict[bytes, dict] = field(default_factory=dict)      # state key -> new state (one write per key)
-    partitions: dict[bytes, int] = field(default_factory=dict)   # state key -> its records' partition
+    # the user-table rows the batch changed, and each one's partition (that of its last new
+    # event): the caller stages them (UserRows.stage) once the batch's outputs are sent
+    changed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    changed_partitions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
     recommendations: list[tuple[bytes, bytes]] = field(default_factory=list)
     latest: dict[bytes, bytes] = field(default_factory=dict)     # state key -> its recommendation's value
     dead_letters: list[DeadLetter] = field(default_factory=list)
@@ -79,11 +82,10 @@ class _Learning:
     items: list[str] = field(default_factory=list)       # per click
     ts: list[float] = field(default_factory=list)        # per click
     history: list[list[str]] = field(default_factory=list)   # per user: last items before the batch
-    states: list[dict] = field(default_factory=list)     # per user: the state (terms after the batch)
+    rows: list[int] = field(default_factory=list)        # per user: its row in the user table
+    terms: list[list[str]] = field(default_factory=list)     # per user: query terms after the batch
     searches: list[tuple[list[str], Sequence[str]]] = field(default_factory=list)
 
-
-_encode = msgspec.json.Encoder().encode   # state sizes, as the store encodes states
 
 __all__ = ["BatchOutput", "BatchProcessor", "InRecord", "Runs", "SystemicFailure", "runs_of"]
 
@@ -114,7 +116,7 @@ class BatchProcessor:
             self._indexes.move_to_end(tenant)
         return index
 
-    def _triggers(self, event: Event, state: dict) -> bool:
+    def _triggers(self, event: Event, last_rec_ts: float) -> bool:
         s = self.settings
         if s.trigger == "none" or (s.trigger != "all" and s.trigger.rstrip("s") != event.kind):
             return False
@@ -122,129 +124,156 @@ class BatchProcessor:
         # ts order: without a throttle every event triggers, whatever its ts.
         if not s.trigger_min_interval_s:
             return True
-        return event.ts - state["last_rec_ts"] >= s.trigger_min_interval_s
+        return event.ts - last_rec_ts >= s.trigger_min_interval_s
 
-    def process(self, runs: Runs, state_get: Callable[[bytes, int], dict | None],
-                device: str, held_bytes: Callable[[Iterable[bytes]], int] | None = None,
-                fetch_cpu_seconds: float = 0.0) -> BatchOutput:
-        """One batch -> its outputs. `state_get(key, partition)`: the state under that state
-        key (streams/pipeline/state.py) or None. `held_bytes(keys)`: the stored size of those
-        states (the store's, measured when written); without it the batch's states are
-        encoded to measure them. `fetch_cpu_seconds`: CPU another thread spent fetching and
-        decoding the batch's records. Raises only SystemicFailure."""
+    def process(self, runs: Runs, users: UserRows, device: str, fetch_cpu_seconds: float = 0.0) -> BatchOutput:
+        """One batch -> its outputs; the users' states in `users` folded (in place: stage
+        `out.changed` once the outputs are sent).
+        `fetch_cpu_seconds`: CPU another thread spent fetching and decoding the batch's
+        records. Raises only SystemicFailure."""
         meter = BatchMeter(device=device)
         meter.other_cpu_seconds = fetch_cpu_seconds
-        meter.other_cpu_seconds = fetch_cpu_seconds
         out = BatchOutput()
-        now = time.time()
-        settings, states, partitions = self.settings, out.states, out.partitions
-        batch = _parse(runs, now, settings.default_tenant, self.tenants, out)
-        records, where, events = batch.records, batch.where, batch.events
+        settings = self.settings
+        batch = _parse(runs, time.time(), settings.default_tenant, self.tenants, out)
         meter.bytes_in = batch.size
-        # The batch by (tenant, user), in order: everything after this works a user (or a batch) at a
-        # time. Keyed by both, a tenant's users keep their order whatever other tenants send.
-        by_user: dict[tuple[str, str], list[int]] = {}
-        get = by_user.get
-        for position, event in enumerate(events):
-            if event.__class__ is Invalid:
-                _dead(out, batch, position, event.reason, event.detail)
-                continue
-            user = (event.tenant, event.user_id)
-            positions = get(user)
-            if positions is None:
-                by_user[user] = [position]
-            else:
-                positions.append(position)
-        scoring = settings.trigger != "none"
-        triggered: list[Trigger] = []
-        learning: dict[str, _Learning] = {}
-        tally: Counter = Counter()             # (tenant, scorer, kind) -> valid events
-        scorer_for = self.scorer_for
-        scorers: dict[int, Any] = {}           # the batch's scorers (both arms of an A/B split)
-        duplicates = 0
-        ttl = settings.user_ttl_s
-        for (tenant, user), positions in by_user.items():
-            mine = [events[p] for p in positions]
-            first = mine[0]
-            try:
-                key = state_key(tenant, user)
-                state = state_get(key, where[positions[0]][1])
-                # An idle user starts over: stale history is worse than none. (The key stays
-                # in the store until then; Faust tables have no TTL outside windows.)
-                if state is None or first.ts - state["last_seen"] > ttl:
-                    state = new_state()
-                if len(mine) == 1:
-                    if first.event_id in state["seen"]:
-                        duplicates += 1
-                        continue
-                else:
-                    ids = {e.event_id for e in mine}
-                    if len(ids) < len(mine) or not ids.isdisjoint(state["seen"]):
-                        fresh = _unseen(mine, positions, state["seen"])
-                        duplicates += len(mine) - len(fresh)
-                        if not fresh:
-                            continue               # only duplicates: the state is unchanged
-                        mine, positions = [e for e, _ in fresh], [p for _, p in fresh]
-                previous = state["items"][-3:] if scoring else None    # before the fold
-                fired = []
-                if scoring:
-                    for event, position in zip(mine, positions):
-                        if self._triggers(event, state):
-                            state["last_rec_ts"] = max(state["last_rec_ts"], event.ts)
-                            fired.append((event, position))
-                items = fold(state, mine)
-            except Exception as exc:   # this user's records alone: the batch goes on
-                detail = failure(exc)
-                for position in positions:
-                    _dead(out, batch, position, "state_failed", detail)
-                continue
-            states[key] = state
-            partitions[key] = where[positions[-1]][1]
-            scorer = scorer_for(user)
-            if scoring:
-                scorers[id(scorer)] = scorer
-                learn = learning.get(tenant)
-                if learn is None:
-                    learn = learning[tenant] = _Learning()
-                code = len(learn.history)
-                learn.history.append(previous)
-                learn.states.append(state)
-                if items:
-                    learn.users.extend([code] * len(items))
-                    learn.items.extend(items)
-                    learn.ts.extend([e.ts for e in mine if e.kind == "click"])
-                if len(items) < len(mine):
-                    learn.searches += [(query_terms(e.query), e.results) for e in mine if e.kind == "search"]
-                triggered += [Trigger(event, records[p].timestamp / 1000.0, p, key, scorer) for event, p in fired]
-            if items:
-                tally[tenant, scorer, "click"] += len(items)
-            if len(items) < len(mine):
-                tally[tenant, scorer, "search"] += len(mine) - len(items)
-        for tenant, learn in learning.items():   # the index is read only to score: a worker that never scores skips it
-            self._learn(tenant, learn, out)
-            if self.cold_start is not None and learn.items:
-                self._cold_start(tenant, learn.items, scorers.values(), out)
+        events = batch.events
+        positions = [p for p, event in enumerate(events) if event.__class__ is not Invalid]
+        if len(positions) < len(events):
+            for p, event in enumerate(events):
+                if event.__class__ is Invalid:
+                    _dead(out, batch, p, event.reason, event.detail)
+            events = [events[p] for p in positions]
         groups = new_groups()
-        if triggered:
-            scored = self.scoring.score(triggered, states, meter, groups, out.counts)
-            out.recommendations += scored.recommendations
-            out.latest = scored.latest
-            for trigger, reason, detail in scored.failed:   # dead-lettered after its state was folded
-                _dead(out, batch, trigger.position, reason, detail)
-                tally[trigger.event.tenant, trigger.scorer, trigger.event.kind] -= 1
+        if events:
+            self._fold(events, np.array(positions, dtype=np.int64), batch, users, meter, groups, out)
+        return out
+
+    def _fold(self, events: list[Event], positions: np.ndarray, batch: _Parsed, users: UserRows,
+              meter: BatchMeter, groups: dict, out: BatchOutput) -> None:
+        """The batch's valid events into their users' rows, all users at once; then, for a
+        worker that scores, its triggers, learning and scoring."""
+        settings = self.settings
+        who = [(event.tenant, event.user_id) for event in events]
+        rows, failed = users.rows_of(who, lambda i: int(batch.partitions[positions[i]]))
+        if failed:                      # a user whose state cannot be read: its records alone
+            for i, detail in failed.items():
+                _dead(out, batch, int(positions[i]), "state_failed", detail)
+            keep = np.flatnonzero(rows >= 0)
+            events, who, rows, positions = [events[i] for i in keep], [who[i] for i in keep], rows[keep], positions[keep]
+            if not events:
+                return
+        table = users.table
+        try:
+            columns = _columns(events, table)
+        except Exception:   # an event no column takes (the contract should make this impossible): it alone
+            bad = set()
+            for i, event in enumerate(events):
+                try:
+                    _columns([event], table)
+                except Exception as exc:
+                    _dead(out, batch, int(positions[i]), "state_failed", failure(exc))
+                    bad.add(i)
+            keep = np.array([i for i in range(len(events)) if i not in bad], dtype=np.int64)
+            events, who, rows, positions = [events[i] for i in keep], [who[i] for i in keep], rows[keep], positions[keep]
+            if not events:
+                return
+            columns = _columns(events, table)
+        scoring = settings.trigger != "none"
+        previous = self._latest_items(table, rows) if scoring else None     # before the fold
+        items = columns[2]
+        fresh = table.fold_batch(rows, *columns, settings.user_ttl_s)
+        kept = np.flatnonzero(fresh)
+        if len(kept) < len(events):
+            out.counts["duplicate"] += len(events) - len(kept)
+        if not len(kept):
+            return
+        # each changed user once, staged under the partition of its last new event
+        by_row = np.argsort(rows[kept], kind="stable")
+        ordered = rows[kept][by_row]
+        last = np.flatnonzero(np.r_[ordered[1:] != ordered[:-1], True])
+        changed = out.changed = ordered[last]
+        out.changed_partitions = batch.partitions[positions[kept[by_row[last]]]]
+        firsts = kept[by_row[np.r_[0, last[:-1] + 1]]]      # each changed user's first new event
+        user_scorer = [(who[i], self.scorer_for(who[i][1])) for i in firsts.tolist()]
+        new_clicks = np.bincount(np.searchsorted(changed, rows[kept]), weights=items[kept] >= 0,
+                                 minlength=len(changed)).astype(np.int64).tolist()
+        new_events = np.bincount(np.searchsorted(changed, rows[kept]), minlength=len(changed)).tolist()
+        tally: Counter = Counter()             # (tenant, scorer, kind) -> valid events
+        for ((tenant, _), scorer), n_clicks, n_events in zip(user_scorer, new_clicks, new_events):
+            if n_clicks:
+                tally[tenant, scorer, "click"] += n_clicks
+            if n_events > n_clicks:
+                tally[tenant, scorer, "search"] += n_events - n_clicks
+        if scoring:
+            self._score(events, who, rows, kept, positions, batch, previous, users, meter, groups, tally, out)
         for (tenant, scorer, kind), count in tally.items():
             if count:
                 groups[(tenant, scorer.version, kind)].events += count   # group_key()
         valid = sum(tally.values())
-        for name, count in (("duplicate", duplicates), ("valid", valid)):
-            if count:                 # a Counter with the same keys as one counted event by event
-                out.counts[name] += count
         if valid:
-            state_bytes = (held_bytes(states) if held_bytes is not None
-                           else sum(len(_encode(state)) for state in states.values()))
-            out.cost_event = cost_event(f"b-{uuid.uuid4().hex}", meter.usage(state_bytes), groups,
+            out.counts["valid"] += valid
+            out.cost_event = cost_event(f"b-{uuid.uuid4().hex}", meter.usage(users.held_bytes(changed)), groups,
                                         self.sheet, self.settings.worker_name, self.ram_gb)
-        return out
+
+    @staticmethod
+    def _latest_items(table: UserTable, rows: np.ndarray) -> dict[int, list[str]]:
+        """Each row's last three items (names), as they were before the batch."""
+        names = table.items_names.names
+        return {row: [names[c] for c in table.item_codes(row)[-3:].tolist()] for row in set(rows.tolist())}
+
+    def _score(self, events: list[Event], who: list[tuple[str, str]], rows: np.ndarray, kept: np.ndarray,
+               positions: np.ndarray, batch: _Parsed, previous: dict[int, list[str]], users: UserRows,
+               meter: BatchMeter, groups: dict, tally: Counter, out: BatchOutput) -> None:
+        """Triggers of the new events (in order, throttled per user), the tenants' candidate
+        learning, and one scored row per triggering user."""
+        table = users.table
+        last_rec_ts = table.last_rec_ts
+        triggered: list[Trigger] = []
+        learning: dict[str, _Learning] = {}
+        code_of: dict[int, tuple[_Learning, int]] = {}       # row -> (its tenant's learning, its code there)
+        scorers: dict[int, Any] = {}
+        state_rows: dict[bytes, int] = {}                     # state key -> row, of the triggering users
+        for i in kept.tolist():
+            event, row = events[i], int(rows[i])
+            tenant = event.tenant
+            found = code_of.get(row)
+            if found is None:
+                learn = learning.get(tenant)
+                if learn is None:
+                    learn = learning[tenant] = _Learning()
+                found = code_of[row] = (learn, len(learn.history))
+                learn.history.append(previous[row])
+                learn.rows.append(row)
+            learn, code = found
+            if event.__class__ is Click:
+                learn.users.append(code)
+                learn.items.append(event.item_id)
+                learn.ts.append(event.ts)
+            else:
+                learn.searches.append((query_terms(event.query), event.results))
+            if self._triggers(event, float(last_rec_ts[row])):
+                last_rec_ts[row] = max(last_rec_ts[row], event.ts)
+                scorer = self.scorer_for(who[i][1])
+                scorers[id(scorer)] = scorer
+                position = int(positions[i])
+                key = users.key(row)
+                state_rows[key] = row
+                triggered.append(Trigger(event, batch.records[position].timestamp / 1000.0, position, key, scorer))
+        for tenant, learn in learning.items():
+            learn.terms = [table.term_list(row) for row in learn.rows]
+            self._learn(tenant, learn, out)
+            if self.cold_start is not None and learn.items:
+                self._cold_start(tenant, learn.items, scorers.values(), out)
+        if not triggered:
+            return
+        states = {key: table.state(row) for key, row in state_rows.items()}   # after the batch
+        scored = self.scoring.score(triggered, states, meter, groups, out.counts)
+        out.recommendations += scored.recommendations
+        out.latest = scored.latest
+        for trigger, reason, detail in scored.failed:   # dead-lettered after its state was folded
+            _dead(out, batch, trigger.position, reason, detail)
+            tally[trigger.event.tenant, trigger.scorer, trigger.event.kind] -= 1
 
     def _cold_start(self, tenant: str, items: list[str], scorers: Iterable[Any], out: BatchOutput) -> None:
         """Rows in the scorers' item tables for the tenant's clicked items their versions never
@@ -261,24 +290,13 @@ class BatchProcessor:
         try:
             if learn.users:
                 index.observe_clicks(learn.users, learn.items, learn.ts, learn.history,
-                                     [state["terms"][-4:] for state in learn.states])
+                                     [terms[-4:] for terms in learn.terms])
             if learn.searches:
                 terms, results = zip(*learn.searches)
                 index.observe_searches(terms, results)
         except Exception:
             log.exception("tenant %r: learning candidates from a batch failed; the batch goes on", tenant)
             out.counts["learn_failed"] += 1
-
-
-def _unseen(events: list[Event], positions: list[int], seen: list[str]) -> list[tuple[Event, int]]:
-    """A user's events whose ids are neither in `seen` nor earlier in the batch."""
-    ids = set(seen)
-    fresh = []
-    for event, position in zip(events, positions):
-        if event.event_id not in ids:
-            ids.add(event.event_id)
-            fresh.append((event, position))
-    return fresh
 
 
 @dataclass
@@ -288,6 +306,24 @@ class _Parsed:
     where: list[tuple[str, int]] = field(default_factory=list)
     events: list[Event | Invalid] = field(default_factory=list)
     size: int = 0
+    partitions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))   # per record
+
+
+def _columns(events: list[Event], table: UserTable
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[int, list[str]]]:
+    """What `UserTable.fold_batch` takes of each event: id hash, ts, item code (-1: a
+    search), purchase or not; and each search's query terms (by position)."""
+    hashes = id_hashes([event.event_id for event in events])
+    ts = np.array([event.ts for event in events], dtype=np.float64)
+    clicks = [event.__class__ is Click for event in events]
+    if all(clicks):
+        items = table.items_names.codes([event.item_id for event in events])
+        purchase = np.array([event.action == "purchase" for event in events])
+        return hashes, ts, items, purchase, {}
+    items = np.full(len(events), -1, dtype=np.int32)
+    items[np.array(clicks)] = table.items_names.codes([e.item_id for e, c in zip(events, clicks) if c])
+    purchase = np.array([c and e.action == "purchase" for e, c in zip(events, clicks)])
+    return hashes, ts, items, purchase, {i: query_terms(e.query) for i, (e, c) in enumerate(zip(events, clicks)) if not c}
 
 
 def _parse(runs: Runs, now: float, default_tenant: str, tenants: Collection[str] | None,
@@ -296,6 +332,8 @@ def _parse(runs: Runs, now: float, default_tenant: str, tenants: Collection[str]
     it fails anyway, the run is parsed a record at a time and a record it fails on is
     dead-lettered (parse_failed)."""
     batch = _Parsed()
+    lengths: list[int] = []
+    partitions: list[int] = []
     for (topic, partition), run in runs:
         values = [r.value for r in run]
         batch.size += sum(map(len, values)) + sum(map(len, filter(None, [r.key for r in run])))
@@ -306,6 +344,9 @@ def _parse(runs: Runs, now: float, default_tenant: str, tenants: Collection[str]
         batch.events += parsed
         batch.records += run
         batch.where += [(topic, partition)] * len(run)
+        lengths.append(len(run))
+        partitions.append(partition)
+    batch.partitions = np.repeat(np.array(partitions, dtype=np.int32), lengths)
     return batch
 
 

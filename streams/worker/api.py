@@ -99,7 +99,7 @@ class RecommendationApi:
                  stats: Counter, processing: asyncio.Lock) -> None:
         self.app, self.settings, self.auth = app, settings, auth
         self.users = users                    # the user-state Table: its changelog's owners are the users' owners
-        self.state_get = state_get            # (state key, partition) -> state or None
+        self.state_get = state_get            # ((tenant, user), partition) -> state dict or None
         self.runtime, self.processor, self.latest, self.stats = runtime, processor, latest, stats
         # held while a batch runs on its own thread: fresh scoring uses what the batch changes
         self.processing = processing
@@ -162,11 +162,15 @@ class RecommendationApi:
         return web.bytes(value, content_type="application/json", headers={ANSWERED_BY: self.settings.worker_name})
 
     def _fresh(self, web: Any, tenant: str, user: str, key: bytes, partition: int) -> Any:
-        state = self.state_get(key, partition)
+        try:
+            state = self.state_get((tenant, user), partition)
+        except ValueError as exc:
+            return _error(web, 500, f"this user's stored state cannot be read: {exc}",
+                          **{ANSWERED_BY: self.settings.worker_name})
         if state is None:
             return _error(web, 404, "no state for this user", **{ANSWERED_BY: self.settings.worker_name})
         started = time.perf_counter()
-        scorer = self.runtime.scorer_for((tenant, user))
+        scorer = self.runtime.scorer_for(user)   # A/B routing is by user id, as for batches
         ranked = self.processor.scoring.rank(tenant, state, scorer)
         self.stats["api_fresh_scored"] += 1
         return web.json({"user_id": user, "tenant": tenant, "items": ranked.items, "scores": ranked.scores,

@@ -39,6 +39,7 @@ from reckon.streams.pipeline.latest import LatestRecommendations
 from reckon.streams.pipeline.processor import BatchProcessor
 from reckon.streams.pipeline.routing import ModelRuntime
 from reckon.streams.pipeline.state import state_key
+from reckon.streams.pipeline.user_rows import UserRows
 from reckon.streams.worker import accounting, api, retraining
 from reckon.streams.worker.auth import PageAuth
 from reckon.streams.worker.metrics import CONTENT_TYPE, WorkerMetrics
@@ -144,9 +145,11 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
     clicks = app.topic("clicks", "searches", key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")
     costs = app.topic("cost-events", key_serializer="raw", value_serializer="raw")   # encode_event's JSON
-    # key_type=bytes makes Faust use raw keys for the changelog too (a Schema would not:
-    # recovery decodes with the table's own serializers); values are JSON.
-    users = app.Table("user-state", default=None, partitions=settings.partitions, key_type=bytes)
+    # key_type/value_type=bytes make Faust's changelog codec raw (a Schema would not:
+    # recovery decodes with the table's own serializers): values are the user table's
+    # stored form, written and read as bytes by the user store (version 2 is not JSON).
+    users = app.Table("user-state", default=None, partitions=settings.partitions, key_type=bytes,
+                      value_type=bytes)
 
     stats: Counter = Counter()
     runtime = ModelRuntime(settings)
@@ -164,7 +167,8 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
     if costing.ch is not None:      # the store's owner retrains (on a schedule, or asked by `reckon retrain`)
         retraining.install(app, settings, costing.ch, stats)
 
-    store = UserStore(app, users, max_cached=settings.state_cache_users, stats=stats)
+    store = UserStore(app, users)
+    user_rows = UserRows(store.read, max_rows=settings.state_cache_users)
     fetching = FetchClock(app)
     # A batch is processed on a thread of its own, so the event loop goes on answering
     # requests (a cached GET waited for whole batches: p99 65 ms at half load) and talking
@@ -176,19 +180,22 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
     processing = asyncio.Lock()
     if settings.role in ("all", "scorer"):
         latest = LatestRecommendations(settings.recommendation_cache_users)
-        api.install(app, api.RecommendationApi(app, settings, auth, users, store.get, runtime, processor, latest,
+        api.install(app, api.RecommendationApi(app, settings, auth, users, user_rows.state, runtime, processor, latest,
                                                stats, processing))
 
         def before_commit() -> Callable[[], Awaitable[None]]:
             # While no batch runs: the states the offsets being committed cover.
-            snapshot = store.snapshot()
+            snapshot = user_rows.snapshot()
 
             async def write() -> None:
                 # While batches go on: outputs first, then the states that mark their events
                 # seen: a crash in between re-emits (idempotent sinks downstream), it never
                 # drops a recommendation.
                 await app.producer.flush()
-                written = await store.write(snapshot)
+                try:
+                    written = await store.write(snapshot)
+                finally:
+                    user_rows.written()
                 if written:
                     stats["state_bytes_written"] += written
                     stats["state_written_at"] = time.time()
@@ -199,8 +206,9 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         async def score(batch: Mapping[TP, Sequence[Any]]) -> None:
             """One fetched batch (all assigned partitions) -> outputs, staged state, cost."""
             runs = list(batch.items())     # aiokafka's records under their TopicPartition
-            store.begin_batch()
-            work = functools.partial(processor.process, runs, store.get, runtime.device, store.held_bytes,
+            if store.rebalanced():
+                user_rows.forget_clean()
+            work = functools.partial(processor.process, runs, user_rows, runtime.device,
                                      fetch_cpu_seconds=fetching.lap())
             try:
                 async with processing:
@@ -220,8 +228,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
             for dead in out.dead_letters:
                 await app.producer.send("events-dlq", dead.key, dead.value, None, None, dead.headers())
             # Snapshotted by the next offset commit, which writes it (RocksDB + changelog) first.
-            partitions = out.partitions
-            store.stage({key: (partitions[key], state) for key, state in out.states.items()})
+            user_rows.stage(out.changed, out.changed_partitions)
             if out.cost_event is not None:
                 await costs.send(key=settings.worker_name.encode(), value=encode_event(out.cost_event))
                 stats["cost_events_sent"] += 1
@@ -300,7 +307,10 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         except UnicodeEncodeError:
             return web.json({"error": "tenant and user must be valid Unicode"}, status=400)
         async with processing:         # a batch changes states in place
-            state = store.get(key, None)   # the cached state: newer than RocksDB until a flush
+            try:
+                state = user_rows.state((tenant, user))   # newer than RocksDB until a flush
+            except ValueError as exc:
+                return web.json({"error": f"this user's stored state cannot be read: {exc}"}, status=500)
             body = msgspec.json.encode({"tenant": tenant, "user_id": user, "state": state})
         return web.bytes(body, content_type="application/json", status=200 if state else 404)
 

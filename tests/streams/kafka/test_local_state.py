@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from pathlib import Path
 
 import faust
@@ -139,9 +140,10 @@ def test_kill9_restart_wipes_and_restores_from_the_changelog(workers, tmp_path: 
     for path in sorted((faust_dir / "v1" / "tables").glob("user-state-*.db")):
         db = Rdict(str(path), options=Options(raw_mode=True))
         try:
-            raw = db.get(state_key(*ghost))
-            if raw is not None:
-                db[state_key(*ghost)] = json.dumps({**json.loads(raw), "items": ["ghost-item"]}).encode()
+            if db.get(state_key(*ghost)) is not None:    # a state any version reads (version 1's JSON)
+                db[state_key(*ghost)] = json.dumps({"items": ["ghost-item"], "terms": [], "seen": [], "bought": [],
+                                                    "clicks": 1, "searches": 0, "last_seen": time.time(),
+                                                    "last_rec_ts": 0.0}).encode()
                 break
         finally:
             db.close()

@@ -11,6 +11,7 @@ from reckon.streams.core.settings import Settings
 from reckon.streams.costs.pricing import PriceSheet
 from reckon.streams.pipeline.inputs import InputBuilder
 from reckon.streams.pipeline.processor import BatchProcessor, runs_of
+from reckon.streams.pipeline.user_rows import UserRows
 from reckon.streams.traffic.generator import Record, TrafficGenerator
 
 
@@ -32,10 +33,10 @@ def test_a_batch_of_rows_equals_its_rows_built_alone(scorer) -> None:
     events += [{**clicks[-1], "tenant": "tiny", "event_id": f"tiny-{k}", "item_id": item}
                for k, item in enumerate([c["item_id"] for c in clicks[:3]])]
     records = [_record(e) for e in events]
-    store: dict = {}
+    users = UserRows(lambda key, partition: None)
     for start in range(0, len(records), 200):
-        store.update(processor.process(runs_of(records[start:start + 200]), lambda k, p: store.get(k), "cpu").states)
-    rows = [(key.decode().split("\x1f")[0], state) for key, state in store.items()]
+        processor.process(runs_of(records[start:start + 200]), users, "cpu")
+    rows = [(tenant, users.state((tenant, user))) for tenant, user in list(users.row_of)]
     rows.append(("acme", {"items": [], "terms": [], "bought": []}))
     rows.append(("no-items-yet", {"items": [], "terms": ["red"], "bought": []}))   # its index knows no item
     assert {tenant for tenant, _ in rows} == {"acme", "globex", "tiny", "no-items-yet"}

@@ -15,7 +15,8 @@ from reckon.streams.core.settings import Settings
 from reckon.streams.costs.pricing import PriceSheet
 from reckon.streams.pipeline.contracts import parse_event
 from reckon.streams.pipeline.processor import BatchProcessor, InRecord, runs_of
-from reckon.streams.pipeline.state import MAX_ITEMS, fold, new_state, state_key
+from reckon.streams.pipeline.state import MAX_ITEMS, state_key
+from reckon.streams.pipeline.user_rows import UserRows
 from reckon.streams.traffic.generator import TrafficGenerator
 
 from ..kafka_io import click, search
@@ -25,18 +26,20 @@ def _processor(scorer, **settings) -> BatchProcessor:
     return BatchProcessor(Settings(worker_name="t", **settings), PriceSheet.load(env={}), lambda user: scorer)
 
 
-def _states(store: dict):
-    """A dict of states as `process` reads them (by state key and partition)."""
-    return lambda key, partition: store.get(key)
+def _users(stored: dict | None = None) -> UserRows:
+    """Users' rows over a dict of stored values (by state key), as `process` reads them."""
+    stored = {} if stored is None else stored
+    return UserRows(lambda key, partition: stored.get(key))
 
 
-def _run(processor, records, store: dict) -> list:
-    outs = []
-    for start in range(0, len(records), 128):
-        out = processor.process(runs_of(records[start:start + 128]), _states(store), "cpu")
-        store.update(out.states)
-        outs.append(out)
-    return outs
+def _process(processor, runs, users: UserRows):
+    out = processor.process(runs, users, "cpu")
+    users.stage(out.changed, out.changed_partitions)
+    return out
+
+
+def _run(processor, records, users: UserRows) -> list:
+    return [_process(processor, runs_of(records[start:start + 128]), users) for start in range(0, len(records), 128)]
 
 
 def test_batch_scoring_equals_one_by_one(registry_dir) -> None:
@@ -70,21 +73,19 @@ def test_int8_batch_scores_stay_close_to_one_by_one(scorer) -> None:
 
 def test_each_candidate_source_contributes(scorer) -> None:
     processor = _processor(scorer)
-    store: dict = {}
     traffic = list(TrafficGenerator(seed=11).records(3000))
-    outs = _run(processor, traffic, store)
+    outs = _run(processor, traffic, _users())
     sources = {k.split(":", 1)[1] for out in outs for k in out.counts if k.startswith("candidate:")}
     assert {"covisit", "query", "trending", "embedding"} <= sources
 
 
 def test_recommendations_exclude_purchases_and_carry_their_trigger(scorer) -> None:
     processor = _processor(scorer)
-    store: dict = {}
-    _run(processor, list(TrafficGenerator(seed=2).records(1500)), store)
+    users = _users()
+    _run(processor, list(TrafficGenerator(seed=2).records(1500)), users)
     bought = "i1"
-    out = processor.process(runs_of([click("p1", "u-buyer", bought, action="purchase"),
-                                      search("p2", "u-buyer", "red lamp", ["i2", "i3"])]),
-                            _states(store), "cpu")
+    out = _process(processor, runs_of([click("p1", "u-buyer", bought, action="purchase"),
+                                       search("p2", "u-buyer", "red lamp", ["i2", "i3"])]), users)
     (rec,) = [json.loads(v) for _, v in out.recommendations]    # one user, one batch: one output
     assert (rec["trigger_event_id"], rec["triggers"]) == ("p2", 2)  # the latest event, answering both
     assert bought not in rec["items"] and len(rec["items"]) == 10
@@ -93,21 +94,22 @@ def test_recommendations_exclude_purchases_and_carry_their_trigger(scorer) -> No
 
 def test_duplicates_dropped_and_state_bounded(scorer) -> None:
     processor = _processor(scorer)
-    store: dict = {}
+    users = _users()
     events = [click(f"d{i}", "u-dup", f"i{i}") for i in range(MAX_ITEMS + 10)]
-    first = processor.process(runs_of(events), _states(store), "cpu")
-    store.update(first.states)
-    again = processor.process(runs_of(events[-5:]), _states(store), "cpu")
+    first = _process(processor, runs_of(events), users)
+    again = _process(processor, runs_of(events[-5:]), users)
     assert first.counts["valid"] == MAX_ITEMS + 10 and again.counts["duplicate"] == 5
-    assert len(store[state_key("acme", "u-dup")]["items"]) == MAX_ITEMS and again.recommendations == []
-    # a user's only event in a batch takes the one-event path: a redelivery is still dropped
-    once = processor.process(runs_of(events[-1:]), _states(store), "cpu")
-    assert once.counts["duplicate"] == 1 and once.states == {} and once.recommendations == []
+    assert users.state(("acme", "u-dup"))["items"] == [f"i{i}" for i in range(10, MAX_ITEMS + 10)]
+    assert again.recommendations == [] and not len(again.changed)
+    # a user's only event in a batch: a redelivery is still dropped, and so after a restart
+    stored = {key: value for values in users.snapshot().values() for key, value in values}
+    once = _process(processor, runs_of(events[-1:]), _users(stored))
+    assert once.counts["duplicate"] == 1 and not len(once.changed) and once.recommendations == []
 
 
 def test_cost_event_splits_the_whole_batch(scorer) -> None:
     processor = _processor(scorer)
-    out = processor.process(runs_of(TrafficGenerator(seed=4).records(400)), _states({}), "cpu")
+    out = _process(processor, runs_of(TrafficGenerator(seed=4).records(400)), _users())
     event = out.cost_event
     lines = event["lines"]
     assert {line["tenant"] for line in lines} == {"acme", "globex"}
@@ -133,7 +135,7 @@ def test_batch_cpu_is_the_batch_threads_not_the_process(scorer) -> None:
     other.start()
     try:
         process_before = time.process_time()
-        out = processor.process(records, _states({}), "cpu")
+        out = processor.process(records, _users(), "cpu")
         process = time.process_time() - process_before
     finally:
         stop.set()
@@ -147,24 +149,25 @@ def test_throttle_limits_recommendations_per_user(scorer) -> None:
     processor = _processor(scorer, trigger_min_interval_s=60)
     now = time.time()
     events = [click(f"t{i}", "u-busy", f"i{i}", ts=now + i) for i in range(5)]
-    out = processor.process(runs_of(events), _states({}), "cpu")
+    out = processor.process(runs_of(events), _users(), "cpu")
     assert out.counts["valid"] == 5 and out.counts["recommendations"] == 1
 
 
 def test_state_is_what_the_contract_says(scorer) -> None:
-    state = new_state()
     event = parse_event("searches", search("q1", "u", "Red  LAMP", ["i1"]).value)
     assert event.query == "Red  LAMP"
-    fold(state, [event])
-    assert state["terms"] == ["red", "lamp"]
+    users = _users()
+    _process(_processor(scorer), runs_of([search("q1", "u", "Red  LAMP", ["i1"])]), users)
+    assert users.state(("acme", "u"))["terms"] == ["red", "lamp"]
 
 
 def test_idle_user_starts_over(scorer) -> None:
     processor = _processor(scorer, user_ttl_s=3600)
     now = time.time()
-    old = processor.process(runs_of([click("x1", "u-idle", "i1", ts=now - 7200)]), _states({}), "cpu")
-    fresh = processor.process(runs_of([click("x2", "u-idle", "i2", ts=now)]), _states(old.states), "cpu")
-    assert fresh.states[state_key("acme", "u-idle")]["items"] == ["i2"]
+    users = _users()
+    _process(processor, runs_of([click("x1", "u-idle", "i1", ts=now - 7200)]), users)
+    _process(processor, runs_of([click("x2", "u-idle", "i2", ts=now)]), users)
+    assert users.state(("acme", "u-idle"))["items"] == ["i2"]
 
 
 def test_ab_split_routes_users_stably(registry_dir, tmp_path) -> None:
@@ -178,7 +181,7 @@ def test_ab_split_routes_users_stably(registry_dir, tmp_path) -> None:
                         ab_fraction=0.3, device="cpu")
     runtime = ModelRuntime(settings)
     processor = BatchProcessor(settings, PriceSheet.load(env={}), runtime.scorer_for, arm_of=runtime.arm_of)
-    out = processor.process(runs_of(TrafficGenerator(seed=6).records(600)), _states({}), "cpu")
+    out = processor.process(runs_of(TrafficGenerator(seed=6).records(600)), _users(), "cpu")
     recs = [json.loads(v) for _, v in out.recommendations]
     assert all(r["arm"] == ("challenger" if r["model_version"] == "challenger" else "primary") for r in recs)
     by_user = {}
@@ -194,28 +197,31 @@ def test_ab_split_routes_users_stably(registry_dir, tmp_path) -> None:
 def test_a_worker_that_never_scores_folds_state_but_learns_no_candidates(scorer) -> None:
     records = runs_of(TrafficGenerator(seed=8).records(300))
     ingest, full = _processor(scorer, trigger="none"), _processor(scorer)
-    a, b = ingest.process(records, _states({}), "cpu"), full.process(records, _states({}), "cpu")
-    assert a.states == {u: {**s, "last_rec_ts": 0.0} for u, s in b.states.items()}   # same state
+    a_users, b_users = _users(), _users()
+    a, b = _process(ingest, records, a_users), _process(full, records, b_users)
+    users = sorted(a_users.row_of)
+    assert users == sorted(b_users.row_of) and len(users) > 10
+    assert all(a_users.state(u) == {**b_users.state(u), "last_rec_ts": 0.0} for u in users)   # same state
     assert a.recommendations == [] and a.cost_event is not None
     assert ingest.index("acme").trending_top(5) == [] and full.index("acme").trending_top(5) != []
-    # the state bytes counted: the states as encoded, or the store's measure when given
-    assert a.cost_event["usage"]["state_bytes"] == sum(len(json.dumps(s, separators=(",", ":")))
-                                                       for s in a.states.values())
-    held = ingest.process(runs_of(TrafficGenerator(seed=9).records(50)), _states({}), "cpu",
-                          held_bytes=lambda users: 7 * len(list(users)))
-    assert held.cost_event["usage"]["state_bytes"] == 7 * len(held.states)
+    # the state bytes counted: what the batch's users take in the store (0 until written)
+    assert a.cost_event["usage"]["state_bytes"] == 0
+    sizes = {key: len(value) for values in a_users.snapshot().values() for key, value in values}
+    again = _process(ingest, runs_of(list(TrafficGenerator(seed=8).records(600))[300:]), a_users)
+    changed = {a_users.key(row) for row in again.changed.tolist()}
+    assert again.cost_event["usage"]["state_bytes"] == sum(sizes.get(key, 0) for key in changed) > 0
 
 
 def test_a_users_triggers_in_one_batch_share_one_recommendation(scorer) -> None:
     """Three events per user in one batch see the same state: one row, one recommendation, not three copies."""
     processor = _processor(scorer)
-    store: dict = {}
-    _run(processor, list(TrafficGenerator(seed=12).records(600)), store)
+    users = _users()
+    _run(processor, list(TrafficGenerator(seed=12).records(600)), users)
     now = time.time()
     events = [click(f"r{i}", user, f"i{i + 3}", ts=now + i) for i, user in enumerate(["u-a", "u-b"] * 3)]
     stamps = iter([1_000, 3_000, 2_000, 4_000, 5_000, 6_000])   # broker timestamps, ms: u-a's earliest is r0's
     runs = [(tp, [InRecord(r.key, r.value, next(stamps)) for r in run]) for tp, run in runs_of(events)]
-    out = processor.process(runs, _states(store), "cpu")
+    out = processor.process(runs, users, "cpu")
     recs = {r["user_id"]: r for r in (json.loads(v) for _, v in out.recommendations)}
     assert set(recs) == {"u-a", "u-b"}
     assert out.counts["scored_rows"] == 2 and out.counts["recommendations"] == 2
@@ -230,13 +236,13 @@ def test_a_users_triggers_in_one_batch_share_one_recommendation(scorer) -> None:
 
 def test_latest_holds_each_users_published_recommendation_and_rank_scores_the_same(scorer) -> None:
     processor = _processor(scorer)
-    store: dict = {}
+    users = _users()
     records = [click("e1", "u1", "i1"), click("e2", "u2", "i2"), click("e3", "u1", "i3")]
-    out = _run(processor, records, store)[0]
+    out = _run(processor, records, users)[0]
     assert sorted(out.latest) == sorted([state_key("acme", "u1"), state_key("acme", "u2")])
     assert sorted(out.latest.values()) == sorted(value for _, value in out.recommendations)
     published = json.loads(out.latest[state_key("acme", "u1")])
-    ranked = processor.scoring.rank("acme", store[state_key("acme", "u1")], scorer)
+    ranked = processor.scoring.rank("acme", users.state(("acme", "u1")), scorer)
     # int8 picks activation scales per call: alone, a row's scores shift a little (see above)
     assert ranked.items == published["items"]
     assert ranked.scores == pytest.approx(published["scores"], abs=0.02)

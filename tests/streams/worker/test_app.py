@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
 
 import httpx
@@ -82,3 +83,40 @@ def test_state_survives_restart_on_an_empty_data_dir(workers, fresh_broker, tmp_
     asyncio.run(produce(fresh_broker.bootstrap_servers, events[:3]))   # redelivered after restart
     stats = wait_for(_processed(second, 3), what="second worker processed")
     assert stats.get("duplicate") == 3 and stats.get("recommendations", 0) == 0
+
+
+def test_a_state_stored_in_the_previous_format_is_read_and_kept(workers, fresh_broker, tmp_path) -> None:
+    """A changelog written before the user table (version 1: the state as JSON) restores on a
+    worker with an empty data dir: the state reads as it was, its seen ids still drop their
+    redeliveries, and the state changes on from there (written back in the new format)."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.partitioner import DefaultPartitioner
+
+    bootstrap = fresh_broker.bootstrap_servers
+    first = workers.start("first", data_dir=tmp_path / "a")       # creates the changelog topic
+    asyncio.run(produce(bootstrap, [click("warm-1", "u-warm", "i0")]))
+    wait_for(_processed(first, 1), what="first worker processed")
+    first.stop()
+    partition = DefaultPartitioner()(b"u-old", [0, 1, 2, 3], [0, 1, 2, 3])   # its events' partition
+    old = {"items": ["i7", "i8"], "terms": ["lamp"], "seen": ["old-1", "old-2"], "bought": ["i7"],
+           "clicks": 2, "searches": 1, "last_seen": time.time() - 60, "last_rec_ts": 0.0}
+
+    async def send_old() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait("reckon-user-state-changelog", json.dumps(old).encode(),
+                                         key="acme\x1fu-old".encode(), partition=partition)
+        finally:
+            await producer.stop()
+    asyncio.run(send_old())
+
+    second = workers.start("second", data_dir=tmp_path / "b")     # nothing on disk: changelog only
+    state = wait_for(lambda: _state(second, "u-old"), what="the old state recovered")
+    assert (state["items"], state["terms"], state["bought"], state["clicks"]) == (["i7", "i8"], ["lamp"], ["i7"], 2)
+    assert len(state["seen"]) == 2                                  # as hashes now
+    asyncio.run(produce(bootstrap, [click("old-2", "u-old", "i9"), click("new-1", "u-old", "i10")]))
+    stats = wait_for(_processed(second, 2), what="second worker processed")
+    assert stats.get("duplicate") == 1
+    assert wait_for(lambda: (_state(second, "u-old") or {}).get("items") == ["i7", "i8", "i10"],
+                    what="the new click folded in")

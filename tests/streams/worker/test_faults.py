@@ -15,6 +15,7 @@ from reckon.streams.costs.pricing import PriceSheet
 from reckon.streams.kafka.broker import EmbeddedBroker, create_topics
 from reckon.streams.pipeline.contracts import REASONS, Event, Invalid, parse_event
 from reckon.streams.pipeline.processor import BatchProcessor, runs_of
+from reckon.streams.pipeline.user_rows import UserRows
 from reckon.streams.traffic.generator import TrafficGenerator
 from reckon.streams.traffic.replay import produce
 
@@ -53,9 +54,16 @@ def test_fuzzed_batches_are_fully_accounted_for(scorer, batch) -> None:
     # 40 batches of up to 250: ~5,000 fuzzed events through the whole processor per run
     processor = BatchProcessor(Settings(worker_name="fuzz"), PriceSheet.load(env={}), lambda user: scorer)
     records = [SimpleNamespace(topic=topic, key=b"k", value=raw) for topic, raw in batch]
-    out = processor.process(runs_of(records), lambda user, partition: None, "cpu")
+    users = UserRows(lambda key, partition: None)
+    out = processor.process(runs_of(records), users, "cpu")
     invalid = sum(v for k, v in out.counts.items() if k.startswith("invalid:"))
     assert out.counts["valid"] + out.counts["duplicate"] + invalid == len(records)
+    # the states they made are stored and read back as they are (the commit's encoding)
+    users.stage(out.changed, out.changed_partitions)
+    stored = {key: value for values in users.snapshot().values() for key, value in values}
+    again = UserRows(lambda key, partition: stored.get(key))
+    assert len(stored) == len(out.changed)
+    assert all(again.state(user) == users.state(user) for user in list(users.row_of))
     recs = [json.loads(value) for _, value in out.recommendations]
     assert len(recs) == out.counts["recommendations"] == len({r["user_id"] for r in recs})   # one per user
     assert sum(r["triggers"] for r in recs) == out.counts["valid"]                          # every event answered

@@ -1,0 +1,371 @@
+"""Users' states as columns: the compact layout of per-(tenant, user) state.
+
+A state of dicts and lists is ~10-130 scattered objects per user, and with one event per
+user per batch (live traffic) every event paid the cache and TLB misses of walking them
+(bench/INGEST.md). Here a user is a row (slot) of a few arrays: item, bought and seen-id
+rings, query terms, counters. Names (items, terms) are interned to int32 codes shared by
+all users; event ids are kept as 64-bit hashes (`id_hashes`). A batch is folded for all
+its users at once with array operations (`fold_batch`), in event order per user, with the
+same rules as the dict fold in streams/pipeline/state.py: duplicates (an id among the
+user's last MAX_SEEN, or earlier in the batch) dropped, an idle user started over, lists
+kept to their newest MAX_*.
+
+Rings: `count` is how many values a list ever received (since its last reset); value k
+sits at k % capacity, so the list is the last min(count, capacity) of them.
+
+Stored form (`encode` / `decode`): version 2 is a fixed header, the seen hashes, then the
+names joined by a separator the contract refuses in ids and queries. Version 1, the JSON
+dict of state.py, is still read, so states written before migrate as they change.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+import msgspec
+import numpy as np
+
+from reckon.streams.pipeline.state import MAX_BOUGHT, MAX_ITEMS, MAX_SEEN, MAX_TERMS
+
+VERSION = 2
+_HEADER = struct.Struct("<BqqddBBBB")   # version, clicks, searches, last_seen, last_rec_ts, list lengths
+_HEADER_DTYPE = np.dtype([("version", "u1"), ("clicks", "<i8"), ("searches", "<i8"), ("last_seen", "<f8"),
+                          ("last_rec_ts", "<f8"), ("items", "u1"), ("terms", "u1"), ("seen", "u1"), ("bought", "u1")])
+_NAME_SEP = "\x1f"                      # a control: refused in ids and queries by the contract
+# The contract refuses lone surrogates too; if one got past it, its state is still stored
+# and read back as it was, rather than failing the commit of every state with it.
+_ANY_TEXT = "surrogatepass"
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+_decode_v1 = msgspec.json.Decoder().decode
+
+
+def id_hashes(ids: Sequence[str]) -> np.ndarray:
+    """64-bit hashes of ids (uint64), the same in every process and batch: FNV-1a over the
+    code points, then a splitmix64 finaliser. Ids hold no NUL (the contract refuses
+    controls), so the zero padding of a batch's widest id is skipped exactly."""
+    if not ids:
+        return np.zeros(0, dtype=np.uint64)
+    codes = np.array(ids, dtype=np.str_)
+    columns = codes.view(np.uint32).reshape(len(ids), -1).astype(np.uint64)
+    h = np.full(len(ids), _FNV_OFFSET, dtype=np.uint64)
+    for column in columns.T:
+        h = np.where(column != 0, (h ^ column) * _FNV_PRIME, h)
+    h ^= h >> np.uint64(30)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(27)
+    h *= np.uint64(0x94D049BB133111EB)
+    h ^= h >> np.uint64(31)
+    return h
+
+
+class Names:
+    """Strings <-> int32 codes, shared by every row of a table."""
+
+    def __init__(self) -> None:
+        self.code_of: dict[str, int] = {}
+        self.names: list[str] = []
+        self._sizes: list[int] = []             # UTF-8 bytes of each name
+        self.kept = 0                           # names held at the last compaction
+        self._arrays: tuple[np.ndarray, np.ndarray] | None = None
+
+    def codes(self, names: Sequence[str]) -> np.ndarray:
+        get = self.code_of.get
+        codes = [get(name) for name in names]
+        if None in codes:
+            for i, code in enumerate(codes):
+                if code is None:
+                    codes[i] = self._add(names[i])
+        return np.array(codes, dtype=np.int32)
+
+    def code(self, name: str) -> int:
+        code = self.code_of.get(name)
+        return self._add(name) if code is None else code
+
+    def _add(self, name: str) -> int:
+        code = self.code_of.get(name)        # a name twice in one call
+        if code is None:
+            code = self.code_of[name] = len(self.names)
+            self.names.append(name)
+            self._sizes.append(len(name.encode("utf-8", _ANY_TEXT)))
+            self._arrays = None
+        return code
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(names as an object array, their UTF-8 sizes), code-indexed, and one more (""):
+        an unused slot of a ring is never read, but its stale code must index something."""
+        if self._arrays is None or len(self._arrays[0]) != len(self.names) + 1:
+            named = np.empty(len(self.names) + 1, dtype=object)
+            named[:-1] = self.names
+            named[-1] = ""
+            self._arrays = (named, np.array(self._sizes + [0], dtype=np.int64))
+        return self._arrays
+
+    def keep(self, names: list[str]) -> None:
+        """Only these names, coded 0, 1, ... in this order."""
+        self.names = names
+        self.code_of = {name: code for code, name in enumerate(names)}
+        self._sizes = [len(name.encode("utf-8", _ANY_TEXT)) for name in names]
+        self._arrays = None
+        self.kept = len(names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+class UserTable:
+    """Rows of user state, grown as needed; a row is reused once freed (`free`)."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.items_names = Names()
+        self.term_names = Names()
+        self.used = 0                  # rows handed out so far (free ones among them are in `_free`)
+        self._free: list[int] = []
+        self._allocate(max(capacity, 1))
+
+    def _allocate(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.items = _grown(getattr(self, "items", None), (capacity, MAX_ITEMS), np.int32)
+        self.bought = _grown(getattr(self, "bought", None), (capacity, MAX_BOUGHT), np.int32)
+        self.seen = _grown(getattr(self, "seen", None), (capacity, MAX_SEEN), np.uint64)
+        self.terms = _grown(getattr(self, "terms", None), (capacity, MAX_TERMS), np.int32)
+        for name in ("n_items", "n_bought", "n_seen", "n_terms", "clicks", "searches"):
+            setattr(self, name, _grown(getattr(self, name, None), (capacity,), np.int64))
+        self.last_seen = _grown(getattr(self, "last_seen", None), (capacity,), np.float64)
+        self.last_rec_ts = _grown(getattr(self, "last_rec_ts", None), (capacity,), np.float64)
+
+    def new_rows(self, count: int) -> np.ndarray:
+        """`count` empty rows."""
+        reused = [self._free.pop() for _ in range(min(count, len(self._free)))]
+        fresh = count - len(reused)
+        if self.used + fresh > self.capacity:
+            self._allocate(max(self.capacity * 2, self.used + fresh))
+        rows = np.r_[np.array(reused, dtype=np.int64), np.arange(self.used, self.used + fresh, dtype=np.int64)]
+        self.used += fresh
+        self.reset(rows)
+        return rows
+
+    def new_row(self) -> int:
+        return int(self.new_rows(1)[0])
+
+    def free(self, rows: Sequence[int]) -> None:
+        self._free.extend(rows)
+
+    def reset(self, rows: np.ndarray) -> None:
+        """Rows start over (an idle user, a reused row)."""
+        for counts in (self.n_items, self.n_bought, self.n_seen, self.n_terms, self.clicks, self.searches):
+            counts[rows] = 0
+        self.last_seen[rows] = 0.0
+        self.last_rec_ts[rows] = 0.0
+
+    def compact_names(self, floor: int = 1_000_000) -> None:
+        """Forget names no row holds, once a table has interned more than `floor` and twice
+        what its rows held at the last compaction: item ids come from outside, and a stream of
+        ever-new ones must not grow memory without bound. Call between batches."""
+        for names, rings in ((self.items_names, (self.items, self.bought)), (self.term_names, (self.terms,))):
+            if len(names) <= max(floor, 2 * names.kept):
+                continue
+            held = np.unique(np.concatenate([ring[:self.used].ravel() for ring in rings]))
+            remap = np.zeros(len(names) + 1, dtype=np.int32)
+            remap[held] = np.arange(len(held), dtype=np.int32)
+            for ring in rings:
+                ring[:self.used] = remap[ring[:self.used]]
+            names.keep([names.names[code] for code in held.tolist()])
+
+    # --- a batch ---
+
+    def fold_batch(self, rows: np.ndarray, hashes: np.ndarray, ts: np.ndarray, items: np.ndarray,
+                   purchase: np.ndarray, searches: dict[int, list[str]], ttl: float) -> np.ndarray:
+        """Fold a batch's valid events, in order: per event its user's row, id hash, ts, item
+        code (-1: a search) and whether it is a purchase; `searches`: event position -> its
+        query terms. A user whose first event of the batch is more than `ttl` after its
+        last_seen starts over. Returns which events were new (not duplicates)."""
+        n = len(rows)
+        if not n:
+            return np.zeros(0, dtype=bool)
+        order = np.argsort(rows, kind="stable")
+        by_row = rows[order]
+        edges = np.r_[True, by_row[1:] != by_row[:-1]]
+        starts = np.flatnonzero(edges)
+        firsts = order[starts]                       # each user's first event of the batch
+        users = rows[firsts]
+        stale = ts[firsts] - self.last_seen[users] > ttl
+        if stale.any():
+            self.reset(users[stale])
+        # duplicates: among the user's last MAX_SEEN ids, or earlier in the batch
+        held = np.minimum(self.n_seen[rows], MAX_SEEN)
+        width = int(held.max())                      # a ring fills from slot 0: compare only that wide
+        dup = (self.seen[rows, :width] == hashes[:, None])
+        dup[np.arange(width) >= held[:, None]] = False
+        dup = dup.any(axis=1)
+        if len(starts) < n:                          # a user with several events: repeats among them
+            keyed = hashes ^ (rows.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+            same = np.argsort(keyed, kind="stable")
+            repeated = np.flatnonzero(keyed[same][1:] == keyed[same][:-1]) + 1
+            dup[same[repeated]] = True
+        fresh = ~dup
+        kept = order[fresh[order]] if dup.any() else order   # new events, by row, in order within a row
+        if not len(kept):
+            return fresh
+        kept_rows = rows[kept]
+        self._append(self.seen, self.n_seen, MAX_SEEN, kept_rows, hashes[kept])
+        is_click = items[kept] >= 0
+        clicks = kept[is_click]
+        if len(clicks):
+            click_rows = rows[clicks]
+            counted = self._append(self.items, self.n_items, MAX_ITEMS, click_rows, items[clicks])
+            self.clicks[counted[0]] += counted[1]
+            bought = clicks[purchase[clicks]]
+            if len(bought):
+                self._append(self.bought, self.n_bought, MAX_BOUGHT, rows[bought], items[bought])
+        if len(clicks) < len(kept):
+            asked = kept[~is_click]
+            counted = np.unique(rows[asked], return_counts=True)
+            self.searches[counted[0]] += counted[1]
+            for position in np.sort(asked).tolist():
+                self._fold_terms(int(rows[position]), searches[position])
+        bounds = np.flatnonzero(np.r_[True, kept_rows[1:] != kept_rows[:-1]])
+        newest = np.maximum.reduceat(ts[kept], bounds)
+        users = kept_rows[bounds]
+        self.last_seen[users] = np.maximum(self.last_seen[users], newest)
+        return fresh
+
+    @staticmethod
+    @staticmethod
+    def _append(ring: np.ndarray, count: np.ndarray, size: int, rows: np.ndarray,
+                values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Append values to rows' rings; `rows` grouped, each row's values in order.
+        Returns (each row, how many it got)."""
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        firsts = rows[starts]
+        if len(starts) == len(rows):                 # one value per row: live traffic's batch
+            ring[rows, count[rows] % size] = values
+            count[rows] += 1
+            return rows, np.ones(len(rows), dtype=np.int64)
+        lengths = np.diff(np.r_[starts, len(rows)])
+        rank = np.arange(len(rows)) - np.repeat(starts, lengths)
+        last = rank >= np.repeat(lengths - size, lengths)      # only a row's newest `size` land
+        held, rank = rows[last], rank[last]
+        ring[held, (count[held] + rank) % size] = values[last]
+        count[firsts] += lengths
+        return firsts, lengths
+
+    def _fold_terms(self, row: int, new: list[str]) -> None:
+        """A search's terms go last; earlier copies of them leave (state.py's rule)."""
+        codes = [self.term_names.code(term) for term in new]
+        held = self.terms[row, :self.n_terms[row]].tolist()
+        terms = ([t for t in held if t not in codes] + codes)[-MAX_TERMS:]
+        self.terms[row, :len(terms)] = terms
+        self.n_terms[row] = len(terms)
+
+    # --- a row as values ---
+
+    def _ring(self, ring: np.ndarray, count: np.ndarray, size: int, row: int) -> np.ndarray:
+        n = int(count[row])
+        held = min(n, size)
+        return ring[row, (np.arange(n - held, n) % size)]
+
+    def item_codes(self, row: int) -> np.ndarray:
+        return self._ring(self.items, self.n_items, MAX_ITEMS, row)
+
+    def term_list(self, row: int) -> list[str]:
+        names = self.term_names.names
+        return [names[t] for t in self.terms[row, :self.n_terms[row]].tolist()]
+
+    def state(self, row: int, seen_hashes: bool = False) -> dict:
+        """The row in the dict shape scoring reads: items, terms, bought (names, oldest
+        first), counters; `seen` the number of ids held, or (`seen_hashes`, for pages) their
+        hashes as 16 hex digits, oldest first: the ids themselves are not kept."""
+        names = self.items_names.names
+        held = self._ring(self.seen, self.n_seen, MAX_SEEN, row)
+        return {"items": [names[i] for i in self.item_codes(row).tolist()],
+                "terms": self.term_list(row),
+                "seen": [f"{h:016x}" for h in held.tolist()] if seen_hashes else len(held),
+                "bought": [names[i] for i in self._ring(self.bought, self.n_bought, MAX_BOUGHT, row).tolist()],
+                "clicks": int(self.clicks[row]), "searches": int(self.searches[row]),
+                "last_seen": float(self.last_seen[row]), "last_rec_ts": float(self.last_rec_ts[row])}
+
+    def encode(self, row: int) -> bytes:
+        return self.encode_rows(np.array([row], dtype=np.int64))[0]
+
+    def encode_rows(self, rows: np.ndarray) -> list[bytes]:
+        """Rows in their stored form, each a header, its seen hashes and its names (items,
+        terms, bought), built a column at a time for all of them: one Python step per row."""
+        n = len(rows)
+        if not n:
+            return []
+        items, n_items = _ordered(self.items, self.n_items, MAX_ITEMS, rows)
+        bought, n_bought = _ordered(self.bought, self.n_bought, MAX_BOUGHT, rows)
+        seen, n_seen = _ordered(self.seen, self.n_seen, MAX_SEEN, rows)
+        n_terms = self.n_terms[rows]
+        terms = self.terms[rows, :int(n_terms.max())]
+        header = np.empty(n, dtype=_HEADER_DTYPE)
+        header["version"] = VERSION
+        header["clicks"], header["searches"] = self.clicks[rows], self.searches[rows]
+        header["last_seen"], header["last_rec_ts"] = self.last_seen[rows], self.last_rec_ts[rows]
+        header["items"], header["terms"], header["seen"], header["bought"] = n_items, n_terms, n_seen, n_bought
+        item_names, item_sizes = self.items_names.arrays()
+        term_names, term_sizes = self.term_names.arrays()
+        names = np.hstack([item_names[items], term_names[terms], item_names[bought]])
+        sizes = np.hstack([item_sizes[items], term_sizes[terms], item_sizes[bought]])
+        valid = np.hstack([np.arange(items.shape[1]) < n_items[:, None], np.arange(terms.shape[1]) < n_terms[:, None],
+                           np.arange(bought.shape[1]) < n_bought[:, None]])
+        counts = valid.sum(axis=1)
+        # one join for all rows; a row's names are a slice of it (separators between names only)
+        text = _NAME_SEP.join(names[valid].tolist()).encode("utf-8", _ANY_TEXT)
+        lengths = np.where(counts > 0, (sizes * valid).sum(axis=1) + counts - 1, 0)
+        starts = np.r_[0, np.cumsum(np.where(counts > 0, lengths + 1, 0))[:-1]].tolist()
+        heads = header.tobytes()
+        hashes = seen.astype("<u8").tobytes()
+        size, width = _HEADER.size, 8 * seen.shape[1]
+        return [b"".join((heads[i * size:(i + 1) * size], hashes[i * width:i * width + 8 * held],
+                          text[start:start + length]))
+                for i, (held, start, length) in enumerate(zip(n_seen.tolist(), starts, lengths.tolist()))]
+
+    def decode(self, row: int, raw: bytes) -> None:
+        """A stored state (version 2, or version 1's JSON) into `row`. Raises ValueError on
+        a value that is neither."""
+        if raw[:1] == b"{":
+            state = _decode_v1(raw)
+            items, terms, bought = state["items"], state["terms"], state["bought"]
+            seen = id_hashes([str(s) for s in state["seen"]])
+            head = (int(state["clicks"]), int(state["searches"]), float(state["last_seen"]),
+                    float(state.get("last_rec_ts", 0.0)))
+        else:
+            if len(raw) < _HEADER.size or raw[0] != VERSION:
+                raise ValueError(f"stored state of an unknown format (first byte {raw[:1]!r})")
+            version, clicks, searches, last_seen, last_rec_ts, n_items, n_terms, n_seen, n_bought = \
+                _HEADER.unpack_from(raw)
+            end = _HEADER.size + 8 * n_seen
+            seen = np.frombuffer(raw[_HEADER.size:end], dtype="<u8").astype(np.uint64)
+            names = raw[end:].decode("utf-8", _ANY_TEXT).split(_NAME_SEP) if n_items + n_terms + n_bought else []
+            if len(names) != n_items + n_terms + n_bought or len(seen) != n_seen:
+                raise ValueError("stored state is truncated")
+            items, terms, bought = names[:n_items], names[n_items:n_items + n_terms], names[n_items + n_terms:]
+            head = (clicks, searches, last_seen, last_rec_ts)
+        items, terms, bought, seen = items[-MAX_ITEMS:], terms[-MAX_TERMS:], bought[-MAX_BOUGHT:], seen[-MAX_SEEN:]
+        self.items[row, :len(items)] = self.items_names.codes(items)
+        self.bought[row, :len(bought)] = self.items_names.codes(bought)
+        self.terms[row, :len(terms)] = self.term_names.codes(terms)
+        self.seen[row, :len(seen)] = seen
+        self.n_items[row], self.n_bought[row], self.n_terms[row], self.n_seen[row] = \
+            len(items), len(bought), len(terms), len(seen)
+        self.clicks[row], self.searches[row], self.last_seen[row], self.last_rec_ts[row] = head
+
+
+def _ordered(ring: np.ndarray, count: np.ndarray, size: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows' rings oldest first, as wide as the fullest of them, and how many each holds."""
+    total = count[rows]
+    held = np.minimum(total, size)
+    if not len(rows) or total.max() <= size:            # none has wrapped: already in order
+        return ring[rows, :int(held.max(initial=0))], held
+    at = (total[:, None] - held[:, None] + np.arange(size)) % size
+    return np.take_along_axis(ring[rows], at, axis=1), held
+
+
+def _grown(old: np.ndarray | None, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    new = np.zeros(shape, dtype=dtype)
+    if old is not None:
+        new[:len(old)] = old
+    return new
