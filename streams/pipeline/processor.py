@@ -219,8 +219,8 @@ class BatchProcessor:
     @staticmethod
     def _latest_items(table: UserTable, rows: np.ndarray) -> dict[int, list[str]]:
         """Each row's last three items (names), as they were before the batch."""
-        names = table.items_names.names
-        return {row: [names[c] for c in table.item_codes(row)[-3:].tolist()] for row in set(rows.tolist())}
+        distinct = np.unique(rows)
+        return dict(zip(distinct.tolist(), table.latest_items(distinct, 3)))
 
     def _score(self, events: list[Event], who: list[tuple[str, str]], rows: np.ndarray, kept: np.ndarray,
                positions: np.ndarray, batch: _Parsed, previous: dict[int, list[str]], users: UserRows,
@@ -260,14 +260,17 @@ class BatchProcessor:
                 key = users.key(row)
                 state_rows[key] = row
                 triggered.append(Trigger(event, batch.records[position].timestamp / 1000.0, position, key, scorer))
+        # every changed user's state after the batch, made once: learning reads its terms, scoring all of it
+        changed = [row for learn in learning.values() for row in learn.rows]
+        after = dict(zip(changed, table.states(np.array(changed, dtype=np.int64))))
         for tenant, learn in learning.items():
-            learn.terms = [table.term_list(row) for row in learn.rows]
+            learn.terms = [after[row]["terms"] for row in learn.rows]
             self._learn(tenant, learn, out)
             if self.cold_start is not None and learn.items:
                 self._cold_start(tenant, learn.items, scorers.values(), out)
         if not triggered:
             return
-        states = {key: table.state(row) for key, row in state_rows.items()}   # after the batch
+        states = {key: after[row] for key, row in state_rows.items()}
         scored = self.scoring.score(triggered, states, meter, groups, out.counts)
         out.recommendations += scored.recommendations
         out.latest = scored.latest

@@ -266,25 +266,40 @@ class UserTable:
         held = min(n, size)
         return ring[row, (np.arange(n - held, n) % size)]
 
-    def item_codes(self, row: int) -> np.ndarray:
-        return self._ring(self.items, self.n_items, MAX_ITEMS, row)
-
-    def term_list(self, row: int) -> list[str]:
-        names = self.term_names.names
-        return [names[t] for t in self.terms[row, :self.n_terms[row]].tolist()]
-
     def state(self, row: int, seen_hashes: bool = False) -> dict:
         """The row in the dict shape scoring reads: items, terms, bought (names, oldest
         first), counters; `seen` the number of ids held, or (`seen_hashes`, for pages) their
         hashes as 16 hex digits, oldest first: the ids themselves are not kept."""
-        names = self.items_names.names
-        held = self._ring(self.seen, self.n_seen, MAX_SEEN, row)
-        return {"items": [names[i] for i in self.item_codes(row).tolist()],
-                "terms": self.term_list(row),
-                "seen": [f"{h:016x}" for h in held.tolist()] if seen_hashes else len(held),
-                "bought": [names[i] for i in self._ring(self.bought, self.n_bought, MAX_BOUGHT, row).tolist()],
-                "clicks": int(self.clicks[row]), "searches": int(self.searches[row]),
-                "last_seen": float(self.last_seen[row]), "last_rec_ts": float(self.last_rec_ts[row])}
+        state = self.states(np.array([row], dtype=np.int64))[0]
+        if seen_hashes:
+            state["seen"] = [f"{h:016x}" for h in self._ring(self.seen, self.n_seen, MAX_SEEN, row).tolist()]
+        return state
+
+    def states(self, rows: np.ndarray) -> list[dict]:
+        """`state(row)` for many rows (a batch's), their rings gathered in one pass."""
+        if not len(rows):
+            return []
+        item_names = self.items_names.arrays()[0]
+        term_names = self.term_names.arrays()[0]
+        items, n_items = _ordered(self.items, self.n_items, MAX_ITEMS, rows)
+        bought, n_bought = _ordered(self.bought, self.n_bought, MAX_BOUGHT, rows)
+        n_terms = self.n_terms[rows]
+        terms = self.terms[rows, :int(n_terms.max())]
+        return [{"items": i[:ni], "terms": t[:nt], "seen": int(ns), "bought": b[:nb], "clicks": c, "searches": q,
+                 "last_seen": ls, "last_rec_ts": lr}
+                for i, ni, t, nt, b, nb, ns, c, q, ls, lr in zip(
+                    item_names[items].tolist(), n_items.tolist(), term_names[terms].tolist(), n_terms.tolist(),
+                    item_names[bought].tolist(), n_bought.tolist(), np.minimum(self.n_seen[rows], MAX_SEEN).tolist(),
+                    self.clicks[rows].tolist(), self.searches[rows].tolist(), self.last_seen[rows].tolist(),
+                    self.last_rec_ts[rows].tolist())]
+
+    def latest_items(self, rows: np.ndarray, k: int) -> list[list[str]]:
+        """Each row's last `k` items (names, oldest first)."""
+        if not len(rows):
+            return []
+        items, held = _ordered(self.items, self.n_items, MAX_ITEMS, rows)
+        names = self.items_names.arrays()[0][items].tolist()
+        return [row[max(n - k, 0):n] for row, n in zip(names, held.tolist())]
 
     def encode(self, row: int) -> bytes:
         return self.encode_rows(np.array([row], dtype=np.int64))[0]

@@ -69,6 +69,8 @@ def _fold(table: UserTable, rows: dict, batch: list, ttl: float = TTL) -> np.nda
 def _same(table: UserTable, row: int, state: dict) -> None:
     got = table.state(row)
     assert got == {**state, "seen": len(state["seen"])}
+    assert table.states(np.array([row, row])) == [got, got]
+    assert table.latest_items(np.array([row]), 3) == [state["items"][-3:]]
     assert table.state(row, seen_hashes=True)["seen"] == [f"{h:016x}" for h in id_hashes(state["seen"]).tolist()]
 
 
