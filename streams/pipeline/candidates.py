@@ -5,7 +5,7 @@ in a sliding window, and nearest items by the model's embeddings. Per-worker mem
 rebuilt from the stream after a restart; each is bounded.
 
 Learning is per batch and vectorised: item ids and query terms are mapped to dense ints
-(`_Vocab`), a batch's clicks and searches become (key, neighbour, weight) triples built
+(`Vocab`), a batch's clicks and searches become (key, neighbour, weight) triples built
 with numpy, and those are aggregated and merged into fixed-width neighbour rows
 (`_NeighbourRows`). Per-event Python work was most of the streaming worker's CPU.
 """
@@ -18,6 +18,8 @@ from itertools import chain, repeat
 
 import numpy as np
 
+from reckon.streams.pipeline.arrays import Vocab, grown, run_starts, tails
+
 MAX_TRACKED = 50_000       # items / terms kept in co-visitation and query maps
 NEIGHBOURS = 30            # per item / term ranked; a row holds up to twice as many
 DECAY = 0.98               # applied to a key's neighbours each time its full row is pruned
@@ -26,84 +28,6 @@ _RESCALE_AT = 1e200        # a row's scale is folded back into its weights past 
 _PREVS = 3                 # a click co-visits the user's previous 3 items
 _TERMS = 4                 # ... and is engaged after the user's last 4 query terms
 _RESULTS = 5               # a search links its terms to its first 5 results
-
-
-class _Ids(dict):
-    """name -> id; a missing name is given the next id, so encoding is one pass of lookups."""
-
-    __slots__ = ("names",)
-
-    def __missing__(self, name: str) -> int:
-        self[name] = code = len(self.names)
-        self.names.append(name)
-        return code
-
-
-class _Vocab:
-    """str <-> dense int id. Bounded by `compact`, which drops the ids nothing refers to."""
-
-    def __init__(self, names: list[str] | None = None) -> None:
-        self.names: list[str] = names or []
-        self.ids = _Ids(zip(self.names, range(len(self.names))))
-        self.ids.names = self.names
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def encode(self, names: Sequence[str]) -> np.ndarray:
-        """Ids of `names`; new names get the next ids, in order."""
-        return np.fromiter(map(self.ids.__getitem__, names), dtype=np.int64, count=len(names))
-
-    def encode_tails(self, lists: Sequence[Sequence[str]], width: int) -> np.ndarray:
-        """(len(lists), width) ids of each list's last `width` names, right-aligned
-        (oldest first), -1 where a list is shorter."""
-        return tails(lists, width, -1, lookup=self.encode)
-
-    def compact(self, live: np.ndarray) -> np.ndarray:
-        """Keep the ids where `live` (bool per id), renumbered in their old order.
-
-        Returns old id -> new id, -1 for dropped ones, one longer than the vocabulary so
-        that indexing it with -1 (an empty slot) gives -1."""
-        keep = np.flatnonzero(live)
-        remap = np.full(len(self.names) + 1, -1, dtype=np.int64)
-        remap[keep] = np.arange(len(keep))
-        _Vocab.__init__(self, [self.names[i] for i in keep.tolist()])
-        return remap
-
-
-def _run_starts(ordered: np.ndarray) -> np.ndarray:
-    """Where each run of equal values of a sorted array starts."""
-    starts = np.empty(len(ordered), dtype=bool)
-    starts[:1] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
-    return np.flatnonzero(starts)
-
-
-def tails(lists: Sequence[Sequence], width: int, fill: int, right: bool = True,
-          lookup: Callable[[list], Sequence[int]] | None = None) -> np.ndarray:
-    """(len(lists), width): each list's last `width` values in order, right-aligned (or
-    left-aligned), `fill` elsewhere; values mapped by `lookup` (one call for all) when given."""
-    out = np.full((len(lists), width), fill, dtype=np.int64)
-    lens = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
-    if len(lens) and lens.max() > width:
-        lists = [values[len(values) - width:] if len(values) > width else values for values in lists]
-        lens = np.minimum(lens, width)
-    flat = list(chain.from_iterable(lists))
-    values = np.asarray(lookup(flat) if lookup is not None else flat, dtype=np.int64)
-    if len(values):
-        starts = np.repeat(np.cumsum(lens) - lens, lens)
-        column = np.arange(len(values)) - starts + (np.repeat(width - lens, lens) if right else 0)
-        out[np.repeat(np.arange(len(lists)), lens), column] = values
-    return out
-
-
-def grown(array: np.ndarray, size: int, fill) -> np.ndarray:
-    """`array` with at least `size` rows (doubling), new rows set to `fill`."""
-    if len(array) >= size:
-        return array
-    out = np.full((max(size, 2 * len(array)),) + array.shape[1:], fill, dtype=array.dtype)
-    out[:len(array)] = array
-    return out
 
 
 class _NeighbourRows:
@@ -190,7 +114,7 @@ class _NeighbourRows:
         else:
             arrival = np.argsort(code, kind="stable")
             code = code[arrival]
-        first = _run_starts(code)
+        first = run_starts(code)
         if np.ndim(weights):
             weight = np.add.reduceat(weights[arrival], first)
         else:
@@ -198,14 +122,14 @@ class _NeighbourRows:
         code, arrival = code[first], arrival[first]
         key = code // span
         value = code - key * span
-        starts = _run_starts(key)
+        starts = run_starts(key)
         if len(starts) > MAX_TRACKED:                # more keys than fit: keep the latest
             latest = np.maximum.reduceat(arrival, starts)
             kept = np.zeros(len(starts), dtype=bool)
             kept[np.argsort(-latest, kind="stable")[:MAX_TRACKED]] = True
             kept = np.repeat(kept, np.diff(starts, append=len(key)))
             key, value, weight, arrival = key[kept], value[kept], weight[kept], arrival[kept]
-            starts = _run_starts(key)
+            starts = run_starts(key)
         per_key = np.diff(starts, append=len(key))
         rows = self._rows_for(key[starts], tick)
         row = np.repeat(rows, per_key)
@@ -360,7 +284,7 @@ class CandidateIndex:
 
     def __init__(self, trending_window_s: float = 600.0) -> None:
         self.trending_window_s = trending_window_s
-        self._items, self._terms = _Vocab(), _Vocab()
+        self._items, self._terms = Vocab(), Vocab()
         self._covisit = _NeighbourRows()        # item -> items
         self._by_term = _NeighbourRows()        # term -> items
         self._tick = 0                          # batches seen (the LRU clock)
@@ -442,7 +366,7 @@ class CandidateIndex:
         """Clicks per item in the window, a batch at a time: a batch leaves the window once
         its newest click is older than the newest click seen minus the window."""
         items = np.sort(items)
-        starts = _run_starts(items)
+        starts = run_starts(items)
         ids, counts = items[starts], np.diff(starts, append=len(items))
         self._trending = grown(self._trending, len(self._items), 0)
         self._trending[ids] += counts

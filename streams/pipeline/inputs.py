@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from reckon.streams.pipeline.candidates import SOURCES, CandidateIndex, fill_shared, grown, merge_own, tails
+from reckon.streams.pipeline.arrays import grown, tails
+from reckon.streams.pipeline.candidates import SOURCES, CandidateIndex, fill_shared, merge_own
 
 MAX_NEAREST_CACHED = 200_000    # items whose model neighbours are kept, per version
 MAX_KNOWN_MASKS = 256           # (tenant, version) item masks kept

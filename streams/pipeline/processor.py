@@ -33,6 +33,7 @@ import numpy as np
 from reckon.streams.core.settings import Settings
 from reckon.streams.costs.meter import BatchMeter, cost_event, new_groups
 from reckon.streams.costs.pricing import PriceSheet
+from reckon.streams.pipeline.arrays import run_starts
 from reckon.streams.pipeline.candidates import CandidateIndex
 from reckon.streams.pipeline.coldstart import ColdStart
 from reckon.streams.pipeline.contracts import Click, Event, Invalid, parse_batch, query_terms
@@ -156,33 +157,31 @@ class BatchProcessor:
         settings = self.settings
         who = [(event.tenant, event.user_id) for event in events]
         rows, failed = users.rows_of(who, lambda i: int(batch.partitions[positions[i]]))
-        if failed:                      # a user whose state cannot be read: its records alone
+        table = users.table
+        columns = None
+        if not failed:
+            try:
+                columns = _columns(events, table)
+            except Exception:   # an event no column takes (the contract should make this impossible)
+                pass
+        if columns is None:     # a user whose state cannot be read, an event no column takes: those alone
+            for i, event in enumerate(events):
+                if i not in failed:
+                    try:
+                        _columns([event], table)
+                    except Exception as exc:
+                        failed[i] = failure(exc)
             for i, detail in failed.items():
                 _dead(out, batch, int(positions[i]), "state_failed", detail)
-            keep = np.flatnonzero(rows >= 0)
-            events, who, rows, positions = [events[i] for i in keep], [who[i] for i in keep], rows[keep], positions[keep]
-            if not events:
-                return
-        table = users.table
-        try:
-            columns = _columns(events, table)
-        except Exception:   # an event no column takes (the contract should make this impossible): it alone
-            bad = set()
-            for i, event in enumerate(events):
-                try:
-                    _columns([event], table)
-                except Exception as exc:
-                    _dead(out, batch, int(positions[i]), "state_failed", failure(exc))
-                    bad.add(i)
-            keep = np.array([i for i in range(len(events)) if i not in bad], dtype=np.int64)
+            keep = np.array([i for i in range(len(events)) if i not in failed], dtype=np.int64)
             events, who, rows, positions = [events[i] for i in keep], [who[i] for i in keep], rows[keep], positions[keep]
             if not events:
                 return
             columns = _columns(events, table)
+        hashes, ts, items, purchase, searches = columns
         scoring = settings.trigger != "none"
         previous = self._latest_items(table, rows) if scoring else None     # before the fold
-        items = columns[2]
-        fresh = table.fold_batch(rows, *columns, settings.user_ttl_s)
+        fresh = table.fold_batch(rows, hashes, ts, items, purchase, searches, settings.user_ttl_s)
         kept = np.flatnonzero(fresh)
         if len(kept) < len(events):
             out.counts["duplicate"] += len(events) - len(kept)
@@ -191,22 +190,25 @@ class BatchProcessor:
         # each changed user once, staged under the partition of its last new event
         by_row = np.argsort(rows[kept], kind="stable")
         ordered = rows[kept][by_row]
-        last = np.flatnonzero(np.r_[ordered[1:] != ordered[:-1], True])
-        changed = out.changed = ordered[last]
+        starts = run_starts(ordered)
+        last = np.r_[starts[1:], len(ordered)] - 1
+        changed = out.changed = ordered[starts]
         out.changed_partitions = batch.partitions[positions[kept[by_row[last]]]]
-        firsts = kept[by_row[np.r_[0, last[:-1] + 1]]]      # each changed user's first new event
-        user_scorer = [(who[i], self.scorer_for(who[i][1])) for i in firsts.tolist()]
-        new_clicks = np.bincount(np.searchsorted(changed, rows[kept]), weights=items[kept] >= 0,
-                                 minlength=len(changed)).astype(np.int64).tolist()
-        new_events = np.bincount(np.searchsorted(changed, rows[kept]), minlength=len(changed)).tolist()
+        # each changed user's scorer (A/B routing is by user id), asked once per batch
+        owners = [who[i] for i in kept[by_row[starts]].tolist()]
+        scorers = [self.scorer_for(user) for _, user in owners]
+        user_of = np.searchsorted(changed, rows[kept])
+        new_clicks = np.bincount(user_of, weights=items[kept] >= 0, minlength=len(changed)).astype(np.int64).tolist()
+        new_events = np.bincount(user_of, minlength=len(changed)).tolist()
         tally: Counter = Counter()             # (tenant, scorer, kind) -> valid events
-        for ((tenant, _), scorer), n_clicks, n_events in zip(user_scorer, new_clicks, new_events):
+        for (tenant, _), scorer, n_clicks, n_events in zip(owners, scorers, new_clicks, new_events):
             if n_clicks:
                 tally[tenant, scorer, "click"] += n_clicks
             if n_events > n_clicks:
                 tally[tenant, scorer, "search"] += n_events - n_clicks
         if scoring:
-            self._score(events, who, rows, kept, positions, batch, previous, users, meter, groups, tally, out)
+            self._score(events, rows, kept, positions, batch, previous, searches,
+                        dict(zip(changed.tolist(), scorers)), users, meter, groups, tally, out)
         for (tenant, scorer, kind), count in tally.items():
             if count:
                 groups[(tenant, scorer.version, kind)].events += count   # group_key()
@@ -222,11 +224,13 @@ class BatchProcessor:
         distinct = np.unique(rows)
         return dict(zip(distinct.tolist(), table.latest_items(distinct, 3)))
 
-    def _score(self, events: list[Event], who: list[tuple[str, str]], rows: np.ndarray, kept: np.ndarray,
-               positions: np.ndarray, batch: _Parsed, previous: dict[int, list[str]], users: UserRows,
-               meter: BatchMeter, groups: dict, tally: Counter, out: BatchOutput) -> None:
+    def _score(self, events: list[Event], rows: np.ndarray, kept: np.ndarray, positions: np.ndarray,
+               batch: _Parsed, previous: dict[int, list[str]], searches: dict[int, list[str]],
+               scorer_of: dict[int, Any], users: UserRows, meter: BatchMeter, groups: dict, tally: Counter,
+               out: BatchOutput) -> None:
         """Triggers of the new events (in order, throttled per user), the tenants' candidate
-        learning, and one scored row per triggering user."""
+        learning, and one scored row per triggering user. `searches`: each search's query
+        terms by event; `scorer_of`: each changed row's scorer."""
         table = users.table
         last_rec_ts = table.last_rec_ts
         triggered: list[Trigger] = []
@@ -251,10 +255,10 @@ class BatchProcessor:
                 learn.items.append(event.item_id)
                 learn.ts.append(event.ts)
             else:
-                learn.searches.append((query_terms(event.query), event.results))
+                learn.searches.append((searches[i], event.results))
             if self._triggers(event, float(last_rec_ts[row])):
                 last_rec_ts[row] = max(last_rec_ts[row], event.ts)
-                scorer = self.scorer_for(who[i][1])
+                scorer = scorer_of[row]
                 scorers[id(scorer)] = scorer
                 position = int(positions[i])
                 key = users.key(row)
@@ -320,11 +324,11 @@ def _columns(events: list[Event], table: UserTable
     ts = np.array([event.ts for event in events], dtype=np.float64)
     clicks = [event.__class__ is Click for event in events]
     if all(clicks):
-        items = table.items_names.codes([event.item_id for event in events])
+        items = table.items_names.encode([event.item_id for event in events])
         purchase = np.array([event.action == "purchase" for event in events])
         return hashes, ts, items, purchase, {}
     items = np.full(len(events), -1, dtype=np.int32)
-    items[np.array(clicks)] = table.items_names.codes([e.item_id for e, c in zip(events, clicks) if c])
+    items[np.array(clicks)] = table.items_names.encode([e.item_id for e, c in zip(events, clicks) if c])
     purchase = np.array([c and e.action == "purchase" for e, c in zip(events, clicks)])
     return hashes, ts, items, purchase, {i: query_terms(e.query) for i, (e, c) in enumerate(zip(events, clicks)) if not c}
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from reckon.streams.pipeline.arrays import grown
 from reckon.streams.pipeline.dead_letters import failure
 from reckon.streams.pipeline.state import state_key
 from reckon.streams.pipeline.user_table import UserTable
@@ -36,13 +37,9 @@ class UserRows:
         self._fit()
 
     def _fit(self) -> None:
-        capacity = self.table.capacity
-        if len(self.dirty) < capacity:
-            for name in ("partition", "dirty", "writing", "stored_bytes", "touched"):
-                old = getattr(self, name)
-                new = np.zeros(capacity, dtype=old.dtype)
-                new[:len(old)] = old
-                setattr(self, name, new)
+        """The per-row arrays as long as the table (it grows as rows are handed out)."""
+        for name in ("partition", "dirty", "writing", "stored_bytes", "touched"):
+            setattr(self, name, grown(getattr(self, name), self.table.capacity, 0))
 
     def rows_of(self, users: Sequence[tuple[str, str]], partition_of: Callable[[int], int | None]
                 ) -> tuple[np.ndarray, dict[int, str]]:
@@ -106,16 +103,19 @@ class UserRows:
             self._evict(len(self.row_of) - self.max_rows * 9 // 10)
         self.table.compact_names(self.names_floor)
 
-    def _evict(self, count: int) -> None:
+    def _clean(self) -> np.ndarray:
+        """Held rows not waiting to be written: the only ones that may be dropped."""
         held = np.fromiter(self._user, dtype=np.int64, count=len(self._user))
-        clean = held[~self.dirty[held] & ~self.writing[held]]
+        return held[~self.dirty[held] & ~self.writing[held]]
+
+    def _evict(self, count: int) -> None:
+        clean = self._clean()
         self._evict_rows(clean[np.argsort(self.touched[clean], kind="stable")[:count]].tolist())
 
     def forget_clean(self) -> None:
         """Drop every row not waiting to be written (a rebalance: another worker may have
         changed a partition that left and came back)."""
-        held = np.fromiter(self._user, dtype=np.int64, count=len(self._user))
-        self._evict_rows(held[~self.dirty[held] & ~self.writing[held]].tolist())
+        self._evict_rows(self._clean().tolist())
 
     def _evict_rows(self, drop: list[int]) -> None:
         for row in drop:

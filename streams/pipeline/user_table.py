@@ -5,17 +5,17 @@ user per batch (live traffic) every event paid the cache and TLB misses of walki
 (bench/INGEST.md). Here a user is a row (slot) of a few arrays: item, bought and seen-id
 rings, query terms, counters. Names (items, terms) are interned to int32 codes shared by
 all users; event ids are kept as 64-bit hashes (`id_hashes`). A batch is folded for all
-its users at once with array operations (`fold_batch`), in event order per user, with the
-same rules as the dict fold in streams/pipeline/state.py: duplicates (an id among the
-user's last MAX_SEEN, or earlier in the batch) dropped, an idle user started over, lists
-kept to their newest MAX_*.
+its users at once with array operations (`fold_batch`), in event order per user:
+duplicates (an id among the user's last MAX_SEEN, or earlier in the batch) dropped, an
+idle user started over, lists kept to their newest MAX_* (streams/pipeline/state.py).
 
 Rings: `count` is how many values a list ever received (since its last reset); value k
 sits at k % capacity, so the list is the last min(count, capacity) of them.
 
-Stored form (`encode` / `decode`): version 2 is a fixed header, the seen hashes, then the
-names joined by a separator the contract refuses in ids and queries. Version 1, the JSON
-dict of state.py, is still read, so states written before migrate as they change.
+Stored form (`encode_rows` / `decode`): version 2 is a fixed header, the seen hashes, then
+the names joined by a separator the contract refuses in ids and queries. Version 1, the
+JSON dict earlier versions stored, is still read, so states written before migrate as they
+change.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import msgspec
 import numpy as np
 
+from reckon.streams.pipeline.arrays import Vocab, grown, run_starts
 from reckon.streams.pipeline.state import MAX_BOUGHT, MAX_ITEMS, MAX_SEEN, MAX_TERMS
 
 VERSION = 2
@@ -39,6 +40,11 @@ _ANY_TEXT = "surrogatepass"
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 _decode_v1 = msgspec.json.Decoder().decode
+# name, width (None: one value per row), dtype: a row of each is a user
+_COLUMNS = (("items", MAX_ITEMS, np.int32), ("bought", MAX_BOUGHT, np.int32), ("seen", MAX_SEEN, np.uint64),
+            ("terms", MAX_TERMS, np.int32), ("n_items", None, np.int64), ("n_bought", None, np.int64),
+            ("n_seen", None, np.int64), ("n_terms", None, np.int64), ("clicks", None, np.int64),
+            ("searches", None, np.int64), ("last_seen", None, np.float64), ("last_rec_ts", None, np.float64))
 
 
 def id_hashes(ids: Sequence[str]) -> np.ndarray:
@@ -60,58 +66,36 @@ def id_hashes(ids: Sequence[str]) -> np.ndarray:
     return h
 
 
-class Names:
-    """Strings <-> int32 codes, shared by every row of a table."""
+class Names(Vocab):
+    """A vocabulary whose names are also held as an object array with their UTF-8 sizes,
+    code-indexed, to encode rows a column at a time; both grow with the vocabulary."""
 
     def __init__(self) -> None:
-        self.code_of: dict[str, int] = {}
-        self.names: list[str] = []
-        self._sizes: list[int] = []             # UTF-8 bytes of each name
+        super().__init__()
         self.kept = 0                           # names held at the last compaction
-        self._arrays: tuple[np.ndarray, np.ndarray] | None = None
+        self._arrays(fresh=True)
 
-    def codes(self, names: Sequence[str]) -> np.ndarray:
-        get = self.code_of.get
-        codes = [get(name) for name in names]
-        if None in codes:
-            for i, code in enumerate(codes):
-                if code is None:
-                    codes[i] = self._add(names[i])
-        return np.array(codes, dtype=np.int32)
-
-    def code(self, name: str) -> int:
-        code = self.code_of.get(name)
-        return self._add(name) if code is None else code
-
-    def _add(self, name: str) -> int:
-        code = self.code_of.get(name)        # a name twice in one call
-        if code is None:
-            code = self.code_of[name] = len(self.names)
-            self.names.append(name)
-            self._sizes.append(len(name.encode("utf-8", _ANY_TEXT)))
-            self._arrays = None
-        return code
+    def _arrays(self, fresh: bool = False) -> None:
+        if fresh:
+            self._named, self._sizes, self._have = np.full(1, "", dtype=object), np.zeros(1, dtype=np.int64), 0
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """(names as an object array, their UTF-8 sizes), code-indexed, and one more (""):
-        an unused slot of a ring is never read, but its stale code must index something."""
-        if self._arrays is None or len(self._arrays[0]) != len(self.names) + 1:
-            named = np.empty(len(self.names) + 1, dtype=object)
-            named[:-1] = self.names
-            named[-1] = ""
-            self._arrays = (named, np.array(self._sizes + [0], dtype=np.int64))
-        return self._arrays
+        """(names, their UTF-8 sizes), code-indexed, "" and 0 past the last: an unused slot
+        of a ring is never read, but its stale code must index something."""
+        n = len(self.names)
+        if self._have < n:
+            new = self.names[self._have:]
+            self._named, self._sizes = grown(self._named, n + 1, ""), grown(self._sizes, n + 1, 0)
+            self._named[self._have:n] = new
+            self._sizes[self._have:n] = [len(name.encode("utf-8", _ANY_TEXT)) for name in new]
+            self._have = n
+        return self._named, self._sizes
 
-    def keep(self, names: list[str]) -> None:
-        """Only these names, coded 0, 1, ... in this order."""
-        self.names = names
-        self.code_of = {name: code for code, name in enumerate(names)}
-        self._sizes = [len(name.encode("utf-8", _ANY_TEXT)) for name in names]
-        self._arrays = None
-        self.kept = len(names)
-
-    def __len__(self) -> int:
-        return len(self.names)
+    def compact(self, live: np.ndarray) -> np.ndarray:
+        remap = super().compact(live)
+        self.kept = len(self.names)
+        self._arrays(fresh=True)
+        return remap
 
 
 class UserTable:
@@ -122,32 +106,25 @@ class UserTable:
         self.term_names = Names()
         self.used = 0                  # rows handed out so far (free ones among them are in `_free`)
         self._free: list[int] = []
-        self._allocate(max(capacity, 1))
+        capacity = max(capacity, 1)
+        for name, width, dtype in _COLUMNS:
+            setattr(self, name, np.zeros((capacity,) if width is None else (capacity, width), dtype=dtype))
 
-    def _allocate(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.items = _grown(getattr(self, "items", None), (capacity, MAX_ITEMS), np.int32)
-        self.bought = _grown(getattr(self, "bought", None), (capacity, MAX_BOUGHT), np.int32)
-        self.seen = _grown(getattr(self, "seen", None), (capacity, MAX_SEEN), np.uint64)
-        self.terms = _grown(getattr(self, "terms", None), (capacity, MAX_TERMS), np.int32)
-        for name in ("n_items", "n_bought", "n_seen", "n_terms", "clicks", "searches"):
-            setattr(self, name, _grown(getattr(self, name, None), (capacity,), np.int64))
-        self.last_seen = _grown(getattr(self, "last_seen", None), (capacity,), np.float64)
-        self.last_rec_ts = _grown(getattr(self, "last_rec_ts", None), (capacity,), np.float64)
+    @property
+    def capacity(self) -> int:
+        return len(self.items)
 
     def new_rows(self, count: int) -> np.ndarray:
         """`count` empty rows."""
         reused = [self._free.pop() for _ in range(min(count, len(self._free)))]
         fresh = count - len(reused)
         if self.used + fresh > self.capacity:
-            self._allocate(max(self.capacity * 2, self.used + fresh))
+            for name, _, _ in _COLUMNS:
+                setattr(self, name, grown(getattr(self, name), self.used + fresh, 0))
         rows = np.r_[np.array(reused, dtype=np.int64), np.arange(self.used, self.used + fresh, dtype=np.int64)]
         self.used += fresh
         self.reset(rows)
         return rows
-
-    def new_row(self) -> int:
-        return int(self.new_rows(1)[0])
 
     def free(self, rows: Sequence[int]) -> None:
         self._free.extend(rows)
@@ -166,12 +143,12 @@ class UserTable:
         for names, rings in ((self.items_names, (self.items, self.bought)), (self.term_names, (self.terms,))):
             if len(names) <= max(floor, 2 * names.kept):
                 continue
-            held = np.unique(np.concatenate([ring[:self.used].ravel() for ring in rings]))
-            remap = np.zeros(len(names) + 1, dtype=np.int32)
-            remap[held] = np.arange(len(held), dtype=np.int32)
+            live = np.zeros(len(names), dtype=bool)
+            for ring in rings:
+                live[ring[:self.used]] = True        # stale slots too: their codes stay valid
+            remap = names.compact(live)
             for ring in rings:
                 ring[:self.used] = remap[ring[:self.used]]
-            names.keep([names.names[code] for code in held.tolist()])
 
     # --- a batch ---
 
@@ -186,8 +163,7 @@ class UserTable:
             return np.zeros(0, dtype=bool)
         order = np.argsort(rows, kind="stable")
         by_row = rows[order]
-        edges = np.r_[True, by_row[1:] != by_row[:-1]]
-        starts = np.flatnonzero(edges)
+        starts = run_starts(by_row)
         firsts = order[starts]                       # each user's first event of the batch
         users = rows[firsts]
         stale = ts[firsts] - self.last_seen[users] > ttl
@@ -225,19 +201,18 @@ class UserTable:
             self.searches[counted[0]] += counted[1]
             for position in np.sort(asked).tolist():
                 self._fold_terms(int(rows[position]), searches[position])
-        bounds = np.flatnonzero(np.r_[True, kept_rows[1:] != kept_rows[:-1]])
+        bounds = run_starts(kept_rows)
         newest = np.maximum.reduceat(ts[kept], bounds)
         users = kept_rows[bounds]
         self.last_seen[users] = np.maximum(self.last_seen[users], newest)
         return fresh
 
     @staticmethod
-    @staticmethod
     def _append(ring: np.ndarray, count: np.ndarray, size: int, rows: np.ndarray,
                 values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Append values to rows' rings; `rows` grouped, each row's values in order.
         Returns (each row, how many it got)."""
-        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        starts = run_starts(rows)
         firsts = rows[starts]
         if len(starts) == len(rows):                 # one value per row: live traffic's batch
             ring[rows, count[rows] % size] = values
@@ -252,8 +227,8 @@ class UserTable:
         return firsts, lengths
 
     def _fold_terms(self, row: int, new: list[str]) -> None:
-        """A search's terms go last; earlier copies of them leave (state.py's rule)."""
-        codes = [self.term_names.code(term) for term in new]
+        """A search's terms go last; earlier copies of them leave."""
+        codes = self.term_names.encode(new).tolist()
         held = self.terms[row, :self.n_terms[row]].tolist()
         terms = ([t for t in held if t not in codes] + codes)[-MAX_TERMS:]
         self.terms[row, :len(terms)] = terms
@@ -261,18 +236,15 @@ class UserTable:
 
     # --- a row as values ---
 
-    def _ring(self, ring: np.ndarray, count: np.ndarray, size: int, row: int) -> np.ndarray:
-        n = int(count[row])
-        held = min(n, size)
-        return ring[row, (np.arange(n - held, n) % size)]
-
     def state(self, row: int, seen_hashes: bool = False) -> dict:
         """The row in the dict shape scoring reads: items, terms, bought (names, oldest
         first), counters; `seen` the number of ids held, or (`seen_hashes`, for pages) their
         hashes as 16 hex digits, oldest first: the ids themselves are not kept."""
-        state = self.states(np.array([row], dtype=np.int64))[0]
+        rows = np.array([row], dtype=np.int64)
+        state = self.states(rows)[0]
         if seen_hashes:
-            state["seen"] = [f"{h:016x}" for h in self._ring(self.seen, self.n_seen, MAX_SEEN, row).tolist()]
+            seen, held = _ordered(self.seen, self.n_seen, MAX_SEEN, rows)
+            state["seen"] = [f"{h:016x}" for h in seen[0, :held[0]].tolist()]
         return state
 
     def states(self, rows: np.ndarray) -> list[dict]:
@@ -300,9 +272,6 @@ class UserTable:
         items, held = _ordered(self.items, self.n_items, MAX_ITEMS, rows)
         names = self.items_names.arrays()[0][items].tolist()
         return [row[max(n - k, 0):n] for row, n in zip(names, held.tolist())]
-
-    def encode(self, row: int) -> bytes:
-        return self.encode_rows(np.array([row], dtype=np.int64))[0]
 
     def encode_rows(self, rows: np.ndarray) -> list[bytes]:
         """Rows in their stored form, each a header, its seen hashes and its names (items,
@@ -360,9 +329,9 @@ class UserTable:
             items, terms, bought = names[:n_items], names[n_items:n_items + n_terms], names[n_items + n_terms:]
             head = (clicks, searches, last_seen, last_rec_ts)
         items, terms, bought, seen = items[-MAX_ITEMS:], terms[-MAX_TERMS:], bought[-MAX_BOUGHT:], seen[-MAX_SEEN:]
-        self.items[row, :len(items)] = self.items_names.codes(items)
-        self.bought[row, :len(bought)] = self.items_names.codes(bought)
-        self.terms[row, :len(terms)] = self.term_names.codes(terms)
+        self.items[row, :len(items)] = self.items_names.encode(items)
+        self.bought[row, :len(bought)] = self.items_names.encode(bought)
+        self.terms[row, :len(terms)] = self.term_names.encode(terms)
         self.seen[row, :len(seen)] = seen
         self.n_items[row], self.n_bought[row], self.n_terms[row], self.n_seen[row] = \
             len(items), len(bought), len(terms), len(seen)
@@ -377,10 +346,3 @@ def _ordered(ring: np.ndarray, count: np.ndarray, size: int, rows: np.ndarray) -
         return ring[rows, :int(held.max(initial=0))], held
     at = (total[:, None] - held[:, None] + np.arange(size)) % size
     return np.take_along_axis(ring[rows], at, axis=1), held
-
-
-def _grown(old: np.ndarray | None, shape: tuple[int, ...], dtype: type) -> np.ndarray:
-    new = np.zeros(shape, dtype=dtype)
-    if old is not None:
-        new[:len(old)] = old
-    return new

@@ -155,13 +155,13 @@ class RecommendationApi:
         key = state_key(tenant, user)
         if fresh == "1":
             async with self.processing:
-                return self._fresh(web, tenant, user, key, partition)
+                return self._fresh(web, tenant, user, partition)
         value = self.latest.get(key)
         if value is None:
             return _error(web, 404, "no recommendation for this user yet", **{ANSWERED_BY: self.settings.worker_name})
         return web.bytes(value, content_type="application/json", headers={ANSWERED_BY: self.settings.worker_name})
 
-    def _fresh(self, web: Any, tenant: str, user: str, key: bytes, partition: int) -> Any:
+    def _fresh(self, web: Any, tenant: str, user: str, partition: int) -> Any:
         try:
             state = self.state_get((tenant, user), partition)
         except ValueError as exc:

@@ -73,7 +73,7 @@ def _fold(store: UserStore, user: str, partition: int, *events: tuple[str, str])
     assert not failed
     table = users.table
     table.fold_batch(rows, id_hashes([e for e, _ in events]), np.arange(1.0, len(events) + 1),
-                     table.items_names.codes([i for _, i in events]), np.zeros(len(events), dtype=bool), {}, 1e9)
+                     table.items_names.encode([i for _, i in events]), np.zeros(len(events), dtype=bool), {}, 1e9)
     users.stage(rows[:1], np.array([partition]))
 
 

@@ -16,7 +16,7 @@ def _fold_one(rows: UserRows, user: tuple[str, str], event_id: str, item: str, t
     got, failed = rows.rows_of([user], lambda i: 0)
     assert not failed
     table = rows.table
-    table.fold_batch(got, id_hashes([event_id]), np.array([ts]), table.items_names.codes([item]),
+    table.fold_batch(got, id_hashes([event_id]), np.array([ts]), table.items_names.encode([item]),
                      np.array([False]), {}, 1e9)
     rows.stage(got, np.array([3]))
 

@@ -58,8 +58,8 @@ def _reference(states: dict, batch: list, ttl: float = TTL) -> None:
 def _fold(table: UserTable, rows: dict, batch: list, ttl: float = TTL) -> np.ndarray:
     for event in batch:
         if event.user_id not in rows:
-            rows[event.user_id] = table.new_row()
-    items = np.array([table.items_names.code(e.item_id) if e.kind == "click" else -1 for e in batch], dtype=np.int32)
+            rows[event.user_id] = int(table.new_rows(1)[0])
+    items = np.array([table.items_names.ids[e.item_id] if e.kind == "click" else -1 for e in batch], dtype=np.int32)
     return table.fold_batch(np.array([rows[e.user_id] for e in batch], dtype=np.int64),
                             id_hashes([e.event_id for e in batch]), np.array([e.ts for e in batch]), items,
                             np.array([e.kind == "click" and e.action == "purchase" for e in batch]),
@@ -134,8 +134,8 @@ def test_stored_forms_round_trip(batch) -> None:
     _reference(states, events)
     _fold(table, rows, events)
     for user, state in states.items():
-        copy = table.new_row()
-        table.decode(copy, table.encode(rows[user]))
+        copy = int(table.new_rows(1)[0])
+        table.decode(copy, table.encode_rows(np.array([rows[user]]))[0])
         _same(table, copy, state)
         table.decode(copy, json.dumps(state).encode())
         _same(table, copy, state)
