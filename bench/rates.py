@@ -127,9 +127,11 @@ async def _raw_read(bootstrap: str, topic: str, n: int, min_seconds: float) -> f
         await consumer.stop()
 
 
-def faust_floor(bootstrap: str, topic: str, n: int, datadir: Path) -> dict:
-    """Faust's consumer with Reckon's batch transport and an empty handler (bench/faust_floor.py)."""
-    out = subprocess.run([sys.executable, "-m", "reckon.bench.faust_floor", bootstrap, topic, str(n), str(datadir)],
+def faust_floor(bootstrap: str, topic: str, n: int, datadir: Path, min_seconds: float) -> dict:
+    """Faust's consumer with Reckon's batch transport and an empty handler, re-reading the
+    backlog until `min_seconds` were timed (bench/faust_floor.py)."""
+    out = subprocess.run([sys.executable, "-m", "reckon.bench.faust_floor", bootstrap, topic, str(n), str(datadir),
+                          str(min_seconds)],
                          capture_output=True, text=True, timeout=600)
     found = re.search(r'\{"events_per_s": [^}]*\}', out.stdout)   # Faust may print escapes too
     if found is None:

@@ -8,7 +8,8 @@ own floor, all in one run.
 3. ingest: `repeats` workers (trigger=none), each under a group of its own, validate and
    fold every event into user state with its changelog; each is paired with the raw
    reads around it, and the ingest ratio is reported as min / median / max of the pairs;
-4. floor: Faust's consumer with Reckon's batch transport and an empty handler;
+4. floor: Faust's consumer with Reckon's batch transport and an empty handler, re-reading
+   the backlog for at least `min_seconds` as the raw read does;
 5. full: `repeats` workers that also score and publish, timed over `min_seconds` of work;
 6. latency, on a fresh broker: one full worker, loads at 10 %, 50 % and 90 % of the
    median full-path rate for `latency_s` seconds each; at each load the broker's floor
@@ -45,7 +46,7 @@ def _rates(registry: Path, workdir: Path, bootstrap: str, events: int, repeats: 
         ingest.append(rate)
         ingest_s.append(seconds)
         pairs.append(rate / ((raw[-2] + raw[-1]) / 2))
-    floors = [faust_floor(bootstrap, "clicks", events, workdir / f"floor{i}") for i in range(repeats)]
+    floors = [faust_floor(bootstrap, "clicks", events, workdir / f"floor{i}", min_seconds) for i in range(repeats)]
     full, full_s = [], []
     for i in range(repeats):
         proc = worker(bootstrap, registry, workdir, f"full{i}", "all")

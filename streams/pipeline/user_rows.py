@@ -13,7 +13,7 @@ import numpy as np
 from reckon.streams.pipeline.arrays import grown
 from reckon.streams.pipeline.dead_letters import failure
 from reckon.streams.pipeline.state import state_key
-from reckon.streams.pipeline.user_table import UserTable
+from reckon.streams.pipeline.user_table import Gathered, UserTable
 
 Load = Callable[[bytes, int | None], bytes | None]     # (state key, partition or None) -> stored value
 Snapshot = dict[int, list[tuple[bytes, bytes]]]       # partition -> (key, encoded state), to write
@@ -124,18 +124,16 @@ class UserRows:
         self.table.free(drop)
 
     def snapshot(self) -> Snapshot:
-        """Every dirty row encoded as it is now, by partition; they are clean again and held
-        until `written`. Take it while no batch runs."""
+        """`take().encode()`: every dirty row as it is now, encoded, by partition."""
+        return self.take().encode()
+
+    def take(self) -> Taken:
+        """Every dirty row as it is now, copied (to encode later: `Taken.encode`); they are
+        clean again and held until `written`. Take it while no batch runs."""
         rows = np.flatnonzero(self.dirty)
         self.dirty[rows] = False
         self.writing[rows] = True
-        values = self.table.encode_rows(rows)
-        self.stored_bytes[rows] = [len(value) for value in values]
-        by_partition: Snapshot = {}
-        keys = self._key
-        for row, partition, value in zip(rows.tolist(), self.partition[rows].tolist(), values):
-            by_partition.setdefault(partition, []).append((keys[row], value))
-        return by_partition
+        return Taken(self, rows, self.partition[rows], self.table.gather(rows))
 
     def written(self) -> None:
         self.writing[:] = False
@@ -156,3 +154,22 @@ class UserRows:
                 self._evict_rows([row])                    # nothing stored nor folded: no state
             return None
         return self.table.state(row, seen_hashes=True)
+
+
+class Taken:
+    """A commit's dirty rows, copied while no batch ran; encoded while batches go on (the
+    rows are held, so their keys stay)."""
+
+    def __init__(self, users: UserRows, rows: np.ndarray, partitions: np.ndarray, gathered: Gathered) -> None:
+        self.users, self.rows, self.partitions, self.gathered = users, rows, partitions, gathered
+
+    def encode(self) -> Snapshot:
+        """The rows' stored forms as they were when taken, by partition."""
+        values = self.gathered.encode()
+        self.users.stored_bytes[self.rows] = [len(value) for value in values]
+        by_partition: Snapshot = {}
+        key = self.users.key
+        for row, partition, value in zip(self.rows.tolist(), self.partitions.tolist(), values):
+            by_partition.setdefault(partition, []).append((key(row), value))
+        return by_partition
+

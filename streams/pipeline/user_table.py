@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import msgspec
 import numpy as np
@@ -274,38 +275,26 @@ class UserTable:
         return [row[max(n - k, 0):n] for row, n in zip(names, held.tolist())]
 
     def encode_rows(self, rows: np.ndarray) -> list[bytes]:
-        """Rows in their stored form, each a header, its seen hashes and its names (items,
-        terms, bought), built a column at a time for all of them: one Python step per row."""
-        n = len(rows)
-        if not n:
-            return []
+        """Rows in their stored form (`gather(rows).encode()`)."""
+        return self.gather(rows).encode()
+
+    def gather(self, rows: np.ndarray) -> Gathered:
+        """Copies of what the rows' stored forms hold, to encode later: array copies only,
+        so a commit takes them quickly while batches wait, and encodes after they resume.
+        Later batches, and names compaction, leave the copies as they are."""
         items, n_items = _ordered(self.items, self.n_items, MAX_ITEMS, rows)
         bought, n_bought = _ordered(self.bought, self.n_bought, MAX_BOUGHT, rows)
         seen, n_seen = _ordered(self.seen, self.n_seen, MAX_SEEN, rows)
         n_terms = self.n_terms[rows]
-        terms = self.terms[rows, :int(n_terms.max())]
-        header = np.empty(n, dtype=_HEADER_DTYPE)
+        header = np.empty(len(rows), dtype=_HEADER_DTYPE)
         header["version"] = VERSION
         header["clicks"], header["searches"] = self.clicks[rows], self.searches[rows]
         header["last_seen"], header["last_rec_ts"] = self.last_seen[rows], self.last_rec_ts[rows]
         header["items"], header["terms"], header["seen"], header["bought"] = n_items, n_terms, n_seen, n_bought
-        item_names, item_sizes = self.items_names.arrays()
-        term_names, term_sizes = self.term_names.arrays()
-        names = np.hstack([item_names[items], term_names[terms], item_names[bought]])
-        sizes = np.hstack([item_sizes[items], term_sizes[terms], item_sizes[bought]])
-        valid = np.hstack([np.arange(items.shape[1]) < n_items[:, None], np.arange(terms.shape[1]) < n_terms[:, None],
-                           np.arange(bought.shape[1]) < n_bought[:, None]])
-        counts = valid.sum(axis=1)
-        # one join for all rows; a row's names are a slice of it (separators between names only)
-        text = _NAME_SEP.join(names[valid].tolist()).encode("utf-8", _ANY_TEXT)
-        lengths = np.where(counts > 0, (sizes * valid).sum(axis=1) + counts - 1, 0)
-        starts = np.r_[0, np.cumsum(np.where(counts > 0, lengths + 1, 0))[:-1]].tolist()
-        heads = header.tobytes()
-        hashes = seen.astype("<u8").tobytes()
-        size, width = _HEADER.size, 8 * seen.shape[1]
-        return [b"".join((heads[i * size:(i + 1) * size], hashes[i * width:i * width + 8 * held],
-                          text[start:start + length]))
-                for i, (held, start, length) in enumerate(zip(n_seen.tolist(), starts, lengths.tolist()))]
+        # a ring's codes as they are now: compaction later makes new name arrays, never edits these
+        return Gathered(header, seen, [(items, n_items, self.items_names.arrays()),
+                                       (self.terms[rows, :int(n_terms.max(initial=0))], n_terms, self.term_names.arrays()),
+                                       (bought, n_bought, self.items_names.arrays())])
 
     def decode(self, row: int, raw: bytes) -> None:
         """A stored state (version 2, or version 1's JSON) into `row`. Raises ValueError on
@@ -336,6 +325,51 @@ class UserTable:
         self.n_items[row], self.n_bought[row], self.n_terms[row], self.n_seen[row] = \
             len(items), len(bought), len(terms), len(seen)
         self.clicks[row], self.searches[row], self.last_seen[row], self.last_rec_ts[row] = head
+
+
+@dataclass
+class Gathered:
+    """Rows' stored forms, not yet encoded (`UserTable.gather`): headers, seen hashes, and
+    per name list (items, terms, bought) its codes, how many each row holds, and the
+    (names, UTF-8 sizes) arrays the codes index."""
+    header: np.ndarray
+    seen: np.ndarray
+    lists: list[tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]]
+
+    def encode(self) -> list[bytes]:
+        """One value per row: its header and seen hashes, one slice of a buffer built for all
+        rows, then its names, one slice of all rows' names joined (a separator between
+        rows too, skipped). Per row, only the two slices joined run in Python."""
+        n = len(self.header)
+        if not n:
+            return []
+        # each row's names in order (items, terms, bought), as one flat list for all rows
+        valid = [np.arange(codes.shape[1]) < held[:, None] for codes, held, _ in self.lists]
+        where = np.hstack([np.broadcast_to(np.int8(k), v.shape) for k, v in enumerate(valid)])[np.hstack(valid)]
+        flat_codes = np.hstack([codes for codes, _, _ in self.lists])[np.hstack(valid)]
+        names = np.empty(len(flat_codes), dtype=object)
+        sizes = np.empty(len(flat_codes), dtype=np.int64)
+        for k, (_, _, (named, name_sizes)) in enumerate(self.lists):
+            mine = where == k
+            names[mine] = named.take(flat_codes[mine])
+            sizes[mine] = name_sizes.take(flat_codes[mine])
+        counts = sum(v.sum(axis=1) for v in valid)
+        text = _NAME_SEP.join(names.tolist()).encode("utf-8", _ANY_TEXT)
+        ends = np.cumsum(sizes + 1)                  # past each name's separator
+        last = np.cumsum(counts) - 1                 # each row's last name
+        lengths = np.where(counts > 0, ends[last] - 1 - np.r_[0, ends][last + 1 - counts], 0)
+        starts = np.where(counts > 0, np.r_[0, ends][last + 1 - counts], 0)
+        width = _HEADER.size + 8 * self.seen.shape[1]
+        prefix = np.empty((n, width), dtype=np.uint8)
+        prefix[:, :_HEADER.size] = self.header.view(np.uint8).reshape(n, _HEADER.size)
+        prefix[:, _HEADER.size:] = self.seen.astype("<u8", copy=False).view(np.uint8).reshape(n, -1)
+        prefix = memoryview(prefix.reshape(-1))
+        text = memoryview(text)
+        held = _HEADER.size + 8 * self.header["seen"].astype(np.int64)
+        join = b"".join
+        return [join((prefix[at:at + size], text[start:start + length]))
+                for at, size, start, length in zip(range(0, n * width, width), held.tolist(), starts.tolist(),
+                                                   lengths.tolist())]
 
 
 def _ordered(ring: np.ndarray, count: np.ndarray, size: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -185,7 +185,9 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
 
         def before_commit() -> Callable[[], Awaitable[None]]:
             # While no batch runs: the states the offsets being committed cover.
-            snapshot = user_rows.snapshot()
+            # Copied only (~7 ms for 40k states); they are encoded (~45 ms) once batches
+            # go on again: encoding them here was latency for every event arriving meanwhile.
+            taken = user_rows.take()
 
             async def write() -> None:
                 # While batches go on: outputs first, then the states that mark their events
@@ -193,7 +195,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
                 # drops a recommendation.
                 await app.producer.flush()
                 try:
-                    written = await store.write(snapshot)
+                    written = await store.write(taken.encode())
                 finally:
                     user_rows.written()
                 if written:

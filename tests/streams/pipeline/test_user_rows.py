@@ -90,3 +90,21 @@ def test_names_no_row_holds_are_forgotten() -> None:
     assert most <= 2 * (2 * MAX_ITEMS + 2)       # about twice what two users hold, never 1,000
     for user in (0, 1):
         assert rows.state(("t", f"u{user}"))["items"] == [f"item-{n}" for n in range(900 + user, 1000, 2)]
+
+
+def test_a_taken_snapshot_encodes_the_rows_as_they_were_when_taken() -> None:
+    """A commit takes its rows while batches wait and encodes them after they resume: what
+    batches change in between, names compaction included, is not in it."""
+    store: dict[bytes, bytes] = {}
+    rows = UserRows(lambda key, partition: store.get(key), names_floor=100)
+    for n in range(40):
+        _fold_one(rows, ("t", f"u{n % 4}"), f"e{n}", f"item-{n}", float(n))
+    expected = {user: rows.state(("t", user)) for user in ("u0", "u1", "u2", "u3")}
+    taken = rows.take()
+    for n in range(40, 1000):            # later batches, and the names interned before them forgotten
+        _fold_one(rows, ("t", f"u{n % 4}"), f"e{n}", f"item-{n}", float(n))
+    assert len(rows.table.items_names) < 1000 - 40
+    store.update(pair for pairs in taken.encode().values() for pair in pairs)
+    rows.written()
+    again = UserRows(lambda key, partition: store.get(key))
+    assert {user: again.state(("t", user)) for user in expected} == expected
