@@ -28,7 +28,7 @@ from reckon.streams.core.errors import ReckonError, StoreLockedError
 from reckon.streams.core.settings import Settings, load_settings
 from reckon.streams.costs.pricing import PriceSheet
 from reckon.streams.retrain.events import read_clicks, read_events
-from reckon.streams.retrain.policy import RetrainConfig
+from reckon.streams.retrain.policy import RetrainConfig, check_overrides
 from reckon.streams.retrain.run import retrain
 
 __all__ = ["register", "retrain_over_http"]
@@ -36,11 +36,13 @@ __all__ = ["register", "retrain_over_http"]
 _err = Console(stderr=True)
 
 
-def retrain_over_http(url: str, overrides: dict[str, Any], timeout_s: float = 3600.0) -> dict:
+def retrain_over_http(url: str, overrides: dict[str, Any], timeout_s: float = 3600.0, token: str = "") -> dict:
+    """A worker's `POST /retrain`; `token`: the bearer token its pages need (RECKON_WEB_TOKEN)."""
     endpoint = url.rstrip("/") + "/retrain"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         response = httpx.post(endpoint, params={k: str(v) for k, v in overrides.items() if v is not None},
-                              timeout=timeout_s)
+                              timeout=timeout_s, headers=headers)
     except httpx.HTTPError as exc:
         raise ReckonError(f"cannot reach {endpoint}: {exc}") from None
     try:
@@ -60,7 +62,7 @@ def _from_clickhouse(settings: Settings, config: RetrainConfig, overrides: dict[
         if holder is not None:
             if holder.get("url"):
                 _err.print(f"the store {path} is held by pid {holder.get('pid')}; asking it at {holder['url']}")
-                return retrain_over_http(holder["url"], overrides)
+                return retrain_over_http(holder["url"], overrides, token=settings.web_token.get_secret_value())
             raise StoreLockedError(str(path), f"pid {holder.get('pid')} ({holder.get('argv', '?')})")
         if not path.is_dir():
             raise ReckonError(f"no ClickHouse store at {path}: run a worker first, or pass --events")
@@ -114,9 +116,10 @@ def register(app: typer.Typer) -> None:
                      "min_examples": min_examples, "eval_fraction": eval_fraction}
         try:
             settings = load_settings()
+            overrides = check_overrides(overrides)
             config = RetrainConfig.from_settings(settings, **overrides)
             if url:
-                result = retrain_over_http(url, overrides)
+                result = retrain_over_http(url, overrides, token=settings.web_token.get_secret_value())
             elif events is not None:
                 clicks, skipped = read_events(events, time.time(), settings.default_tenant)
                 result = retrain(clicks, Registry(settings.registry_dir), config, PriceSheet.load(settings.price_sheet),

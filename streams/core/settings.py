@@ -69,12 +69,14 @@ class Settings(BaseSettings):
                              description="this worker in cost events and metrics; unset: `<hostname>-<pid>`")
     role: Literal["all", "scorer", "sink"] = Field(
         "all", description="`scorer` (events to recommendations), `sink` (Kafka to ClickHouse, alerts) or `all`")
-    web_port: int = Field(6066, ge=1, le=65535, description="port of /metrics, /stats, /costs, /state")
+    web_port: int = Field(6066, ge=1, le=65535, description="port of the worker's pages (/metrics, /stats, /costs, "
+                          "/state, /recommendations, /events, /retrain)")
     web_bind: str = Field("127.0.0.1", min_length=1, description="address the web port binds; `0.0.0.0` in a "
                           "container so Prometheus and port mappings reach it")
     web_token: SecretStr = Field(SecretStr(""), description="bearer token (16+ characters) for the pages with user "
-                                 "or tenant data (/state, /costs, /recommendations, /events), every tenant; empty "
-                                 "(and no tenant tokens): those pages are open to whoever reaches the web port")
+                                 "or tenant data (/state, /costs, /recommendations, /events) and for /retrain, every "
+                                 "tenant; empty (and no tenant tokens): those pages are open to whoever reaches the "
+                                 "web port")
     web_tenant_tokens: dict[str, SecretStr] = Field(default_factory=dict, description="JSON object: tenant -> "
                                                     "bearer token that reads only that tenant's /state, /costs and "
                                                     "/recommendations and posts only its /events")

@@ -18,14 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from reckon.streams.clickhouse.client import ClickHouse
+from reckon.streams.core.errors import ReckonError
 from reckon.streams.core.settings import Settings
 from reckon.streams.retrain.events import read_clicks, write_events
+from reckon.streams.retrain.policy import check_overrides
 
 log = logging.getLogger(__name__)
-
-# What a caller may override, as `reckon retrain` options (values are validated there).
-OVERRIDES = ("window_hours", "margin", "seconds", "min_examples", "eval_fraction")
-
 
 class RetrainRunner:
     def __init__(self, settings: Settings, ch: ClickHouse) -> None:
@@ -39,21 +37,17 @@ class RetrainRunner:
         return self._lock.locked()
 
     async def run(self, overrides: dict[str, str] | None = None) -> dict[str, Any]:
-        """One retrain (waiting for one in progress first); returns its result or {"error": ...}."""
-        overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-        unknown = set(overrides) - set(OVERRIDES)
-        if unknown:
-            return {"error": f"unknown retrain options {sorted(unknown)}; known: {list(OVERRIDES)}"}
-        for name, value in overrides.items():
-            try:
-                float(value)
-            except ValueError:
-                return {"error": f"retrain option {name} must be a number, got {value!r}"}
+        """One retrain (waiting for one in progress first); returns its result or {"error": ...}
+        (overrides checked before anything is read: policy.check_overrides)."""
+        try:
+            overrides = check_overrides(overrides or {})
+        except ReckonError as exc:
+            return {"error": str(exc)}
         async with self._lock:
             self.last = await self._run(overrides)
         return self.last
 
-    async def _run(self, overrides: dict[str, str]) -> dict[str, Any]:
+    async def _run(self, overrides: dict[str, Any]) -> dict[str, Any]:
         hours = float(overrides.get("window_hours", self.settings.retrain_window_hours))
         end = datetime.now(timezone.utc)
         clicks = await asyncio.to_thread(read_clicks, self.ch, end - timedelta(hours=hours), end,

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import TypeAdapter, ValidationError
+
+from reckon.streams.core.errors import ReckonError
 from reckon.streams.core.settings import Settings
+
+# What a caller may override per retrain (`reckon retrain` options, `POST /retrain` query
+# parameters), each bounded as its RECKON_RETRAIN_* setting is.
+OVERRIDES = ("window_hours", "margin", "seconds", "min_examples", "eval_fraction")
 
 
 @dataclass(frozen=True)
@@ -55,3 +64,24 @@ def decide(candidate: dict[str, float], current: dict[str, float], config: Retra
                               f"(margin {config.margin:g}) on {examples} examples of the latest slice")
     return Decision(False, f"{metric} {new:.4f} vs the current {old:.4f} ({new - old:+.4f}) is not better by "
                            f"the margin {config.margin:g} on {examples} examples of the latest slice")
+
+
+def check_overrides(given: Mapping[str, Any]) -> dict[str, Any]:
+    """A retrain's overrides (None: not given) as numbers within their settings' bounds;
+    raises ReckonError naming the first one that is unknown or out of bounds."""
+    unknown = sorted(set(given) - set(OVERRIDES))
+    if unknown:
+        raise ReckonError(f"unknown retrain options {unknown}; known: {list(OVERRIDES)}")
+    checked: dict[str, Any] = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        field = Settings.model_fields[f"retrain_{name}"]
+        try:
+            number = TypeAdapter(Annotated[(field.annotation, *field.metadata)]).validate_python(value)
+        except ValidationError as exc:
+            raise ReckonError(f"retrain option {name}: {exc.errors()[0]['msg']}, got {str(value)[:40]!r}") from None
+        if not math.isfinite(number):
+            raise ReckonError(f"retrain option {name} must be a finite number, got {str(value)[:40]!r}")
+        checked[name] = number
+    return checked

@@ -165,7 +165,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
     costing = accounting.install(app, settings, bootstrap, stats, sheet=processor.sheet,
                                  device=runtime.device, costs_topic=costs, metrics=metrics, auth=auth)
     if costing.ch is not None:      # the store's owner retrains (on a schedule, or asked by `reckon retrain`)
-        retraining.install(app, settings, costing.ch, stats)
+        retraining.install(app, settings, costing.ch, stats, auth)
 
     store = UserStore(app, users)
     user_rows = UserRows(store.read, max_rows=settings.state_cache_users)

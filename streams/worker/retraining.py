@@ -1,7 +1,11 @@
 """Retrains in the worker that holds the ClickHouse store: every RECKON_RETRAIN_INTERVAL_S
 (when set) and on request (`POST /retrain`, what `reckon retrain` asks a worker holding
 an embedded store). Each runs in a child process (streams/retrain/child.py); the worker's
-registry timer then hot-swaps to a promoted candidate like to any promotion."""
+registry timer then hot-swaps to a promoted candidate like to any promotion.
+
+`/retrain` trains on every tenant's clicks and can change the served model: with tokens
+configured (streams/worker/auth.py) only `RECKON_WEB_TOKEN`'s, which covers every tenant,
+may use it; a tenant's token is refused."""
 
 from __future__ import annotations
 
@@ -14,9 +18,10 @@ from faust.web import View
 from reckon.streams.clickhouse.client import ClickHouse
 from reckon.streams.core.settings import Settings
 from reckon.streams.retrain.child import RetrainRunner
+from reckon.streams.worker.auth import PageAuth
 
 
-def install(app: faust.App, settings: Settings, ch: ClickHouse, stats: Counter) -> RetrainRunner:
+def install(app: faust.App, settings: Settings, ch: ClickHouse, stats: Counter, auth: PageAuth) -> RetrainRunner:
     runner = RetrainRunner(settings, ch)
 
     async def run(overrides: dict[str, str]) -> dict[str, Any]:
@@ -32,13 +37,29 @@ def install(app: faust.App, settings: Settings, ch: ClickHouse, stats: Counter) 
             await run({})
 
     class RetrainPage(View):
+        def refused(self, request: Any) -> Any:
+            scope = auth.scope(request.headers.get("Authorization"))
+            if scope is None:
+                return self.json({"error": "a bearer token is required"}, status=401,
+                                 headers={"WWW-Authenticate": 'Bearer realm="reckon"'})
+            if scope.tenant is not None:
+                return self.json({"error": "retraining covers every tenant: a tenant's token may not use it"},
+                                 status=403)
+            return None
+
         async def get(self, request: Any) -> Any:
             """The last retrain's result, and whether one is running."""
-            return self.json({"running": runner.running, "last": runner.last})
+            return self.refused(request) or self.json({"running": runner.running, "last": runner.last})
 
         async def post(self, request: Any) -> Any:
-            """Retrain now (query parameters: streams/retrain/child.py OVERRIDES); answers when done."""
-            result = await run(dict(request.query))
+            """Retrain now (query parameters: streams/retrain/policy.py OVERRIDES); answers when done."""
+            refused = self.refused(request)
+            if refused is not None:
+                return refused
+            query = request.query
+            if len(query) != len(set(query)):
+                return self.json({"error": "each retrain option may be given once"}, status=422)
+            result = await run(dict(query))
             return self.json(result, status=422 if "error" in result else 200)
 
     app.page("/retrain")(RetrainPage)

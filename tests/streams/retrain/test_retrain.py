@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 
 from reckon.models.core.registry import Registry
 from reckon.streams.cli.main import app
-from reckon.streams.core.errors import RetrainError
+from reckon.streams.core.errors import ReckonError, RetrainError
 from reckon.streams.costs.pricing import PriceSheet
 from reckon.streams.retrain.events import read_clicks, read_events, window_query
-from reckon.streams.retrain.policy import RetrainConfig, decide
+from reckon.streams.retrain.policy import RetrainConfig, check_overrides, decide
 from reckon.streams.retrain.run import retrain
 from reckon.streams.sink.rows import Rows, rows_from_message, write
 from reckon.streams.traffic.generator import Drift, TrafficGenerator
@@ -64,6 +64,30 @@ def test_promotion_rule() -> None:
     assert not refused.promote and "not better by the margin 0.02" in refused.reason
     few = decide({"hr@10": 0.9}, {"hr@10": 0.1}, config, 10)
     assert not few.promote and "fewer than the 50" in few.reason
+
+
+def test_overrides_are_numbers_within_their_settings_bounds() -> None:
+    assert check_overrides({"margin": "0.05", "min_examples": "50", "window_hours": 2, "seconds": None}) == {
+        "margin": 0.05, "min_examples": 50, "window_hours": 2.0}
+    for given, says in [({"epochs": "9"}, "unknown retrain options ['epochs']"),
+                        ({"margin": "lots"}, "retrain option margin: Input should be a valid number"),
+                        ({"margin": "1.5"}, "retrain option margin: Input should be less than or equal to 1"),
+                        ({"min_examples": "2.5"}, "retrain option min_examples: Input should be a valid integer"),
+                        ({"window_hours": "1e308"}, "retrain option window_hours: Input should be less than or equal"),
+                        ({"window_hours": "-1"}, "retrain option window_hours: Input should be greater than 0"),
+                        ({"seconds": "inf"}, "retrain option seconds must be a finite number, got 'inf'"),
+                        ({"seconds": "nan"}, "retrain option seconds"),
+                        ({"eval_fraction": "0.5"}, "retrain option eval_fraction: Input should be less than 0.5")]:
+        with pytest.raises(ReckonError) as caught:
+            check_overrides(given)
+        assert str(caught.value).startswith(says) and "\n" not in str(caught.value), (given, str(caught.value))
+
+
+def test_cli_refuses_an_out_of_bounds_option_in_one_line(tmp_path) -> None:
+    out = CliRunner().invoke(app, ["retrain", "--window-hours", "100000", "--json"])
+    assert out.exit_code == 1
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {
+        "error": "retrain option window_hours: Input should be less than or equal to 2160, got '100000.0'"}
 
 
 @pytest.mark.integration
