@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import signal
 import sys
 from pathlib import Path
@@ -16,6 +17,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from reckon.streams.core import logs
+
+try:                                    # typer vendors its own click from 0.2x on
+    from typer._click import exceptions as usage_errors
+except ImportError:                     # pragma: no cover - older typer: click itself
+    from click import exceptions as usage_errors
 from reckon.streams.core.errors import ReckonError
 from reckon.streams.core.redact import redact
 from reckon.streams.core.settings import Settings, load_settings
@@ -80,9 +86,9 @@ def worker() -> None:
 
 @app.command()
 def replay(
-    events: int = typer.Option(10_000, help="number of generated events"),
-    rate: float = typer.Option(0.0, help="events per second; 0 = as fast as possible"),
-    bad_fraction: float = typer.Option(0.0, help="share of malformed events (0..1)"),
+    events: int = typer.Option(10_000, min=1, help="number of generated events"),
+    rate: float = typer.Option(0.0, min=0.0, help="events per second; 0 = as fast as possible"),
+    bad_fraction: float = typer.Option(0.0, min=0.0, max=0.99, help="share of malformed events (0..0.99)"),
     file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="JSONL events or a session file"),
     format: str = typer.Option("jsonl", help="file format: jsonl | sessions"),
     seed: int = typer.Option(1),
@@ -94,6 +100,10 @@ def replay(
     from reckon.streams.traffic.generator import Drift, TrafficGenerator
     from reckon.streams.traffic.replay import produce, records_from_jsonl, records_from_sessions
 
+    if not math.isfinite(rate):
+        raise ReckonError(f"--rate must be a finite number of events per second, not {rate}")
+    if file is None and format != "jsonl":
+        raise ReckonError(f"--format {format} reads a file: give it with --file")
     settings = _settings()
     if settings.embedded_kafka:
         raise ReckonError("setting RECKON_BOOTSTRAP_SERVERS: replay needs a running broker "
@@ -120,6 +130,10 @@ def stack_up() -> None:
     from reckon.streams.kafka.broker import EmbeddedBroker, create_topics
 
     settings = _settings()
+    if not settings.embedded_kafka:
+        console.print(f"RECKON_BOOTSTRAP_SERVERS is set ({escape(settings.bootstrap_servers)}), but `stack up` "
+                      "starts a broker of its own: the commands that use it need the address printed below",
+                      highlight=False, soft_wrap=True)
     with EmbeddedBroker(log_path=None) as broker:
         create_topics(broker.bootstrap_servers, settings.partitions)
         print(f"RECKON_BOOTSTRAP_SERVERS={broker.bootstrap_servers}")
@@ -216,11 +230,28 @@ def _register_subcommands() -> None:
 _register_subcommands()
 
 
+def _error_line(message: str) -> None:
+    console.print(f"[red]error:[/red] {escape(redact(message))}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     try:
-        app()
+        code = app(prog_name="reckon", standalone_mode=False)   # usage errors come here, said in one line
+    except usage_errors.NoArgsIsHelpError as exc:
+        exc.show()
+        raise SystemExit(2) from None
+    except usage_errors.UsageError as exc:
+        where = f" (`{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        _error_line(exc.format_message().replace("\n", " ") + where)
+        raise SystemExit(2) from None
+    except usage_errors.ClickException as exc:   # a file option that cannot be opened, ...
+        _error_line(exc.format_message().replace("\n", " "))
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        _error_line("interrupted")
+        raise SystemExit(130) from None
     except ReckonError as exc:
-        console.print(f"[red]error:[/red] {escape(redact(str(exc)))}", highlight=False, soft_wrap=True)
+        _error_line(str(exc))
         raise SystemExit(2) from None
     except ModuleNotFoundError as exc:
         module = (exc.name or "").split(".")[0]
@@ -229,9 +260,13 @@ def main() -> None:
         extra = EXTRA_OF_MODULE[module]
         hint = f"pip install 'reckon[{extra}]'" + (" (or 'reckon[gpu]' for CUDA)" if extra == "cpu" else "")
         command = " ".join(a for a in sys.argv[1:3] if not a.startswith("-"))
-        console.print(f"[red]error:[/red] {escape(f'`reckon {command}` needs {module}, from the {extra!r} extra: {hint}')}",
-                      highlight=False, soft_wrap=True)
+        _error_line(f"`reckon {command}` needs {module}, from the {extra!r} extra: {hint}")
         raise SystemExit(2) from None
+    except OSError as exc:      # a path that is not there, not writable, a directory, ...
+        _error_line(str(exc))
+        raise SystemExit(1) from None
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

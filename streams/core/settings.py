@@ -9,6 +9,7 @@ import ssl
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -179,6 +180,19 @@ class Settings(BaseSettings):
         raw = v.get_secret_value()
         if raw and not raw.startswith(("chdb://", "http://", "https://")):
             raise ValueError("must start with chdb://, http:// or https://")
+        if raw.startswith("chdb://") and not raw.removeprefix("chdb://").strip():
+            raise ValueError("chdb:// needs the store's directory, e.g. chdb:///var/lib/reckon/clickhouse")
+        if raw.startswith(("http://", "https://")):
+            _check_http_url(raw, "https://host:8443/database")
+        return v
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _webhook_url(cls, v: str) -> str:
+        if v:
+            if not v.startswith(("http://", "https://")):
+                raise ValueError("must start with http:// or https://")
+            _check_http_url(v, "https://hooks.example.com/reckon")
         return v
 
     @field_validator("tenants", mode="before")
@@ -263,6 +277,18 @@ class Settings(BaseSettings):
         return out
 
 
+def _check_http_url(url: str, example: str) -> None:
+    """A URL clients can connect to: a host, and a port that is a number (the value itself is
+    left out of the message: it may hold a password)."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ValueError(f"needs a host, e.g. {example}")
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError("its port must be a number from 0 to 65535") from None
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build settings, turning validation errors into one that names the env var.
 
@@ -282,6 +308,9 @@ def load_settings(**overrides: object) -> Settings:
         field = _FIELD_IN_SOURCE_ERROR.search(str(exc))
         name = f"{ENV_PREFIX}{field.group(1).upper()}" if field else "RECKON_*"
         raise SettingsError(name, "is not valid JSON") from None
+    except UnicodeDecodeError as exc:   # the .env file (or a secrets file) is not UTF-8 text
+        raise SettingsError(f"{ENV_PREFIX}* (.env or {ENV_PREFIX}SECRETS_DIR)",
+                            f"a settings file is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
 
 
 _FIELD_IN_SOURCE_ERROR = re.compile(r'field "([a-z0-9_]+)"')

@@ -60,7 +60,7 @@ def read_events(path: Path, now: float, default_tenant: str = "default") -> tupl
     for line in lines:
         try:
             doc = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             doc = None      # the contract names it below
         if isinstance(doc, dict) and "query" in doc:
             skipped["search"] += 1

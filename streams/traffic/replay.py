@@ -36,9 +36,15 @@ def records_from_jsonl(path: Path) -> Iterator[Record]:
             except ValueError:
                 yield Record("clicks", b"", raw, False, "not_json")
                 continue
+            except RecursionError:
+                yield Record("clicks", b"", raw, False, "too_deep")
+                continue
             topic = topic_for(doc)
-            # A key only picks the partition: a hostile user_id (a lone surrogate) must not stop the replay.
-            key = str(doc.get("user_id", "")).encode("utf-8", "backslashreplace") if isinstance(doc, dict) else b""
+            # A key only picks the partition: the user id as the contract reads it (a string or
+            # an integer); a hostile one (a lone surrogate, a nested value) must not stop the replay.
+            user = doc.get("user_id") if isinstance(doc, dict) else None
+            valid_type = isinstance(user, (str, int)) and not isinstance(user, bool)
+            key = str(user).encode("utf-8", "backslashreplace") if valid_type else b""
             yield Record(topic, key, raw, True)
 
 

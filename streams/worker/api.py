@@ -30,7 +30,7 @@ from yarl import URL
 
 from reckon.streams.core.settings import Settings
 from reckon.streams.kafka.record_batches import partition_for
-from reckon.streams.pipeline.contracts import Invalid, parse_event
+from reckon.streams.pipeline.contracts import MAX_DEPTH, Invalid, parse_event
 from reckon.streams.pipeline.latest import LatestRecommendations
 from reckon.streams.pipeline.processor import BatchProcessor
 from reckon.streams.pipeline.routing import ModelRuntime
@@ -71,6 +71,8 @@ def split_events(body: bytes) -> list[bytes]:
         raws = _decode_list(body) if body.lstrip()[:1] == b"[" else _decode_batch(body).events
     except msgspec.DecodeError as exc:
         raise ValueError(f"body must be a JSON array of events or {{\"events\": [...]}}: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"body is nested deeper than an event may be ({MAX_DEPTH} levels)") from None
     return [bytes(raw) for raw in raws]
 
 
@@ -78,7 +80,7 @@ def topic_of(raw: bytes) -> str:
     """The topic of a posted event, as `reckon replay` sorts a JSONL file's lines."""
     try:
         return topic_for(json.loads(raw))
-    except ValueError:
+    except (ValueError, RecursionError):
         return "clicks"              # the contract names what is wrong with it
 
 

@@ -43,6 +43,38 @@ def test_unreachable_broker(tmp_path: Path) -> None:
         assert "cannot reach Kafka at RECKON_BOOTSTRAP_SERVERS" in line and "refused" in line
 
 
+@pytest.mark.parametrize("answer", [b"HTTP/1.0 400 Bad Request\r\n\r\n", None])
+def test_a_listener_that_is_not_kafka(tmp_path: Path, answer: bytes | None) -> None:
+    # A wrong port that accepts connections (ClickHouse's, a web server's): the clients would
+    # retry, then fail with a traceback. It either answers something else or nothing at all.
+    import threading
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+
+        def serve() -> None:
+            for _ in range(2):
+                conn, _ = server.accept()
+                conn.recv(64)
+                if answer is not None:
+                    conn.sendall(answer)
+                    conn.close()
+                else:
+                    held.append(conn)       # open and silent until the test ends
+
+        held: list[socket.socket] = []
+        threading.Thread(target=serve, daemon=True).start()
+        env = {"RECKON_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "RECKON_DATA_DIR": str(tmp_path),
+               "RECKON_WEB_PORT": str(free_port())}
+        for command in (["replay", "--events", "5"], ["worker"]):
+            line = _one_line(_reckon(command, env, tmp_path))
+            assert line.startswith(f"error: cannot reach Kafka at RECKON_BOOTSTRAP_SERVERS: 127.0.0.1:{port}: ")
+            assert line.endswith("is this a Kafka listener?"), line
+            assert ("not as Kafka does" if answer else "no Kafka answer within 5 s") in line
+
+
 def test_malformed_json_setting(tmp_path: Path) -> None:
     line = _one_line(_reckon(["worker"], {"RECKON_DAILY_BUDGET_USD": "{acme: 5"}, tmp_path))
     assert line == "error: setting RECKON_DAILY_BUDGET_USD: is not valid JSON"
@@ -67,3 +99,38 @@ def test_stack_up_prints_the_dsn_without_its_password(tmp_path: Path) -> None:
         proc.wait(30)
     assert lines[0].startswith("RECKON_BOOTSTRAP_SERVERS=127.0.0.1:")
     assert lines[1].strip() == "RECKON_CLICKHOUSE_DSN=https://reckon:***@ch:8443/reckon"
+
+
+def test_usage_mistakes_are_one_line(tmp_path: Path) -> None:
+    for args, says in [(["replay", "--bogus"], "error: No such option: --bogus (`reckon replay --help`)"),
+                       (["replay", "--bad-fraction", "2"], "error: Invalid value for '--bad-fraction': Input should "
+                                                           "be less than or equal to 0.99 (`reckon replay --help`)"),
+                       (["replay", "--rate", "inf"], "error: --rate must be a finite number of events per second, "
+                                                     "not inf"),
+                       (["replay", "--format", "sessions"], "error: --format sessions reads a file: give it with "
+                                                            "--file"),
+                       (["train"], "error: Missing argument 'data'. (`reckon train --help`)")]:
+        assert _one_line(_reckon(args, {}, tmp_path)) == says
+
+
+def test_settings_files_and_dsns_that_cannot_work(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"\xff\xfe\x00RECKON_LOG_LEVEL=info\n")
+    assert _one_line(_reckon(["settings"], {}, tmp_path)).startswith(
+        "error: setting RECKON_* (.env or RECKON_SECRETS_DIR): a settings file is not UTF-8 text")
+    (tmp_path / ".env").unlink()
+    # chdb:// alone made a store in the working directory; a port that is no number meant 8123
+    for dsn, says in [("chdb://", "chdb:// needs the store's directory"),
+                      ("http://reckon:hunter2@host:abc/db", "its port must be a number"),
+                      ("https://", "needs a host")]:
+        line = _one_line(_reckon(["costs"], {"RECKON_CLICKHOUSE_DSN": dsn}, tmp_path))
+        assert line.startswith("error: setting RECKON_CLICKHOUSE_DSN: ") and says in line and "hunter2" not in line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.integration
+def test_a_path_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    env = {"RECKON_CLICKHOUSE_DSN": f"chdb://{tmp_path / 'ch'}"}
+    assert _reckon(["migrate"], env, tmp_path, timeout=120).returncode == 0
+    result = _reckon(["costs", "--html", str(tmp_path / "missing" / "report.html")], env, tmp_path, timeout=120)
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        f"error: [Errno 2] No such file or directory: '{tmp_path / 'missing' / 'report.html'}'"], result.stderr

@@ -152,10 +152,11 @@ def test_events_file_is_checked_by_the_contract(tmp_path) -> None:
     lines = [good, good, {**good, "event_id": "e2", "action": "steal"}, {**good, "event_id": "e3", "ts": 1.0},
              {"event_id": "s1", "user_id": "u", "query": "red", "ts": now}]
     path = tmp_path / "events.jsonl"
-    path.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n" + "[" * 5000 + "]" * 5000 + "\n")
     clicks, skipped = read_events(path, now)
     assert clicks == [(("default", "u"), "i1", now)]
-    assert skipped == {"duplicate": 1, "unknown_action": 1, "ts_out_of_range": 1, "search": 1, "not_json": 1}
+    assert skipped == {"duplicate": 1, "unknown_action": 1, "ts_out_of_range": 1, "search": 1, "not_json": 1,
+                       "too_deep": 1}
     (tmp_path / "bad.jsonl").write_text("not json\n")
     with pytest.raises(RetrainError, match="no valid click to learn from \\(1 not_json\\)"):
         read_events(tmp_path / "bad.jsonl", now)

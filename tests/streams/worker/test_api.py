@@ -97,3 +97,8 @@ def test_any_worker_answers_for_every_user(workers) -> None:
     assert a.post(None, raw=b'{"events": 3}').status_code == 400
     assert a.post([_click(f"e-many-{n}", "u1", "i1") for n in range(1001)]).status_code == 400
     assert a.post(None, raw=b"[" + b" " * (1024 * 1024) + b"]").status_code == 413
+    for deep in (b"[" * 5000 + b"]" * 5000, b'{"events": [' + b"[" * 5000 + b"]" * 5000 + b"]}"):
+        r = a.post(None, raw=deep)          # was a 500 (RecursionError) in the body's decoder
+        assert r.status_code == 400 and r.json()["error"].startswith("body is nested deeper than"), r.text
+    nested = a.post(None, raw=b'[{"event_id": "e-deep", "user_id": ' + b"[" * 300 + b"]" * 300 + b"}]")
+    assert nested.status_code == 200 and nested.json()["rejected"] == 1, nested.text

@@ -31,6 +31,10 @@ def test_bodies_split_into_events_as_sent() -> None:
             split_events(bad)
     assert topic_of(b'{"query": "q"}') == "searches" and topic_of(b'{"item_id": "i"}') == "clicks"
     assert topic_of(b"[]") == "clicks"
+    deep = b"[" * 5000 + b"]" * 5000
+    with pytest.raises(ValueError, match="^body is nested deeper than an event may be"):
+        split_events(deep)
+    assert topic_of(deep) == "clicks"           # the contract then rejects it as too_deep
 
 
 def test_users_are_checked_by_the_contract() -> None:
