@@ -110,7 +110,8 @@ def online_quality(hours: float) -> tuple[dict[str, dict], str | None]:
     """Per model version, its online quality over the last `hours` (for `reckon model list`), read
     as `reckon costs` reads; ({}, why not) when there is no store to read."""
     try:
-        report, _ = fetch_report(load_settings(), ReportRequest(hours=hours))
+        settings = load_settings()
+        report, _ = fetch_report(settings, ReportRequest(hours=hours, attribution_window_s=settings.attribution_window_s))
     except ReckonError as exc:
         return {}, str(exc)
     return {row["model_version"]: row for row in report["online_quality"]["by_version"]}, None
@@ -128,19 +129,21 @@ def register(app: typer.Typer) -> None:
         load_prices: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
                                                    help="mirror this price sheet into ClickHouse and re-price under it"),
         audit: bool = typer.Option(False, help="also compare raw cost rows with both rollups (all time)"),
-        attribution_window_s: int = typer.Option(1800, min=1, help="click attribution window, seconds"),
+        attribution_window_s: Optional[int] = typer.Option(None, min=1, max=7 * 86400, help="click attribution "
+                                                           "window, seconds [default: RECKON_ATTRIBUTION_WINDOW_S, 1800]"),
         idle: str = typer.Option("shared", help="idle cost: shared (spread over tenants and versions) or separate"),
         wide: bool = typer.Option(False, "--wide", help="every column (the default fits 80 columns)"),
     ) -> None:
         """Cost by model version, tenant and component; unit costs; idle share; recent alerts.
         The figures are defined in README ("What the cost figures mean")."""
+        settings = load_settings()
         try:
             request = ReportRequest(hours=hours, tenant=tenant, series=html is not None, audit=audit,
-                                    sheet_version=reprice, attribution_window_s=attribution_window_s,
-                                    idle=idle)  # type: ignore[arg-type]
+                                    sheet_version=reprice, idle=idle,  # type: ignore[arg-type]
+                                    attribution_window_s=attribution_window_s or settings.attribution_window_s)
         except ValueError as exc:
             raise ReckonError(str(exc)) from None
-        report, source = fetch_report(load_settings(), request, url, load_prices)
+        report, source = fetch_report(settings, request, url, load_prices)
         if html is not None:
             from reckon.streams.reports.html import write_html
 

@@ -47,7 +47,7 @@ def _read_examples(bootstrap: str, limit: int = 3) -> list[dict]:
         consumer.close()
 
 
-def cost_report(dsn: str) -> dict:
+def cost_report(dsn: str, attribution_window_s: int) -> dict:
     """The cost report `reckon costs --json` prints for this store (its default window): the
     demo shows the same figures under the same names."""
     from reckon.streams.clickhouse.client import connect, disconnect
@@ -55,7 +55,7 @@ def cost_report(dsn: str) -> dict:
 
     ch = connect(dsn)
     try:
-        report = build_report(ch, ReportRequest())
+        report = build_report(ch, ReportRequest(attribution_window_s=attribution_window_s))
         cost_rows = ch.query("SELECT count() FROM cost_events FINAL", tag="demo:rows")[0][0]
     finally:
         disconnect(dsn)
@@ -105,14 +105,14 @@ def run_demo(settings: Settings, events: int, bad_fraction: float, train_seconds
     dlq = sum(v for k, v in stats.items() if k.startswith("invalid:"))
     # with --retrain: the frozen and the retrained version side by side, at the top level
     versions = _loop_summary(loop, *demo_loop.version_figures(dsn, [loop["parent"], loop["version"]],
-                                                              loop["since"])) if retrain else {}
+                                                              loop["since"], settings.attribution_window_s)) if retrain else {}
     return {
         "events_sent": sent["sent"], "events_valid": sent["valid"], "events_invalid": invalid,
         "events_processed": stats.get("consumed", 0), "duplicates": stats.get("duplicate", 0),
         "recommendations": stats.get("recommendations", 0), "dlq": dlq,
         "dlq_by_reason": {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("invalid:")},
         "model_version": stats.get("model_version"), "device": stats.get("device"),
-        "store": dsn, "costs": cost_report(dsn), **versions, "examples": examples,
+        "store": dsn, "costs": cost_report(dsn, settings.attribution_window_s), **versions, "examples": examples,
         "elapsed_s": round(time.perf_counter() - started, 2),
     }
 
@@ -197,8 +197,9 @@ def print_summary(summary: dict, console: Console) -> None:
             console.print(f"after the retrain, {arm['arm']} arm ({arm['model_version']}): attributed CTR "
                           f"{arm['attributed_ctr']:.2%} [{low:.2%}, {high:.2%}] of {arm['recommendations']}")
     for rec in summary["examples"]:
-        console.print(f"user {rec['user_id']} -> {', '.join(rec['items'][:5])} (answers {rec['triggers']} "
-                      f"events, {rec['latency_ms']:,.0f} ms)")
+        shown = ", ".join(rec["items"][:5]) + (f" (first 5 of {len(rec['items'])})" if len(rec["items"]) > 5 else "")
+        console.print(f"user {rec['user_id']} -> {shown}; answers {rec['triggers']} event(s), "
+                      f"{rec['latency_ms']:,.0f} ms from the earliest one's broker timestamp to publication")
     console.print()
     render_text(summary["costs"], console)
     console.print(f"\nThe same report: reckon costs (store {summary['store']}).\n"

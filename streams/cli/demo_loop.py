@@ -71,7 +71,7 @@ def retrain(worker: WorkerProcess, console: Console) -> dict:
     return result
 
 
-def version_figures(dsn: str, versions: list[str], since: float,
+def version_figures(dsn: str, versions: list[str], since: float, attribution_window_s: int,
                     hours: float = 3.0) -> tuple[dict[str, dict], list[dict]]:
     """Per version: recommendations, cost per 1k of them and per attributed click, online
     quality; and online quality per (version, arm) of the events from `since` (unix s) on."""
@@ -80,7 +80,7 @@ def version_figures(dsn: str, versions: list[str], since: float,
     from reckon.streams.reports.report import ReportRequest, build_report
 
     end = datetime.now(timezone.utc) + timedelta(minutes=5)
-    request = ReportRequest(hours=hours, end=end)
+    request = ReportRequest(hours=hours, end=end, attribution_window_s=attribution_window_s)
     ch = connect(dsn)
     try:
         report = build_report(ch, request)

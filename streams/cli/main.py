@@ -200,12 +200,14 @@ def _run_bench_command(name: str | None, args: list[str]) -> None:
     from reckon.bench import cli as bench_cli
 
     group = typer.main.get_command(bench_cli.bench if name is None else bench_cli.chaos_app)
-    group.main(args, prog_name=f"reckon {name or 'bench'}")
+    code = group.main(args, prog_name=f"reckon {name or 'bench'}", standalone_mode=False)  # errors: main()
+    if isinstance(code, int) and code:
+        raise typer.Exit(code)
 
 
 @app.command("bench", context_settings=_HANDED_ON)
 def bench(ctx: typer.Context) -> None:
-    """Benchmarks (ratios measured within one run): stream, quality, scoring, costs."""
+    """Benchmarks (ratios measured within one run): stream, api, quality, scoring, costs, coldstart."""
     _run_bench_command(None, ctx.args)
 
 

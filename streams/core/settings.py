@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
@@ -152,13 +153,14 @@ class Settings(BaseSettings):
     sink_logs: bool = Field(True, description="also store recommendations and clicks (for click attribution)")
 
     # Cost accounting (streams/costs/idle.py, streams/costs/alert_engine.py).
-    cost_interval_s: float = Field(10.0, gt=0, le=3600, description="seconds per idle/shared cost row (divides 60)")
+    cost_interval_s: float = Field(10.0, gt=0, le=3600, description="seconds per idle/shared cost row: divides 60, or a "
+                                   "multiple of 60 that divides 3600 (a row never straddles a minute or an hour)")
     reserved_vcpus: float = Field(1.0, ge=0, description="vCPUs one worker reserves, used or not (idle cost)")
     reserved_ram_gb: float = Field(2.0, ge=0, description="GB of RAM one worker reserves")
     reserved_gpus: float | None = Field(None, ge=0, description="GPUs one worker reserves; unset: 1 on `cuda`, "
                                         "else 0")
-    attribution_window_s: int = Field(1800, ge=1, le=7 * 86400, description="click attribution window, seconds "
-                                      "(not read by any command yet: `reckon costs --attribution-window-s` sets it)")
+    attribution_window_s: int = Field(1800, ge=1, le=7 * 86400, description="click attribution window, seconds: "
+                                      "what `reckon costs` and GET /costs use unless asked for another")
     alert_interval_s: float = Field(10.0, gt=0, le=3600, description="seconds between alert evaluations (sink role)")
     alert_window_minutes: int = Field(60, ge=3, le=10080, description="trailing minutes the anomaly detector "
                                       "compares against")
@@ -185,6 +187,31 @@ class Settings(BaseSettings):
         if raw.startswith(("http://", "https://")):
             _check_http_url(raw, "https://host:8443/database")
         return v
+
+    @field_validator("cost_interval_s")
+    @classmethod
+    def _aligned_interval(cls, v: float) -> float:
+        per_minute, per_hour = 60 / v, 3600 / v
+        if not (math.isclose(per_minute, round(per_minute)) or (v % 60 == 0 and per_hour.is_integer())):
+            raise ValueError("must divide 60 (e.g. 5, 10, 15, 30) or be a multiple of 60 that divides 3600 "
+                             "(e.g. 300): rows are aligned to the clock and must not straddle a minute")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        if self.candidates < self.top_k:
+            raise ValueError("RECKON_CANDIDATES must be at least RECKON_TOP_K: a recommendation is the top "
+                             f"{self.top_k} of the candidates scored, and only {self.candidates} would be")
+        if self.burn_warning >= self.burn_critical:
+            raise ValueError(f"RECKON_BURN_WARNING must be below RECKON_BURN_CRITICAL ({self.burn_warning:g} >= "
+                             f"{self.burn_critical:g})")
+        if self.burn_short_minutes >= self.burn_long_minutes:
+            raise ValueError(f"RECKON_BURN_SHORT_MINUTES must be below RECKON_BURN_LONG_MINUTES "
+                             f"({self.burn_short_minutes} >= {self.burn_long_minutes})")
+        negative = sorted(t for t, usd in self.daily_budget_usd.items() if not usd > 0)
+        if negative:
+            raise ValueError(f"RECKON_DAILY_BUDGET_USD the budget of {negative[0]!r} must be a positive amount")
+        return self
 
     @field_validator("alert_webhook_url")
     @classmethod
@@ -302,8 +329,11 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides, _secrets_dir=secrets_dir)
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = str(err["loc"][0]) if err["loc"] else "?"
-        raise SettingsError(f"{ENV_PREFIX}{field.upper()}", err["msg"]) from None
+        problem = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:              # settings that contradict each other: the message names them
+            name, _, problem = problem.partition(" ")
+            raise SettingsError(name, problem) from None
+        raise SettingsError(f"{ENV_PREFIX}{str(err['loc'][0]).upper()}", problem) from None
     except SourceError as exc:   # a structured setting (a dict) whose value is not JSON
         field = _FIELD_IN_SOURCE_ERROR.search(str(exc))
         name = f"{ENV_PREFIX}{field.group(1).upper()}" if field else "RECKON_*"

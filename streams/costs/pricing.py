@@ -149,6 +149,11 @@ class PriceSheet:
 
     def with_overrides(self, env: dict[str, str]) -> "PriceSheet":
         """RECKON_PRICE_<NAME> overrides a scalar price of the latest block."""
+        known = {f"RECKON_PRICE_{name.upper()}" for name in SCALAR_PRICES} | {"RECKON_PRICE_SHEET"}
+        unknown = sorted(name for name in env if name.startswith("RECKON_PRICE_") and name not in known)
+        if unknown:     # a typo would leave the shipped price in force without a word
+            raise PriceSheetError(unknown[0], "no such price; overridable: "
+                                  + ", ".join(f"RECKON_PRICE_{n.upper()}" for n in SCALAR_PRICES))
         latest = self.blocks[-1]
         unit = dict(latest.unit)
         changed = False

@@ -108,7 +108,7 @@ def install(app: faust.App, settings: Settings, bootstrap: str, stats: Counter, 
         _install_sink_tasks(app, settings, acc, sink, ch)
         metrics.sink = sink.health
         _install_alerts(app, settings, ch, stats)
-        _install_costs_page(app, ch, auth)
+        _install_costs_page(app, ch, auth, settings.attribution_window_s)
 
     @app.on_before_shutdown.connect
     async def _finish(sender: Any, **kwargs: Any) -> None:
@@ -156,7 +156,7 @@ def _install_alerts(app: faust.App, settings: Settings, ch: ClickHouse, stats: C
         await deliver(alerts, send, stats, settings.alert_webhook_url)
 
 
-def _install_costs_page(app: faust.App, ch: ClickHouse, auth: PageAuth) -> None:
+def _install_costs_page(app: faust.App, ch: ClickHouse, auth: PageAuth, attribution_window_s: int) -> None:
     @app.page("/costs")
     async def costs_page(web: Any, request: Any) -> Any:
         """Read-only cost report (the same JSON as `reckon costs --json`); a tenant's token
@@ -166,7 +166,7 @@ def _install_costs_page(app: faust.App, ch: ClickHouse, auth: PageAuth) -> None:
             return web.json({"error": "a bearer token is required"}, status=401,
                             headers={"WWW-Authenticate": 'Bearer realm="reckon"'})
         try:
-            report_request = ReportRequest.from_query(dict(request.query))
+            report_request = ReportRequest.from_query(dict(request.query), attribution_window_s)
         except ValueError as exc:
             return web.json({"error": str(exc)}, status=400)
         if scope.tenant is not None:

@@ -96,3 +96,7 @@ def test_every_quick_json_command_prints_one_json_line(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "reckon.streams.cli.main", "migrate"], env=env, check=True,
                    capture_output=True)
     assert "totals" in _run_json(env, "costs", "--json")
+    # RECKON_ATTRIBUTION_WINDOW_S is the report's window unless the command asks for another
+    windowed = {**env, "RECKON_ATTRIBUTION_WINDOW_S": "600"}
+    assert _run_json(windowed, "costs", "--json")["window"]["attribution_window_s"] == 600
+    assert _run_json(windowed, "costs", "--json", "--attribution-window-s", "60")["window"]["attribution_window_s"] == 60

@@ -27,6 +27,32 @@ def test_bad_settings_name_the_variable(monkeypatch, env: str, value: str, needl
     assert needle in str(err.value)
 
 
+@pytest.mark.parametrize(("env", "says"), [
+    ({"RECKON_COST_INTERVAL_S": "7"}, "setting RECKON_COST_INTERVAL_S: must divide 60"),
+    ({"RECKON_COST_INTERVAL_S": "420"}, "setting RECKON_COST_INTERVAL_S: must divide 60"),
+    ({"RECKON_CANDIDATES": "5"}, "setting RECKON_CANDIDATES: must be at least RECKON_TOP_K"),
+    ({"RECKON_TOP_K": "50", "RECKON_CANDIDATES": "40"}, "setting RECKON_CANDIDATES: must be at least RECKON_TOP_K"),
+    ({"RECKON_BURN_WARNING": "20"}, "setting RECKON_BURN_WARNING: must be below RECKON_BURN_CRITICAL (20 >= 10)"),
+    ({"RECKON_BURN_SHORT_MINUTES": "90"}, "setting RECKON_BURN_SHORT_MINUTES: must be below RECKON_BURN_LONG_MINUTES"),
+    ({"RECKON_DAILY_BUDGET_USD": '{"acme": -5}'}, "setting RECKON_DAILY_BUDGET_USD: the budget of 'acme' must be a "
+                                                  "positive amount"),
+    ({"RECKON_CLICKHOUSE_DSN": "chdb://"}, "setting RECKON_CLICKHOUSE_DSN: chdb:// needs the store's directory"),
+    ({"RECKON_ALERT_WEBHOOK_URL": "notaurl"}, "setting RECKON_ALERT_WEBHOOK_URL: must start with http:// or https://"),
+])
+def test_settings_that_cannot_work_together_or_at_all(monkeypatch, env: dict[str, str], says: str) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert str(err.value).startswith(says), str(err.value)
+
+
+def test_intervals_aligned_to_the_clock_are_accepted(monkeypatch) -> None:
+    for value in ("0.5", "1", "15", "60", "300", "3600"):
+        monkeypatch.setenv("RECKON_COST_INTERVAL_S", value)
+        assert load_settings().cost_interval_s == float(value)
+
+
 def test_secrets_are_not_printed(monkeypatch) -> None:
     monkeypatch.setenv("RECKON_CLICKHOUSE_DSN", "http://u:hunter2@localhost:8123/db")
     monkeypatch.setenv("RECKON_KAFKA_SASL_PASSWORD", "hunter3")

@@ -77,6 +77,10 @@ def test_env_override_names_a_new_version() -> None:
     assert base.with_overrides({}) is base
     with pytest.raises(PriceSheetError, match="RECKON_PRICE_OPS_HOUR"):
         base.with_overrides({"RECKON_PRICE_OPS_HOUR": "-2"})
+    with pytest.raises(PriceSheetError, match=r"^price sheet RECKON_PRICE_VCPU_HOURS: no such price; overridable: "
+                                              r"RECKON_PRICE_VCPU_HOUR, "):
+        base.with_overrides({"RECKON_PRICE_VCPU_HOURS": "0.05"})          # a typo left the shipped price in force
+    assert base.with_overrides({"RECKON_PRICE_SHEET": "/etc/prices.toml"}) == base
 
 
 def test_gpu_price_by_device_type() -> None:

@@ -72,6 +72,7 @@ def test_report_request_round_trips_through_http_parameters() -> None:
                             attribution_window_s=600, summary=True, idle="separate")
     assert ReportRequest.from_query(request.to_query()) == request
     assert ReportRequest.from_query({}) == ReportRequest()
+    assert ReportRequest.from_query({}, attribution_window_s=600).attribution_window_s == 600   # the worker's setting
     for bad in ({"hours": "-1"}, {"hours": "lots"}, {"sql": "SELECT 1"}, {"attribution_window_s": "0"},
                 {"idle": "ignore"}, {"tenant": ""}):
         with pytest.raises(ValueError):
