@@ -302,12 +302,12 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         if scope is None:
             return web.json({"error": "a bearer token is required"}, status=401,
                             headers={"WWW-Authenticate": 'Bearer realm="reckon"'})
+        invalid = api.check_user(settings, tenant, user)     # the contract's limits, as /recommendations
+        if invalid is not None:
+            return web.json({"error": f"tenant or user: {invalid}"}, status=400)
         if not scope.allows(tenant):
             return web.json({"error": "this token does not cover that tenant"}, status=403)
-        try:
-            key = state_key(tenant, user)
-        except UnicodeEncodeError:
-            return web.json({"error": "tenant and user must be valid Unicode"}, status=400)
+        key = state_key(tenant, user)
         async with processing:         # a batch changes states in place
             try:
                 state = user_rows.state((tenant, user))   # newer than RocksDB until a flush

@@ -57,6 +57,10 @@ def test_state_and_costs_need_a_token_that_covers_the_tenant(workers, fresh_brok
     assert get("/state/acme/u1", ACME).json()["state"]["items"] == ["i1"]
     assert get("/state/globex/u1", ACME).status_code == 403
     assert get("/state/globex/u1", EVERY).json()["state"]["items"] == ["i2"]   # same user id, its own state
+    # ids the event contract refuses, refused as /recommendations refuses them (were 404s)
+    too_long = get("/state/acme/" + "u" * 129, EVERY)
+    assert too_long.status_code == 400 and too_long.json()["error"].startswith("tenant or user: too_long")
+    assert get("/state/acme/u%E2%80%AE1", EVERY).json()["error"].startswith("tenant or user: bad_text")
     assert get("/stats").status_code == 200                                    # no user data
     assert get("/costs").status_code == 401
     assert get("/costs", ACME, tenant="globex").status_code == 403
