@@ -34,7 +34,7 @@ TS_PAST_S = 7 * 24 * 3600            # replays may lag a week
 TS_FUTURE_S = 300                    # clock skew tolerated
 ACTIONS = ("view", "cart", "purchase")
 
-REASONS = ("oversized", "not_utf8", "not_json", "too_deep", "not_object", "missing_field", "wrong_type",
+REASONS = ("no_value", "oversized", "not_utf8", "not_json", "too_deep", "not_object", "missing_field", "wrong_type",
            "too_long", "bad_text", "not_finite", "unknown_action", "ts_out_of_range", "price_out_of_range",
            "unknown_tenant", "unknown_topic")
 
@@ -93,7 +93,7 @@ def parse_event(topic: str, raw: bytes, now: float | None = None, default_tenant
     return parse_batch(topic, [raw], time.time() if now is None else now, default_tenant, tenants)[0]
 
 
-def parse_batch(topic: str, values: list[bytes], now: float, default_tenant: str = "default",
+def parse_batch(topic: str, values: list[bytes | None], now: float, default_tenant: str = "default",
                 tenants: Collection[str] | None = None) -> list[Event | Invalid]:
     """One topic's record values -> one Event or Invalid each, in order. `tenants`: the
     tenants accepted (None: any).
@@ -107,6 +107,12 @@ def parse_batch(topic: str, values: list[bytes], now: float, default_tenant: str
     kind = _TOPIC_KIND.get(topic)
     if kind is None:
         return [Invalid("unknown_topic", f"topic {topic!r} carries no events")] * len(values)
+    if None in values:      # a record with a null value (a tombstone) carries no event
+        nulls = [i for i, raw in enumerate(values) if raw is None]
+        out = parse_batch(topic, [b"" if raw is None else raw for raw in values], now, default_tenant, tenants)
+        for i in nulls:
+            out[i] = Invalid("no_value", "the record has no value (a tombstone)")
+        return out
     decode = _DECODERS[kind]
     lo, hi = now - TS_PAST_S, now + TS_FUTURE_S
     out: list[Event | Invalid] = []

@@ -29,7 +29,7 @@ MAX_DETAIL_CHARS = 300
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     key: bytes | None
-    value: bytes
+    value: bytes | None
     topic: str
     partition: int
     offset: int

@@ -53,7 +53,7 @@ class InRecord:
     worker passes as they are: building one object per event costs more than validating
     it). Topic and partition come with each run of records (`Runs`)."""
     key: bytes | None
-    value: bytes
+    value: bytes | None        # None: a tombstone, dead-lettered (no_value)
     timestamp: int            # broker/producer timestamp, unix ms: latency starts here
     offset: int = -1
 
@@ -343,7 +343,7 @@ def _parse(runs: Runs, now: float, default_tenant: str, tenants: Collection[str]
     partitions: list[int] = []
     for (topic, partition), run in runs:
         values = [r.value for r in run]
-        batch.size += sum(map(len, values)) + sum(map(len, filter(None, [r.key for r in run])))
+        batch.size += sum(map(len, filter(None, values))) + sum(map(len, filter(None, [r.key for r in run])))
         try:
             parsed = parse_batch(topic, values, now, default_tenant, tenants)
         except Exception:

@@ -246,3 +246,18 @@ def test_latest_holds_each_users_published_recommendation_and_rank_scores_the_sa
     # int8 picks activation scales per call: alone, a row's scores shift a little (see above)
     assert ranked.items == published["items"]
     assert ranked.scores == pytest.approx(published["scores"], abs=0.02)
+
+
+def test_a_record_without_a_value_is_dead_lettered_alone(scorer) -> None:
+    """A tombstone (null value) on an event topic failed the whole batch before the parser
+    saw it: the worker stopped, restarted and failed on it again."""
+    processor = _processor(scorer)
+    users = _users()
+    good = click("e1", "u1", "i1")
+    runs = [(("clicks", 0), [InRecord(good.key, good.value, 1_000, 0), InRecord(b"u2", None, 1_001, 1),
+                             InRecord(None, None, 1_002, 2)])]
+    out = processor.process(runs, users, "cpu")
+    assert out.counts["valid"] == 1 and out.counts["invalid:no_value"] == 2
+    assert [(d.key, d.value, d.offset, d.reason, d.stage) for d in out.dead_letters] == [
+        (b"u2", None, 1, "no_value", "contract"), (None, None, 2, "no_value", "contract")]
+    assert len(out.recommendations) == 1

@@ -23,7 +23,8 @@ from ..hostile import documents, valid_documents
 pytestmark = pytest.mark.integration
 
 NOW = time.time()
-_records = st.lists(st.tuples(st.sampled_from(["clicks", "searches"]), documents(NOW) | valid_documents(NOW),
+# None: a record with a null value (a tombstone), which Kafka allows on any topic
+_records = st.lists(st.tuples(st.sampled_from(["clicks", "searches"]), documents(NOW) | valid_documents(NOW) | st.none(),
                               st.binary(min_size=1, max_size=6)), min_size=10, max_size=80)
 
 
