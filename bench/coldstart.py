@@ -24,16 +24,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 import time
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
 from reckon.models.core.registry import Registry
 from reckon.models.serving.scorer import Scorer
+from reckon.streams.core.errors import ReckonError
 from reckon.streams.core.settings import Settings
 from reckon.streams.costs.pricing import PriceSheet
 from reckon.streams.pipeline.processor import BatchProcessor, runs_of
@@ -114,14 +117,29 @@ def run(registry: Path, events: int, drift_at: int, batch: int) -> Iterator[dict
                "drift_at": drift_at, "batch": batch}
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error as one line (the main CLI prints `error: ...`), not argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ReckonError(f"{message} (`{self.prog} --help`)")
+
+
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog="reckon bench coldstart", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=16_000)
     p.add_argument("--drift-at", type=int, default=6_000)
     p.add_argument("--batch", type=int, default=25, help="events per processed batch")
     p.add_argument("--train-seconds", type=float, default=20.0, help="training budget of the pre-drift model")
     p.add_argument("--json", action="store_true", help="one JSON document, {\"rows\": [...]}, on stdout")
     args = p.parse_args(argv)
+    if args.events < 1 or args.batch < 1:
+        p.error(f"--events and --batch must be >= 1, got {args.events} and {args.batch}")
+    if not 0 <= args.drift_at < args.events:
+        p.error(f"--drift-at must be in [0, --events), got {args.drift_at} with --events {args.events}: "
+                "the hit rates are measured on the clicks after the drift")
+    if not (math.isfinite(args.train_seconds) and args.train_seconds > 0):
+        p.error(f"--train-seconds must be a finite number > 0, got {args.train_seconds}")
     with tempfile.TemporaryDirectory(prefix="reckon-coldstart-") as tmp:
         registry = pre_drift_model(Path(tmp) / "models", args.train_seconds)
         rows = list(run(registry, args.events, args.drift_at, args.batch))

@@ -30,7 +30,7 @@ _INVISIBLE = ("\\u202e", "\\u200b", "\\ufeff", "\\u2028", "\\u00a0", "\\u2066", 
 class HostileRecord:
     topic: str
     key: bytes
-    value: bytes
+    value: bytes | None    # None: a null value (a tombstone)
     expected: str          # "valid", "duplicate", or the contract's reason
     kind: str              # the class of hostile input
 
@@ -138,6 +138,11 @@ class HostileCorpus:
         event = self._event()
         depth = self.rng.choice([300, 1000, 5000])
         return self._record(event, "too_deep", text=self._with_token(event, "zz", "[" * depth + "]" * depth))
+
+    def _h_no_value(self) -> HostileRecord:
+        """A tombstone: Kafka lets any producer send a record with a null value."""
+        event = self._event()
+        return HostileRecord(self._record(event, "no_value").topic, event["user_id"].encode(), None, "no_value", "")
 
     def _h_not_json(self) -> HostileRecord:
         event = self._event()

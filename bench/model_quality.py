@@ -13,28 +13,52 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 import reckon.models.training  # noqa: F401  (first: it asks torch for huge pages before torch starts)
 import torch  # noqa: I001
 
+from reckon.models.core.errors import ModelError
 from reckon.models.training.data import load_sasrec, load_sessions
 from reckon.models.training.evaluate import evaluate_model
 from reckon.models.training.presets import PRESETS as TRAIN_PRESETS
 from reckon.models.training.presets import configs
 from reckon.models.training.train import train
+from reckon.streams.core.errors import ReckonError
 
 # The `sessions` and `sasrec` presets of `reckon train` (runs E4 and G2 in MODEL.md).
 PRESETS = {"diginetica": configs(TRAIN_PRESETS["sessions"], num_items=1),
            "games": configs(TRAIN_PRESETS["sasrec"], num_items=1)}
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error as one line (the main CLI prints `error: ...`), not argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ReckonError(f"{message} (`{self.prog} --help`)")
+
+
+# --set fields that count something (at least 1) and floats that must be > 0.
+_AT_LEAST_ONE = {"epochs", "batch_size", "hidden", "max_len", "heads", "patience", "query_terms"}
+_POSITIVE = {"lr", "temperature", "lr_decay"}
+
+
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    try:
+        return _main(argv)
+    except ModelError as exc:   # a data file missing or malformed: its one line
+        raise ReckonError(str(exc)) from None
+
+
+def _main(argv: list[str] | None) -> dict:
+    p = _Parser(prog="reckon bench quality", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", choices=sorted(PRESETS))
     p.add_argument("--data-dir", type=Path, default=Path("/work/shared/datasets"))
     p.add_argument("--device", default="cpu")
@@ -52,19 +76,42 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--tag", default="")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    if args.time_budget is not None and not (math.isfinite(args.time_budget) and args.time_budget > 0):
+        p.error(f"--time-budget must be a finite number of seconds > 0, got {args.time_budget}")
+    if args.valid_limit < 1:
+        p.error(f"--valid-limit must be >= 1, got {args.valid_limit}")
+    if args.valid_fraction is not None and not 0.0 <= args.valid_fraction < 1.0:
+        p.error(f"--valid-fraction must be in [0, 1), got {args.valid_fraction}")
+    from reckon.models.cli import check_train_device
+
+    try:
+        check_train_device(args.device)
+    except ValueError as exc:
+        p.error(str(exc))
 
     model_cfg, train_cfg = PRESETS[args.dataset]
-    overrides = dict(kv.split("=", 1) for kv in args.set)
-    for key, raw in overrides.items():
+    for kv in args.set:
+        key, sep, raw = kv.partition("=")
+        if not sep:
+            p.error(f"--set takes KEY=VALUE, got {kv!r}")
         target = model_cfg if hasattr(model_cfg, key) else train_cfg
-        if not hasattr(target, key):
-            p.error(f"unknown field {key}")
+        if not hasattr(target, key) or key in ("num_items", "device", "time_budget"):
+            p.error(f"--set: unknown field {key!r}")
         kind = type(getattr(target, key))
-        value = raw.lower() in ("1", "true", "yes") if kind is bool else (raw if kind is str else kind(raw))
-        if target is model_cfg:
-            model_cfg = replace(model_cfg, **{key: value})
-        else:
-            train_cfg = replace(train_cfg, **{key: value})
+        try:
+            value = raw.lower() in ("1", "true", "yes") if kind is bool else (raw if kind is str else kind(raw))
+        except ValueError:
+            p.error(f"--set {key}: expected {kind.__name__}, got {raw!r}")
+        if kind in (int, float) and (not math.isfinite(value) or value < 0 or (key in _AT_LEAST_ONE and value < 1)
+                                     or (key in _POSITIVE and value <= 0)):
+            p.error(f"--set {key}: {raw} is out of range")
+        try:
+            if target is model_cfg:
+                model_cfg = replace(model_cfg, **{key: value})
+            else:
+                train_cfg = replace(train_cfg, **{key: value})
+        except ValueError as exc:       # the configs' own checks
+            p.error(f"--set {key}: {exc}")
     train_cfg = replace(train_cfg, device=args.device, time_budget=args.time_budget)
     if args.valid_fraction is not None:
         train_cfg = replace(train_cfg, valid_fraction=args.valid_fraction)

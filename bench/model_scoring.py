@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import onnxruntime as ort
 
+from reckon.models.core.errors import ModelError
 from reckon.models.core.registry import Registry
 from reckon.models.serving.costing import DEVICE_HOUR_USD, cost_per_1k, time_scoring
 from reckon.models.serving.runtime import cuda_device_name
 from reckon.models.serving.scorer import Scorer
+from reckon.streams.core.errors import ReckonError
 
 
 def bench(scorer: Scorer, batch: int, candidates: int, seconds: float) -> dict:
@@ -37,8 +41,22 @@ def bench(scorer: Scorer, batch: int, candidates: int, seconds: float) -> dict:
     }
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error as one line (the main CLI prints `error: ...`), not argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ReckonError(f"{message} (`{self.prog} --help`)")
+
+
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    try:
+        _main(argv)
+    except ModelError as exc:   # no registry there, a version not in it, a broken manifest
+        raise ReckonError(str(exc)) from None
+
+
+def _main(argv: list[str] | None) -> None:
+    p = _Parser(prog="reckon bench scoring", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--registry", type=Path, required=True)
     p.add_argument("--version", action="append", default=None,
                    help="a version to time (repeatable); default: the promoted version")
@@ -49,10 +67,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the fastest is reported")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     args = p.parse_args(argv)
-    reg = Registry(args.registry)
+    for name in ("batch", "candidates", "rounds"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads must be >= 1, got {args.threads}")
+    if not (math.isfinite(args.seconds) and args.seconds > 0):
+        p.error(f"--seconds must be a finite number > 0, got {args.seconds}")
+    reg = Registry.existing(args.registry)
     versions = [reg.get(v) for v in args.version] if args.version else [reg.current()]
     if None in versions:
-        sys.exit(f"no promoted version in {args.registry}")
+        raise ReckonError(f"no promoted version in {args.registry}; pass --version")
     devices = ["cpu"]
     if "CUDAExecutionProvider" in ort.get_available_providers() and cuda_device_name():
         devices.append("cuda")
@@ -67,6 +92,9 @@ def main(argv: list[str] | None = None) -> None:
                     errors.append({"version": mv.version, "device": device, "variant": variant,
                                    "error": str(exc)[:300]})
                     print(f"{mv.version} {device} {variant}: not loaded: {str(exc)[:300]}", file=sys.stderr)
+    if not scorers:
+        raise ReckonError("no variant could be loaded: " + "; ".join(
+            f"{e['version']} {e['device']} {e['variant']}: {e['error']}" for e in errors)[:600])
     # Rounds interleave the variants so that load from other processes on a shared
     # machine hits them alike; the fastest round is the least disturbed estimate.
     rows: dict = {}

@@ -7,6 +7,8 @@ at import time, and heavy imports (torch, onnxruntime) happen inside the command
 from __future__ import annotations
 
 import json
+import math
+import zipfile
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -18,13 +20,37 @@ from rich.table import Table
 
 from reckon.models.serving.costing import DEVICE_HOUR_USD
 
-__all__ = ["register"]
+__all__ = ["check_train_device", "register"]
 
 DEFAULT_REGISTRY = Path(".reckon/models")
 
 console = Console()
 # Errors go to stderr, so stdout holds only what a command prints (one JSON line with --json).
 _err = Console(stderr=True)
+
+
+def _number(low: float, high: float | None = None, *, low_open: bool = False,
+            high_open: bool = False) -> Callable[[Optional[float]], Optional[float]]:
+    """A typer callback refusing a float option outside [low, high] (an open end with
+    low_open / high_open) or not finite: typer's own min/max let nan through."""
+    if high is None:
+        what = f"a finite number {'>' if low_open else '>='} {low:g}"
+    else:
+        what = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+    def check(value: Optional[float]) -> Optional[float]:
+        if value is None:
+            return value
+        ok = math.isfinite(value) and (value > low if low_open else value >= low) and \
+            (high is None or (value < high if high_open else value <= high))
+        if not ok:
+            raise typer.BadParameter(f"{value} is not {what}")
+        return value
+
+    return check
+
+
+_POSITIVE = _number(0.0, low_open=True)
 
 
 class Format(str, Enum):
@@ -60,7 +86,8 @@ class EvalVariant(str, Enum):
 # Same directory as the worker's settings (RECKON_MODEL_REGISTRY, default .reckon/models).
 RegistryOpt = Annotated[Path, typer.Option("--registry", envvar="RECKON_MODEL_REGISTRY", help="model registry directory")]
 FormatOpt = Annotated[Format, typer.Option("--format", help="events (or jsonl): Reckon events; sessions: SR-GNN; sasrec: 'user item'")]
-HourOpt = Annotated[Optional[float], typer.Option("--device-hour-usd", help="device price per hour [default: 0.0624 cpu, 4.00 cuda]")]
+HourOpt = Annotated[Optional[float], typer.Option("--device-hour-usd", callback=_number(0.0),
+                                                  help="device price per hour [default: 0.0624 cpu, 4.00 cuda]")]
 
 
 def _default_protocol(fmt: Format) -> str:
@@ -83,33 +110,69 @@ def _print_metrics(title: str, metrics: dict[str, float]) -> None:
 _FROM_PRESET = "(default: the --format preset's)"
 
 
+def check_train_device(device: str) -> None:
+    """A ValueError in one line unless torch can train on ``device`` here (cpu, cuda[:N], mps)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"--device {device!r} is not a torch device: use cpu or cuda (cuda:N)") from None
+    if dev.type == "cpu":
+        return
+    if dev.type == "cuda":
+        if not torch.backends.cuda.is_built():
+            raise ValueError(f"--device {device}: CUDA is not available in this torch build "
+                             f"(torch {torch.__version__}); use --device cpu")
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: torch has CUDA but no GPU is visible; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: only {torch.cuda.device_count()} GPU(s) visible "
+                             f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+        return
+    if dev.type == "mps" and torch.backends.mps.is_available():
+        return
+    raise ValueError(f"--device {device}: training runs on cpu or cuda (cuda:N), not {dev.type}")
+
+
+def _no_training_data(data: Path, dataset: Any) -> str | None:
+    """Why ``dataset`` (loaded from ``data``) gives nothing to train on, or None."""
+    if dataset.num_items == 0:
+        return f"{data}: no usable events: it holds no clicks (an empty file, or only searches)"
+    if not dataset.train:
+        return f"{data}: no usable events: no user or session has two or more clicks to learn from"
+    return None
+
+
 def train_cmd(
     data: Annotated[Path, typer.Argument(help="events .jsonl, sessions file/dir, or 'user item' file")],
     fmt: Annotated[str, typer.Option("--format", help="events (or jsonl): Reckon events; sessions: SR-GNN; sasrec: 'user item'. "
                                      "Picks the preset (below) that flags not given take")] = Format.events.value,
     test: Annotated[Optional[Path], typer.Option(help="sessions: test_samples.tsv (default: beside DATA)")] = None,
     registry: RegistryOpt = DEFAULT_REGISTRY,
-    epochs: Annotated[Optional[int], typer.Option(help=_FROM_PRESET)] = None,
-    time_budget: Annotated[Optional[float], typer.Option(help="training wall seconds")] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help=_FROM_PRESET)] = None,
+    time_budget: Annotated[Optional[float], typer.Option(callback=_POSITIVE, help="training wall seconds")] = None,
     promote: Annotated[bool, typer.Option(help="make the new version current")] = False,
-    hidden: Annotated[Optional[int], typer.Option(help=_FROM_PRESET)] = None,
-    max_len: Annotated[Optional[int], typer.Option(help=_FROM_PRESET)] = None,
-    blocks: Annotated[Optional[int], typer.Option(help=_FROM_PRESET)] = None,
-    heads: Annotated[Optional[int], typer.Option(help=_FROM_PRESET)] = None,
-    dropout: Annotated[Optional[float], typer.Option(help=_FROM_PRESET)] = None,
+    hidden: Annotated[Optional[int], typer.Option(min=1, help=_FROM_PRESET)] = None,
+    max_len: Annotated[Optional[int], typer.Option(min=1, help=_FROM_PRESET)] = None,
+    blocks: Annotated[Optional[int], typer.Option(min=0, help=_FROM_PRESET)] = None,
+    heads: Annotated[Optional[int], typer.Option(min=1, help=_FROM_PRESET)] = None,
+    dropout: Annotated[Optional[float], typer.Option(callback=_number(0.0, 1.0, high_open=True),
+                                                     help=_FROM_PRESET)] = None,
     normalize: Annotated[Optional[bool], typer.Option(
         "--normalize/--no-normalize", help=f"cosine scores / temperature {_FROM_PRESET}")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help=_FROM_PRESET)] = None,
+    temperature: Annotated[Optional[float], typer.Option(callback=_POSITIVE, help=_FROM_PRESET)] = None,
     repeat_bonus: Annotated[Optional[bool], typer.Option(
         "--repeat-bonus/--no-repeat-bonus",
         help=f"a learned score per recency for candidates already in the history {_FROM_PRESET}")] = None,
-    query_buckets: Annotated[int, typer.Option(help="hashed query-term buckets (events); 0 = off")] = 0,
+    query_buckets: Annotated[int, typer.Option(min=0, help="hashed query-term buckets (events); 0 = off")] = 0,
     loss: Annotated[Optional[Loss], typer.Option(help="(default: ce)")] = None,
-    lr: Annotated[Optional[float], typer.Option(help=_FROM_PRESET)] = None,
+    lr: Annotated[Optional[float], typer.Option(callback=_POSITIVE, help=_FROM_PRESET)] = None,
     lr_decay: Annotated[Optional[float], typer.Option(
+        callback=_number(0.0, 1.0, low_open=True),
         help=f"lr multiplied by this after every epoch {_FROM_PRESET}")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help=_FROM_PRESET)] = None,
-    patience: Annotated[Optional[int], typer.Option(help=_FROM_PRESET)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help=_FROM_PRESET)] = None,
+    patience: Annotated[Optional[int], typer.Option(min=1, help=_FROM_PRESET)] = None,
     valid_fraction: Annotated[Optional[float], typer.Option(
         help=f"sessions: the last share of training sessions held out to choose the epoch {_FROM_PRESET}")] = None,
     ema_epochs: Annotated[Optional[float], typer.Option(
@@ -125,8 +188,8 @@ def train_cmd(
              f"the device has it natively {_FROM_PRESET}")] = None,
     device: Annotated[str, typer.Option(help="torch device for training")] = "cpu",
     device_hour_usd: HourOpt = None,
-    seed: int = 42,
-    measure_seconds: Annotated[float, typer.Option(help="timing per variant")] = 1.0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1)] = 42,
+    measure_seconds: Annotated[float, typer.Option(callback=_POSITIVE, help="timing per variant")] = 1.0,
     resume: Annotated[Optional[Path], typer.Option(
         help="save the run's state here after every epoch, and continue from it if present")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the manifest as one JSON line")] = False,
@@ -158,7 +221,15 @@ def train_cmd(
         held_out = {**preset.settings, **overrides}.get("valid_fraction", TrainConfig.valid_fraction)
         if not 0.0 <= held_out < 1.0:
             raise ValueError(f"--valid-fraction must be in [0, 1), got {held_out}")
+        # Everything that can be checked before training is: nothing fails after the work.
+        check_train_device(device)
+        if resume is not None and resume.exists() and not (resume.is_file() and zipfile.is_zipfile(resume)):
+            raise ValueError(f"--resume {resume}: not a training state saved by --resume")
+        Registry.check_writable(registry)
         dataset = load_dataset(data, fmt, test, query_buckets, valid_fraction=held_out)
+        empty = _no_training_data(data, dataset)
+        if empty:
+            raise ValueError(empty)
         protocol = _default_protocol(Format(fmt))
         model_cfg, train_cfg = configs(preset, dataset.num_items, {
             **overrides, "query_buckets": query_buckets, "seed": seed, "time_budget": time_budget,
@@ -216,7 +287,7 @@ def eval_cmd(
     protocol: Annotated[Optional[ProtocolOpt], typer.Option(help="default: sampled100 for sasrec, else full")] = None,
     variant: Annotated[EvalVariant, typer.Option(help="torch checkpoint or an ONNX variant (CPU provider)")] = EvalVariant.torch,
     split: Annotated[str, typer.Option(help="test | valid")] = "test",
-    limit: Annotated[Optional[int], typer.Option(help="evaluate a random subset of this size")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="evaluate a random subset of this size")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """HR@K, NDCG@K and MRR@K of a registered version (full ranking or 100 sampled negatives)."""
@@ -229,7 +300,7 @@ def eval_cmd(
     from reckon.models.training.publish import load_checkpoint
 
     try:
-        reg = Registry(registry)
+        reg = Registry.existing(registry)
         mv = reg.get(version) if version else reg.current()
         if mv is None:
             _fail(f"no promoted version in {registry}; pass --version")
@@ -248,6 +319,10 @@ def eval_cmd(
         if dataset.num_items != int(cfg["num_items"]):
             _fail(f"{data} has {dataset.num_items} items but {mv.version} was trained on {cfg['num_items']}")
         evalset = dataset.test if split == "test" else dataset.valid
+        if not len(evalset):
+            why = "" if canonical_format(fmt.value) == "sessions" else \
+                f" of {mv.version}'s items (each needs a user with three or more clicks)"
+            raise ValueError(f"nothing to evaluate: {data} gives no {split} examples{why}")
         if limit:
             evalset = evalset.subset(limit)
         proto = protocol.value if protocol else _default_protocol(fmt)
@@ -275,8 +350,9 @@ def export_cmd(
     measure_only: Annotated[bool, typer.Option(help="only time the existing variants on this machine")] = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda (for --measure-only)")] = "auto",
     device_hour_usd: HourOpt = None,
-    measure_seconds: Annotated[float, typer.Option(help="timing per variant")] = 2.0,
-    quality_limit: Annotated[int, typer.Option(help="with --checkpoint: test examples for variant quality")] = 2000,
+    measure_seconds: Annotated[float, typer.Option(callback=_POSITIVE, help="timing per variant")] = 2.0,
+    quality_limit: Annotated[int, typer.Option(
+        min=1, help="with --checkpoint: test examples for variant quality")] = 2000,
     promote: bool = False,
 ) -> None:
     """Export a checkpoint (or an existing version's) to ONNX fp32/int8/fp16 as a new version,
@@ -287,18 +363,25 @@ def export_cmd(
     from reckon.models.training.publish import load_checkpoint, publish
 
     try:
-        reg = Registry(registry)
         if checkpoint is not None:
             if data is None:
                 _fail("--checkpoint needs --data (and --format) for item ids and quality")
                 return
+            if measure_only:
+                raise ValueError("--measure-only times a registered version: it takes no --checkpoint")
             model = load_checkpoint(checkpoint)
+            Registry.check_writable(registry)
             dataset = load_dataset(data, fmt.value, None, model.config.query_buckets, model.config.query_terms)
-            mv = publish(model, reg, dataset.item_ids, dataset.description, training={"checkpoint": str(checkpoint)},
+            if dataset.num_items != model.config.num_items:
+                raise ValueError(f"{data} has {dataset.num_items} items but {checkpoint} was trained on "
+                                 f"{model.config.num_items}")
+            mv = publish(model, Registry(registry), dataset.item_ids, dataset.description,
+                         training={"checkpoint": str(checkpoint)},
                          eval_set=dataset.test, protocol=_default_protocol(fmt), measure_seconds=measure_seconds,
                          quality_limit=quality_limit,
                          device_hour_usd=device_hour_usd or DEVICE_HOUR_USD["cpu"], promote=promote)
         else:
+            reg = Registry.existing(registry)
             src = reg.get(version) if version else reg.current()
             if src is None:
                 _fail(f"no promoted version in {registry}; pass --version or --checkpoint")
@@ -360,16 +443,21 @@ def offline_quality(manifest: dict[str, Any]) -> tuple[dict[str, float], str]:
 
 def _list_command(online: OnlineQuality | None) -> Callable[..., None]:
     def list_cmd(registry: RegistryOpt = DEFAULT_REGISTRY,
-                 hours: Annotated[float, typer.Option(min=0.001, help="online quality over this many hours, "
-                                                      "ending now")] = 24.0,
+                 hours: Annotated[float, typer.Option(callback=_number(0.001), help="online quality over this "
+                                                      "many hours, ending now")] = 24.0,
                  as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         """Registered versions, oldest first; * marks the promoted one. Training cost, offline
         quality (what it was measured on) and online quality (attributed CTR, 95 % interval)."""
+        from reckon.models.core.errors import ModelError
         from reckon.models.core.registry import Registry
 
-        reg = Registry(registry)
-        current = reg.current_id()
-        versions = reg.list()
+        try:
+            reg = Registry.existing(registry)
+            current = reg.current_id()
+            versions = reg.list()
+        except ModelError as exc:
+            _fail(str(exc))
+            return
         live, why_not = online(hours) if online is not None else ({}, "no ClickHouse reader")
         if as_json:
             print(json.dumps([{
@@ -421,7 +509,7 @@ def promote_cmd(version: Annotated[str, typer.Argument()], registry: RegistryOpt
     from reckon.models.serving.scorer import check_version
 
     try:
-        Registry(registry).promote(version, check=check_version)
+        Registry.existing(registry).promote(version, check=check_version)
     except ModelError as exc:
         _fail(str(exc))
         return

@@ -107,6 +107,32 @@ class Registry:
         self._path.mkdir(parents=True, exist_ok=True)
         self._cache: dict[str, tuple[int, ModelVersion]] = {}  # version -> (manifest mtime, mv)
 
+    @classmethod
+    def existing(cls, path: Path) -> "Registry":
+        """A registry that must already exist, for commands that read one: creates nothing."""
+        path = Path(path)
+        if not path.exists():
+            raise RegistryError(f"no model registry at {path}: the directory does not exist")
+        if not path.is_dir():
+            raise RegistryError(f"{path} is not a directory, so not a model registry")
+        return cls(path)
+
+    @staticmethod
+    def check_writable(path: Path) -> None:
+        """A RegistryError unless versions can be added at ``path`` (an existing registry, or a
+        directory that can be created there); creates nothing. For a command to call before the
+        work that ends in a new version."""
+        path = Path(path)
+        for parent in (path, *path.parents):
+            if not parent.exists():
+                continue
+            if not parent.is_dir():
+                where = "it is a file" if parent == path else f"{parent} is a file"
+                raise RegistryError(f"{path} cannot be a model registry: {where}, not a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise RegistryError(f"{path} cannot be a model registry: {parent} is not writable")
+            return
+
     @property
     def path(self) -> Path:
         return self._path
@@ -139,6 +165,12 @@ class Registry:
             raise VersionNotFoundError(self._path, version) from None
         except json.JSONDecodeError as exc:
             raise RegistryError(f"{manifest_path}: invalid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise RegistryError(f"{manifest_path}: invalid JSON (nested too deeply)") from None
+        except UnicodeDecodeError:
+            raise RegistryError(f"{manifest_path}: not UTF-8 text") from None
+        if not isinstance(manifest, dict) or "version" not in manifest:
+            raise RegistryError(f"{manifest_path}: expected a JSON object with a version")
         mv = ModelVersion(self._path / version, manifest)
         self._cache[version] = (mtime, mv)
         return mv

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,10 +87,13 @@ def _int_tokens(path: Path, lineno: int, text: str) -> list[int]:
 
 def _open_lines(path: Path) -> Iterator[tuple[int, str]]:
     if not path.is_file():
-        raise DataFormatError(path, None, "file not found")
+        raise DataFormatError(path, None, "not a file" if path.exists() else "file not found")
     with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            yield lineno, line.rstrip("\n")
+        try:
+            for lineno, line in enumerate(fh, start=1):
+                yield lineno, line.rstrip("\n")
+        except UnicodeDecodeError:      # decoded a block at a time: no exact line to name
+            raise DataFormatError(path, None, "not UTF-8 text") from None
 
 
 # --- Diginetica (SR-GNN) ----------------------------------------------------------
@@ -223,6 +227,8 @@ def read_events(source: str | Path | Iterable[dict[str, Any]]) -> Iterator[tuple
                 event = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataFormatError(path, n, f"invalid JSON: {exc.msg}") from None
+            except RecursionError:      # a value nested thousands of levels deep
+                raise DataFormatError(path, n, "invalid JSON: nested too deeply") from None
             if not isinstance(event, dict):
                 raise DataFormatError(path, n, "expected a JSON object")
             yield str(path), n, event
@@ -233,6 +239,16 @@ def read_events(source: str | Path | Iterable[dict[str, Any]]) -> Iterator[tuple
             yield "<events>", n, event
 
 
+def _finite_number(value: Any) -> bool:
+    """A JSON number that is finite as a float (NaN, Infinity and 1e999 are not)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:       # an integer too large for a float
+        return False
+
+
 def _check_event(origin: str, n: int, ev: dict[str, Any]) -> str:
     """Return "click" or "search"; raise DataFormatError naming the field otherwise."""
     kind = "search" if "query" in ev else "click"
@@ -240,7 +256,7 @@ def _check_event(origin: str, n: int, ev: dict[str, Any]) -> str:
     for key in need:
         if key not in ev:
             raise DataFormatError(origin, n, f"{kind} event is missing {key!r}")
-    if not isinstance(ev["ts"], (int, float)) or isinstance(ev["ts"], bool):
+    if not _finite_number(ev["ts"]):
         raise DataFormatError(origin, n, f"'ts' must be unix seconds, got {ev['ts']!r}")
     if kind == "click" and (not isinstance(ev["item_id"], (str, int)) or isinstance(ev["item_id"], bool)):
         raise DataFormatError(origin, n, f"'item_id' must be a string, got {ev['item_id']!r}")

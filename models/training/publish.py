@@ -12,12 +12,14 @@ import datetime as dt
 import json
 import logging
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from reckon.models.core.errors import ModelError
 from reckon.models.core.registry import ModelVersion, Registry, sha256_file
 from reckon.models.serving.costing import DEVICE_HOUR_USD, cost_per_1k
 from reckon.models.serving.runtime import cuda_device_name
@@ -48,12 +50,36 @@ def save_checkpoint(model: SASRec, path: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> SASRec:
+    """The model ``save_checkpoint`` wrote; a one-line ModelError for a file that is not one."""
     from reckon.models.training.config import ModelConfig
 
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    model = SASRec(ModelConfig.from_dict(blob["config"]))
-    model.load_state_dict(blob["state_dict"])
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: checkpoint " + ("is not a file" if path.exists() else "not found"))
+
+    def refuse(why: str) -> ModelError:
+        return ModelError(f"{path} is not a Reckon checkpoint: {why}")
+
+    if not zipfile.is_zipfile(path):
+        raise refuse("not a PyTorch file (a model.pt as `reckon train` registers)")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:    # the unpickler's errors: many types, messages of many lines
+        raise refuse(f"PyTorch cannot read it ({_first_line(exc)})") from None
+    if not isinstance(blob, dict) or not isinstance(blob.get("config"), dict) or \
+            not isinstance(blob.get("state_dict"), dict):
+        raise refuse("it holds no model config and weights")
+    try:
+        model = SASRec(ModelConfig.from_dict(blob["config"]))
+        model.load_state_dict(blob["state_dict"])
+    except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+        raise refuse(f"its config and weights do not make a model ({_first_line(exc)})") from None
     return model.eval()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0].lstrip(" .")[:200] if lines else type(exc).__name__
 
 
 def measure_variants(

@@ -53,6 +53,9 @@ def test_errors_exit_nonzero_with_a_message(tmp_path: Path) -> None:
     r = runner.invoke(app, ["train", str(bad), "--registry", str(tmp_path / "reg")])
     assert r.exit_code == 1 and "bad.jsonl:1" in r.output
     r = runner.invoke(app, ["model", "promote", "nope", "--registry", str(tmp_path / "reg")])
+    assert r.exit_code == 1 and "no model registry at" in r.output and not (tmp_path / "reg").exists()
+    (tmp_path / "reg").mkdir()
+    r = runner.invoke(app, ["model", "promote", "nope", "--registry", str(tmp_path / "reg")])
     assert r.exit_code == 1 and "not found" in r.output
 
 
