@@ -10,11 +10,13 @@ import json
 import math
 import zipfile
 from collections.abc import Callable
+from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -445,7 +447,9 @@ def _list_command(online: OnlineQuality | None) -> Callable[..., None]:
     def list_cmd(registry: RegistryOpt = DEFAULT_REGISTRY,
                  hours: Annotated[float, typer.Option(callback=_number(0.001), help="online quality over this "
                                                       "many hours, ending now")] = 24.0,
-                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+                 as_json: Annotated[bool, typer.Option("--json")] = False,
+                 wide: Annotated[bool, typer.Option("--wide", help="every column (the default fits 80 columns)")]
+                 = False) -> None:
         """Registered versions, oldest first; * marks the promoted one. Training cost, offline
         quality (what it was measured on) and online quality (attributed CTR, 95 % interval)."""
         from reckon.models.core.errors import ModelError
@@ -468,30 +472,53 @@ def _list_command(online: OnlineQuality | None) -> Callable[..., None]:
                 "promotion": mv.manifest.get("retraining", {}).get("promotion"),
                 "online_quality": live.get(mv.version)} for mv in versions]))
             return
-        table = Table(title=str(registry))
-        for col in ("", "version", "created", "items", "variants", "offline quality", "training cost",
-                    f"online CTR, {hours:g} h", "int8 $/1k scores", "retrain decision"):
-            table.add_column(col)
+        # Fits 80 columns: the version id whole (it says when it was made: date-time-hash),
+        # money at three significant digits; --wide adds the rest.
+        table = Table(title=str(registry), box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+        table.add_column("")
+        table.add_column("version", no_wrap=True)
+        if wide:
+            for col in ("created", "variants", "items", "offline quality (measured on)", "training cost",
+                        f"online CTR, {hours:g} h", "int8 $/1k scores", "retrain decision"):
+                table.add_column(col)
+        else:
+            for col in ("hr@10", "training", f"CTR {hours:g} h", "int8 $/1k", "retrain"):
+                table.add_column(col, no_wrap=True)
         for mv in versions:
             m = mv.manifest
             quality, measured_on = offline_quality(m)
-            headline = ", ".join(f"{k} {quality[k]:.3f}" for k in ("hr@10", "ndcg@10") if k in quality)
             cost = m.get("retraining", {}).get("training_cost")
             promotion = m.get("retraining", {}).get("promotion")
             row = live.get(mv.version)
-            int8 = m.get("cost", {}).get("int8", {}).get("cost_per_1k_scores_usd")
-            table.add_row("*" if mv.version == current else "", mv.version, str(m.get("created", "")),
-                          str(m.get("config", {}).get("num_items", "")), ",".join(mv.variants),
-                          f"{headline} ({measured_on})" if headline else "",
-                          "" if cost is None else f"${cost['cost_usd']} ({cost['cpu_seconds']:.0f} CPU s)",
-                          "" if row is None else _ctr(row),
-                          "" if int8 is None else f"{int8:.2e}",
-                          "" if promotion is None else ("promoted" if promotion["promoted"] else "not promoted"))
+            int8 = _usd(m.get("cost", {}).get("int8", {}).get("cost_per_1k_scores_usd"))
+            decision = "-" if promotion is None else ("promoted" if promotion["promoted"] else "refused")
+            if wide:
+                headline = ", ".join(f"{k} {quality[k]:.3f}" for k in ("hr@10", "ndcg@10") if k in quality)
+                cells = [str(m.get("created", "")), ",".join(mv.variants), str(m.get("config", {}).get("num_items", "")),
+                         f"{headline} ({measured_on})" if headline else "-",
+                         "-" if cost is None else f"{_usd(cost['cost_usd'])} ({cost['cpu_seconds']:.0f} CPU s)",
+                         "-" if row is None else _ctr(row), int8, decision]
+            else:
+                ctr = None if row is None else row["attributed_ctr"]
+                cells = [f"{quality['hr@10']:.3f}" if "hr@10" in quality else "-",
+                         "-" if cost is None else _usd(cost["cost_usd"]),
+                         "-" if ctr is None else f"{ctr:.2%}", int8, decision]
+            table.add_row("*" if mv.version == current else "", mv.version, *cells)
         console.print(table)
         if why_not:
             console.print(f"online quality: {why_not}")
 
     return list_cmd
+
+
+def _usd(value: object) -> str:
+    """Money as `reckon costs` writes it: three significant digits below a dollar, cents above."""
+    if value is None:
+        return "-"
+    amount = Decimal(str(value))
+    if amount == 0 or abs(amount) >= 1:
+        return f"${amount:,.2f}" if amount else "$0"
+    return f"${amount.quantize(Decimal(1).scaleb(amount.adjusted() - 2)):f}"
 
 
 def _ctr(row: dict[str, Any]) -> str:

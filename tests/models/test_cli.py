@@ -44,6 +44,13 @@ def test_train_eval_list_promote_export(tmp_path: Path, events_file: Path) -> No
     r = runner.invoke(app, ["model", "list", *common, "--json"])
     rows = json.loads(r.stdout)
     assert [row["version"] for row in rows] == [first] and rows[0]["current"] is True
+    # the text fits 80 columns with the version id whole (it is what `model promote` takes)
+    r = runner.invoke(app, ["model", "list", *common], env={"COLUMNS": "80"})
+    lines = r.stdout.splitlines()
+    assert r.exit_code == 0 and any(line.split()[:2] == ["*", first] for line in lines if line.strip()), r.stdout
+    assert "…" not in r.stdout and max(map(len, lines)) <= 80, r.stdout
+    wide = runner.invoke(app, ["model", "list", *common, "--wide"], env={"COLUMNS": "200"})
+    assert "fp32,int8,fp16" in wide.stdout and "offline quality (measured on)" in wide.stdout
 
 
 def test_errors_exit_nonzero_with_a_message(tmp_path: Path) -> None:
