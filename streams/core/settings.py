@@ -199,6 +199,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":
+        tls_files = [name for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+                     if getattr(self, name)]
+        if tls_files and self.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+            # Else the clients would talk plaintext while the operator believes they use TLS.
+            raise ValueError(f"{ENV_PREFIX}{tls_files[0].upper()} is set, but RECKON_KAFKA_SECURITY_PROTOCOL is "
+                             f"{self.kafka_security_protocol}, which ignores it: set SSL or SASL_SSL, or unset it")
         if self.candidates < self.top_k:
             raise ValueError("RECKON_CANDIDATES must be at least RECKON_TOP_K: a recommendation is the top "
                              f"{self.top_k} of the candidates scored, and only {self.candidates} would be")

@@ -38,6 +38,8 @@ def test_bad_settings_name_the_variable(monkeypatch, env: str, value: str, needl
                                                   "positive amount"),
     ({"RECKON_CLICKHOUSE_DSN": "chdb://"}, "setting RECKON_CLICKHOUSE_DSN: chdb:// needs the store's directory"),
     ({"RECKON_ALERT_WEBHOOK_URL": "notaurl"}, "setting RECKON_ALERT_WEBHOOK_URL: must start with http:// or https://"),
+    ({"RECKON_KAFKA_SSL_CAFILE": "/etc/ssl/ca.pem"}, "setting RECKON_KAFKA_SSL_CAFILE: is set, but "
+                                                     "RECKON_KAFKA_SECURITY_PROTOCOL is PLAINTEXT, which ignores it"),
 ])
 def test_settings_that_cannot_work_together_or_at_all(monkeypatch, env: dict[str, str], says: str) -> None:
     for name, value in env.items():
@@ -117,7 +119,10 @@ def test_one_tls_context_for_every_kafka_client(monkeypatch, tmp_path) -> None:
                       "sasl_plain_username": "svc", "sasl_plain_password": "pw"}
     creds = faust_broker_kwargs(s, "k:9093")["broker_credentials"]
     assert creds.ssl_context is not None and creds.username == "svc"
-    assert "ssl_context" not in load_settings(kafka_security_protocol="SASL_PLAINTEXT").kafka_client_kwargs()
+    # a CA file under a protocol without TLS would be ignored: the clients would talk plaintext
+    with pytest.raises(SettingsError, match=r"^setting RECKON_KAFKA_SSL_CAFILE: is set, but "
+                                            r"RECKON_KAFKA_SECURITY_PROTOCOL is SASL_PLAINTEXT, which ignores it"):
+        load_settings(kafka_security_protocol="SASL_PLAINTEXT")
 
 
 def test_an_unreadable_ca_file_names_the_variable(monkeypatch, tmp_path) -> None:
