@@ -194,7 +194,10 @@ def _parse_slow(kind: str, raw: bytes, now: float, default_tenant: str,
     try:
         doc = json.loads(text)
     except ValueError as exc:       # includes integers of over 4,300 digits
-        return Invalid("not_json", str(exc)[:200])
+        detail = str(exc)
+        if "int_max_str_digits" in detail:     # Python's wording tells the sender to change *our* limit
+            detail = "an integer of more than 4,300 digits"
+        return Invalid("not_json", detail[:200])
     if not isinstance(doc, dict):
         return Invalid("not_object", f"got {type(doc).__name__}")
     missing = [f for f in _REQUIRED[kind] if doc.get(f) in (None, "")]

@@ -111,6 +111,12 @@ def _click(**fields: object) -> bytes:
 def test_each_hostile_class_is_named(raw: bytes, reason: str) -> None:
     result = parse_event("clicks", raw, NOW)
     assert isinstance(result, Invalid) and result.reason == reason, result
+    assert "sys." not in result.detail                  # details speak of the event, not of Python
+
+
+def test_a_huge_integer_is_named_as_such() -> None:
+    result = parse_event("clicks", _click().replace(b"1800000000.0", b"1" + b"0" * 5000), NOW)
+    assert (result.reason, result.detail) == ("not_json", "an integer of more than 4,300 digits")
 
 
 def test_search_text_rules() -> None:
