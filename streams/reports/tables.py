@@ -65,7 +65,8 @@ def report_tables(report: dict) -> list[ReportTable]:
             Column("latency\np99 ms", lambda r: ms(r["latency_ms"]["p99"]), True),
         ], LATENCY_NOTE),
         ReportTable(VERSION_TITLE, version_cells(report, usd), _quality_columns(VERSION_COLUMNS)),
-        ReportTable(ARM_TITLE, arm_cells(report), _quality_columns(ARM_COLUMNS)),
+        # the arm column makes this one wider: its purchase rate (per version above) only in --wide
+        ReportTable(ARM_TITLE, arm_cells(report), _quality_columns(ARM_COLUMNS, "purchase rate")),
         ReportTable("Attributed clicks by model version", report["by_version"], [
             Column("model version", lambda r: r["model_version"]),
             Column("clicks", lambda r: count(r["attributed_clicks"])),
@@ -129,9 +130,9 @@ def report_tables(report: dict) -> list[ReportTable]:
     return out
 
 
-def _quality_columns(labels: tuple[str, ...]) -> list[Column]:
+def _quality_columns(labels: tuple[str, ...], *wide_only: str) -> list[Column]:
     # quality.py's cells are keyed by their labels; the costs beside them only in --wide text
-    return [Column(label, (lambda r, label=label: r[label]), label.startswith("attributed\n"))
+    return [Column(label, (lambda r, label=label: r[label]), label.startswith("attributed\n") or label in wide_only)
             for label in labels]
 
 

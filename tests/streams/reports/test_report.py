@@ -205,7 +205,8 @@ def test_text_fits_80_columns_with_human_names() -> None:
     assert max(len(line) for line in text.splitlines()) <= 80
     assert "…" not in text                                             # no header or cell cut short
     for label in ("workload cost per 1k", "attributed cost per 1k", "fully loaded cost per 1k", "idle share",
-                  "people", "ops", "By model version", "By tenant", "latency", "Written to ClickHouse"):
+                  "people", "ops", "By model version", "By tenant", "latency", "Written to ClickHouse",
+                  "Online quality by A/B arm", "challenger", "43.04 % [38.93, 47.26]"):
         assert label in text, label
     assert "_usd" not in text and "cost_per" not in text                 # no raw JSON keys
     assert "$0.00369" in text                                          # money: a unit, three significant digits
@@ -235,9 +236,14 @@ def _sample_report() -> dict:
               "recommendations": 1234, "events": 2990, "workload_cost_per_1k_usd": "0.000009238250",
               "attributed_cost_per_1k_usd": "0.002992779524", "fully_loaded_cost_per_1k_usd": "0.002992779524",
               "capacity_cost_usd": "0.001060500000", "idle_share": 0.989}
+    quality = {"recommendations": 12_345, "attributed_ctr": 0.4304, "attributed_ctr_ci95": [0.3893, 0.4726],
+               "purchase_rate": 0.0148, "purchase_rate_ci95": [0.0075, 0.029]}
+    online = {"by_version": [{**quality, "model_version": version["model_version"]}],
+              "by_arm": [{**quality, "model_version": version["model_version"], "arm": arm}
+                         for arm in ("primary", "challenger")]}
     return {"window": {"start": "2026-12-02T07:00:00+00:00", "end": "2026-12-03T07:00:00+00:00", "hours": 24.0,
                        "tenant": None, "idle": "shared", "attribution_window_s": 1800},
-            "currency": "USD", "totals": totals, "by_version": [version],
+            "currency": "USD", "totals": totals, "by_version": [version], "online_quality": online,
             "by_tenant": [{**row, "tenant": "acme"}],
             "by_component": [{"kind": k, "compute_usd": "0.000010000000", "storage_usd": "0.000001400000",
                               "people_usd": "0.002322873470", "ops_usd": "0.000309716462",
