@@ -17,15 +17,15 @@ from rich.console import Console
 from rich.markup import escape
 
 from reckon.streams.core import logs
+from reckon.streams.core.errors import ReckonError
+from reckon.streams.core.redact import redact
+from reckon.streams.core.settings import Settings, load_settings
+from reckon.streams.core.version import __version__
 
 try:                                    # typer vendors its own click from 0.2x on
     from typer._click import exceptions as usage_errors
 except ImportError:                     # pragma: no cover - older typer: click itself
     from click import exceptions as usage_errors
-from reckon.streams.core.errors import ReckonError
-from reckon.streams.core.redact import redact
-from reckon.streams.core.settings import Settings, load_settings
-from reckon.streams.core.version import __version__
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Reckon: a streaming recommender that knows what every recommendation costs.")

@@ -199,24 +199,25 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":
+        # Settings that contradict each other: named here (pydantic reports no field for them).
         tls_files = [name for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
                      if getattr(self, name)]
-        if tls_files and self.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        if tls_files and not self.kafka_tls:
             # Else the clients would talk plaintext while the operator believes they use TLS.
-            raise ValueError(f"{ENV_PREFIX}{tls_files[0].upper()} is set, but RECKON_KAFKA_SECURITY_PROTOCOL is "
-                             f"{self.kafka_security_protocol}, which ignores it: set SSL or SASL_SSL, or unset it")
+            raise SettingsError(f"{ENV_PREFIX}{tls_files[0].upper()}", "is set, but RECKON_KAFKA_SECURITY_PROTOCOL "
+                                f"is {self.kafka_security_protocol}, which ignores it: set SSL or SASL_SSL, or unset it")
         if self.candidates < self.top_k:
-            raise ValueError("RECKON_CANDIDATES must be at least RECKON_TOP_K: a recommendation is the top "
-                             f"{self.top_k} of the candidates scored, and only {self.candidates} would be")
+            raise SettingsError("RECKON_CANDIDATES", "must be at least RECKON_TOP_K: a recommendation is the top "
+                                f"{self.top_k} of the candidates scored, and only {self.candidates} would be")
         if self.burn_warning >= self.burn_critical:
-            raise ValueError(f"RECKON_BURN_WARNING must be below RECKON_BURN_CRITICAL ({self.burn_warning:g} >= "
-                             f"{self.burn_critical:g})")
+            raise SettingsError("RECKON_BURN_WARNING", "must be below RECKON_BURN_CRITICAL "
+                                f"({self.burn_warning:g} >= {self.burn_critical:g})")
         if self.burn_short_minutes >= self.burn_long_minutes:
-            raise ValueError(f"RECKON_BURN_SHORT_MINUTES must be below RECKON_BURN_LONG_MINUTES "
-                             f"({self.burn_short_minutes} >= {self.burn_long_minutes})")
+            raise SettingsError("RECKON_BURN_SHORT_MINUTES", "must be below RECKON_BURN_LONG_MINUTES "
+                                f"({self.burn_short_minutes} >= {self.burn_long_minutes})")
         negative = sorted(t for t, usd in self.daily_budget_usd.items() if not usd > 0)
         if negative:
-            raise ValueError(f"RECKON_DAILY_BUDGET_USD the budget of {negative[0]!r} must be a positive amount")
+            raise SettingsError("RECKON_DAILY_BUDGET_USD", f"the budget of {negative[0]!r} must be a positive amount")
         return self
 
     @field_validator("alert_webhook_url")
@@ -335,11 +336,8 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides, _secrets_dir=secrets_dir)
     except ValidationError as exc:
         err = exc.errors()[0]
-        problem = err["msg"].removeprefix("Value error, ")
-        if not err["loc"]:              # settings that contradict each other: the message names them
-            name, _, problem = problem.partition(" ")
-            raise SettingsError(name, problem) from None
-        raise SettingsError(f"{ENV_PREFIX}{str(err['loc'][0]).upper()}", problem) from None
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        raise SettingsError(f"{ENV_PREFIX}{field.upper()}", err["msg"].removeprefix("Value error, ")) from None
     except SourceError as exc:   # a structured setting (a dict) whose value is not JSON
         field = _FIELD_IN_SOURCE_ERROR.search(str(exc))
         name = f"{ENV_PREFIX}{field.group(1).upper()}" if field else "RECKON_*"

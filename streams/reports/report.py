@@ -83,7 +83,7 @@ class ReportRequest:
         return out
 
     @classmethod
-    def from_query(cls, query: Mapping[str, str], attribution_window_s: int = 1800) -> "ReportRequest":
+    def from_query(cls, query: Mapping[str, str], attribution_window_s: int | None = None) -> "ReportRequest":
         """Parse `GET /costs` parameters (`attribution_window_s`: the window when none is
         asked for); ValueError names the bad one."""
         known = {"hours", "end", "tenant", "series", "audit", "summary", "sheet_version", "attribution_window_s",
@@ -100,7 +100,8 @@ class ReportRequest:
                        audit=query.get("audit", "0") in ("1", "true"),
                        summary=query.get("summary", "0") in ("1", "true"),
                        sheet_version=query.get("sheet_version"),
-                       attribution_window_s=int(query.get("attribution_window_s", attribution_window_s)),
+                       attribution_window_s=int(query.get("attribution_window_s",
+                                                                   attribution_window_s or cls.attribution_window_s)),
                        idle=query.get("idle", "shared"))  # type: ignore[arg-type]
         except (TypeError, ValueError) as exc:
             raise ValueError(f"bad query parameter: {exc}") from None

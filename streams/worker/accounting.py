@@ -36,7 +36,7 @@ from reckon.streams.reports.report import ReportRequest, build_report
 from reckon.streams.sink.consumer import SinkConsumer
 from reckon.streams.sink.rows import TOPIC_TABLES
 from reckon.streams.sink.storage import StorageMeter
-from reckon.streams.worker.auth import PageAuth
+from reckon.streams.worker.auth import PageAuth, unauthorized
 from reckon.streams.worker.metrics import WorkerMetrics
 from reckon.streams.worker.web import local_url
 
@@ -163,8 +163,7 @@ def _install_costs_page(app: faust.App, ch: ClickHouse, auth: PageAuth, attribut
         reads that tenant's costs only."""
         scope = auth.scope(request.headers.get("Authorization"))
         if scope is None:
-            return web.json({"error": "a bearer token is required"}, status=401,
-                            headers={"WWW-Authenticate": 'Bearer realm="reckon"'})
+            return unauthorized(web)
         try:
             report_request = ReportRequest.from_query(dict(request.query), attribution_window_s)
         except ValueError as exc:

@@ -36,7 +36,7 @@ from reckon.streams.pipeline.processor import BatchProcessor
 from reckon.streams.pipeline.routing import ModelRuntime
 from reckon.streams.pipeline.state import state_key
 from reckon.streams.traffic.replay import topic_for
-from reckon.streams.worker.auth import PageAuth, Scope
+from reckon.streams.worker.auth import PageAuth, Scope, unauthorized
 from reckon.streams.worker.recent_ids import RecentIds
 
 MAX_BODY_BYTES = 1024 * 1024        # 1 MiB per POST /events
@@ -58,10 +58,6 @@ _decode_batch = msgspec.json.Decoder(_Batch).decode
 
 def _error(web: Any, status: int, message: str, **headers: str) -> Any:
     return web.json({"error": message}, status=status, headers=headers or None)
-
-
-def _unauthorized(web: Any) -> Any:
-    return _error(web, 401, "a bearer token is required", **{"WWW-Authenticate": 'Bearer realm="reckon"'})
 
 
 def split_events(body: bytes) -> list[bytes]:
@@ -135,7 +131,7 @@ class RecommendationApi:
     async def get(self, web: Any, request: Any, user: str) -> Any:
         scope = self.auth.scope(request.headers.get("Authorization"))
         if scope is None:
-            return _unauthorized(web)
+            return unauthorized(web)
         query = request.query
         unknown = sorted(set(query) - GET_PARAMS)
         if unknown:
@@ -183,7 +179,7 @@ class RecommendationApi:
     async def post(self, web: Any, request: Any) -> Any:
         scope = self.auth.scope(request.headers.get("Authorization"))
         if scope is None:
-            return _unauthorized(web)
+            return unauthorized(web)
         body = await read_body(request, MAX_BODY_BYTES)
         if body is None:
             return _error(web, 413, f"body over {MAX_BODY_BYTES} bytes")

@@ -41,7 +41,7 @@ from reckon.streams.pipeline.routing import ModelRuntime
 from reckon.streams.pipeline.state import state_key
 from reckon.streams.pipeline.user_rows import UserRows
 from reckon.streams.worker import accounting, api, retraining
-from reckon.streams.worker.auth import PageAuth
+from reckon.streams.worker.auth import PageAuth, unauthorized
 from reckon.streams.worker.metrics import CONTENT_TYPE, WorkerMetrics
 from reckon.streams.worker.web import web_host
 
@@ -300,8 +300,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         for a caller whose token covers the tenant."""
         scope = auth.scope(request.headers.get("Authorization"))
         if scope is None:
-            return web.json({"error": "a bearer token is required"}, status=401,
-                            headers={"WWW-Authenticate": 'Bearer realm="reckon"'})
+            return unauthorized(web)
         invalid = api.check_user(settings, tenant, user)     # the contract's limits, as /recommendations
         if invalid is not None:
             return web.json({"error": f"tenant or user: {invalid}"}, status=400)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from typing import Any
 
 from reckon.streams.core.settings import Settings
 
@@ -49,3 +50,9 @@ class PageAuth:
             if hmac.compare_digest(token, given) and granted is None:
                 granted = scope
         return granted
+
+
+def unauthorized(web: Any) -> Any:
+    """The answer to a request without a valid token (401, with the Bearer challenge)."""
+    return web.json({"error": "a bearer token is required"}, status=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="reckon"'})

@@ -18,7 +18,7 @@ from faust.web import View
 from reckon.streams.clickhouse.client import ClickHouse
 from reckon.streams.core.settings import Settings
 from reckon.streams.retrain.child import RetrainRunner
-from reckon.streams.worker.auth import PageAuth
+from reckon.streams.worker.auth import PageAuth, unauthorized
 
 
 def install(app: faust.App, settings: Settings, ch: ClickHouse, stats: Counter, auth: PageAuth) -> RetrainRunner:
@@ -40,8 +40,7 @@ def install(app: faust.App, settings: Settings, ch: ClickHouse, stats: Counter, 
         def refused(self, request: Any) -> Any:
             scope = auth.scope(request.headers.get("Authorization"))
             if scope is None:
-                return self.json({"error": "a bearer token is required"}, status=401,
-                                 headers={"WWW-Authenticate": 'Bearer realm="reckon"'})
+                return unauthorized(self.web)
             if scope.tenant is not None:
                 return self.json({"error": "retraining covers every tenant: a tenant's token may not use it"},
                                  status=403)
