@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
 import socket
 import ssl
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -232,7 +236,12 @@ class Settings(BaseSettings):
     @field_validator("tenants", mode="before")
     @classmethod
     def _tenant_list(cls, v: object) -> object:
-        return tuple(t.strip() for t in v.split(",") if t.strip()) if isinstance(v, str) else v
+        if not isinstance(v, str):
+            return v
+        tenants = tuple(t.strip() for t in v.split(",") if t.strip())
+        if v.strip() and not tenants:      # "," would otherwise read as "every tenant"
+            raise ValueError(f"{v[:40]!r} names no tenant; leave it empty to accept every tenant")
+        return tenants
 
     @field_validator("tenants", "default_tenant")
     @classmethod
@@ -333,7 +342,7 @@ def load_settings(**overrides: object) -> Settings:
     if secrets_dir and not Path(secrets_dir).is_dir():
         raise SettingsError(f"{ENV_PREFIX}SECRETS_DIR", f"{secrets_dir} is not a directory")
     try:
-        return Settings(**overrides, _secrets_dir=secrets_dir)
+        settings = Settings(**overrides, _secrets_dir=secrets_dir)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "?"
@@ -345,6 +354,28 @@ def load_settings(**overrides: object) -> Settings:
     except UnicodeDecodeError as exc:   # the .env file (or a secrets file) is not UTF-8 text
         raise SettingsError(f"{ENV_PREFIX}* (.env or {ENV_PREFIX}SECRETS_DIR)",
                             f"a settings file is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    _check_names(os.environ, "")
+    if Path(".env").is_file():
+        _check_names(dotenv_values(".env"), " (in .env)")
+    return settings
+
+
+# RECKON_* names that are not settings: read before settings exist, the image's build argument,
+# and the price overrides (streams/costs/pricing.py checks those against the sheet)
+_NOT_SETTINGS = (f"{ENV_PREFIX}SECRETS_DIR", f"{ENV_PREFIX}EXTRAS", f"{ENV_PREFIX}PRICE_")
+
+
+def _check_names(names: Iterable[str], where: str) -> None:
+    """A misspelt setting is refused, not ignored: RECKON_WEB_TOKN would leave the pages open."""
+    known = [f"{ENV_PREFIX}{field.upper()}" for field in Settings.model_fields]
+    for name in sorted(names):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known or upper.startswith(_NOT_SETTINGS):
+            continue
+        typed, fields = upper.removeprefix(ENV_PREFIX), [k.removeprefix(ENV_PREFIX) for k in known]
+        close = difflib.get_close_matches(typed, fields, n=1, cutoff=0.7) or [f for f in fields if typed and typed in f][:1]
+        hint = f"did you mean {ENV_PREFIX}{close[0]}?" if close else "`reckon settings` lists them"
+        raise SettingsError(name[:80], f"is not a Reckon setting{where}; {hint}")
 
 
 _FIELD_IN_SOURCE_ERROR = re.compile(r'field "([a-z0-9_]+)"')

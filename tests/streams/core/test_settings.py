@@ -143,3 +143,47 @@ def test_the_web_port_binds_loopback_unless_told(monkeypatch) -> None:
     assert load_settings().web_bind == "127.0.0.1"
     monkeypatch.setenv("RECKON_WEB_BIND", "0.0.0.0")
     assert load_settings().web_bind == "0.0.0.0"
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ("RECKON_WEB_TOKN", "setting RECKON_WEB_TOKN: is not a Reckon setting; did you mean RECKON_WEB_TOKEN?"),
+    ("RECKON_BOOTSTRAP", "setting RECKON_BOOTSTRAP: is not a Reckon setting; did you mean RECKON_BOOTSTRAP_SERVERS?"),
+    ("RECKON_ZZZ", "setting RECKON_ZZZ: is not a Reckon setting; `reckon settings` lists them"),
+])
+def test_a_misspelt_setting_is_refused_not_ignored(monkeypatch, tmp_path, env: str, says: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(env, "a-token-of-sixteen-chars")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert str(err.value) == says
+
+
+def test_names_that_are_not_settings_but_are_reckons_pass(monkeypatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("reckon_partitions", "3")           # names are case-insensitive
+    monkeypatch.setenv("RECKON_EXTRAS", "gpu")               # the image's build argument
+    monkeypatch.setenv("RECKON_PRICE_VCPU_HOUR", "0.05")      # checked against the price sheet
+    monkeypatch.setenv("RECKON_SECRETS_DIR", str(tmp_path))
+    assert load_settings().partitions == 3
+
+
+def test_a_misspelt_setting_in_dotenv_is_refused_and_other_names_there_are_not_ours(monkeypatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("PATH_OF_SOMETHING_ELSE=1\nRECKON_PARTITIONS=2\n")
+    assert load_settings().partitions == 2
+    (tmp_path / ".env").write_text("RECKON_PARTITIONS=2\nRECKON_PARTITION=3\n")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert str(err.value) == ("setting RECKON_PARTITION: is not a Reckon setting (in .env); "
+                              "did you mean RECKON_PARTITIONS?")
+
+
+def test_a_tenant_list_of_only_commas_is_refused_not_read_as_every_tenant(monkeypatch) -> None:
+    monkeypatch.setenv("RECKON_TENANTS", " , ")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert str(err.value) == "setting RECKON_TENANTS: ' , ' names no tenant; leave it empty to accept every tenant"
+    monkeypatch.setenv("RECKON_TENANTS", "acme,,globex,")
+    assert load_settings().tenants == ("acme", "globex")
+    monkeypatch.setenv("RECKON_TENANTS", "")
+    assert load_settings().tenants == ()
