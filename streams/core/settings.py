@@ -80,8 +80,8 @@ class Settings(BaseSettings):
     web_bind: str = Field("127.0.0.1", min_length=1, description="address the web port binds; `0.0.0.0` in a "
                           "container so Prometheus and port mappings reach it")
     web_token: SecretStr = Field(SecretStr(""), description="bearer token (16+ characters) for the pages with user "
-                                 "or tenant data (/state, /costs, /recommendations, /events) and for /retrain, every "
-                                 "tenant; empty (and no tenant tokens): those pages are open to whoever reaches the "
+                                 "or tenant data (/state, /costs, /recommendations, /events) and, over every tenant, "
+                                 "for /retrain and /metrics; empty (and no tenant tokens): those pages are open to whoever reaches the "
                                  "web port")
     web_tenant_tokens: dict[str, SecretStr] = Field(default_factory=dict, description="JSON object: tenant -> "
                                                     "bearer token that reads only that tenant's /state, /costs and "

@@ -36,7 +36,7 @@ from reckon.streams.costs.pricing import PriceSheet
 from reckon.streams.pipeline.arrays import run_starts
 from reckon.streams.pipeline.candidates import CandidateIndex
 from reckon.streams.pipeline.coldstart import ColdStart
-from reckon.streams.pipeline.contracts import Click, Event, Invalid, parse_batch, query_terms
+from reckon.streams.pipeline.contracts import TS_FUTURE_S, Click, Event, Invalid, parse_batch, query_terms
 from reckon.streams.pipeline.dead_letters import DeadLetter, failure
 from reckon.streams.pipeline.scoring import BatchScorer, SystemicFailure, Trigger
 from reckon.streams.pipeline.user_rows import UserRows
@@ -263,7 +263,14 @@ class BatchProcessor:
                 position = int(positions[i])
                 key = users.key(row)
                 state_rows[key] = row
-                triggered.append(Trigger(event, batch.records[position].timestamp / 1000.0, position, key, scorer))
+                produced_at = batch.records[position].timestamp / 1000.0
+                # Producers set record timestamps: one from before its event happened (past the
+                # skew the contract tolerates) or from after the record was read is no start for
+                # a latency, and one such record would set every percentile above it.
+                if not event.ts - TS_FUTURE_S <= produced_at <= batch.now:
+                    produced_at = min(event.ts, batch.now)
+                    out.counts["record_ts_replaced"] += 1
+                triggered.append(Trigger(event, produced_at, position, key, scorer))
         # every changed user's state after the batch, made once: learning reads its terms, scoring all of it
         changed = [row for learn in learning.values() for row in learn.rows]
         after = dict(zip(changed, table.states(np.array(changed, dtype=np.int64))))
@@ -313,6 +320,7 @@ class _Parsed:
     where: list[tuple[str, int]] = field(default_factory=list)
     events: list[Event | Invalid] = field(default_factory=list)
     size: int = 0
+    now: float = 0.0           # when it was parsed, unix s
     partitions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))   # per record
 
 
@@ -338,7 +346,7 @@ def _parse(runs: Runs, now: float, default_tenant: str, tenants: Collection[str]
     """Every record parsed, in order, a run at a time. The parser never raises on input; if
     it fails anyway, the run is parsed a record at a time and a record it fails on is
     dead-lettered (parse_failed)."""
-    batch = _Parsed()
+    batch = _Parsed(now=now)
     lengths: list[int] = []
     partitions: list[int] = []
     for (topic, partition), run in runs:

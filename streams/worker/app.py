@@ -41,7 +41,7 @@ from reckon.streams.pipeline.routing import ModelRuntime
 from reckon.streams.pipeline.state import state_key
 from reckon.streams.pipeline.user_rows import UserRows
 from reckon.streams.worker import accounting, api, retraining
-from reckon.streams.worker.auth import PageAuth, unauthorized
+from reckon.streams.worker.auth import PageAuth, every_tenant_refusal, unauthorized
 from reckon.streams.worker.metrics import CONTENT_TYPE, WorkerMetrics
 from reckon.streams.worker.web import web_host
 
@@ -292,7 +292,10 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        return web.bytes(metrics.render(), content_type=CONTENT_TYPE)
+        """Open without tokens (Prometheus' convention); with them, RECKON_WEB_TOKEN's only:
+        it carries every tenant's cost."""
+        return (every_tenant_refusal(auth, web, request, "/metrics")
+                or web.bytes(metrics.render(), content_type=CONTENT_TYPE))
 
     @app.page("/state/{tenant}/{user}")
     async def state_page(web: Any, request: Any, tenant: str, user: str) -> Any:

@@ -1,5 +1,5 @@
 """Who may use the worker's pages with user or tenant data (`/state`, `/costs`,
-`/recommendations`, `/events`).
+`/recommendations`, `/events`), and those over every tenant (`/retrain`, `/metrics`).
 
 Off unless configured: with no token set those pages are open to whoever reaches the web
 port (bound to loopback by default). With tokens, a request needs `Authorization: Bearer
@@ -56,3 +56,14 @@ def unauthorized(web: Any) -> Any:
     """The answer to a request without a valid token (401, with the Bearer challenge)."""
     return web.json({"error": "a bearer token is required"}, status=401,
                     headers={"WWW-Authenticate": 'Bearer realm="reckon"'})
+
+
+def every_tenant_refusal(auth: PageAuth, web: Any, request: Any, what: str) -> Any | None:
+    """None when the request may use a page over every tenant (`what` names it); else the
+    answer: 401 without a valid token, 403 for a tenant's token."""
+    scope = auth.scope(request.headers.get("Authorization"))
+    if scope is None:
+        return unauthorized(web)
+    if scope.tenant is not None:
+        return web.json({"error": f"{what} covers every tenant: a tenant's token may not use it"}, status=403)
+    return None

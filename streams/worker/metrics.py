@@ -28,6 +28,9 @@ STAT_COUNTERS = {
     "recommendations": ("reckon_recommendations", "Recommendations published"),
     "scored_rows": ("reckon_scored_rows", "Model rows scored (one per user per batch and model version)"),
     "batches": ("reckon_batches", "Micro-batches processed"),
+    "record_ts_replaced": ("reckon_record_timestamps_replaced", "Triggering records whose Kafka timestamp was "
+                           "before their event's ts (past the tolerated skew) or after they were read: their "
+                           "latency runs from the event's ts"),
     "cost_events_sent": ("reckon_cost_events_sent", "Cost events emitted"),
     "cost_rows_written": ("reckon_cost_rows_written", "Cost rows inserted into ClickHouse by this worker's sink"),
     "state_bytes_written": ("reckon_state_written_bytes", "User-state bytes written (RocksDB and changelog)"),

@@ -18,7 +18,7 @@ from faust.web import View
 from reckon.streams.clickhouse.client import ClickHouse
 from reckon.streams.core.settings import Settings
 from reckon.streams.retrain.child import RetrainRunner
-from reckon.streams.worker.auth import PageAuth, unauthorized
+from reckon.streams.worker.auth import PageAuth, every_tenant_refusal
 
 
 def install(app: faust.App, settings: Settings, ch: ClickHouse, stats: Counter, auth: PageAuth) -> RetrainRunner:
@@ -38,13 +38,7 @@ def install(app: faust.App, settings: Settings, ch: ClickHouse, stats: Counter, 
 
     class RetrainPage(View):
         def refused(self, request: Any) -> Any:
-            scope = auth.scope(request.headers.get("Authorization"))
-            if scope is None:
-                return unauthorized(self.web)
-            if scope.tenant is not None:
-                return self.json({"error": "retraining covers every tenant: a tenant's token may not use it"},
-                                 status=403)
-            return None
+            return every_tenant_refusal(auth, self.web, request, "retraining")
 
         async def get(self, request: Any) -> Any:
             """The last retrain's result, and whether one is running."""

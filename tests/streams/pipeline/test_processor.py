@@ -219,7 +219,8 @@ def test_a_users_triggers_in_one_batch_share_one_recommendation(scorer) -> None:
     _run(processor, list(TrafficGenerator(seed=12).records(600)), users)
     now = time.time()
     events = [click(f"r{i}", user, f"i{i + 3}", ts=now + i) for i, user in enumerate(["u-a", "u-b"] * 3)]
-    stamps = iter([1_000, 3_000, 2_000, 4_000, 5_000, 6_000])   # broker timestamps, ms: u-a's earliest is r0's
+    base = int(now * 1000) - 10_000
+    stamps = iter(base + ms for ms in [1_000, 3_000, 2_000, 4_000, 5_000, 6_000])   # u-a's earliest is r0's
     runs = [(tp, [InRecord(r.key, r.value, next(stamps)) for r in run]) for tp, run in runs_of(events)]
     out = processor.process(runs, users, "cpu")
     recs = {r["user_id"]: r for r in (json.loads(v) for _, v in out.recommendations)}
@@ -228,7 +229,7 @@ def test_a_users_triggers_in_one_batch_share_one_recommendation(scorer) -> None:
     assert (recs["u-a"]["trigger_event_id"], recs["u-a"]["triggers"]) == ("r4", 3)   # the latest of three
     assert (recs["u-b"]["trigger_event_id"], recs["u-b"]["triggers"]) == ("r5", 3)
     assert recs["u-a"]["trigger_ts"] == now + 4
-    # latency from the earliest event answered: u-a waited since 1.000 s, u-b since 3.000 s
+    # latency from the earliest event answered: u-a waited since base + 1 s, u-b since base + 3 s
     assert recs["u-a"]["latency_ms"] - recs["u-b"]["latency_ms"] == pytest.approx(2000, abs=50)
     assert sum(line["recommendations"] for line in out.cost_event["lines"]) == 2
     assert sum(line["events"] for line in out.cost_event["lines"]) == 6
@@ -261,3 +262,24 @@ def test_a_record_without_a_value_is_dead_lettered_alone(scorer) -> None:
     assert [(d.key, d.value, d.offset, d.reason, d.stage) for d in out.dead_letters] == [
         (b"u2", None, 1, "no_value", "contract"), (None, None, 2, "no_value", "contract")]
     assert len(out.recommendations) == 1
+
+
+def test_a_record_timestamp_no_producer_could_have_set_honestly_does_not_become_a_latency(scorer) -> None:
+    """Producers set record timestamps: 1970, the next century or Kafka's "none" (-1) would
+    set a latency percentile of the whole worker. Those latencies run from the event's own ts
+    (bounded by the contract); a real wait, a record read an hour after it was produced, stays."""
+    processor = _processor(scorer)
+    users = _users()
+    now = time.time()
+    events = [click("h1", "u1", "i1", ts=now - 5), click("h2", "u2", "i2", ts=now - 5),
+              click("h3", "u3", "i3", ts=now - 5), click("h4", "u4", "i4", ts=now - 7200)]
+    stamps = iter([0, int((now + 86_400 * 365 * 80) * 1000), -1, int((now - 3600) * 1000)])
+    runs = [(tp, [InRecord(r.key, r.value, next(stamps)) for r in run]) for tp, run in runs_of(events)]
+    out = processor.process(runs, users, "cpu")
+    latency = {r["user_id"]: r["latency_ms"] for r in (json.loads(v) for _, v in out.recommendations)}
+    assert out.counts["record_ts_replaced"] == 3
+    for user in ("u1", "u2", "u3"):
+        assert 5_000 <= latency[user] < 5_000 + 30_000, latency
+    assert 3_600_000 <= latency["u4"] < 3_600_000 + 30_000
+    lines = out.cost_event["lines"]
+    assert max(max(line["latencies_us"]) for line in lines if line["latencies_us"]) < 3_600_000_000 + 30_000_000

@@ -62,6 +62,10 @@ def test_state_and_costs_need_a_token_that_covers_the_tenant(workers, fresh_brok
     assert too_long.status_code == 400 and too_long.json()["error"].startswith("tenant or user: too_long")
     assert get("/state/acme/u%E2%80%AE1", EVERY).json()["error"].startswith("tenant or user: bad_text")
     assert get("/stats").status_code == 200                                    # no user data
+    # /metrics carries every tenant's cost (reckon_cost_usd_total{tenant=...}): every-tenant token only
+    assert get("/metrics").status_code == 401 and get("/metrics", ACME).status_code == 403
+    assert 'tenant="globex"' not in get("/metrics", ACME).text
+    wait_for(lambda: 'tenant="globex"' in get("/metrics", EVERY).text, what="globex's cost on /metrics")
     assert get("/costs").status_code == 401
     assert get("/costs", ACME, tenant="globex").status_code == 403
     wait_for(lambda: get("/costs", ACME).status_code == 200, what="the cost report")
