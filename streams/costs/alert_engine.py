@@ -51,7 +51,8 @@ _SPEND_SQL = (
 _RECENT_IDS_SQL = "SELECT alert_id FROM alerts WHERE ts >= {since:DateTime64(3, 'UTC')}"
 _RECENT_SQL = (
     "SELECT alert_id, ts, kind, metric, tenant, model_version, severity, observed, expected, window, "
-    "data_ts FROM alerts FINAL WHERE ts >= {since:DateTime64(3, 'UTC')} ORDER BY ts DESC LIMIT {limit:UInt32}")
+    "data_ts FROM alerts FINAL WHERE ts >= {since:DateTime64(3, 'UTC')}{tenant_filter} "
+    "ORDER BY ts DESC LIMIT {limit:UInt32}")
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,12 @@ def spend_query(now: datetime, burn: BurnConfig) -> tuple[str, dict]:
     return _SPEND_SQL, params
 
 
-def recent_alerts_query(since: datetime, limit: int = 50) -> tuple[str, dict]:
-    return _RECENT_SQL, {"since": since, "limit": limit}
+def recent_alerts_query(since: datetime, limit: int = 50, tenant: str | None = None) -> tuple[str, dict]:
+    """The newest alerts since `since`; a tenant's only when `tenant` is given."""
+    if tenant is None:
+        return _RECENT_SQL.replace("{tenant_filter}", ""), {"since": since, "limit": limit}
+    return (_RECENT_SQL.replace("{tenant_filter}", " AND tenant = {tenant:String}"),
+            {"since": since, "limit": limit, "tenant": tenant})
 
 
 class AlertEngine:
@@ -164,8 +169,8 @@ def _attributed_spend(rows: list[tuple]) -> dict[str, list[Decimal]]:
     return out
 
 
-def recent_alerts(ch: ClickHouse, since: datetime, limit: int = 50) -> list[dict]:
-    sql, params = recent_alerts_query(since, limit)
+def recent_alerts(ch: ClickHouse, since: datetime, limit: int = 50, tenant: str | None = None) -> list[dict]:
+    sql, params = recent_alerts_query(since, limit, tenant)
     return [{**r, "ts": _utc(r["ts"]).isoformat(), "data_ts": _utc(r["data_ts"]).isoformat(),
              "observed": str(r["observed"]), "expected": str(r["expected"])}
             for r in ch.query_dicts(sql, params, tag="alerts:recent")]

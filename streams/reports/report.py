@@ -65,6 +65,10 @@ class ReportRequest:
             raise ValueError(f"idle must be one of {', '.join(IDLE_POLICIES)}")
         if self.tenant == "":
             raise ValueError("tenant must not be empty")
+        try:
+            self.window()
+        except OverflowError:
+            raise ValueError("end and hours reach outside the calendar (years 1-9999)") from None
 
     def window(self) -> tuple[datetime, datetime]:
         end = (self.end or datetime.now(timezone.utc)).astimezone(timezone.utc)
@@ -145,7 +149,7 @@ def build_report(ch: ClickHouse, request: ReportRequest) -> dict:
         "clickhouse": [{"table": r["table"], "bytes": int(r["bytes"]), "rows": int(r["rows"]),
                         "cost_usd": _money(_dec(r["cost_usd"]))}
                        for r in ch.query_dicts(*clickhouse_query(start, end), tag="costs:clickhouse")],
-        "alerts": recent_alerts(ch, start),
+        "alerts": recent_alerts(ch, start, tenant=request.tenant),
         "online_quality": _online_quality(ch, request, start, end),
     }
     if request.series:

@@ -87,7 +87,7 @@ def report_tables(report: dict) -> list[ReportTable]:
             Column("attributed\nper 1k", lambda r: usd(r[F.ATTRIBUTED_PER_1K.key])),
             Column("fully loaded\nper 1k", lambda r: usd(r[F.FULLY_LOADED_PER_1K.key]), True),
         ]),
-        ReportTable("By kind and component", report["by_component"], [
+        ReportTable("By kind and component", report.get("by_component", []), [   # not in a tenant token's answer
             Column("kind", lambda r: r["kind"]),
             Column("compute", lambda r: usd(r["compute_usd"])),
             Column("storage", lambda r: usd(r["storage_usd"])),
@@ -95,7 +95,7 @@ def report_tables(report: dict) -> list[ReportTable]:
             Column("ops", lambda r: usd(r["ops_usd"])),
             Column("total", lambda r: usd(r["cost_usd"])),
         ]),
-        ReportTable("Written to ClickHouse (server part sizes)", report["clickhouse"], [
+        ReportTable("Written to ClickHouse (server part sizes)", report.get("clickhouse", []), [
             Column("table", lambda r: r["table"]),
             Column("rows", lambda r: count(r["rows"])),
             Column("bytes", lambda r: size(r["bytes"])),

@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import logging
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -156,11 +157,22 @@ def _install_alerts(app: faust.App, settings: Settings, ch: ClickHouse, stats: C
         await deliver(alerts, send, stats, settings.alert_webhook_url)
 
 
+# Reports run on their own threads, so that callers cannot queue the sink's flushes, the
+# model watch and alerts behind them on the default pool; past this many at once: 503.
+MAX_REPORTS = 4
+# Sections over every tenant (cost by kind, ClickHouse tables, the all-time audit): left out of
+# an answer to a tenant's token, which reads only its own tenant's figures.
+FLEET_SECTIONS = ("by_component", "clickhouse", "audit")
+
+
 def _install_costs_page(app: faust.App, ch: ClickHouse, auth: PageAuth, attribution_window_s: int) -> None:
+    reports = ThreadPoolExecutor(MAX_REPORTS, thread_name_prefix="reckon-report")
+    running = 0
+
     @app.page("/costs")
     async def costs_page(web: Any, request: Any) -> Any:
         """Read-only cost report (the same JSON as `reckon costs --json`); a tenant's token
-        reads that tenant's costs only."""
+        reads that tenant's costs only (no FLEET_SECTIONS)."""
         scope = auth.scope(request.headers.get("Authorization"))
         if scope is None:
             return unauthorized(web)
@@ -172,10 +184,19 @@ def _install_costs_page(app: faust.App, ch: ClickHouse, auth: PageAuth, attribut
             if report_request.tenant not in (None, scope.tenant):
                 return web.json({"error": "this token does not cover that tenant"}, status=403)
             report_request = dataclasses.replace(report_request, tenant=scope.tenant)
+        nonlocal running
+        if running >= MAX_REPORTS:
+            return web.json({"error": f"{MAX_REPORTS} cost reports are being built; ask again shortly"},
+                            status=503, headers={"Retry-After": "1"})
+        running += 1
         try:
-            report = await asyncio.to_thread(build_report, ch, report_request)
+            report = await asyncio.get_running_loop().run_in_executor(reports, build_report, ch, report_request)
         except PriceSheetError as exc:       # an unknown sheet_version: the caller's mistake
             return web.json({"error": str(exc)}, status=400)
         except ClickHouseError as exc:
             return web.json({"error": str(exc)}, status=503)
+        finally:
+            running -= 1
+        if scope.tenant is not None:
+            report = {k: v for k, v in report.items() if k not in FLEET_SECTIONS}
         return web.json(report)

@@ -25,6 +25,7 @@ from typing import Any
 
 import faust
 import msgspec
+from aiohttp.web_protocol import RequestPayloadError
 from faust.web import View
 from yarl import URL
 
@@ -180,7 +181,11 @@ class RecommendationApi:
         scope = self.auth.scope(request.headers.get("Authorization"))
         if scope is None:
             return unauthorized(web)
-        body = await read_body(request, MAX_BODY_BYTES)
+        try:
+            body = await read_body(request, MAX_BODY_BYTES)
+        except RequestPayloadError:     # a gzip or deflate body that does not decompress
+            encoding = request.headers.get("Content-Encoding", "")[:40]
+            return _error(web, 400, f"the body cannot be decoded as its Content-Encoding ({encoding}) says")
         if body is None:
             return _error(web, 413, f"body over {MAX_BODY_BYTES} bytes")
         try:

@@ -260,7 +260,11 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         @app.timer(1.0)
         async def watch_registry() -> None:
             # Load off the loop, swap between batches: each batch is scored by the versions it started with.
-            scorer = await asyncio.to_thread(runtime.load_promoted)
+            try:
+                scorer = await asyncio.to_thread(runtime.load_promoted)
+            except OSError as exc:   # out of file descriptors, a flaky disk: keep serving, look again
+                log.warning("reading the model registry failed (%s); the served version stays", exc)
+                return
             if scorer is not None:
                 async with processing:
                     runtime.swap(scorer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 
@@ -102,3 +103,10 @@ def test_any_worker_answers_for_every_user(workers) -> None:
         assert r.status_code == 400 and r.json()["error"].startswith("body is nested deeper than"), r.text
     nested = a.post(None, raw=b'[{"event_id": "e-deep", "user_id": ' + b"[" * 300 + b"]" * 300 + b"}]")
     assert nested.status_code == 200 and nested.json()["rejected"] == 1, nested.text
+    for encoding in ("gzip", "deflate"):      # a body that does not decompress was a 500
+        r = httpx.post(a.base + "/events", content=b"not compressed", timeout=10,
+                       headers={"Authorization": f"Bearer {EVERY}", "Content-Encoding": encoding})
+        assert r.status_code == 400 and r.json()["error"].startswith("the body cannot be decoded"), r.text
+    gzipped = httpx.post(a.base + "/events", content=gzip.compress(json.dumps([_click("e-gz", "u1", "i1")]).encode()),
+                         headers={"Authorization": f"Bearer {EVERY}", "Content-Encoding": "gzip"}, timeout=10)
+    assert gzipped.json()["accepted"] == 1, gzipped.text

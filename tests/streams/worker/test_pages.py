@@ -70,4 +70,9 @@ def test_state_and_costs_need_a_token_that_covers_the_tenant(workers, fresh_brok
     assert get("/costs", ACME, tenant="globex").status_code == 403
     wait_for(lambda: get("/costs", ACME).status_code == 200, what="the cost report")
     assert get("/costs", ACME).json()["window"]["tenant"] == "acme"            # scoped to its tenant
-    assert get("/costs", EVERY).json()["window"]["tenant"] is None
+    everything = get("/costs", EVERY, audit="1").json()
+    assert everything["window"]["tenant"] is None
+    assert {"by_component", "clickhouse", "audit"} <= set(everything)
+    # a tenant's token: no section over every tenant (cost by kind, table sizes, the audit)
+    assert not {"by_component", "clickhouse", "audit"} & set(get("/costs", ACME, audit="1").json())
+    assert get("/costs", EVERY, end="0001-01-01").status_code == 400
