@@ -138,7 +138,7 @@ class Settings(BaseSettings):
     retrain_margin: float = Field(0.01, ge=0, le=1, description="promote only when the candidate beats the current "
                                   "version by this much (absolute, in the metric)")
     retrain_min_examples: int = Field(200, ge=1, description="examples the latest slice needs for a decision")
-    retrain_seconds: float = Field(120.0, gt=0, description="training wall-time budget, seconds")
+    retrain_seconds: float = Field(120.0, ge=0.1, description="training wall-time budget, seconds")
     retrain_epochs: int = Field(10, ge=1, le=1000, description="training epochs at most (early stopping on the "
                                 "validation slice)")
     retrain_lr: float = Field(1e-3, gt=0, le=1, description="fine-tuning learning rate")
@@ -219,10 +219,25 @@ class Settings(BaseSettings):
         if self.burn_short_minutes >= self.burn_long_minutes:
             raise SettingsError("RECKON_BURN_SHORT_MINUTES", "must be below RECKON_BURN_LONG_MINUTES "
                                 f"({self.burn_short_minutes} >= {self.burn_long_minutes})")
-        negative = sorted(t for t, usd in self.daily_budget_usd.items() if not usd > 0)
+        negative = sorted(t for t, usd in self.daily_budget_usd.items() if not 0 < usd < math.inf)
         if negative:
             raise SettingsError("RECKON_DAILY_BUDGET_USD", f"the budget of {negative[0]!r} must be a positive amount")
+        for name, value in self:      # 1e400 reads as inf: an infinite reservation, TTL or threshold
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()}", "must be a finite number")
+        owners: dict[str, str] = {}
+        tokens = [("every tenant", self.web_token)] + sorted(self.web_tenant_tokens.items())
+        for owner, token in tokens:
+            if token.get_secret_value():
+                other = owners.setdefault(token.get_secret_value(), owner)
+                if other != owner:      # the token would read as whichever scope matched first
+                    raise SettingsError("RECKON_WEB_TENANT_TOKENS", f"{other!r} and {owner!r} have the same token")
         return self
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_any_case(cls, v: object) -> object:
+        return v.upper() if isinstance(v, str) else v
 
     @field_validator("alert_webhook_url")
     @classmethod
@@ -256,14 +271,18 @@ class Settings(BaseSettings):
     def _token_strength(cls, v: SecretStr) -> SecretStr:
         if v.get_secret_value() and len(v.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters (or empty: pages open)")
+        _no_padding(v.get_secret_value(), "the token")
         return v
 
     @field_validator("web_tenant_tokens")
     @classmethod
     def _tenant_token_strength(cls, v: dict[str, SecretStr]) -> dict[str, SecretStr]:
         for tenant, token in v.items():
+            if not tenant:
+                raise ValueError("a tenant's name is empty")
             if len(token.get_secret_value()) < 16:
                 raise ValueError(f"the token of tenant {tenant[:40]!r} must be at least 16 characters")
+            _no_padding(token.get_secret_value(), f"the token of tenant {tenant[:40]!r}")
         return v
 
     @property
@@ -318,6 +337,12 @@ class Settings(BaseSettings):
                 "sasl_plain_password": self.kafka_sasl_password.get_secret_value(),
             }
         return out
+
+
+def _no_padding(token: str, what: str) -> None:
+    # A presented token is read without surrounding whitespace: a padded one could never match.
+    if token != token.strip():
+        raise ValueError(f"{what} starts or ends with whitespace, which no request can present")
 
 
 def _check_http_url(url: str, example: str) -> None:

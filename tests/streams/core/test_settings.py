@@ -187,3 +187,30 @@ def test_a_tenant_list_of_only_commas_is_refused_not_read_as_every_tenant(monkey
     assert load_settings().tenants == ("acme", "globex")
     monkeypatch.setenv("RECKON_TENANTS", "")
     assert load_settings().tenants == ()
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({"RECKON_WEB_TOKEN": " " * 20}, "setting RECKON_WEB_TOKEN: the token starts or ends with whitespace"),
+    ({"RECKON_WEB_TENANT_TOKENS": '{"acme": "acme-token-0123456789 "}'},
+     "setting RECKON_WEB_TENANT_TOKENS: the token of tenant 'acme' starts or ends with whitespace"),
+    ({"RECKON_WEB_TENANT_TOKENS": '{"": "some-token-0123456789"}'},
+     "setting RECKON_WEB_TENANT_TOKENS: a tenant's name is empty"),
+    ({"RECKON_WEB_TENANT_TOKENS": '{"acme": "same-token-0123456789", "globex": "same-token-0123456789"}'},
+     "setting RECKON_WEB_TENANT_TOKENS: 'acme' and 'globex' have the same token"),
+    ({"RECKON_WEB_TOKEN": "same-token-0123456789", "RECKON_WEB_TENANT_TOKENS": '{"acme": "same-token-0123456789"}'},
+     "setting RECKON_WEB_TENANT_TOKENS: 'every tenant' and 'acme' have the same token"),
+    ({"RECKON_RESERVED_VCPUS": "1e400"}, "setting RECKON_RESERVED_VCPUS: must be a finite number"),
+    ({"RECKON_USER_TTL_S": "inf"}, "setting RECKON_USER_TTL_S: must be a finite number"),
+    ({"RECKON_RETRAIN_SECONDS": "1e-300"}, "setting RECKON_RETRAIN_SECONDS: Input should be greater than or equal to 0.1"),
+])
+def test_tokens_no_request_can_present_and_infinite_numbers_are_refused(monkeypatch, env: dict, says: str) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert str(err.value).startswith(says), str(err.value)
+
+
+def test_the_log_level_in_any_case(monkeypatch) -> None:
+    monkeypatch.setenv("RECKON_LOG_LEVEL", "debug")
+    assert load_settings().log_level == "DEBUG"
