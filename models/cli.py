@@ -462,7 +462,10 @@ def _list_command(online: OnlineQuality | None) -> Callable[..., None]:
         except ModelError as exc:
             _fail(str(exc))
             return
-        live, why_not = online(hours) if online is not None else ({}, "no ClickHouse reader")
+        try:
+            live, why_not = online(hours) if online is not None else ({}, "no ClickHouse reader")
+        except ValueError as exc:   # the report's own bound on its window (e.g. at most 400 days)
+            raise typer.BadParameter(str(exc), param_hint="'--hours'") from None
         if as_json:
             print(json.dumps([{
                 "version": mv.version, "current": mv.version == current, "created": mv.manifest.get("created"),

@@ -142,6 +142,8 @@ class Registry:
             text = (self._path / "CURRENT").read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             return None
+        except UnicodeDecodeError:
+            raise RegistryError(f"{self._path / 'CURRENT'}: not UTF-8 text, so names no version") from None
         return text or None
 
     def current(self) -> ModelVersion | None:
@@ -188,6 +190,14 @@ class Registry:
         and `check` (a test load: models/serving/scorer.py `check_version`) passed; raises
         ModelError and leaves the pointer as it was otherwise."""
         mv = self.get(version)
+        # The variants to checksum and test-load come from `files`: with none listed (or no
+        # fp32, which workers serve by default) both checks pass and the worker refuses it later.
+        if not mv.manifest.get("files"):
+            raise RegistryError(f'{mv.path / "manifest.json"}: lists no files, so version "{version}" '
+                                "cannot be served")
+        if "fp32" not in mv.variants:
+            raise RegistryError(f'{mv.path / "manifest.json"}: version "{version}" has no fp32 variant '
+                                "(model.fp32.onnx), which workers serve")
         mv.verify()
         if check is not None:
             check(mv)

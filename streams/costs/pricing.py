@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,6 +28,11 @@ SCALAR_PRICES = ("vcpu_hour", "gb_ram_hour", "state_gb_month", "kafka_gb_in", "k
 HOURS_PER_MONTH = Decimal(730)
 GB = Decimal(10**9)
 _Q = Decimal("0.000000000001")  # Decimal64(12) in ClickHouse
+# `prices.usd` is Decimal(18, 12): six integer digits, so a price must stay below this.
+MAX_PRICE = Decimal(10**6)
+# A price sheet is a few hundred bytes; the cap keeps /dev/zero or a wrong path from being
+# read until memory runs out.
+MAX_SHEET_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -108,9 +114,13 @@ class PriceSheet:
     def load(cls, path: Path | None = None, env: dict[str, str] | None = None) -> "PriceSheet":
         path = path or DEFAULT_SHEET
         try:
-            raw = tomllib.loads(Path(path).read_text())
+            raw = tomllib.loads(_read_sheet(Path(path)))
         except FileNotFoundError:
             raise PriceSheetError(str(path), "file not found") from None
+        except UnicodeDecodeError:
+            raise PriceSheetError(str(path), "not UTF-8 text") from None
+        except OSError as exc:      # unreadable (permissions, I/O): say so in one line
+            raise PriceSheetError(str(path), exc.strerror or str(exc)) from None
         except tomllib.TOMLDecodeError as exc:
             raise PriceSheetError(str(path), f"not valid TOML: {exc}") from None
         return cls.from_dict(raw, str(path), os.environ if env is None else env)
@@ -253,6 +263,21 @@ def _parse_block(block: dict, where: str, errors: list[str]) -> Prices:
     return Prices(when, unit, gpu)
 
 
+def _read_sheet(path: Path) -> str:
+    """The sheet's text, once its stat says it is a regular file of a sane size (a directory,
+    a device or a FIFO would fail obscurely or be read without end)."""
+    mode = path.stat()
+    if not stat.S_ISREG(mode.st_mode):
+        raise PriceSheetError(str(path), "is not a file")
+    if mode.st_size > MAX_SHEET_BYTES:
+        raise PriceSheetError(str(path), f"is {mode.st_size} bytes; a price sheet is at most {MAX_SHEET_BYTES}")
+    with path.open("rb") as fh:
+        data = fh.read(MAX_SHEET_BYTES + 1)   # the file may have grown since the stat
+    if len(data) > MAX_SHEET_BYTES:
+        raise PriceSheetError(str(path), f"is over {MAX_SHEET_BYTES} bytes; a price sheet is at most that")
+    return data.decode("utf-8")
+
+
 def _money(value: object, name: str, source: str) -> Decimal:
     try:
         amount = Decimal(str(value))
@@ -260,4 +285,7 @@ def _money(value: object, name: str, source: str) -> Decimal:
         raise PriceSheetError(source, f"{name} = {value!r} is not a number") from None
     if not amount.is_finite() or amount < 0:
         raise PriceSheetError(source, f"{name} = {value!r} must be a finite number >= 0")
+    if amount >= MAX_PRICE:     # ClickHouse would refuse the row later, mid-write
+        raise PriceSheetError(source, f"{name} = {value!r} must be below {MAX_PRICE} "
+                                      "(prices are stored as Decimal(18, 12))")
     return amount

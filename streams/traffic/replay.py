@@ -14,6 +14,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from reckon.streams.core.errors import ReckonError
+from reckon.streams.pipeline.contracts import Invalid, parse_event
 from reckon.streams.traffic.generator import Record
 
 
@@ -23,12 +24,20 @@ def topic_for(doc: object) -> str:
     return "searches" if isinstance(doc, dict) and "query" in doc else "clicks"
 
 
+MAX_LINE_BYTES = 512 * 1024   # far past any event (MAX_EVENT_BYTES), under the producer's 1 MB request
+_BOM = b"\xef\xbb\xbf"        # editors put it before the first line; no event starts with it
+
+
 def records_from_jsonl(path: Path) -> Iterator[Record]:
     """Each line is one event; `query` makes it a search, anything else goes to clicks.
-    Lines are passed on as they are: the worker validates and dead-letters."""
+    Lines are passed on as they are: the worker validates and dead-letters; `valid` is the
+    contract's verdict (tenants aside: replay does not know the worker's list)."""
     with open(path, "rb") as fh:
-        for raw in fh:
-            raw = raw.strip()
+        for line_no, raw in enumerate(iter(lambda: fh.readline(MAX_LINE_BYTES + 1), b""), 1):
+            if len(raw) > MAX_LINE_BYTES:   # /dev/zero, a binary file: stop before memory does
+                raise ReckonError(f"{path}:{line_no}: a line over {MAX_LINE_BYTES} bytes; "
+                                  "is this a JSONL file of events?")
+            raw = (raw.removeprefix(_BOM) if line_no == 1 else raw).strip()
             if not raw:
                 continue
             try:
@@ -45,7 +54,8 @@ def records_from_jsonl(path: Path) -> Iterator[Record]:
             user = doc.get("user_id") if isinstance(doc, dict) else None
             valid_type = isinstance(user, (str, int)) and not isinstance(user, bool)
             key = str(user).encode("utf-8", "backslashreplace") if valid_type else b""
-            yield Record(topic, key, raw, True)
+            verdict = parse_event(topic, raw)
+            yield Record(topic, key, raw, verdict.__class__ is not Invalid, getattr(verdict, "reason", ""))
 
 
 def records_from_sessions(path: Path, start_ts: float | None = None) -> Iterator[Record]:

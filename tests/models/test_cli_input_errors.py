@@ -171,6 +171,36 @@ def test_export_measure_seconds_and_list_hours_are_bounded(tmp_path: Path, tiny_
     assert r.exit_code == 2 and "nan is not a finite number >= 0.001" in said(r)
 
 
+def test_list_hours_beyond_the_report_window_is_a_usage_error(tiny_version) -> None:
+    r = invoke("model", "list", "--registry", tiny_version.path.parent, "--hours", "10000")
+    assert r.exit_code == 2 and "Invalid value for '--hours': hours must be in (0, 9600]" in said(r), r.output
+
+
+def test_a_current_pointer_that_is_not_utf8_is_one_line(tmp_path: Path, tiny_version) -> None:
+    import shutil
+
+    registry = tmp_path / "reg"
+    shutil.copytree(tiny_version.path.parent, registry)
+    (registry / "CURRENT").write_bytes(b"\xff\xfe\n")
+    r = invoke("model", "list", "--registry", registry)
+    assert r.exit_code == 1 and f"{registry / 'CURRENT'}: not UTF-8 text" in said(r), r.output
+    assert not isinstance(r.exception, UnicodeDecodeError)
+
+
+def test_promote_refuses_a_version_whose_manifest_lists_no_files(tmp_path: Path, tiny_version) -> None:
+    import json
+    import shutil
+
+    registry = tmp_path / "reg"
+    shutil.copytree(tiny_version.path.parent, registry)
+    good = Registry(registry).current_id()
+    manifest = registry / tiny_version.version / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "files": {}}))
+    r = invoke("model", "promote", tiny_version.version, "--registry", registry)
+    assert r.exit_code == 1 and "lists no files" in said(r) and "promoted" not in r.output, r.output
+    assert Registry(registry).current_id() == good
+
+
 def test_registry_helpers() -> None:
     with pytest.raises(RegistryError, match="no model registry at"):
         Registry.existing(Path("/nonexistent/registry"))

@@ -102,3 +102,32 @@ def test_promote_verifies_every_file_and_the_check_before_moving_the_pointer(tmp
     assert reg.current_id() == "v1"
     reg.promote("v3", check=lambda mv: None)
     assert reg.current_id() == "v3"
+
+
+def test_a_current_pointer_that_is_not_utf8_is_one_error(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    (tmp_path / "CURRENT").write_bytes(b"v\xff1\n")
+    with pytest.raises(RegistryError, match=f"^{tmp_path / 'CURRENT'}: not UTF-8 text"):
+        reg.current_id()
+
+
+@pytest.mark.parametrize("files", [{}, None, "no fp32"])
+def test_promote_refuses_a_version_with_nothing_to_serve(tmp_path: Path, files) -> None:
+    # Its variants come from `files`: with none listed, checksums and test loads pass vacuously.
+    reg = Registry(tmp_path)
+    add_version(reg, "v1", "2026-11-23")
+    reg.promote("v1")
+    add_version(reg, "v2", "2026-11-24")
+    manifest_path = tmp_path / "v2" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    if files == "no fp32":
+        manifest["files"].pop("model.fp32.onnx")
+    elif files is None:
+        del manifest["files"]
+    else:
+        manifest["files"] = files
+    manifest_path.write_text(json.dumps(manifest))
+    problem = "has no fp32 variant" if files == "no fp32" else "lists no files"
+    with pytest.raises(RegistryError, match=problem):
+        reg.promote("v2", check=lambda mv: None)
+    assert reg.current_id() == "v1"

@@ -54,6 +54,34 @@ def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
         PriceSheet.load(broken, env={})
 
 
+def test_a_sheet_that_is_not_a_small_utf8_file_is_one_error(tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b'version = "caf\xe9"\n')
+    with pytest.raises(PriceSheetError, match=f"^price sheet {latin1}: not UTF-8 text$"):
+        PriceSheet.load(latin1, env={})
+    with pytest.raises(PriceSheetError, match=f"^price sheet {tmp_path}: is not a file$"):
+        PriceSheet.load(tmp_path, env={})
+    with pytest.raises(PriceSheetError, match="^price sheet /dev/zero: is not a file$"):
+        PriceSheet.load(Path("/dev/zero"), env={})      # read without a limit before
+    huge = tmp_path / "huge.toml"
+    huge.write_bytes(b"#" * (2 << 20))
+    with pytest.raises(PriceSheetError, match="a price sheet is at most 1048576"):
+        PriceSheet.load(huge, env={})
+
+
+def test_a_price_clickhouse_cannot_store_is_refused() -> None:
+    # prices.usd is Decimal(18, 12): 1e6 and above fail inside the ClickHouse client otherwise.
+    with pytest.raises(PriceSheetError, match=r"prices\[0\]\.vcpu_hour = 1e\+300 must be below 1000000"):
+        sheet({**BLOCK, "effective_from": "2026-01-01T00:00:00Z", "vcpu_hour": 1e300})
+    with pytest.raises(PriceSheetError, match=r"prices\[0\]\.gpu_hour\.h100 = 1000000\.0 must be below"):
+        sheet({**BLOCK, "effective_from": "2026-01-01T00:00:00Z", "gpu_hour": {"h100": 1e6}})
+    base = sheet({**BLOCK, "effective_from": "2026-01-01T00:00:00Z"})
+    with pytest.raises(PriceSheetError, match="RECKON_PRICE_VCPU_HOUR = '1e7' must be below 1000000"):
+        base.with_overrides({"RECKON_PRICE_VCPU_HOUR": "1e7"})
+    assert base.with_overrides({"RECKON_PRICE_VCPU_HOUR": "999999.999999999999"}).blocks[-1].unit["vcpu_hour"] \
+        == Decimal("999999.999999999999")
+
+
 def test_duplicate_effective_from_is_an_error() -> None:
     block = {**BLOCK, "effective_from": "2026-01-01T00:00:00Z"}
     with pytest.raises(PriceSheetError, match="share an effective_from"):

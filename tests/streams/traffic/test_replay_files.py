@@ -4,20 +4,39 @@ and the worker's contract names what is wrong with it."""
 from __future__ import annotations
 
 import json
+import time
 
-from reckon.streams.traffic.replay import records_from_jsonl
+import pytest
+
+from reckon.streams.core.errors import ReckonError
+from reckon.streams.traffic.replay import MAX_LINE_BYTES, records_from_jsonl
 
 
 def test_hostile_lines_are_passed_on_and_keys_follow_the_contracts_user_id(tmp_path) -> None:
-    click = {"event_id": "e1", "user_id": "u1", "item_id": "i1", "action": "view", "ts": 1.0}
+    click = {"event_id": "e1", "user_id": "u1", "item_id": "i1", "action": "view", "ts": time.time()}
     lines = [json.dumps(click), json.dumps({**click, "user_id": 42}), json.dumps({**click, "user_id": True}),
              json.dumps({**click, "user_id": [[["x"]]]}), json.dumps({"event_id": "s", "user_id": "u2", "query": "q"}),
              "not json", "[" * 5000 + "]" * 5000, '{"user_id": "\\ud800"}']
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(lines) + "\n")
     records = list(records_from_jsonl(path))
-    assert [(r.topic, r.key, r.valid, r.reason) for r in records] == [
-        ("clicks", b"u1", True, ""), ("clicks", b"42", True, ""), ("clicks", b"", True, ""),
-        ("clicks", b"", True, ""), ("searches", b"u2", True, ""), ("clicks", b"", False, "not_json"),
-        ("clicks", b"", False, "too_deep"), ("clicks", b"\\ud800", True, "")]
+    assert [(r.topic, r.key, r.valid, r.reason) for r in records] == [   # valid: the contract's verdict
+        ("clicks", b"u1", True, ""), ("clicks", b"42", True, ""), ("clicks", b"", False, "wrong_type"),
+        ("clicks", b"", False, "wrong_type"), ("searches", b"u2", False, "missing_field"),
+        ("clicks", b"", False, "not_json"), ("clicks", b"", False, "too_deep"),
+        ("clicks", b"\\ud800", False, "missing_field")]
     assert [r.value for r in records] == [line.encode() for line in lines]
+
+
+def test_a_bom_before_the_first_line_is_no_part_of_the_event_and_a_runaway_line_stops_the_replay(tmp_path) -> None:
+    click = {"event_id": "e1", "user_id": "u1", "item_id": "i1", "action": "view", "ts": time.time()}
+    path = tmp_path / "notepad.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(click).encode() + b"\r\n")
+    [record] = records_from_jsonl(path)
+    assert record.valid and record.value == json.dumps(click).encode()     # the worker read the BOM as not_json
+    runaway = tmp_path / "runaway.jsonl"
+    runaway.write_bytes(json.dumps(click).encode() + b"\n" + b"0" * (MAX_LINE_BYTES + 10))
+    records = records_from_jsonl(runaway)
+    assert next(records).valid
+    with pytest.raises(ReckonError, match=r"runaway.jsonl:2: a line over 524288 bytes"):
+        next(records)
