@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import zipfile
 from collections.abc import Callable
 from decimal import Decimal
@@ -227,6 +228,9 @@ def train_cmd(
         check_train_device(device)
         if resume is not None and resume.exists() and not (resume.is_file() and zipfile.is_zipfile(resume)):
             raise ValueError(f"--resume {resume}: not a training state saved by --resume")
+        if resume is not None and not (resume.parent.is_dir() and os.access(resume.parent, os.W_OK | os.X_OK)):
+            # torch.save would fail there after the first epoch's work
+            raise ValueError(f"--resume {resume}: {resume.parent} is not a writable directory")
         Registry.check_writable(registry)
         dataset = load_dataset(data, fmt, test, query_buckets, valid_fraction=held_out)
         empty = _no_training_data(data, dataset)

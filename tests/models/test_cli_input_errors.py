@@ -84,6 +84,13 @@ def test_train_checks_the_registry_before_training(tmp_path: Path, events_file: 
         assert r.stderr.strip() == f"error: {registry} cannot be a model registry: {problem}, not a directory"
 
 
+def test_train_checks_where_it_saves_its_resume_state_before_training(tmp_path: Path, events_file: Path) -> None:
+    resume = tmp_path / "no-such-dir" / "state.pt"
+    r = invoke("train", events_file, "--registry", tmp_path / "reg", "--epochs", "1", "--resume", resume)
+    assert r.exit_code == 1 and "epoch 1" not in r.output, r.output       # was a torch error after an epoch
+    assert r.stderr.strip() == f"error: --resume {resume}: {resume.parent} is not a writable directory"
+
+
 def test_train_on_a_file_without_usable_events_says_so(tmp_path: Path) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
