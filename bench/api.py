@@ -66,7 +66,7 @@ async def client_loop(base: str, kind: str, users: list[tuple[str, str]], until:
             n += 1
             body = json.dumps([{"event_id": f"{prefix}{n}", "user_id": user, "item_id": f"i{rng.randrange(50)}",
                                 "action": "view", "ts": time.time(), "tenant": tenant}])
-            request = session.post(f"{base}/events", data=body)
+            request = session.post(f"{base}/events", data=body, headers={"Content-Type": "application/json"})
         else:
             params = {"tenant": tenant, **({"fresh": "1"} if kind == "fresh" else {})}
             request = session.get(f"{base}/recommendations/{user}", params=params)

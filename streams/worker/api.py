@@ -181,6 +181,10 @@ class RecommendationApi:
         scope = self.auth.scope(request.headers.get("Authorization"))
         if scope is None:
             return unauthorized(web)
+        # A web page can make a browser post text/plain, a form or an untyped blob to a port on
+        # loopback without asking first; only JSON is taken, so it cannot inject events.
+        if request.headers.get("Content-Type", "").partition(";")[0].strip().lower() != "application/json":
+            return _error(web, 415, "Content-Type must be application/json")
         try:
             body = await read_body(request, MAX_BODY_BYTES)
         except RequestPayloadError:     # a gzip or deflate body that does not decompress

@@ -30,7 +30,7 @@ class _Client:
 
     def post(self, body: object, token: str | None = EVERY, raw: bytes | None = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.post(self.base + "/events", headers=headers, timeout=10,
+        return httpx.post(self.base + "/events", headers={**headers, "Content-Type": "application/json"}, timeout=10,
                           content=raw if raw is not None else json.dumps(body).encode())
 
 
@@ -105,8 +105,16 @@ def test_any_worker_answers_for_every_user(workers) -> None:
     assert nested.status_code == 200 and nested.json()["rejected"] == 1, nested.text
     for encoding in ("gzip", "deflate"):      # a body that does not decompress was a 500
         r = httpx.post(a.base + "/events", content=b"not compressed", timeout=10,
-                       headers={"Authorization": f"Bearer {EVERY}", "Content-Encoding": encoding})
+                       headers={"Authorization": f"Bearer {EVERY}", "Content-Encoding": encoding,
+                                "Content-Type": "application/json"})
         assert r.status_code == 400 and r.json()["error"].startswith("the body cannot be decoded"), r.text
     gzipped = httpx.post(a.base + "/events", content=gzip.compress(json.dumps([_click("e-gz", "u1", "i1")]).encode()),
-                         headers={"Authorization": f"Bearer {EVERY}", "Content-Encoding": "gzip"}, timeout=10)
+                         headers={"Authorization": f"Bearer {EVERY}", "Content-Encoding": "gzip",
+                                  "Content-Type": "application/json; charset=utf-8"}, timeout=10)
     assert gzipped.json()["accepted"] == 1, gzipped.text
+    # what a browser may send cross-site without asking first: refused, nothing produced
+    for media in ("text/plain;charset=UTF-8", "application/x-www-form-urlencoded", None):
+        r = httpx.post(a.base + "/events", content=json.dumps([_click("e-csrf", "u1", "i1")]).encode(), timeout=10,
+                       headers={"Authorization": f"Bearer {EVERY}", **({"Content-Type": media} if media else {})})
+        assert r.status_code == 415 and r.json()["error"] == "Content-Type must be application/json", r.text
+    assert a.post([_click("e-csrf", "u1", "i1")]).json()["accepted"] == 1      # never produced before
