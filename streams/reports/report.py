@@ -100,15 +100,20 @@ class ReportRequest:
             if end is not None and end.tzinfo is None:
                 end = end.replace(tzinfo=timezone.utc)
             return cls(hours=float(query.get("hours", 24)), end=end, tenant=query.get("tenant"),
-                       series=query.get("series", "0") in ("1", "true"),
-                       audit=query.get("audit", "0") in ("1", "true"),
-                       summary=query.get("summary", "0") in ("1", "true"),
+                       series=_flag(query, "series"), audit=_flag(query, "audit"), summary=_flag(query, "summary"),
                        sheet_version=query.get("sheet_version"),
                        attribution_window_s=int(query.get("attribution_window_s",
                                                                    attribution_window_s or cls.attribution_window_s)),
                        idle=query.get("idle", "shared"))  # type: ignore[arg-type]
         except (TypeError, ValueError) as exc:
             raise ValueError(f"bad query parameter: {exc}") from None
+
+
+def _flag(query: Mapping[str, str], name: str) -> bool:
+    value = query.get(name, "0")
+    if value not in ("0", "1", "true", "false"):     # `yes` silently read as no was a wrong report
+        raise ValueError(f"{name} must be 0 or 1, got {value[:20]!r}")
+    return value in ("1", "true")
 
 
 @dataclass(frozen=True)

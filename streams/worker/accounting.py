@@ -176,6 +176,9 @@ def _install_costs_page(app: faust.App, ch: ClickHouse, auth: PageAuth, attribut
         scope = auth.scope(request.headers.get("Authorization"))
         if scope is None:
             return unauthorized(web)
+        repeated = sorted({k for k in request.query.keys() if len(request.query.getall(k)) > 1})
+        if repeated:      # which of two tenants or windows was meant is not ours to guess
+            return web.json({"error": f"parameter {repeated[0]!r} given more than once"}, status=400)
         try:
             report_request = ReportRequest.from_query(dict(request.query), attribution_window_s)
         except ValueError as exc:

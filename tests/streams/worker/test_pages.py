@@ -76,3 +76,5 @@ def test_state_and_costs_need_a_token_that_covers_the_tenant(workers, fresh_brok
     # a tenant's token: no section over every tenant (cost by kind, table sizes, the audit)
     assert not {"by_component", "clickhouse", "audit"} & set(get("/costs", ACME, audit="1").json())
     assert get("/costs", EVERY, end="0001-01-01").status_code == 400
+    twice = httpx.get(base + "/costs?tenant=acme&tenant=globex", headers={"Authorization": f"Bearer {EVERY}"}, timeout=10)
+    assert twice.status_code == 400 and twice.json()["error"] == "parameter 'tenant' given more than once"
