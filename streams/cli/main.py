@@ -147,11 +147,13 @@ def stack_up() -> None:
 def settings_cmd(markdown: bool = typer.Option(False, "--markdown", help="README's table of every setting")) -> None:
     """Every RECKON_* setting: its current value (secrets masked), or with --markdown the documented table."""
     from reckon.streams.core.settings_doc import markdown_table
+    from reckon.streams.costs.pricing import PriceSheet
 
     if markdown:
         print(markdown_table())
         return
     settings = _settings()
+    PriceSheet.load(settings.price_sheet)      # the RECKON_PRICE_* settings, checked as a worker checks them
     for name in Settings.model_fields:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):   # a DSN keeps all but its password

@@ -153,7 +153,7 @@ class Settings(BaseSettings):
     # them (bench/cost_sink.py); at low load sink_flush_ms flushes first.
     sink_batch_rows: int = Field(20_000, ge=1, le=1_000_000, description="rows buffered before an insert at most")
     sink_flush_ms: int = Field(500, ge=1, le=600_000, description="ms a buffered row waits for its insert at most")
-    sink_group_id: str = Field("reckon-sink", description="the sink's own consumer group (it commits its offsets)")
+    sink_group_id: str = Field("reckon-sink", pattern=r"^[A-Za-z0-9._-]+$", description="the sink's own consumer group (it commits its offsets)")
     sink_logs: bool = Field(True, description="also store recommendations and clicks (for click attribution)")
 
     # Cost accounting (streams/costs/idle.py, streams/costs/alert_engine.py).
@@ -264,6 +264,14 @@ class Settings(BaseSettings):
         for tenant in (v,) if isinstance(v, str) else v:
             if not tenant or len(tenant) > 128 or not tenant.isprintable():
                 raise ValueError(f"tenant {tenant[:40]!r} must be 1..128 printable characters")
+        return v
+
+    @field_validator("worker_name")
+    @classmethod
+    def _printable_name(cls, v: str) -> str:
+        # it labels metrics, cost rows and log lines: a control character would garble all three
+        if not v or len(v) > 128 or not v.isprintable():
+            raise ValueError("must be 1..128 printable characters")
         return v
 
     @field_validator("web_token")

@@ -118,6 +118,11 @@ def test_settings_files_and_dsns_that_cannot_work(tmp_path: Path) -> None:
     assert _one_line(_reckon(["settings"], {}, tmp_path)).startswith(
         "error: setting RECKON_* (.env or RECKON_SECRETS_DIR): a settings file is not UTF-8 text")
     (tmp_path / ".env").unlink()
+    # the price settings are checked as a worker checks them (settings said all was well)
+    assert _one_line(_reckon(["settings"], {"RECKON_PRICE_VCPU_HOUR": "abc"}, tmp_path)).endswith(
+        "RECKON_PRICE_VCPU_HOUR = 'abc' is not a number")
+    assert _one_line(_reckon(["settings"], {"RECKON_PRICE_SHEET": "nosuch.toml"}, tmp_path)) == (
+        "error: price sheet nosuch.toml: file not found")
     # chdb:// alone made a store in the working directory; a port that is no number meant 8123
     for dsn, says in [("chdb://", "chdb:// needs the store's directory"),
                       ("http://reckon:hunter2@host:abc/db", "its port must be a number"),

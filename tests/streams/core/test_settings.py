@@ -201,6 +201,8 @@ def test_a_tenant_list_of_only_commas_is_refused_not_read_as_every_tenant(monkey
      "setting RECKON_WEB_TENANT_TOKENS: 'every tenant' and 'acme' have the same token"),
     ({"RECKON_RESERVED_VCPUS": "1e400"}, "setting RECKON_RESERVED_VCPUS: must be a finite number"),
     ({"RECKON_USER_TTL_S": "inf"}, "setting RECKON_USER_TTL_S: must be a finite number"),
+    ({"RECKON_WORKER_NAME": "w\x01"}, "setting RECKON_WORKER_NAME: must be 1..128 printable characters"),
+    ({"RECKON_SINK_GROUP_ID": " "}, "setting RECKON_SINK_GROUP_ID: String should match pattern"),
     ({"RECKON_RETRAIN_SECONDS": "1e-300"}, "setting RECKON_RETRAIN_SECONDS: Input should be greater than or equal to 0.1"),
 ])
 def test_tokens_no_request_can_present_and_infinite_numbers_are_refused(monkeypatch, env: dict, says: str) -> None:
