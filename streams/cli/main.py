@@ -111,13 +111,21 @@ def replay(
     if file is not None:
         if format not in ("jsonl", "sessions"):
             raise ReckonError(f"--format must be jsonl or sessions, not {format!r}")
-        records = records_from_jsonl(file) if format == "jsonl" else records_from_sessions(file)
+        records = records_from_jsonl(file, _contract_verdict) if format == "jsonl" else records_from_sessions(file)
     else:
         records = TrafficGenerator(bad_fraction=bad_fraction, seed=seed,
                                    drift=Drift(at=drift_at) if drift_at else None).records(events)
     check_reachable(settings.bootstrap_servers, settings.kafka_ssl_context())
     counts = asyncio.run(produce(settings.bootstrap_servers, records, rate, settings.kafka_client_kwargs()))
     print(json.dumps(dict(counts)))
+
+
+def _contract_verdict(topic: str, raw: bytes) -> str:
+    """What the worker's contract says of a replayed line (tenants aside: replay does not know its list)."""
+    from reckon.streams.pipeline.contracts import Invalid, parse_event
+
+    event = parse_event(topic, raw)
+    return event.reason if isinstance(event, Invalid) else ""
 
 
 stack = typer.Typer(help="The embedded stack for multi-process setups.")

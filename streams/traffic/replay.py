@@ -8,13 +8,12 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
 from reckon.streams.core.errors import ReckonError
-from reckon.streams.pipeline.contracts import Invalid, parse_event
 from reckon.streams.traffic.generator import Record
 
 
@@ -28,10 +27,14 @@ MAX_LINE_BYTES = 512 * 1024   # far past any event (MAX_EVENT_BYTES), under the 
 _BOM = b"\xef\xbb\xbf"        # editors put it before the first line; no event starts with it
 
 
-def records_from_jsonl(path: Path) -> Iterator[Record]:
+# (topic, line) -> "" for an event the worker will take, else its dead-letter reason
+Verdict = Callable[[str, bytes], str]
+
+
+def records_from_jsonl(path: Path, verdict: Verdict = lambda topic, raw: "") -> Iterator[Record]:
     """Each line is one event; `query` makes it a search, anything else goes to clicks.
-    Lines are passed on as they are: the worker validates and dead-letters; `valid` is the
-    contract's verdict (tenants aside: replay does not know the worker's list)."""
+    Lines are passed on as they are: the worker validates and dead-letters; `valid` is
+    `verdict`'s (the CLI passes the contract's; this layer is below it)."""
     with open(path, "rb") as fh:
         for line_no, raw in enumerate(iter(lambda: fh.readline(MAX_LINE_BYTES + 1), b""), 1):
             if len(raw) > MAX_LINE_BYTES:   # /dev/zero, a binary file: stop before memory does
@@ -54,8 +57,8 @@ def records_from_jsonl(path: Path) -> Iterator[Record]:
             user = doc.get("user_id") if isinstance(doc, dict) else None
             valid_type = isinstance(user, (str, int)) and not isinstance(user, bool)
             key = str(user).encode("utf-8", "backslashreplace") if valid_type else b""
-            verdict = parse_event(topic, raw)
-            yield Record(topic, key, raw, verdict.__class__ is not Invalid, getattr(verdict, "reason", ""))
+            reason = verdict(topic, raw)
+            yield Record(topic, key, raw, not reason, reason)
 
 
 def records_from_sessions(path: Path, start_ts: float | None = None) -> Iterator[Record]:

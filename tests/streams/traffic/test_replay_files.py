@@ -9,7 +9,13 @@ import time
 import pytest
 
 from reckon.streams.core.errors import ReckonError
+from reckon.streams.pipeline.contracts import Invalid, parse_event
 from reckon.streams.traffic.replay import MAX_LINE_BYTES, records_from_jsonl
+
+
+def _contract(topic: str, raw: bytes) -> str:        # as `reckon replay` judges a line
+    event = parse_event(topic, raw)
+    return event.reason if isinstance(event, Invalid) else ""
 
 
 def test_hostile_lines_are_passed_on_and_keys_follow_the_contracts_user_id(tmp_path) -> None:
@@ -19,7 +25,7 @@ def test_hostile_lines_are_passed_on_and_keys_follow_the_contracts_user_id(tmp_p
              "not json", "[" * 5000 + "]" * 5000, '{"user_id": "\\ud800"}']
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    records = list(records_from_jsonl(path))
+    records = list(records_from_jsonl(path, _contract))
     assert [(r.topic, r.key, r.valid, r.reason) for r in records] == [   # valid: the contract's verdict
         ("clicks", b"u1", True, ""), ("clicks", b"42", True, ""), ("clicks", b"", False, "wrong_type"),
         ("clicks", b"", False, "wrong_type"), ("searches", b"u2", False, "missing_field"),
@@ -32,11 +38,11 @@ def test_a_bom_before_the_first_line_is_no_part_of_the_event_and_a_runaway_line_
     click = {"event_id": "e1", "user_id": "u1", "item_id": "i1", "action": "view", "ts": time.time()}
     path = tmp_path / "notepad.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps(click).encode() + b"\r\n")
-    [record] = records_from_jsonl(path)
+    [record] = records_from_jsonl(path, _contract)
     assert record.valid and record.value == json.dumps(click).encode()     # the worker read the BOM as not_json
     runaway = tmp_path / "runaway.jsonl"
     runaway.write_bytes(json.dumps(click).encode() + b"\n" + b"0" * (MAX_LINE_BYTES + 10))
-    records = records_from_jsonl(runaway)
+    records = records_from_jsonl(runaway, _contract)
     assert next(records).valid
     with pytest.raises(ReckonError, match=r"runaway.jsonl:2: a line over 524288 bytes"):
         next(records)
