@@ -19,6 +19,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from reckon.models.serving.costing import DEVICE_HOUR_USD
@@ -462,10 +463,12 @@ def _list_command(online: OnlineQuality | None) -> Callable[..., None]:
         try:
             reg = Registry.existing(registry)
             current = reg.current_id()
-            versions = reg.list()
+            versions, unreadable = reg.scan()
         except ModelError as exc:
             _fail(str(exc))
             return
+        for problem in unreadable.values():       # listed without them, said on stderr
+            _err.print(f"[yellow]warning:[/yellow] {escape(problem)}", highlight=False, soft_wrap=True)
         try:
             live, why_not = online(hours) if online is not None else ({}, "no ClickHouse reader")
         except ValueError as exc:   # the report's own bound on its window (e.g. at most 400 days)

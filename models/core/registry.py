@@ -178,12 +178,24 @@ class Registry:
         return mv
 
     def list(self) -> list[ModelVersion]:
-        """All versions, oldest first (by manifest ``created``, then id)."""
-        out = []
+        """All versions, oldest first (by manifest ``created``, then id); RegistryError if
+        any manifest cannot be read."""
+        versions, unreadable = self.scan()
+        if unreadable:
+            raise RegistryError(next(iter(unreadable.values())))
+        return versions
+
+    def scan(self) -> tuple[list[ModelVersion], dict[str, str]]:
+        """The versions whose manifests read, oldest first, and why each other one does not:
+        one corrupt manifest must not hide the rest."""
+        out, unreadable = [], {}
         for child in self._path.iterdir():
             if child.is_dir() and not child.name.startswith(".") and (child / "manifest.json").is_file():
-                out.append(self.get(child.name))
-        return sorted(out, key=lambda mv: (str(mv.manifest.get("created", "")), mv.version))
+                try:
+                    out.append(self.get(child.name))
+                except RegistryError as exc:
+                    unreadable[child.name] = str(exc)
+        return sorted(out, key=lambda mv: (str(mv.manifest.get("created", "")), mv.version)), unreadable
 
     def promote(self, version: str, check: Callable[[ModelVersion], None] | None = None) -> None:
         """Make `version` the one workers serve, once every file of it matches its checksum

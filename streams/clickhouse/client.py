@@ -18,13 +18,19 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import clickhouse_connect
+from urllib3 import Timeout
 
 from reckon.streams.core.errors import ClickHouseDataError, ClickHouseError, ClickHouseUnavailable, StoreLockedError
 from reckon.streams.core.redact import redact
 
 OWNER_FILE = ".reckon-owner"
+# A port that takes the connection and never answers (not ClickHouse, or a hung one) would
+# hold the first query for the read timeout: the connection's own queries get this long.
+HANDSHAKE_TIMEOUT_S = 10
+READ_TIMEOUT_S = 300      # clickhouse-connect's default, for every query after them
 _clients: dict[str, "ClickHouse"] = {}
 _lock = threading.Lock()
 
@@ -75,10 +81,17 @@ class ClickHouse:
             (self.store_path / OWNER_FILE).write_text(json.dumps(
                 {"pid": os.getpid(), "argv": " ".join(sys.argv[:3]), "since": time.time()}))
             return client
+        own_timeout = "send_receive_timeout" in urlsplit(self.dsn).query     # the DSN's choice stands
         try:
-            return clickhouse_connect.get_client(dsn=self.dsn, connect_timeout=5)
+            client = clickhouse_connect.get_client(
+                dsn=self.dsn, connect_timeout=5, **({} if own_timeout else {"send_receive_timeout": HANDSHAKE_TIMEOUT_S}))
         except Exception as exc:
-            raise ClickHouseUnavailable(f"cannot reach ClickHouse: {_redact(exc)}") from exc
+            hint = (f" (no answer within {HANDSHAKE_TIMEOUT_S} s: is this ClickHouse's HTTP port?)"
+                    if _is_timeout(exc) else "")
+            raise ClickHouseUnavailable(f"cannot reach ClickHouse: {_redact(exc)}{hint}") from exc
+        if not own_timeout:
+            client.timeout = Timeout(connect=5, read=READ_TIMEOUT_S)
+        return client
 
     def _run(self, fn: Any, tag: str, *args: Any, **kwargs: Any) -> Any:
         settings = kwargs.pop("settings", None) or {}
@@ -162,6 +175,10 @@ def _describe(holder: dict) -> str:
 # outage to retry soon, like a dropped connection, not a bug to stall on.
 _TRANSIENT_STORAGE = ("Read-only file system", "No space left on device", "NOT_ENOUGH_SPACE",
                       "TOO_MANY_PARTS", "Code: 252", "Code: 243")
+
+
+def _is_timeout(exc: Exception) -> bool:
+    return isinstance(exc, TimeoutError) or "timed out" in str(exc).lower()
 
 
 def _is_unavailable(exc: Exception) -> bool:

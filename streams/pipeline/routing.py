@@ -90,10 +90,11 @@ class ModelRuntime:
         if scorer is not None:
             return scorer
         try:
-            versions = self.registry.list()
-        except ModelError as exc:
+            versions, unreadable = self.registry.scan()
+        except OSError as exc:
             raise ReckonError(f"the promoted version {promoted} was refused and the registry cannot be "
                               f"listed: {exc}") from None
+        self.rejected.update({v: why for v, why in unreadable.items() if v not in self.rejected})
         for mv in reversed(versions):     # newest first
             if mv.version not in self.rejected:
                 scorer = self._load(mv.version)

@@ -194,6 +194,19 @@ def test_a_current_pointer_that_is_not_utf8_is_one_line(tmp_path: Path, tiny_ver
     assert not isinstance(r.exception, UnicodeDecodeError)
 
 
+def test_model_list_shows_the_readable_versions_beside_a_corrupt_manifest(tmp_path: Path, tiny_version) -> None:
+    import shutil
+
+    registry = tmp_path / "reg"
+    shutil.copytree(tiny_version.path.parent, registry)
+    shutil.copytree(registry / tiny_version.version, registry / "broken")
+    (registry / "broken" / "manifest.json").write_text("{")
+    r = invoke("model", "list", "--registry", registry, "--json")
+    assert r.exit_code == 0, r.output
+    assert "broken" in said(r) and "invalid JSON" in said(r)          # the warning names it
+    assert tiny_version.version in r.stdout                            # and the rest are listed
+
+
 def test_promote_refuses_a_version_whose_manifest_lists_no_files(tmp_path: Path, tiny_version) -> None:
     import json
     import shutil

@@ -131,3 +131,15 @@ def test_promote_refuses_a_version_with_nothing_to_serve(tmp_path: Path, files) 
     with pytest.raises(RegistryError, match=problem):
         reg.promote("v2", check=lambda mv: None)
     assert reg.current_id() == "v1"
+
+
+def test_one_corrupt_manifest_does_not_hide_the_other_versions(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    add_version(reg, "v1", "2026-11-23")
+    add_version(reg, "v2", "2026-11-24")
+    (tmp_path / "v2" / "manifest.json").write_text("{not json")
+    versions, unreadable = reg.scan()
+    assert [mv.version for mv in versions] == ["v1"]
+    assert list(unreadable) == ["v2"] and "invalid JSON" in unreadable["v2"]
+    with pytest.raises(RegistryError, match="invalid JSON"):      # list() still says so
+        reg.list()

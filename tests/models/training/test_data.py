@@ -27,6 +27,15 @@ def test_sessions_split_and_prefixes(tmp_path: Path) -> None:
     assert load_dataset(tmp_path, "sessions", valid_fraction=0.34).test.targets.tolist() == [3, 10]
 
 
+@pytest.mark.parametrize("fmt", ["events", "jsonl", "sasrec"])
+def test_a_test_file_for_a_format_that_reads_none_is_refused_not_ignored(tmp_path: Path, fmt: str) -> None:
+    """`--test` with events or sasrec data was ignored: the score printed was not on that file."""
+    data = write(tmp_path / "data.txt", "1 1\n1 2\n1 3\n")
+    test = write(tmp_path / "test_samples.tsv", "1 2\t3\n")
+    with pytest.raises(ValueError, match="--format sessions only"):
+        load_dataset(data, fmt, test)
+
+
 def test_sessions_bad_line_names_file_and_line(tmp_path: Path) -> None:
     train = write(tmp_path / "train.txt", "1 2\n3 x 4\n")
     with pytest.raises(DataFormatError) as err:

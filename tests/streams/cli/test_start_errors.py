@@ -113,6 +113,19 @@ def test_usage_mistakes_are_one_line(tmp_path: Path) -> None:
         assert _one_line(_reckon(args, {}, tmp_path)) == says
 
 
+def test_options_that_would_be_ignored_are_refused(tmp_path: Path) -> None:
+    """Options that mean nothing beside another were silently dropped: the user got other work."""
+    events = tmp_path / "events.jsonl"
+    events.write_text("{}\n")
+    for args, says in [(["replay", "--file", str(events), "--events", "5", "--seed", "2"],
+                        "error: --events, --seed shape generated events; --file replays its own "
+                        "(`reckon replay --help`)"),
+                       (["retrain", "--events", str(events), "--url", "http://127.0.0.1:1"],
+                        "error: Invalid value for '--events': --events and --url are two sources of clicks: give one "
+                        "(`reckon retrain --help`)")]:
+        assert _one_line(_reckon(args, {}, tmp_path)) == says
+
+
 def test_settings_files_and_dsns_that_cannot_work(tmp_path: Path) -> None:
     (tmp_path / ".env").write_bytes(b"\xff\xfe\x00RECKON_LOG_LEVEL=info\n")
     assert _one_line(_reckon(["settings"], {}, tmp_path)).startswith(

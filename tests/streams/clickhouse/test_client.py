@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from reckon.streams.clickhouse import client as client_module
 from reckon.streams.clickhouse.client import ClickHouse, store_holder
 from reckon.streams.core.errors import ClickHouseUnavailable, ReckonError, StoreLockedError
 from reckon.streams.core.settings import Settings
@@ -30,6 +32,19 @@ def test_a_server_that_is_not_there_is_unavailable_not_a_crash() -> None:
     with pytest.raises(ClickHouseUnavailable, match="cannot reach ClickHouse") as err:
         ClickHouse(f"http://default:secret@127.0.0.1:{free_port()}")
     assert "secret" not in str(err.value)
+
+
+def test_a_port_that_never_answers_is_unavailable_in_seconds_not_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DSN naming a port that takes the connection and says nothing (not ClickHouse's HTTP
+    port) waited out the 300 s read timeout; the connection's first queries get a short one."""
+    monkeypatch.setattr(client_module, "HANDSHAKE_TIMEOUT_S", 1)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        started = time.monotonic()
+        with pytest.raises(ClickHouseUnavailable, match="is this ClickHouse's HTTP port"):
+            ClickHouse(f"http://127.0.0.1:{silent.getsockname()[1]}")
+        assert time.monotonic() - started < 30
 
 
 @pytest.mark.integration

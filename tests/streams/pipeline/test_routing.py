@@ -67,3 +67,15 @@ def test_a_worker_starting_on_a_bad_promoted_version_serves_the_newest_good_one(
     (path / v1 / "model.int8.onnx").write_bytes(b"corrupted too")
     with pytest.raises(ReckonError, match="no version .* can be served"):
         _runtime(path)
+
+
+def test_a_corrupt_manifest_beside_a_bad_promoted_version_does_not_stop_the_fallback(registry_dir, tmp_path) -> None:
+    path = tmp_path / "registry"
+    registry, v1 = registry_with_copy(registry_dir, path, "v2-bad")
+    (path / "v2-bad" / "model.int8.onnx").write_bytes(b"corrupted")
+    (path / "v0-torn").mkdir()
+    (path / "v0-torn" / "manifest.json").write_text('{"version": ')      # a copy cut short
+    _point(path, "v2-bad")
+    runtime = _runtime(path)
+    assert runtime.current_version == v1
+    assert set(runtime.rejected) == {"v2-bad", "v0-torn"} and "invalid JSON" in runtime.rejected["v0-torn"]
