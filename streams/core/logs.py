@@ -3,7 +3,9 @@
 RECKON_LOG_LEVEL sets Reckon's own loggers; the libraries under it (Faust, mode, aiokafka,
 kafka-python) are chatty at INFO, so they log WARNING and above unless the level is DEBUG.
 The ClickHouse client's errors reach the user translated (streams/clickhouse/client.py), so
-its own warnings about the same failure are left out unless the level is DEBUG.
+its own warnings about the same failure are left out unless the level is DEBUG. A client's
+malformed request or dropped connection is the client's doing: aiohttp's ERROR with a
+traceback for it becomes one INFO line (anyone who can reach the port could fill the log).
 """
 
 from __future__ import annotations
@@ -44,6 +46,23 @@ def formatter(fmt: str, secrets: Iterable[str] = ()) -> logging.Formatter:
     return RedactingFormatter(inner, secrets)
 
 
+class ClientFaults(logging.Filter):
+    """aiohttp's "Error handling request" for a request it could not parse or a client that
+    went away: one INFO line naming what was wrong, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import BadHttpMessage
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, (BadHttpMessage, ConnectionResetError)):
+            what = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+            said = record.getMessage().replace("Error handling request", "refused a request")
+            record.msg, record.args = "%s: %s", (said, " ".join(str(what).split())[:200])
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return record.levelno >= logging.getLogger().getEffectiveLevel()
+
+
 def configure(level: str, fmt: str, secrets: Iterable[str] = (), stream: IO[str] | None = None) -> None:
     """Replace the root logger's handlers with one that writes `fmt` lines to `stream` (stderr)."""
     handler = logging.StreamHandler(stream or sys.stderr)
@@ -56,3 +75,5 @@ def configure(level: str, fmt: str, secrets: Iterable[str] = (), stream: IO[str]
         logging.getLogger(name).setLevel(logging.DEBUG if debug else max(logging.WARNING, logging.getLevelName(level)))
     for name in TRANSLATED:
         logging.getLogger(name).setLevel(logging.DEBUG if debug else max(logging.ERROR, logging.getLevelName(level)))
+    server = logging.getLogger("aiohttp.server")
+    server.filters[:] = [f for f in server.filters if not isinstance(f, ClientFaults)] + [ClientFaults()]

@@ -190,6 +190,8 @@ class RecommendationApi:
         except RequestPayloadError:     # a gzip or deflate body that does not decompress
             encoding = request.headers.get("Content-Encoding", "")[:40]
             return _error(web, 400, f"the body cannot be decoded as its Content-Encoding ({encoding}) says")
+        except ConnectionResetError:    # the client went away mid-body: nothing was produced
+            return _error(web, 400, "the connection closed before the body was complete")
         if body is None:
             return _error(web, 413, f"body over {MAX_BODY_BYTES} bytes")
         try:

@@ -43,7 +43,7 @@ from reckon.streams.pipeline.user_rows import UserRows
 from reckon.streams.worker import accounting, api, retraining
 from reckon.streams.worker.auth import PageAuth, every_tenant_refusal, unauthorized
 from reckon.streams.worker.metrics import CONTENT_TYPE, WorkerMetrics
-from reckon.streams.worker.web import web_host
+from reckon.streams.worker.web import json_errors, web_host
 
 BATCH_THREAD = "reckon-batch"     # its OS name too (bench/cost_outside.py counts its CPU as batch work)
 # The longest the batch thread holds the GIL while the loop waits for it (Python's default
@@ -117,6 +117,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         web_port=settings.web_port,
         web_host=web_host(settings),
         web_bind=settings.web_bind,
+        web_application_options={"middlewares": [json_errors]},
         # Short timeouts: a dead member's partitions move on within seconds (embedded mode).
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,

@@ -1,8 +1,11 @@
-"""The worker's web port: where it binds, how it is named, whether it is free."""
+"""The worker's web port: where it binds, how it is named, whether it is free, how it errs."""
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
 
 from reckon.streams.core.errors import SettingsError
 from reckon.streams.core.settings import Settings
@@ -31,3 +34,17 @@ def check_bindable(settings: Settings) -> None:
         except OSError as exc:
             raise SettingsError("RECKON_WEB_PORT", f"cannot bind {settings.web_bind}:{settings.web_port} "
                                 f"({exc.strerror or exc}; RECKON_WEB_BIND / RECKON_WEB_PORT)") from None
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                      ) -> web.StreamResponse:
+    """aiohttp's own 4xx (an unknown path, a method a page does not take) as JSON, as every
+    page answers: a client reads `error` whichever answered."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k not in ("Content-Type", "Content-Length")}
+        return web.json_response({"error": exc.reason}, status=exc.status, headers=headers)

@@ -54,3 +54,26 @@ def test_level_applies_to_reckon_and_libraries_stay_at_warning() -> None:
     logs.configure("DEBUG", "text", stream=out)
     logging.getLogger("faust.worker").debug("now shown")
     assert "now shown" in out.getvalue()
+
+
+@pytest.mark.parametrize("level", ["INFO", "WARNING"])
+def test_a_clients_malformed_request_is_one_info_line_not_an_error_traceback(level: str) -> None:
+    from aiohttp.http_exceptions import LineTooLong
+
+    out = io.StringIO()
+    logs.configure(level, "text", stream=out)
+    server = logging.getLogger("aiohttp.server")
+    try:
+        raise LineTooLong(b"/aaaa" * 3000, 8190)
+    except LineTooLong:
+        server.exception("Error handling request from %s", "127.0.0.1")
+    try:
+        raise KeyError("a bug of ours")
+    except KeyError:
+        server.exception("Error handling request from %s", "127.0.0.1")      # still a traceback
+    text = out.getvalue()
+    assert text.count("Traceback") == 1 and "KeyError" in text
+    lines = [line for line in text.splitlines() if "refused a request" in line]
+    assert len(lines) == (1 if level == "INFO" else 0)
+    assert not lines or (" INFO aiohttp.server refused a request from 127.0.0.1: Got more than 8190" in lines[0]
+                         and len(lines[0]) < 400)

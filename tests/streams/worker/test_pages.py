@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import httpx
 import pytest
@@ -62,6 +63,15 @@ def test_state_and_costs_need_a_token_that_covers_the_tenant(workers, fresh_brok
     assert too_long.status_code == 400 and too_long.json()["error"].startswith("tenant or user: too_long")
     assert get("/state/acme/u%E2%80%AE1", EVERY).json()["error"].startswith("tenant or user: bad_text")
     assert get("/stats").status_code == 200                                    # no user data
+    missing = get("/no-such-page")                           # aiohttp's own answers are JSON too
+    assert missing.status_code == 404 and missing.json() == {"error": "Not Found"}
+    wrong_method = httpx.delete(base + "/stats", timeout=10)
+    assert wrong_method.status_code == 405 and "error" in wrong_method.json()
+    with socket.create_connection(("127.0.0.1", worker.web_port), timeout=10) as raw:   # a URL over 8 KiB
+        raw.sendall(b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert raw.recv(64).startswith(b"HTTP/1.0 400")
+    wait_for(lambda: "refused a request" in worker.tail(200), what="the refusal's log line")
+    assert "Traceback" not in worker.tail(200)          # a client's mistake, not an error of ours
     # /metrics carries every tenant's cost (reckon_cost_usd_total{tenant=...}): every-tenant token only
     assert get("/metrics").status_code == 401 and get("/metrics", ACME).status_code == 403
     assert 'tenant="globex"' not in get("/metrics", ACME).text
