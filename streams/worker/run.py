@@ -34,12 +34,22 @@ def startup_fields(settings: Settings, app: faust.App, bootstrap: str) -> dict[s
     }
 
 
+def tenancy_warning(settings: Settings) -> str | None:
+    """A likely slip, said once at start: with RECKON_TENANTS set, an event that names no tenant
+    is its default tenant's, and the default is not served."""
+    if settings.tenants and settings.default_tenant not in settings.tenants:
+        return (f"RECKON_DEFAULT_TENANT {settings.default_tenant!r} is not in RECKON_TENANTS: events that name "
+                "no tenant are dead-lettered (unknown_tenant)")
+    return None
+
+
 class Worker(faust.Worker):
     def __init__(self, app: faust.App, settings: Settings, bootstrap: str) -> None:
         super().__init__(app, loglevel=settings.log_level, override_logging=False, quiet=True,
                          redirect_stdouts=False)
         self.spinner = None
         self.reckon_fields = startup_fields(settings, app, bootstrap)
+        self.reckon_warning = tenancy_warning(settings)
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
@@ -48,6 +58,8 @@ class Worker(faust.Worker):
         fields = self.reckon_fields
         log.info("reckon worker started: %s", " ".join(f"{k}={v}" for k, v in fields.items()),
                  extra={"startup": fields})
+        if self.reckon_warning:
+            log.warning(self.reckon_warning)
 
 
 def run_worker(settings: Settings) -> None:
