@@ -15,6 +15,7 @@ whichever was written last; stderr says which.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -143,6 +144,9 @@ def register(app: typer.Typer) -> None:
                                     attribution_window_s=attribution_window_s or settings.attribution_window_s)
         except ValueError as exc:
             raise ReckonError(str(exc)) from None
+        if html is not None and not (html.parent.is_dir() and os.access(html.parent, os.W_OK | os.X_OK)):
+            # before the report is built (a store's whole window may take a while), not after
+            raise ReckonError(f"--html {html}: {html.parent} is not a writable directory")
         report, source = fetch_report(settings, request, url, load_prices)
         if html is not None:
             from reckon.streams.reports.html import write_html

@@ -63,8 +63,9 @@ class ReportRequest:
             raise ValueError("attribution_window_s must be in (0, 604800]")
         if self.idle not in IDLE_POLICIES:
             raise ValueError(f"idle must be one of {', '.join(IDLE_POLICIES)}")
-        if self.tenant == "":
-            raise ValueError("tenant must not be empty")
+        if self.tenant is not None and not (0 < len(self.tenant) <= 128 and self.tenant.isprintable()):
+            # the contract's limits for an event's tenant: no stored row can name another
+            raise ValueError("tenant must be 1..128 printable characters")
         try:
             self.window()
         except OverflowError:

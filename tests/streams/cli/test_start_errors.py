@@ -113,8 +113,9 @@ def test_usage_mistakes_are_one_line(tmp_path: Path) -> None:
         assert _one_line(_reckon(args, {}, tmp_path)) == says
 
 
-def test_options_that_would_be_ignored_are_refused(tmp_path: Path) -> None:
-    """Options that mean nothing beside another were silently dropped: the user got other work."""
+def test_options_that_would_be_ignored_or_fail_late_are_refused(tmp_path: Path) -> None:
+    """Options that mean nothing beside another were silently dropped (the user got other work);
+    an output path that cannot be written failed after the work."""
     events = tmp_path / "events.jsonl"
     events.write_text("{}\n")
     for args, says in [(["replay", "--file", str(events), "--events", "5", "--seed", "2"],
@@ -122,7 +123,11 @@ def test_options_that_would_be_ignored_are_refused(tmp_path: Path) -> None:
                         "(`reckon replay --help`)"),
                        (["retrain", "--events", str(events), "--url", "http://127.0.0.1:1"],
                         "error: Invalid value for '--events': --events and --url are two sources of clicks: give one "
-                        "(`reckon retrain --help`)")]:
+                        "(`reckon retrain --help`)"),
+                       # refused before the report is built, not after
+                       (["costs", "--html", str(tmp_path / "missing" / "r.html")],
+                        f"error: --html {tmp_path / 'missing' / 'r.html'}: {tmp_path / 'missing'} is not a writable "
+                        "directory")]:
         assert _one_line(_reckon(args, {}, tmp_path)) == says
 
 

@@ -74,7 +74,8 @@ def test_report_request_round_trips_through_http_parameters() -> None:
     assert ReportRequest.from_query({}) == ReportRequest()
     assert ReportRequest.from_query({}, attribution_window_s=600).attribution_window_s == 600   # the worker's setting
     for bad in ({"hours": "-1"}, {"hours": "lots"}, {"sql": "SELECT 1"}, {"attribution_window_s": "0"},
-                {"idle": "ignore"}, {"tenant": ""}, {"end": "0001-01-01"}, {"end": "9999-12-31T23:59:59-01:00"},
+                {"idle": "ignore"}, {"tenant": ""}, {"tenant": "a\x1b[31m"}, {"tenant": "t" * 129},
+                {"end": "0001-01-01"}, {"end": "9999-12-31T23:59:59-01:00"},
                 {"end": "0001-01-02", "hours": "9600"}, {"series": "yes"}, {"audit": "2"}):   # outside the calendar: were 500s on /costs
         with pytest.raises(ValueError):
             ReportRequest.from_query(bad)
