@@ -81,13 +81,20 @@ class ClickHouse:
             (self.store_path / OWNER_FILE).write_text(json.dumps(
                 {"pid": os.getpid(), "argv": " ".join(sys.argv[:3]), "since": time.time()}))
             return client
-        own_timeout = "send_receive_timeout" in urlsplit(self.dsn).query     # the DSN's choice stands
+        parts = urlsplit(self.dsn)
+        own_timeout = "send_receive_timeout" in parts.query     # the DSN's choice stands
         try:
+            # clickhouse-connect takes TLS from the port (443, 8443), not the DSN's scheme: an
+            # https:// DSN on another port would send the password in the clear.
             client = clickhouse_connect.get_client(
-                dsn=self.dsn, connect_timeout=5, **({} if own_timeout else {"send_receive_timeout": HANDSHAKE_TIMEOUT_S}))
+                dsn=self.dsn, interface=parts.scheme, connect_timeout=5,
+                **({} if own_timeout else {"send_receive_timeout": HANDSHAKE_TIMEOUT_S}))
         except Exception as exc:
-            hint = (f" (no answer within {HANDSHAKE_TIMEOUT_S} s: is this ClickHouse's HTTP port?)"
-                    if _is_timeout(exc) else "")
+            hint = ""
+            if _is_timeout(exc):
+                hint = f" (no answer within {HANDSHAKE_TIMEOUT_S} s: is this ClickHouse's HTTP port?)"
+            elif "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                hint = " (the server's TLS certificate is not trusted: add ?ca_cert=/path/ca.pem to RECKON_CLICKHOUSE_DSN)"
             raise ClickHouseUnavailable(f"cannot reach ClickHouse: {_redact(exc)}{hint}") from exc
         if not own_timeout:
             client.timeout = Timeout(connect=5, read=READ_TIMEOUT_S)

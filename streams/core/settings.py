@@ -53,7 +53,8 @@ class Settings(BaseSettings):
     kafka_ssl_key_password: SecretStr = Field(SecretStr(""), description="password of that key (never printed)")
 
     # ClickHouse and files.
-    clickhouse_dsn: SecretStr = Field(SecretStr(""), description="`http(s)://user:pass@host:port/db` for a server, "
+    clickhouse_dsn: SecretStr = Field(SecretStr(""), description="`http(s)://user:pass@host:port/db` for a server "
+                                      "(`https`: TLS on any port; `?ca_cert=/path/ca.pem` trusts a private CA), "
                                       "`chdb:///dir` for the embedded engine; empty: `chdb://<data dir>/clickhouse`")
     data_dir: Path = Field(Path(".reckon"), description="RocksDB state, the embedded ClickHouse store, logs")
     model_registry: Path | None = Field(None, description="model registry directory; unset: `<data dir>/models`")

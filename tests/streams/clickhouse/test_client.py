@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -45,6 +46,71 @@ def test_a_port_that_never_answers_is_unavailable_in_seconds_not_minutes(monkeyp
         with pytest.raises(ClickHouseUnavailable, match="is this ClickHouse's HTTP port"):
             ClickHouse(f"http://127.0.0.1:{silent.getsockname()[1]}")
         assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize(("scheme", "port"), [("https", 0), ("http", 8443)])
+def test_the_dsns_scheme_decides_tls_not_its_port(monkeypatch: pytest.MonkeyPatch, scheme: str, port: int) -> None:
+    """clickhouse-connect chose TLS by port (443, 8443): https:// on any other port went out in
+    plain HTTP, password included. Whatever the port, https:// opens with a TLS ClientHello
+    and http:// with a plain request."""
+    monkeypatch.setattr(client_module, "HANDSHAKE_TIMEOUT_S", 1)
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            server.bind(("127.0.0.1", port))
+        except OSError:
+            pytest.skip(f"port {port} is taken on this machine")
+        server.listen()
+        first: list[bytes] = []
+
+        def capture() -> None:
+            conn, _ = server.accept()
+            with conn:
+                first.append(conn.recv(16))
+                time.sleep(2)
+
+        reader = threading.Thread(target=capture, daemon=True)
+        reader.start()
+        with pytest.raises(ClickHouseUnavailable):
+            ClickHouse(f"{scheme}://reckon:hunter2@127.0.0.1:{server.getsockname()[1]}/reckon")
+        reader.join(5)
+    assert first, "nothing connected"
+    if scheme == "https":
+        assert first[0][:1] == b"\x16" and b"hunter2" not in first[0]        # a TLS handshake record
+    else:
+        assert first[0].split(b" ")[0] in (b"GET", b"POST")
+
+
+def test_an_untrusted_certificate_says_how_to_trust_it_and_ca_cert_does(tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def answer() -> None:       # TLS, then an HTTP error ClickHouse would never give
+            while True:
+                conn, _ = server.accept()
+                try:
+                    with context.wrap_socket(conn, server_side=True) as tls:
+                        tls.recv(4096)
+                        tls.sendall(b"HTTP/1.1 500 Oops\r\nContent-Length: 5\r\n\r\nnope!")
+                except (ssl.SSLError, OSError):
+                    conn.close()
+
+        threading.Thread(target=answer, daemon=True).start()
+        url = f"https://reckon:pw@127.0.0.1:{server.getsockname()[1]}/reckon"
+        with pytest.raises(ClickHouseUnavailable, match=r"not trusted: add \?ca_cert="):
+            ClickHouse(url)
+        with pytest.raises(ReckonError) as trusted:           # past TLS: the server's own answer
+            ClickHouse(f"{url}?ca_cert={tmp_path / 'ca.pem'}")
+        assert "nope!" in str(trusted.value) and "not trusted" not in str(trusted.value)
 
 
 @pytest.mark.integration
