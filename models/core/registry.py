@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -40,6 +41,30 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_ITEM_ID_CHARS = 128     # the event contract's limit on an id (streams/pipeline/contracts.py)
+
+
+def _shape_problem(manifest: dict[str, Any]) -> str | None:
+    """What makes a manifest unusable before any file is read (a hand edit, a torn copy, a
+    hostile registry), or None: every field the registry and the worker index into."""
+    if not isinstance(manifest["version"], str) or not manifest["version"]:
+        return "version must be a non-empty string"
+    for section in ("config", "metrics", "training", "cost", "data"):
+        if section in manifest and not isinstance(manifest[section], dict):
+            return f"{section} must be a JSON object"
+    files = manifest.get("files", {})
+    if not isinstance(files, dict):
+        return "files must be a JSON object of file name -> {sha256, bytes}"
+    for name, info in files.items():
+        if not name or "/" in name or "\\" in name or name in (".", ".."):
+            return f"files lists {name[:60]!r}, which is not a file name in the version's directory"
+        if not isinstance(info, dict) or not isinstance(info.get("sha256"), str) \
+                or not _SHA256.fullmatch(info["sha256"]):
+            return f"files[{name[:60]!r}] must be an object with a sha256 of 64 hex digits"
+    return None
 
 
 class ModelVersion:
@@ -79,9 +104,20 @@ class ModelVersion:
         """External item id of internal index i + 1 (index 0 is padding)."""
         with (self._path / "item_ids.json").open(encoding="utf-8") as fh:
             ids = json.load(fh)
+        where = self._path / "item_ids.json"
         if not isinstance(ids, list):
-            raise RegistryError(f"{self._path / 'item_ids.json'}: expected a JSON list")
-        return [str(x) for x in ids]
+            raise RegistryError(f"{where}: expected a JSON list")
+        # ids the event contract could carry: serving publishes them, and maps events' ids to them
+        names = [x if isinstance(x, str) else str(x) for x in ids if isinstance(x, (str, int)) and x is not True
+                 and x is not False]
+        if len(names) != len(ids):
+            raise RegistryError(f"{where}: every item id must be a string or an integer")
+        bad = next((n for n in names if not 0 < len(n) <= MAX_ITEM_ID_CHARS or not n.isprintable()), None)
+        if bad is not None:
+            raise RegistryError(f"{where}: item id {bad[:40]!r} is not 1..{MAX_ITEM_ID_CHARS} printable characters")
+        if len(set(names)) != len(names):
+            raise RegistryError(f"{where}: an item id appears twice")
+        return names
 
     def verify(self, names: list[str] | None = None) -> None:
         """Recompute sha256 of the named files (default: all) against the manifest."""
@@ -173,6 +209,9 @@ class Registry:
             raise RegistryError(f"{manifest_path}: not UTF-8 text") from None
         if not isinstance(manifest, dict) or "version" not in manifest:
             raise RegistryError(f"{manifest_path}: expected a JSON object with a version")
+        problem = _shape_problem(manifest)
+        if problem:
+            raise RegistryError(f"{manifest_path}: {problem}")
         mv = ModelVersion(self._path / version, manifest)
         self._cache[version] = (mtime, mv)
         return mv

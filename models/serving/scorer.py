@@ -58,16 +58,24 @@ class Scorer:
         self._variant = variant
         self._pool = pool            # ONNX Runtime's intra-op threads (their CPU counts to a call)
         self._timer = timer          # CUDA only: the GPU time of a call
-        cfg = mv.manifest["config"]
-        self._max_len = int(cfg["max_len"])
-        self._query_buckets = int(cfg.get("query_buckets", 0))
+        cfg = mv.manifest.get("config", {})
+        self._max_len = _config_int(mv, cfg, "max_len", 1, MAX_HISTORY)
+        self._query_buckets = _config_int(mv, cfg, "query_buckets", 0, 1 << 24, default=0)
+        _config_int(mv, cfg, "num_items", 1, 1 << 31)      # `reckon eval` and retraining read it
         self._inputs = {i.name for i in session.get_inputs()}
         history = next(i for i in session.get_inputs() if i.name == "history")
         # A symbolic (str) time dimension means the export accepts any history width.
         self._widths = _widths(self._max_len) if isinstance(history.shape[1], str) else None
         self._index = {item: i + 1 for i, item in enumerate(mv.item_ids)}
         self._trained = len(mv.item_ids)
-        table = np.load(mv.path / "item_emb.npy").astype(np.float32)     # (N + 1, H), row 0 padding
+        try:       # (N + 1, H), row 0 padding; no pickles (a crafted file runs code on load)
+            table = np.load(mv.path / "item_emb.npy", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise ScorerError(f"{mv.path / 'item_emb.npy'}: not a numeric .npy array ({exc})") from None
+        if table.ndim != 2 or table.dtype.kind not in "fiu":
+            raise ScorerError(f"{mv.path / 'item_emb.npy'}: expected a 2-d numeric array, got {table.dtype} "
+                              f"of shape {table.shape}")
+        table = table.astype(np.float32)
         if len(table) != self._trained + 1:
             raise ScorerError(f"{mv.path}: item_emb.npy has {len(table)} rows for {self._trained} items")
         self._rows = len(table)          # rows in use; the arrays below hold spare rows to grow into
@@ -351,6 +359,17 @@ def _cuda_session(path: Any, threads: int | None) -> tuple[ort.InferenceSession 
         return None, None
     options = {"device_id": 0, **timer.provider_options}
     return session_for(path, [("CUDAExecutionProvider", options), "CPUExecutionProvider"], threads), timer
+
+
+MAX_HISTORY = 4096   # history positions a version may ask for (the presets use 20-200)
+
+
+def _config_int(mv: ModelVersion, cfg: dict, key: str, low: int, high: int, default: int | None = None) -> int:
+    """An integer setting of a version's manifest, within [low, high]: ScorerError otherwise."""
+    value = cfg.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ScorerError(f"{mv.version}: config.{key} must be an integer in [{low}, {high}], not {value!r:.40}")
+    return value
 
 
 def check_version(mv: ModelVersion) -> None:

@@ -6,8 +6,10 @@ is not there)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -270,3 +272,58 @@ def test_the_main_entry_point_prints_one_line(tmp_path: Path, monkeypatch, capsy
             main()
         err = capsys.readouterr().err
         assert exit_.value.code == code and err.strip() == line, err
+
+
+def _tampered(tmp_path: Path, tiny_version, change) -> tuple[Path, str]:
+    """A copy of tiny_version as a new version, changed by `change(directory, manifest)` with
+    every checksum recomputed: what a hostile or careless hand leaves, past the checksums."""
+    import hashlib
+    import json
+    import shutil
+
+    registry = tmp_path / "reg"
+    if not registry.exists():
+        shutil.copytree(tiny_version.path.parent, registry)
+    version = f"z-{len(list(registry.iterdir()))}"
+    shutil.copytree(tiny_version.path, registry / version)
+    manifest = json.loads((registry / version / "manifest.json").read_text())
+    manifest["version"] = version
+    change(registry / version, manifest)
+    files = manifest.get("files")
+    for name, info in files.items() if isinstance(files, dict) else ():
+        path = registry / version / name
+        if isinstance(info, dict) and isinstance(info.get("sha256"), str) and path.is_file():
+            info.update(sha256=hashlib.sha256(path.read_bytes()).hexdigest(), bytes=path.stat().st_size)
+    (registry / version / "manifest.json").write_text(json.dumps(manifest))
+    return registry, version
+
+
+def _ids(ids) -> Callable:
+    return lambda d, m: (d / "item_ids.json").write_text(__import__("json").dumps(ids))
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    (lambda d, m: m["config"].update(max_len=-1), "config.max_len must be an integer in [1, 4096], not -1"),
+    (lambda d, m: m["config"].update(max_len=10**9), "config.max_len must be an integer in [1, 4096]"),
+    (lambda d, m: m["config"].update(num_items="abc"), "config.num_items must be an integer"),
+    (lambda d, m: m.update(config=[1]), "config must be a JSON object"),
+    (lambda d, m: m.update(files="x"), "files must be a JSON object"),
+    (lambda d, m: m["files"].update({"../../etc/passwd": {"sha256": "0" * 64}}), "is not a file name"),
+    (lambda d, m: m["files"]["item_ids.json"].update(sha256=None), "must be an object with a sha256"),
+    (lambda d, m: np.save(d / "item_emb.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True),
+     "not a numeric .npy array"),
+    (lambda d, m: np.save(d / "item_emb.npy", np.zeros(3, dtype=np.float32)), "expected a 2-d numeric array"),
+    (_ids({"a": 1}), "expected a JSON list"),
+    (_ids([["nested"]]), "every item id must be a string or an integer"),
+    (_ids(["x"] * 2), "an item id appears twice"),
+    (_ids(["x" * 200]), "is not 1..128 printable characters"),
+    (_ids(["a\x1b[2J"]), "is not 1..128 printable characters"),
+])
+def test_promote_refuses_a_hostile_version_in_one_line(tmp_path: Path, tiny_version, change, problem: str) -> None:
+    """Each was a traceback, or promoted (ids of 100,000 characters, 10^9 history positions)."""
+    registry, version = _tampered(tmp_path, tiny_version, change)
+    good = Registry(registry).current_id()
+    r = invoke("model", "promote", version, "--registry", registry)
+    assert r.exit_code == 1 and problem in said(r), r.output
+    assert not isinstance(r.exception, Exception) or isinstance(r.exception, SystemExit), r.exception
+    assert Registry(registry).current_id() == good
