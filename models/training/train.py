@@ -115,7 +115,11 @@ def _save_resume_state(path: Path, state: dict[str, Any]) -> None:
 def _load_resume_state(path: Path, model_config: ModelConfig, train_config: TrainConfig) -> dict[str, Any] | None:
     if not path.exists():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:    # tensors and plain values only: a pickle that names code is refused, never run
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:    # the unpickler's errors: many types, messages of many lines
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ValueError(f"--resume {path}: not a training state saved by --resume ({first})") from None
     mine = {"model_config": model_config.to_dict(), "train_config": train_config.to_dict()}
     # A setting added since the state was written reads as its default.
     stored = {"model_config": ModelConfig.from_dict(state["model_config"]).to_dict(),

@@ -1,4 +1,5 @@
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,6 +99,24 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path) -> None:
         assert torch.equal(pa, pb)
     again = train(data, cfg, tc, progress=False, resume_path=ckpt)  # finished: nothing more to train
     assert again.epochs_run == 4 and len(again.history) == 4
+
+
+class _RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_resume_state_that_would_run_code_is_refused_unrun(tmp_path) -> None:
+    """--resume read with the full unpickler: a crafted file at that path ran its code."""
+    marker, ckpt = tmp_path / "ran", tmp_path / "run.resume"
+    torch.save({"model_config": _RunsCode(marker)}, ckpt)
+    with pytest.raises(ValueError, match="not a training state saved by --resume"):
+        train(cyclic_data(), ModelConfig(num_items=12, max_len=8, hidden=16), TrainConfig(epochs=1, batch_size=8),
+              progress=False, resume_path=ckpt)
+    assert not marker.exists()
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path) -> None:
