@@ -81,6 +81,28 @@ def topic_of(raw: bytes) -> str:
         return "clicks"              # the contract names what is wrong with it
 
 
+class _Repeated(Exception):
+    pass
+
+
+def _no_repeats(pairs: list[tuple[str, Any]]) -> dict:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise _Repeated(next(k for k in keys if keys.count(k) > 1))
+    return dict(pairs)
+
+
+def _duplicate_key(raw: bytes) -> Invalid | None:
+    """An object in an event that names a key twice: Reckon's parsers take the last value, other
+    readers of the topic may take the first, so what was accepted would not be what they read.
+    The worker's own path tolerates it (taking the last); what comes in over HTTP is refused."""
+    try:
+        json.loads(raw, object_pairs_hook=_no_repeats)
+    except _Repeated as exc:
+        return Invalid("duplicate_key", f"key {str(exc)[:40]!r} appears twice in one object")
+    return None
+
+
 def check_user(settings: Settings, tenant: str, user: str) -> str | None:
     """Why (tenant, user) cannot name a user under the event contract (its limits and the
     tenants served), or None: the contract's own parser judges them as it would an event's."""
@@ -211,6 +233,8 @@ class RecommendationApi:
         for index, raw in enumerate(raws):
             topic = topic_of(raw)
             event = parse_event(topic, raw, now, self.settings.default_tenant, self.tenants)
+            if not isinstance(event, Invalid):
+                event = _duplicate_key(raw) or event
             if isinstance(event, Invalid):
                 results.append({"index": index, "status": "rejected", "reason": event.reason, "detail": event.detail})
                 continue

@@ -102,6 +102,11 @@ def test_any_worker_answers_for_every_user(workers) -> None:
         r = a.post(None, raw=deep)          # was a 500 (RecursionError) in the body's decoder
         assert r.status_code == 400 and r.json()["error"].startswith("body is nested deeper than"), r.text
     nested = a.post(None, raw=b'[{"event_id": "e-deep", "user_id": ' + b"[" * 300 + b"]" * 300 + b"}]")
+    # a key named twice: Reckon reads the last value, another reader of the topic the first
+    twice = json.dumps(_click("e-twice", "u1", "i1"))[:-1] + ', "user_id": "u2"}'
+    r = a.post(None, raw=f"[{twice}, {json.dumps(_click('e-once', 'u1', 'i1'))}]".encode())
+    assert (r.json()["accepted"], r.json()["rejected"]) == (1, 1), r.text
+    assert r.json()["results"][0]["reason"] == "duplicate_key" and "'user_id'" in r.json()["results"][0]["detail"]
     assert nested.status_code == 200 and nested.json()["rejected"] == 1, nested.text
     for encoding in ("gzip", "deflate"):      # a body that does not decompress was a 500
         r = httpx.post(a.base + "/events", content=b"not compressed", timeout=10,
