@@ -54,6 +54,7 @@ def _secret_values(settings: Settings) -> list[str]:
     rest says which store a line is about)."""
     values = [v.get_secret_value() for v in settings.__dict__.values()
               if isinstance(v, SecretStr) and v is not settings.clickhouse_dsn]
+    values += [token.get_secret_value() for token in settings.web_tenant_tokens.values()]
     password = urlsplit(settings.clickhouse_url).password or ""
     return values + [password, unquote(password)]
 
@@ -167,6 +168,7 @@ def stack_up() -> None:
 def settings_cmd(markdown: bool = typer.Option(False, "--markdown", help="README's table of every setting")) -> None:
     """Every RECKON_* setting: its current value (secrets masked), or with --markdown the documented table."""
     from reckon.streams.core.settings_doc import markdown_table
+    from reckon.streams.costs.alert_engine import webhook_host
     from reckon.streams.costs.pricing import PriceSheet
 
     if markdown:
@@ -176,9 +178,14 @@ def settings_cmd(markdown: bool = typer.Option(False, "--markdown", help="README
     PriceSheet.load(settings.price_sheet)      # the RECKON_PRICE_* settings, checked as a worker checks them
     for name in Settings.model_fields:
         value = getattr(settings, name)
-        if isinstance(value, SecretStr):   # a DSN keeps all but its password
+        if isinstance(value, SecretStr):   # a DSN keeps all but its password, a webhook its host
             secret = value.get_secret_value()
-            value = redact(secret) if "://" in secret else ("***" if secret else "")
+            if name == "alert_webhook_url":
+                value = webhook_host(secret) if secret else ""
+            else:
+                value = redact(secret) if "://" in secret else ("***" if secret else "")
+        elif name == "web_tenant_tokens":
+            value = json.dumps({tenant: "***" for tenant in value})
         print(f"RECKON_{name.upper()}={'' if value is None else value}")
 
 

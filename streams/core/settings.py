@@ -179,7 +179,8 @@ class Settings(BaseSettings):
     burn_long_minutes: int = Field(60, ge=2, le=1440, description="long burn-rate window, minutes")
     burn_warning: float = Field(2.0, gt=0, description="burn rate (1 = the daily budget in a day) for a warning")
     burn_critical: float = Field(10.0, gt=0, description="burn rate for a critical alert")
-    alert_webhook_url: str = Field("", description="alerts are also POSTed here as JSON; empty: none")
+    alert_webhook_url: SecretStr = Field(SecretStr(""), description="alerts are also POSTed here as JSON; empty: "
+                                         "none (a secret: chat webhooks carry their token in the path)")
 
     @field_validator("clickhouse_dsn")
     @classmethod
@@ -242,11 +243,12 @@ class Settings(BaseSettings):
 
     @field_validator("alert_webhook_url")
     @classmethod
-    def _webhook_url(cls, v: str) -> str:
-        if v:
-            if not v.startswith(("http://", "https://")):
+    def _webhook_url(cls, v: SecretStr) -> SecretStr:
+        url = v.get_secret_value()
+        if url:
+            if not url.startswith(("http://", "https://")):
                 raise ValueError("must start with http:// or https://")
-            _check_http_url(v, "https://hooks.example.com/reckon")
+            _check_http_url(url, "https://hooks.example.com/reckon")
         return v
 
     @field_validator("tenants", mode="before")

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -210,6 +211,18 @@ def webhook_payload(alert: Alert) -> dict:
             "sent_at": time.time()}
 
 
+def webhook_host(url: str) -> str:
+    """A webhook URL as logs and `reckon settings` show it: a chat webhook's path is its secret."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}/***"
+
+
+def _why(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.HTTPStatusError):       # its text repeats the whole URL
+        return f"HTTP {exc.response.status_code}"
+    return type(exc).__name__ + (f" ({exc})" if str(exc) and "://" not in str(exc) else "")
+
+
 async def deliver(alerts: list[Alert], send: Callable[[bytes, dict], Awaitable[object]], stats: Counter,
                   webhook_url: str = "", client: httpx.AsyncClient | None = None) -> None:
     """Publish alerts (already stored) to `cost-alerts` through `send(key, value)`, then POST each
@@ -228,7 +241,7 @@ async def deliver(alerts: list[Alert], send: Callable[[bytes, dict], Awaitable[o
                 response.raise_for_status()
             except httpx.HTTPError as exc:
                 stats["alert_webhook_failed"] += 1
-                log.warning("alert webhook %s failed: %s", webhook_url, exc)
+                log.warning("alert webhook %s failed: %s", webhook_host(webhook_url), _why(exc))
     finally:
         if own:
             await client.aclose()

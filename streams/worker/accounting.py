@@ -154,7 +154,7 @@ def _install_alerts(app: faust.App, settings: Settings, ch: ClickHouse, stats: C
         async def send(key: bytes, value: dict) -> None:
             await alerts_topic.send(key=key, value=value)
 
-        await deliver(alerts, send, stats, settings.alert_webhook_url)
+        await deliver(alerts, send, stats, settings.alert_webhook_url.get_secret_value())
 
 
 # Reports run on their own threads, so that callers cannot queue the sink's flushes, the

@@ -86,6 +86,20 @@ def test_unreachable_clickhouse_error_masks_the_password(tmp_path: Path) -> None
     assert "ClickHouse" in line and "hunter2" not in line
 
 
+def test_settings_print_no_secret(tmp_path: Path) -> None:
+    """A chat webhook's path is its token, and tenant tokens are tokens: `reckon settings` printed both."""
+    env = {"RECKON_ALERT_WEBHOOK_URL": "https://hooks.chat.example/services/T0/B0/s3cr3tpath",
+           "RECKON_WEB_TENANT_TOKENS": '{"acme": "acme-s3cr3t-0123456789"}',
+           "RECKON_CLICKHOUSE_DSN": "https://reckon:hunter2@ch:8443/reckon"}
+    result = _reckon(["settings"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "RECKON_ALERT_WEBHOOK_URL=https://hooks.chat.example/***" in lines
+    assert 'RECKON_WEB_TENANT_TOKENS={"acme": "***"}' in lines
+    assert "RECKON_CLICKHOUSE_DSN=https://reckon:***@ch:8443/reckon" in lines
+    assert "s3cr3t" not in result.stdout and "hunter2" not in result.stdout
+
+
 @pytest.mark.integration
 def test_stack_up_prints_the_dsn_without_its_password(tmp_path: Path) -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RECKON_")}

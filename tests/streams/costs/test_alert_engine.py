@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import time
 import uuid
@@ -17,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from reckon.streams.costs.alert_engine import AlertConfig, AlertEngine, deliver, recent_alerts
-from reckon.streams.costs.alerts import BurnConfig, DetectorConfig
+from reckon.streams.costs.alerts import Alert, BurnConfig, DetectorConfig
 from reckon.streams.costs.idle import IntervalAccountant, Reserved
 from reckon.streams.costs.meter import cost_event, group_key, new_groups
 from reckon.streams.costs.pricing import PriceSheet, Usage
@@ -137,3 +138,30 @@ def test_budget_burn_over_short_and_long_windows(clickhouse) -> None:
     assert alert.expected == pytest.approx(float(hourly) / 40, rel=1e-6)
     everything = AlertEngine(clickhouse, AlertConfig(burn=burn, daily_budget_usd=(("*", Decimal("1e-6")),)))
     assert [a.severity for a in everything.evaluate(now) if a.dims == {"tenant": "*"}] == ["critical"]
+
+
+@pytest.mark.parametrize("failure", ["status", "connect"])
+def test_a_failing_webhook_is_logged_without_its_secret_path(caplog, failure: str) -> None:
+    """Chat webhooks carry their token in the path; httpx's errors repeat the whole URL."""
+    url = "https://hooks.chat.example/services/T0/B0/s3cr3tpath"
+
+    def webhook(request: httpx.Request) -> httpx.Response:
+        if failure == "connect":
+            raise httpx.ConnectError(f"cannot connect to {request.url}")
+        return httpx.Response(404)
+
+    alert = Alert("anomaly", "workload_cost_usd", {"tenant": "t"}, 5.0, 1.0, "critical", "1m", time.time(),
+                  time.time())
+    stats: Counter = Counter()
+
+    async def run() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(webhook)) as client:
+            async def send(key: bytes, value: dict) -> None:
+                pass
+            await deliver([alert], send, stats, url, client)
+
+    with caplog.at_level(logging.WARNING, logger="reckon.streams.costs.alert_engine"):
+        asyncio.run(run())
+    assert stats["alert_webhook_failed"] == 1
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "https://hooks.chat.example/***" in said and "s3cr3t" not in said, said
