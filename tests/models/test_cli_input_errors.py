@@ -302,6 +302,18 @@ def _ids(ids) -> Callable:
     return lambda d, m: (d / "item_ids.json").write_text(__import__("json").dumps(ids))
 
 
+def _first_id(value: object) -> Callable:
+    """The version's ids with the first replaced by `value` (or all by it, with "all"): as
+    many ids as embedding rows, so only the ids themselves are wrong."""
+    def change(d: Path, m: dict) -> None:
+        import json
+
+        ids = json.loads((d / "item_ids.json").read_text())
+        ids = [ids[0]] * len(ids) if value == "all" else [value, *ids[1:]]
+        (d / "item_ids.json").write_text(json.dumps(ids))
+    return change
+
+
 @pytest.mark.parametrize(("change", "problem"), [
     (lambda d, m: m["config"].update(max_len=-1), "config.max_len must be an integer in [1, 4096], not -1"),
     (lambda d, m: m["config"].update(max_len=10**9), "config.max_len must be an integer in [1, 4096]"),
@@ -312,12 +324,13 @@ def _ids(ids) -> Callable:
     (lambda d, m: m["files"]["item_ids.json"].update(sha256=None), "must be an object with a sha256"),
     (lambda d, m: np.save(d / "item_emb.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True),
      "not a numeric .npy array"),
-    (lambda d, m: np.save(d / "item_emb.npy", np.zeros(3, dtype=np.float32)), "expected a 2-d numeric array"),
+    (lambda d, m: np.save(d / "item_emb.npy", np.zeros(len(np.load(d / "item_emb.npy")), dtype=np.float32)),
+     "expected a 2-d numeric array"),
     (_ids({"a": 1}), "expected a JSON list"),
-    (_ids([["nested"]]), "every item id must be a string or an integer"),
-    (_ids(["x"] * 2), "an item id appears twice"),
-    (_ids(["x" * 200]), "is not 1..128 printable characters"),
-    (_ids(["a\x1b[2J"]), "is not 1..128 printable characters"),
+    (_first_id(["nested"]), "every item id must be a string or an integer"),
+    (_first_id("all"), "an item id appears twice"),
+    (_first_id("x" * 200), "is not 1..128 printable characters"),
+    (_first_id("a\x1b[2J"), "is not 1..128 printable characters"),
 ])
 def test_promote_refuses_a_hostile_version_in_one_line(tmp_path: Path, tiny_version, change, problem: str) -> None:
     """Each was a traceback, or promoted (ids of 100,000 characters, 10^9 history positions)."""
