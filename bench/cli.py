@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 bench = typer.Typer(add_completion=False, help="Benchmarks (ratios measured within one run).", no_args_is_help=True)
 
@@ -28,7 +29,7 @@ def _print(result: dict, json_out: bool) -> None:
         return
     table = Table(show_header=False)
     for key, value in result.items():
-        table.add_row(key, str(value))
+        table.add_row(key, Text(str(value)))
     Console().print(table)
 
 

@@ -35,7 +35,6 @@ from reckon.streams.worker.app import BATCH_THREAD
 from reckon.streams.worker.stack import start_worker
 
 
-
 def thread_times(pid: int) -> dict[int, tuple[str, float]]:
     """tid -> (name, CPU seconds) for every thread of a process, from /proc."""
     tick = os.sysconf("SC_CLK_TCK")

@@ -49,6 +49,7 @@ class _NullMeter:
 
 def overhead(registry: Path, events: int = 60_000, batch: int = 2000, users: int = 20_000, repeats: int = 5) -> dict:
     import reckon.streams.pipeline.processor as proc
+    from reckon.bench.rates import worker_gc
     from reckon.models.core.registry import Registry
     from reckon.models.serving.scorer import Scorer
     from reckon.streams.core.settings import Settings
@@ -57,7 +58,6 @@ def overhead(registry: Path, events: int = 60_000, batch: int = 2000, users: int
     from reckon.streams.costs.pricing import PriceSheet
     from reckon.streams.pipeline.processor import BatchProcessor, runs_of
     from reckon.streams.sink.rows import rows_from_message
-    from reckon.bench.rates import worker_gc
 
     settings = Settings(device="cpu")
     scorer = Scorer.load(Registry(registry).current(), device="cpu")

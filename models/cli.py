@@ -21,6 +21,7 @@ from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from reckon.models.serving.costing import DEVICE_HOUR_USD
 
@@ -99,7 +100,7 @@ def _default_protocol(fmt: Format) -> str:
 
 
 def _fail(message: str) -> None:
-    _err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    _err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -261,7 +262,7 @@ def train_cmd(
     if as_json:
         print(json.dumps(mv.manifest))
         return
-    console.print(f"registered [bold]{mv.version}[/bold] in {registry}" + (" (promoted)" if promote else ""))
+    console.print(f"registered [bold]{escape(mv.version)}[/bold] in {escape(str(registry))}" + (" (promoted)" if promote else ""))
     console.print(f"preset {preset.name} ({preset.validated_on})"
                   + (", overridden: " + ", ".join(f"{k} {v}" for k, v in overrides.items()) if overrides else ""))
     console.print(f"epochs {result.epochs_run} (best {result.best_epoch}, stopped: {result.stopped}), "
@@ -403,7 +404,7 @@ def export_cmd(
     except (ModelError, ValueError) as exc:
         _fail(str(exc))
         return
-    console.print(f"[bold]{mv.version}[/bold] in {registry}" + (" (promoted)" if promote else ""))
+    console.print(f"[bold]{escape(mv.version)}[/bold] in {escape(str(registry))}" + (" (promoted)" if promote else ""))
     _print_variants(mv.manifest)
     for key, rows in mv.manifest.get("measurements", {}).items():
         console.print(f"measured on {key}: " + ", ".join(
@@ -513,10 +514,10 @@ def _list_command(online: OnlineQuality | None) -> Callable[..., None]:
                 cells = [f"{quality['hr@10']:.3f}" if "hr@10" in quality else "-",
                          "-" if cost is None else _usd(cost["cost_usd"]),
                          "-" if ctr is None else f"{ctr:.2%}", int8, decision]
-            table.add_row("*" if mv.version == current else "", mv.version, *cells)
+            table.add_row("*" if mv.version == current else "", Text(mv.version), *map(Text, cells))
         console.print(table)
         if why_not:
-            console.print(f"online quality: {why_not}")
+            console.print(f"online quality: {escape(why_not)}")
 
     return list_cmd
 
@@ -550,7 +551,7 @@ def promote_cmd(version: Annotated[str, typer.Argument()], registry: RegistryOpt
     except ModelError as exc:
         _fail(str(exc))
         return
-    console.print(f"promoted {version}")
+    console.print(f"promoted {escape(version)}")
 
 
 def register(app: typer.Typer, online: OnlineQuality | None = None) -> None:

@@ -23,6 +23,7 @@ from typing import Optional
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from reckon.streams.clickhouse.client import connect, disconnect, store_holder
 from reckon.streams.clickhouse.migrations import migrate
@@ -65,7 +66,7 @@ def default_store(settings: Settings) -> str:
         return settings.clickhouse_url
     newest = max(candidates, key=_last_written)
     if len(candidates) > 1 or newest.parent.name == "demo":
-        _err.print(f"reading {newest} (the most recently written store; RECKON_CLICKHOUSE_DSN picks another)")
+        _err.print(f"reading {escape(str(newest))} (the most recently written store; RECKON_CLICKHOUSE_DSN picks another)")
     return f"chdb://{newest}"
 
 
@@ -86,7 +87,8 @@ def fetch_report(settings: Settings, request: ReportRequest, url: str | None = N
         holder = store_holder(path)
         if holder is not None:
             if holder.get("url") and load_prices is None:
-                _err.print(f"the store {path} is held by pid {holder.get('pid')}; asking it at {holder['url']}")
+                _err.print(f"the store {escape(str(path))} is held by pid {holder.get('pid')}; asking it at "
+                          f"{escape(str(holder['url']))}")
                 return fetch_over_http(holder["url"], request, token=settings.web_token.get_secret_value()), \
                     holder["url"]
             raise StoreLockedError(str(path), f"pid {holder.get('pid')} ({holder.get('argv', '?')})")
@@ -100,7 +102,7 @@ def fetch_report(settings: Settings, request: ReportRequest, url: str | None = N
         if load_prices is not None:
             sheet = PriceSheet.load(load_prices)
             inserted = sync_prices(ch, sheet)
-            _err.print(f"price sheet {sheet.version}: {inserted} price rows loaded")
+            _err.print(f"price sheet {escape(sheet.version)}: {inserted} price rows loaded")
             request = ReportRequest(**{**request.__dict__, "sheet_version": sheet.version})
         return build_report(ch, request), ("store " + dsn if dsn.startswith("chdb://") else "server")
     finally:
@@ -151,7 +153,7 @@ def register(app: typer.Typer) -> None:
         if html is not None:
             from reckon.streams.reports.html import write_html
 
-            _err.print(f"wrote {write_html(report, html)}")
+            _err.print(f"wrote {escape(str(write_html(report, html)))}")
         if json_out:
             sys.stdout.write(json.dumps({**report, "source": source}) + "\n")
         elif html is None:

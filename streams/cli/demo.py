@@ -16,7 +16,9 @@ import time
 from collections import Counter
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from reckon.streams.cli import demo_loop
 from reckon.streams.core.errors import ReckonError
@@ -71,7 +73,7 @@ def run_demo(settings: Settings, events: int, bad_fraction: float, train_seconds
     registry = settings.registry_dir.resolve()
     with console.status("preparing the model"):
         model = demo_model(registry, seconds=train_seconds)
-    console.print(f"model {model.version} from {registry}")
+    console.print(f"model {escape(model.version)} from {escape(str(registry))}")
     if retrain:
         registry = demo_loop.run_registry(model, run_dir / "models")
     traffic = TrafficGenerator(bad_fraction=bad_fraction, drift=Drift(at=events // 2) if drift else None)
@@ -100,7 +102,7 @@ def run_demo(settings: Settings, events: int, bad_fraction: float, train_seconds
         finally:
             code = worker.stop()
         if code not in (0, None):
-            console.print(f"[yellow]worker exited with {code}; log {worker.log_path}[/yellow]")
+            console.print(f"[yellow]worker exited with {code}; log {escape(str(worker.log_path))}[/yellow]")
     invalid = sum(v for k, v in sent.items() if k.startswith("invalid:"))
     dlq = sum(v for k, v in stats.items() if k.startswith("invalid:"))
     # with --retrain: the frozen and the retrained version side by side, at the top level
@@ -179,28 +181,28 @@ def print_summary(summary: dict, console: Console) -> None:
     table = Table(title="Reckon demo", show_header=False)
     for key in ("events_sent", "events_processed", "events_invalid", "dlq", "recommendations",
                 "model_version", "device", "elapsed_s"):
-        table.add_row(key.replace("_", " "), str(summary.get(key)))
+        table.add_row(key.replace("_", " "), Text(str(summary.get(key))))
     console.print(table)
     if "frozen_quality" in summary:
         metric = summary["quality_metric"]
         for name in ("frozen", "retrained"):
             v = summary[name]
-            console.print(f"{name} {v['version']}: {metric} {summary[f'{name}_quality']:.4f} on the latest slice "
+            console.print(f"{name} {escape(v['version'])}: {metric} {summary[f'{name}_quality']:.4f} on the latest slice "
                           f"({summary['quality_examples']} examples); {v['recommendations']} recommendations, "
                           f"{F.WORKLOAD_PER_1K.label} {usd(v[F.WORKLOAD_PER_1K.key])}, "
                           f"{F.ATTRIBUTED_PER_1K.label} {usd(v[F.ATTRIBUTED_PER_1K.key])}, "
                           f"attributed per click {usd(v['attributed_cost_per_click_usd'])}"
                           + (f"; training cost ${v['training_cost_usd']}" if name == "retrained" else ""))
-        console.print(("promoted: " if summary["promoted"] else "not promoted: ") + summary["promotion_reason"])
+        console.print(("promoted: " if summary["promoted"] else "not promoted: ") + escape(summary["promotion_reason"]))
         for arm in summary["after_retrain_by_arm"]:
             low, high = arm["attributed_ctr_ci95"]
-            console.print(f"after the retrain, {arm['arm']} arm ({arm['model_version']}): attributed CTR "
+            console.print(f"after the retrain, {escape(arm['arm'])} arm ({escape(arm['model_version'])}): attributed CTR "
                           f"{arm['attributed_ctr']:.2%} [{low:.2%}, {high:.2%}] of {arm['recommendations']}")
     for rec in summary["examples"]:
         shown = ", ".join(rec["items"][:5]) + (f" (first 5 of {len(rec['items'])})" if len(rec["items"]) > 5 else "")
-        console.print(f"user {rec['user_id']} -> {shown}; answers {rec['triggers']} event(s), "
+        console.print(f"user {escape(rec['user_id'])} -> {escape(shown)}; answers {rec['triggers']} event(s), "
                       f"{rec['latency_ms']:,.0f} ms from the earliest one's broker timestamp to publication")
     console.print()
     render_text(summary["costs"], console)
-    console.print(f"\nThe same report: reckon costs (store {summary['store']}).\n"
+    console.print(f"\nThe same report: reckon costs (store {escape(summary['store'])}).\n"
                   "What each figure means: README, \"What the cost figures mean\".")

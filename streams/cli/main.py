@@ -79,7 +79,7 @@ def migrate() -> None:
 
     settings = _settings()
     ran = run(connect(settings.clickhouse_url))
-    console.print(f"applied {len(ran)} migration(s) to {redact(settings.clickhouse_url)}"
+    console.print(f"applied {len(ran)} migration(s) to {escape(redact(settings.clickhouse_url))}"
                   + "".join(f"\n  {m.version:04d} {m.name}" for m in ran))
 
 
@@ -197,7 +197,7 @@ def bootstrap(seconds: float = typer.Option(60.0, min=1.0, help="training budget
 
     settings = _settings()
     version = demo_model(settings.registry_dir, seconds=seconds)
-    console.print(f"model {version.version} is the promoted one in {settings.registry_dir}")
+    console.print(f"model {escape(version.version)} is the promoted one in {escape(str(settings.registry_dir))}")
 
 
 @app.command()

@@ -20,6 +20,7 @@ from typing import Any, Optional
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from reckon.models.core.registry import Registry
 from reckon.streams.clickhouse.client import connect, disconnect, store_holder
@@ -61,7 +62,8 @@ def _from_clickhouse(settings: Settings, config: RetrainConfig, overrides: dict[
         holder = store_holder(path)
         if holder is not None:
             if holder.get("url"):
-                _err.print(f"the store {path} is held by pid {holder.get('pid')}; asking it at {holder['url']}")
+                _err.print(f"the store {escape(str(path))} is held by pid {holder.get('pid')}; asking it at "
+                           f"{escape(str(holder['url']))}")
                 return retrain_over_http(holder["url"], overrides, token=settings.web_token.get_secret_value())
             raise StoreLockedError(str(path), f"pid {holder.get('pid')} ({holder.get('argv', '?')})")
         if not path.is_dir():
@@ -81,14 +83,14 @@ def _from_clickhouse(settings: Settings, config: RetrainConfig, overrides: dict[
 
 def _print(result: dict, console: Console) -> None:
     cost = result["training_cost"]
-    console.print(f"[bold]{result['version']}[/bold] (warm-started from {result['parent']}, "
+    console.print(f"[bold]{escape(result['version'])}[/bold] (warm-started from {escape(str(result['parent']))}, "
                   f"{result['new_items']} new items): {result['metric']} on the latest slice "
                   f"{result['candidate_quality']:.4f} vs {result['current_quality']:.4f} (current), "
                   f"{result['examples']} examples")
     console.print(f"training cost ${cost['cost_usd']} ({cost['cpu_seconds']:.1f} CPU s, "
                   f"{cost['wall_seconds']:.1f} s wall on {cost['device']}, price sheet {cost['price_sheet_version']})")
     console.print(("[green]promoted[/green]: " if result["promoted"] else "[yellow]not promoted[/yellow]: ")
-                  + result["reason"])
+                  + escape(result["reason"]))
 
 
 def register(app: typer.Typer) -> None:

@@ -18,7 +18,7 @@ from itertools import chain, repeat
 
 import numpy as np
 
-from reckon.streams.pipeline.arrays import Vocab, grown, run_starts, tails
+from reckon.streams.pipeline.arrays import Vocab, grown, run_starts
 
 MAX_TRACKED = 50_000       # items / terms kept in co-visitation and query maps
 NEIGHBOURS = 30            # per item / term ranked; a row holds up to twice as many

@@ -95,8 +95,8 @@ def _per_version(report: dict, series: dict, figure: F.Figure, title: str) -> go
             by[point["model_version"]].append(point)
     for version, points in sorted(by.items()):
         fig.add_scatter(x=[p["minute"] for p in points], y=[float(p[figure.key]) for p in points],
-                        mode="lines+markers", name=version,
-                        hovertemplate=f"{html.escape(version)}<br>%{{x}}<br>%{{y:$.3~g}} per 1k<extra></extra>")
+                        mode="lines+markers", name=_text(version),
+                        hovertemplate=f"{_text(version)}<br>%{{x}}<br>%{{y:$.3~g}} per 1k<extra></extra>")
     _mark_alerts(fig, report)
     return _layout(fig, title, {**_MONEY_AXIS, "title": "USD per 1,000 recommendations"}, "model version")
 
@@ -108,8 +108,8 @@ def _per_tenant(report: dict, series: dict) -> go.Figure:
         by[point["tenant"]].append(point)
     for tenant, points in sorted(by.items()):
         fig.add_scatter(x=[p["minute"] for p in points], y=[float(p[F.ATTRIBUTED.key]) for p in points],
-                        mode="lines+markers", name=tenant, stackgroup="tenants",
-                        hovertemplate=f"{html.escape(tenant)}<br>%{{x}}<br>%{{y:$.3~g}}<extra></extra>")
+                        mode="lines+markers", name=_text(tenant), stackgroup="tenants",
+                        hovertemplate=f"{_text(tenant)}<br>%{{x}}<br>%{{y:$.3~g}}<extra></extra>")
     _mark_alerts(fig, report)
     return _layout(fig, "Attributed cost per minute by tenant (stacked: the top line is the minute's total)",
                    _MONEY_AXIS, "tenant")
@@ -138,11 +138,11 @@ def _ctr(report: dict) -> go.Figure:
             lines[f"{point['model_version']} ({point['arm'] or 'arm not recorded'})"].append(point)
     for name, points in sorted(lines.items()):
         rate = [p["attributed_ctr"] for p in points]
-        fig.add_scatter(x=[p["bucket"] for p in points], y=rate, mode="lines+markers", name=name,
+        fig.add_scatter(x=[p["bucket"] for p in points], y=rate, mode="lines+markers", name=_text(name),
                         error_y={"type": "data", "symmetric": False,
                                  "array": [p["attributed_ctr_ci95"][1] - r for p, r in zip(points, rate)],
                                  "arrayminus": [r - p["attributed_ctr_ci95"][0] for p, r in zip(points, rate)]},
-                        hovertemplate=f"{html.escape(name)}<br>%{{x}}<br>%{{y:.2%}}<extra></extra>")
+                        hovertemplate=f"{_text(name)}<br>%{{x}}<br>%{{y:.2%}}<extra></extra>")
     _mark_alerts(fig, report)
     fig = _layout(fig, "Attributed click-through rate by model version and arm (95 % Wilson interval)",
                   {"rangemode": "tozero", "tickformat": ".0%", "title": "of recommendations"}, "version (arm)")
@@ -166,12 +166,19 @@ def _by_kind(report: dict) -> go.Figure:
     return fig
 
 
+def _text(value: str) -> str:
+    """A name from the data (a tenant, a model version) as plotly text: plotly renders tags
+    in legends, hover boxes and annotations (a tenant named `<a href=...>` became a live link)
+    and decodes &lt; &gt; &amp; back for display."""
+    return html.escape(value, quote=False)
+
+
 def _mark_alerts(fig: go.Figure, report: dict) -> None:
     for alert in report.get("alerts", []):
         at = datetime.fromisoformat(alert["data_ts"])
         fig.add_vline(x=at.timestamp() * 1000, line_dash="dot",
                       line_color="red" if alert["severity"] == "critical" else "orange")
-        where = f"{alert['tenant'] or '*'}/{alert['model_version'] or '*'}"
+        where = _text(f"{alert['tenant'] or '*'}/{alert['model_version'] or '*'}")
         fig.add_annotation(x=at, y=1, yref="paper", showarrow=False, textangle=-90, xanchor="left", yanchor="top",
                            text=f"alert: {METRIC_LABELS.get(alert['metric'], alert['metric'])} ({where})",
                            font={"color": "red"})

@@ -9,7 +9,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from reckon.streams.costs import figures as F
 from reckon.streams.reports.format import count, share, usd
@@ -31,7 +33,7 @@ def render_text(report: dict, console: Console, wide: bool = False) -> None:
 
 def _heading(report: dict, console: Console) -> None:
     w, t = report["window"], report["totals"]
-    who = f"tenant {w['tenant']}" if w["tenant"] else "all tenants"
+    who = f"tenant {escape(w['tenant'])}" if w["tenant"] else "all tenants"
     console.print(f"[bold]Reckon costs[/bold], {minute(w['start'])} to {minute(w['end'])} UTC "
                   f"({w['hours']:g} h), {who}")
     console.print(f"{count(t['recommendations'])} recommendations answering {count(t['events'])} events")
@@ -71,7 +73,7 @@ def _table(console: Console, table: ReportTable, wide: bool) -> None:
     for i, column in enumerate(shown):
         out.add_column(column.header, justify="left" if i == 0 else "right", no_wrap=True)
     for row in table.rows:
-        out.add_row(*[column.cell(row) for column in shown])
+        out.add_row(*[Text(column.cell(row)) for column in shown])   # data: no markup
     console.print(out)
     if table.note:
         console.print(f"[dim]{table.note}[/dim]")

@@ -38,7 +38,6 @@ from reckon.streams.kafka.watchdog import BrokerWatchdog
 from reckon.streams.pipeline.latest import LatestRecommendations
 from reckon.streams.pipeline.processor import BatchProcessor
 from reckon.streams.pipeline.routing import ModelRuntime
-from reckon.streams.pipeline.state import state_key
 from reckon.streams.pipeline.user_rows import UserRows
 from reckon.streams.worker import accounting, api, retraining
 from reckon.streams.worker.auth import PageAuth, every_tenant_refusal, unauthorized
@@ -314,7 +313,6 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
             return web.json({"error": f"tenant or user: {invalid}"}, status=400)
         if not scope.allows(tenant):
             return web.json({"error": "this token does not cover that tenant"}, status=403)
-        key = state_key(tenant, user)
         async with processing:         # a batch changes states in place
             try:
                 state = user_rows.state((tenant, user))   # newer than RocksDB until a flush

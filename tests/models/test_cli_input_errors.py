@@ -196,6 +196,13 @@ def test_a_current_pointer_that_is_not_utf8_is_one_line(tmp_path: Path, tiny_ver
     assert not isinstance(r.exception, UnicodeDecodeError)
 
 
+def test_an_error_naming_a_path_with_brackets_is_one_line(tmp_path: Path) -> None:
+    """The path went into rich markup: `[/]` in it was a MarkupError traceback."""
+    r = invoke("eval", tmp_path / "[/]data", "--registry", tmp_path / "[/]reg")
+    assert r.exit_code == 1 and f"{tmp_path / '[/]reg'}" in said(r), r.output
+    assert isinstance(r.exception, SystemExit), r.exception
+
+
 def test_model_list_shows_the_readable_versions_beside_a_corrupt_manifest(tmp_path: Path, tiny_version) -> None:
     import shutil
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+
 def _write_sessions(directory: Path, sessions: int = 300, items: int = 40) -> Path:
     """Sessions that walk forward through the items (learnable) with an SR-GNN test file beside them."""
     rng = random.Random(3)

@@ -100,7 +100,9 @@ def test_the_html_report_draws_every_chart_in_a_browser(clickhouse, tmp_path) ->
     worker = f"w-{tag}"
     acc = IntervalAccountant(SHEET, Reserved(2, 2), worker, "cpu", interval_s=10, started_at=start.timestamp())
     batches = [_batch(f"acme-{tag}", "v1", start.timestamp() + 20 + 30 * i, 10, 0.4, worker) for i in range(8)]
-    batches += [_batch(f"globex-{tag}", "v2", start.timestamp() + 35 + 60 * i, 30, 1.0, worker) for i in range(4)]
+    # a tenant id is whatever a producer wrote (printable, 128 characters): markup is text in the report
+    globex = f'<a href="https://evil.example/">globex-{tag}</a>'
+    batches += [_batch(globex, "v2", start.timestamp() + 35 + 60 * i, 30, 1.0, worker) for i in range(4)]
     for event in sorted(batches, key=lambda e: e["ts"]):
         acc.observe(event)
     write_events(clickhouse, batches + acc.close_all(now=start.timestamp() + 300))
@@ -122,7 +124,9 @@ def test_the_html_report_draws_every_chart_in_a_browser(clickhouse, tmp_path) ->
     assert report["alerts"], "the alert should be in the window"
 
     dom = PlotDom()
-    dom.feed(_dump_dom(write_html(report, tmp_path / "report.html"), tmp_path / "profile"))
+    page = _dump_dom(write_html(report, tmp_path / "report.html"), tmp_path / "profile")
+    assert "evil.example" not in "".join(re.findall(r"<a\b[^>]*>", page)), "a tenant's markup became a link"
+    dom.feed(page)
     charts = {re.sub(r"\s+", " ", c.title).split(" (")[0]: c for c in dom.charts}
     assert len(dom.charts) == 6, [c.title for c in dom.charts]
     for title, chart in charts.items():
@@ -134,7 +138,7 @@ def test_the_html_report_draws_every_chart_in_a_browser(clickhouse, tmp_path) ->
     assert set(per_1k.legend) == {"v1", "v2"} and per_1k.points >= 8
     assert any("alert" in text and "workload cost per 1k" in text for text in per_1k.annotations)
     assert set(charts["Workload cost per 1,000 recommendations by model version"].legend) == {"v1", "v2"}
-    assert set(charts["Attributed cost per minute by tenant"].legend) == {f"acme-{tag}", f"globex-{tag}"}
+    assert set(charts["Attributed cost per minute by tenant"].legend) == {f"acme-{tag}", globex}
     assert charts["Idle share of paid capacity"].points >= 5
     assert charts["Attributed click-through rate by model version and arm"].legend == ["v1 (primary)"]
     kinds = next(c for t, c in charts.items() if t.startswith("What the window cost"))

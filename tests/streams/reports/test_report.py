@@ -217,6 +217,18 @@ def test_text_fits_80_columns_with_human_names() -> None:
     assert "fully loaded" in wide.getvalue() and "p95 ms" in wide.getvalue()      # the columns 80 leaves out
 
 
+def test_text_prints_names_from_the_data_as_they_are() -> None:
+    """Rich read tenant ids as markup: `[/]` crashed `reckon costs`, `[link=...]` made a live link."""
+    report = _sample_report()
+    hostile = "[/]acme[link=https://evil.example]x[/link]"
+    report["window"]["tenant"] = hostile
+    report["by_tenant"] = [{**report["by_tenant"][0], "tenant": hostile}]
+    out = io.StringIO()
+    render_text(report, Console(file=out, width=200, color_system=None))
+    text = out.getvalue()       # the tags still there: read as text, not as markup
+    assert f"tenant {hostile}" in text and text.count(hostile) == 2
+
+
 def _money(value: float) -> str:
     return f"{Decimal(value).quantize(Decimal('1e-12')):f}"
 
