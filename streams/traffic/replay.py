@@ -61,14 +61,21 @@ def records_from_jsonl(path: Path, verdict: Verdict = lambda topic, raw: "") -> 
             yield Record(topic, key, raw, not reason, reason)
 
 
+MAX_SESSION_ID_DIGITS = 128     # the event contract's longest id
+
+
 def records_from_sessions(path: Path, start_ts: float | None = None) -> Iterator[Record]:
     """Session format: a line is one anonymous session, so the session is the user."""
     ts = time.time() - 3600 if start_ts is None else start_ts
-    with open(path) as fh:
-        for line_no, line in enumerate(fh, 1):
-            items = line.split()
-            if not all(i.isdigit() for i in items):
-                raise ReckonError(f"{path}:{line_no}: expected item ids separated by spaces")
+    with open(path, "rb") as fh:
+        for line_no, raw_line in enumerate(fh, 1):
+            try:
+                items = raw_line.decode("utf-8").split()
+            except UnicodeDecodeError:
+                raise ReckonError(f"{path}:{line_no}: not UTF-8 text") from None
+            if not all(i.isascii() and i.isdigit() and len(i) <= MAX_SESSION_ID_DIGITS for i in items):
+                raise ReckonError(f"{path}:{line_no}: expected numeric item ids (at most {MAX_SESSION_ID_DIGITS} "
+                                  "digits) separated by spaces")
             for pos, item in enumerate(items):
                 ts += 0.001
                 event = {"event_id": f"s{line_no}-{pos}", "user_id": f"s{line_no}", "item_id": item,

@@ -10,7 +10,7 @@ import pytest
 
 from reckon.streams.core.errors import ReckonError
 from reckon.streams.pipeline.contracts import Invalid, parse_event
-from reckon.streams.traffic.replay import MAX_LINE_BYTES, records_from_jsonl
+from reckon.streams.traffic.replay import MAX_LINE_BYTES, records_from_jsonl, records_from_sessions
 
 
 def _contract(topic: str, raw: bytes) -> str:        # as `reckon replay` judges a line
@@ -46,3 +46,25 @@ def test_a_bom_before_the_first_line_is_no_part_of_the_event_and_a_runaway_line_
     assert next(records).valid
     with pytest.raises(ReckonError, match=r"runaway.jsonl:2: a line over 524288 bytes"):
         next(records)
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (b"1 2 3\n\xff\xfe 4\n", ":2: not UTF-8 text"),                             # was a traceback
+    (b"1 2 x\n", ":1: expected numeric item ids"),
+    (b"1 " + b"9" * 200 + b"\n", ":1: expected numeric item ids (at most 128 digits)"),   # the contract's limit
+    ("1 \u0661\u0662\n".encode(), ":1: expected numeric item ids"),              # digits, but not ASCII ones
+])
+def test_a_session_file_that_is_not_the_format_stops_with_its_line(tmp_path, content: bytes, problem: str) -> None:
+    path = tmp_path / "sessions.txt"
+    path.write_bytes(content)
+    with pytest.raises(ReckonError, match=f"^{path}{problem}".replace("(", r"\(").replace(")", r"\)")):
+        list(records_from_sessions(path))
+
+
+def test_session_lines_become_one_users_clicks_that_the_contract_takes(tmp_path) -> None:
+    path = tmp_path / "sessions.txt"
+    path.write_text("1 2 3\n\n4\t5\n")
+    records = list(records_from_sessions(path))
+    assert [json.loads(r.value)["item_id"] for r in records] == ["1", "2", "3", "4", "5"]
+    assert {r.key for r in records} == {b"s1", b"s3"}
+    assert all(not isinstance(parse_event("clicks", r.value), Invalid) for r in records)
