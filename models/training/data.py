@@ -75,13 +75,23 @@ def _empty_eval() -> EvalSet:
     return EvalSet([], np.zeros(0, dtype=np.int64))
 
 
-def _int_tokens(path: Path, lineno: int, text: str) -> list[int]:
+# Session and sasrec item ids are the model's row numbers: an id of 10^9 asked for a table of
+# 10^9 rows (memory, then a crash) and one past int64 was an OverflowError.
+MAX_ITEM_INDEX = 10_000_000
+
+
+def _int_tokens(path: Path, lineno: int, text: str, items_from: int = 0) -> list[int]:
+    """The line's integers; those from position `items_from` on are item ids, checked as rows."""
     try:
         ids = [int(tok) for tok in text.split()]
     except ValueError:
         raise DataFormatError(path, lineno, f"expected space-separated integer item ids, got {text[:60]!r}") from None
-    if any(i < 1 for i in ids):
+    items = ids[items_from:]
+    if any(i < 1 for i in items):
         raise DataFormatError(path, lineno, "item ids must be >= 1 (0 is padding)")
+    if any(i > MAX_ITEM_INDEX for i in items):
+        raise DataFormatError(path, lineno, f"item id {max(items)} is above {MAX_ITEM_INDEX:,}: these ids are the "
+                                            "model's row numbers; number the items 1..N")
     return ids
 
 
@@ -197,7 +207,7 @@ def load_sasrec(path: Path) -> SequenceData:
     for n, line in _open_lines(path):
         if not line.strip():
             continue
-        ids = _int_tokens(path, n, line)
+        ids = _int_tokens(path, n, line, items_from=1)      # 'user item': the user is no row
         if len(ids) != 2:
             raise DataFormatError(path, n, f"expected 'user item', got {line[:60]!r}")
         seqs.setdefault(ids[0], []).append(ids[1])

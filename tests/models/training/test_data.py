@@ -109,3 +109,20 @@ def test_terms_are_stable_and_reserve_zero() -> None:
     ids = hash_terms(["red", "RED", "shoes"], 8)
     assert ids[0] == ids[1] and all(1 <= i <= 8 for i in ids)
     assert hash_terms(["red"], 0) == []
+
+
+@pytest.mark.parametrize(("loader", "line"), [
+    (load_sessions, "1 2 10000001"),
+    (load_sessions, "1 " + "9" * 30),                    # past int64: was an OverflowError
+    (load_sasrec, "7 10000001"),
+])
+def test_item_ids_are_rows_so_a_huge_one_is_refused_not_allocated(tmp_path: Path, loader, line: str) -> None:
+    """An id of 10^9 asked for an embedding table of 10^9 rows (sasrec: 10^9 id strings first)."""
+    path = write(tmp_path / "data.txt", f"1 2 3\n{line}\n" if loader is load_sessions else f"7 1\n{line}\n")
+    with pytest.raises(DataFormatError, match="is above 10,000,000: these ids are the model's row numbers"):
+        loader(path)
+
+
+def test_sasrec_users_are_keys_not_rows(tmp_path: Path) -> None:
+    data = load_sasrec(write(tmp_path / "data.txt", "0 1\n0 2\n0 3\n99999999999 2\n99999999999 3\n99999999999 1\n"))
+    assert data.num_items == 3 and data.description["users"] == 2
