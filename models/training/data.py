@@ -379,6 +379,8 @@ def load_dataset(
     fmt = canonical_format(fmt)
     if test_path is not None and fmt != "sessions":     # it would be ignored: the score would not be on it
         raise ValueError(f"--test is read with --format sessions only; {fmt} data holds out its own test examples")
+    if query_buckets and fmt != "events":               # a query table no row would ever read
+        raise ValueError(f"--query-buckets hashes events' search terms; --format {fmt} data has none")
     if fmt == "events":
         return load_events(path, query_buckets, query_terms, item_ids)
     if fmt == "sessions":

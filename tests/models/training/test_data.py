@@ -36,6 +36,13 @@ def test_a_test_file_for_a_format_that_reads_none_is_refused_not_ignored(tmp_pat
         load_dataset(data, fmt, test)
 
 
+@pytest.mark.parametrize("fmt", ["sessions", "sasrec"])
+def test_query_buckets_for_data_without_searches_are_refused(tmp_path: Path, fmt: str) -> None:
+    data = write(tmp_path / "data.txt", "1 1\n1 2\n1 3\n")
+    with pytest.raises(ValueError, match="--query-buckets hashes events' search terms"):
+        load_dataset(data, fmt, query_buckets=64)
+
+
 def test_sessions_bad_line_names_file_and_line(tmp_path: Path) -> None:
     train = write(tmp_path / "train.txt", "1 2\n3 x 4\n")
     with pytest.raises(DataFormatError) as err:
