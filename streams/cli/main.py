@@ -200,12 +200,15 @@ def bootstrap(seconds: float = typer.Option(60.0, min=1.0, help="training budget
     console.print(f"model {escape(version.version)} is the promoted one in {escape(str(settings.registry_dir))}")
 
 
+MIN_RETRAIN_EVENTS = 1000      # the demo's retrain needs 100 clicks in its latest slice (a fifth of them)
+
+
 @app.command()
 def demo(
     events: int = typer.Option(3000, min=1, help="events to replay"),
     bad_fraction: float = typer.Option(0.0, min=0.0, max=0.99, help="share of malformed events"),
     json_out: bool = typer.Option(False, "--json", help="print the summary as one JSON line"),
-    train_seconds: float = typer.Option(20.0, help="training budget when no model exists"),
+    train_seconds: float = typer.Option(20.0, min=1.0, help="training budget when no model exists"),
     drift: bool = typer.Option(False, "--drift", help="new items and a popularity shift halfway through"),
     retrain: bool = typer.Option(False, "--retrain", help="then retrain from the stored clicks, promote if "
                                  "better, replay half as many events more"),
@@ -213,6 +216,10 @@ def demo(
     """End to end on the embedded stack: broker, model, worker, replay, costs in ClickHouse."""
     from reckon.streams.cli.demo import print_summary, run_demo
 
+    if not math.isfinite(train_seconds):
+        raise ReckonError(f"--train-seconds must be a finite number of seconds, not {train_seconds}")
+    if retrain and events < MIN_RETRAIN_EVENTS:     # found after the whole replay, by the retrain itself
+        raise ReckonError(f"--retrain learns from the replayed clicks: give --events {MIN_RETRAIN_EVENTS} or more")
     summary = run_demo(_settings(), events, bad_fraction, train_seconds, console, drift, retrain)
     if json_out:
         print(json.dumps(summary, default=str))

@@ -123,6 +123,11 @@ def test_usage_mistakes_are_one_line(tmp_path: Path) -> None:
                                                      "not inf"),
                        (["replay", "--format", "sessions"], "error: --format sessions reads a file: give it with "
                                                             "--file"),
+                       (["demo", "--train-seconds", "inf"], "error: --train-seconds must be a finite number of "
+                                                             "seconds, not inf"),
+                       # found after the whole replay, by the retrain, before
+                       (["demo", "--retrain", "--events", "10"], "error: --retrain learns from the replayed clicks: "
+                                                                 "give --events 1000 or more"),
                        (["train"], "error: Missing argument 'data'. (`reckon train --help`)")]:
         assert _one_line(_reckon(args, {}, tmp_path)) == says
 
