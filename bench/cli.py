@@ -43,8 +43,8 @@ def stream(events: int = typer.Option(1_000_000, min=100_000, help="backlog size
                                       "least --min-seconds of work from it (a warning says when one did not)"),
            users: int = _USERS, interleave: bool = _INTERLEAVE,
            repeats: int = typer.Option(3, min=1, help="runs of each rate (min / median / max reported)"),
-           min_seconds: float = typer.Option(2.0, min=0.5, help="least work timed per rate"),
-           latency_seconds: float = typer.Option(10.0, min=1.0, help="seconds of load per latency level"),
+           min_seconds: float = typer.Option(2.0, min=0.5, max=600.0, help="least work timed per rate"),
+           latency_seconds: float = typer.Option(10.0, min=1.0, max=3600.0, help="seconds of load per latency level"),
            json_out: bool = typer.Option(False, "--json")) -> None:
     """Raw aiokafka read vs Faust vs worker ingest vs full path; latency at 10/50/90 % load vs the broker's floor."""
     from reckon.bench.stream import run
@@ -58,8 +58,8 @@ def stream(events: int = typer.Option(1_000_000, min=100_000, help="backlog size
 def api(events: int = typer.Option(200_000, min=10_000, help="backlog the worker's rate is measured on"),
         users: int = _USERS,
         clients: int = typer.Option(8, min=1, help="concurrent clients reading cached recommendations"),
-        seconds: float = typer.Option(10.0, min=1.0, help="seconds of requests under load"),
-        rate: float = typer.Option(500.0, min=0.0, help="cached GETs per second, all clients together "
+        seconds: float = typer.Option(10.0, min=1.0, max=3600.0, help="seconds of requests under load"),
+        rate: float = typer.Option(500.0, min=0.0, max=1e6, help="cached GETs per second, all clients together "
                                    "(open loop); 0: each client as fast as answers come"),
         json_out: bool = typer.Option(False, "--json")) -> None:
     """GET /recommendations (cached, fresh=1) and POST /events latency while the worker ingests at half its rate."""

@@ -262,7 +262,8 @@ def train_cmd(
     if as_json:
         print(json.dumps(mv.manifest))
         return
-    console.print(f"registered [bold]{escape(mv.version)}[/bold] in {escape(str(registry))}" + (" (promoted)" if promote else ""))
+    console.print(f"registered [bold]{escape(mv.version)}[/bold] in {escape(str(registry))}"
+                  + (" (promoted)" if promote else ""))
     console.print(f"preset {preset.name} ({preset.validated_on})"
                   + (", overridden: " + ", ".join(f"{k} {v}" for k, v in overrides.items()) if overrides else ""))
     console.print(f"epochs {result.epochs_run} (best {result.best_epoch}, stopped: {result.stopped}), "

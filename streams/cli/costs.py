@@ -66,7 +66,8 @@ def default_store(settings: Settings) -> str:
         return settings.clickhouse_url
     newest = max(candidates, key=_last_written)
     if len(candidates) > 1 or newest.parent.name == "demo":
-        _err.print(f"reading {escape(str(newest))} (the most recently written store; RECKON_CLICKHOUSE_DSN picks another)")
+        _err.print(f"reading {escape(str(newest))} (the most recently written store; "
+                   "RECKON_CLICKHOUSE_DSN picks another)")
     return f"chdb://{newest}"
 
 

@@ -196,7 +196,8 @@ def print_summary(summary: dict, console: Console) -> None:
         console.print(("promoted: " if summary["promoted"] else "not promoted: ") + escape(summary["promotion_reason"]))
         for arm in summary["after_retrain_by_arm"]:
             low, high = arm["attributed_ctr_ci95"]
-            console.print(f"after the retrain, {escape(arm['arm'])} arm ({escape(arm['model_version'])}): attributed CTR "
+            console.print(f"after the retrain, {escape(arm['arm'])} arm ({escape(arm['model_version'])}): "
+                          "attributed CTR "
                           f"{arm['attributed_ctr']:.2%} [{low:.2%}, {high:.2%}] of {arm['recommendations']}")
     for rec in summary["examples"]:
         shown = ", ".join(rec["items"][:5]) + (f" (first 5 of {len(rec['items'])})" if len(rec["items"]) > 5 else "")

@@ -5,6 +5,7 @@ is not there)."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -201,6 +202,20 @@ def test_an_error_naming_a_path_with_brackets_is_one_line(tmp_path: Path) -> Non
     r = invoke("eval", tmp_path / "[/]data", "--registry", tmp_path / "[/]reg")
     assert r.exit_code == 1 and f"{tmp_path / '[/]reg'}" in said(r), r.output
     assert isinstance(r.exception, SystemExit), r.exception
+
+
+@pytest.mark.parametrize(("args", "problem"), [
+    (["bench", "stream", "--min-seconds", "inf"], "Invalid value for '--min-seconds'"),
+    (["bench", "stream", "--latency-seconds", "inf"], "Invalid value for '--latency-seconds'"),
+    (["bench", "api", "--seconds", "inf"], "Invalid value for '--seconds'"),
+    (["bench", "api", "--rate", "nan"], "Invalid value for '--rate'"),
+])
+def test_bench_durations_and_rates_are_bounded(args: list[str], problem: str) -> None:
+    """`--min-seconds inf` started a benchmark that could never end (an OverflowError later on)."""
+    from reckon.streams.cli import main
+
+    out = subprocess.run([sys.executable, "-m", main.__name__, *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and problem in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
 def test_model_list_shows_the_readable_versions_beside_a_corrupt_manifest(tmp_path: Path, tiny_version) -> None:
