@@ -45,7 +45,7 @@ def fetch_over_http(url: str, request: ReportRequest, timeout_s: float = 60.0, t
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         response = httpx.get(endpoint, params=request.to_query(), timeout=timeout_s, headers=headers)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:      # InvalidURL: `http://[::1`, a port of letters
         raise ReckonError(f"cannot reach {endpoint}: {exc}") from None
     try:
         body = response.json()

@@ -44,7 +44,7 @@ def retrain_over_http(url: str, overrides: dict[str, Any], timeout_s: float = 36
     try:
         response = httpx.post(endpoint, params={k: str(v) for k, v in overrides.items() if v is not None},
                               timeout=timeout_s, headers=headers)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:      # InvalidURL: `http://[::1`, a port of letters
         raise ReckonError(f"cannot reach {endpoint}: {exc}") from None
     try:
         body = response.json()

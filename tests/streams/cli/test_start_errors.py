@@ -145,6 +145,11 @@ def test_options_that_would_be_ignored_are_refused(tmp_path: Path) -> None:
         assert _one_line(_reckon(args, {}, tmp_path)) == says
 
 
+def test_a_worker_url_that_does_not_parse_is_one_line(tmp_path: Path) -> None:
+    for args in (["costs", "--url", "http://[::1"], ["retrain", "--url", "http://host:port"]):   # were tracebacks
+        assert "error: cannot reach http://" in _one_line(_reckon(args, {}, tmp_path)), args
+
+
 def test_settings_files_and_dsns_that_cannot_work(tmp_path: Path) -> None:
     (tmp_path / ".env").write_bytes(b"\xff\xfe\x00RECKON_LOG_LEVEL=info\n")
     assert _one_line(_reckon(["settings"], {}, tmp_path)).startswith(
