@@ -106,6 +106,8 @@ async def produce(bootstrap: str, records: Iterable[Record], rate: float = 0.0,
                 await asyncio.gather(*pending)
                 pending.clear()
         await asyncio.gather(*pending)
+    except ReckonError as exc:      # a file's bad line: what came before it is on its way (stop() flushes)
+        raise ReckonError(f"{exc} (stopped there: the {counts['sent']:,} events before it were sent)") from None
     finally:
         await producer.stop()
     return counts

@@ -3,6 +3,7 @@ and the worker's contract names what is wrong with it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -68,3 +69,19 @@ def test_session_lines_become_one_users_clicks_that_the_contract_takes(tmp_path)
     assert [json.loads(r.value)["item_id"] for r in records] == ["1", "2", "3", "4", "5"]
     assert {r.key for r in records} == {b"s1", b"s3"}
     assert all(not isinstance(parse_event("clicks", r.value), Invalid) for r in records)
+
+
+@pytest.mark.integration
+def test_a_bad_line_stops_the_replay_saying_what_was_sent_before_it(fresh_broker, tmp_path) -> None:
+    from reckon.streams.kafka.broker import create_topics
+    from reckon.streams.traffic.replay import produce
+
+    from ..kafka_io import read_topic
+
+    create_topics(fresh_broker.bootstrap_servers, 1, topics=["clicks"])
+    path = tmp_path / "sessions.txt"
+    path.write_bytes(b"1 2 3\n\xff 4\n")
+    with pytest.raises(ReckonError, match=r":2: not UTF-8 text \(stopped there: the 3 events before it were sent\)"):
+        asyncio.run(produce(fresh_broker.bootstrap_servers, records_from_sessions(path)))
+    sent = read_topic(fresh_broker.bootstrap_servers, "clicks", 3, timeout_s=20)
+    assert sorted(json.loads(m.value)["item_id"] for m in sent) == ["1", "2", "3"]
