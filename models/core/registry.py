@@ -108,8 +108,7 @@ class ModelVersion:
         if not isinstance(ids, list):
             raise RegistryError(f"{where}: expected a JSON list")
         # ids the event contract could carry: serving publishes them, and maps events' ids to them
-        names = [x if isinstance(x, str) else str(x) for x in ids if isinstance(x, (str, int)) and x is not True
-                 and x is not False]
+        names = [str(x) for x in ids if isinstance(x, (str, int)) and not isinstance(x, bool)]
         if len(names) != len(ids):
             raise RegistryError(f"{where}: every item id must be a string or an integer")
         bad = next((n for n in names if not 0 < len(n) <= MAX_ITEM_ID_CHARS or not n.isprintable()), None)
