@@ -66,3 +66,9 @@ class ExportError(ModelError):
 
 class ScorerError(ModelError):
     """onnxruntime could not load or run a model version."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first non-blank line, for a one-line error (unpicklers and ONNX speak in pages)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0].lstrip(" .")[:200] if lines else type(exc).__name__

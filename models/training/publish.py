@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from reckon.models.core.errors import ModelError
+from reckon.models.core.errors import ModelError, first_line
 from reckon.models.core.registry import ModelVersion, Registry, sha256_file
 from reckon.models.serving.costing import DEVICE_HOUR_USD, cost_per_1k
 from reckon.models.serving.runtime import cuda_device_name
@@ -65,7 +65,7 @@ def load_checkpoint(path: Path) -> SASRec:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:    # the unpickler's errors: many types, messages of many lines
-        raise refuse(f"PyTorch cannot read it ({_first_line(exc)})") from None
+        raise refuse(f"PyTorch cannot read it ({first_line(exc)})") from None
     if not isinstance(blob, dict) or not isinstance(blob.get("config"), dict) or \
             not isinstance(blob.get("state_dict"), dict):
         raise refuse("it holds no model config and weights")
@@ -73,13 +73,8 @@ def load_checkpoint(path: Path) -> SASRec:
         model = SASRec(ModelConfig.from_dict(blob["config"]))
         model.load_state_dict(blob["state_dict"])
     except (TypeError, ValueError, RuntimeError, KeyError) as exc:
-        raise refuse(f"its config and weights do not make a model ({_first_line(exc)})") from None
+        raise refuse(f"its config and weights do not make a model ({first_line(exc)})") from None
     return model.eval()
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0].lstrip(" .")[:200] if lines else type(exc).__name__
 
 
 def measure_variants(

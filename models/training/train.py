@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from reckon.models.core.errors import first_line
 from reckon.models.training.config import ModelConfig, TrainConfig
 from reckon.models.training.data import SequenceData
 from reckon.models.training.evaluate import evaluate_model
@@ -118,8 +119,7 @@ def _load_resume_state(path: Path, model_config: ModelConfig, train_config: Trai
     try:    # tensors and plain values only: a pickle that names code is refused, never run
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:    # the unpickler's errors: many types, messages of many lines
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ValueError(f"--resume {path}: not a training state saved by --resume ({first})") from None
+        raise ValueError(f"--resume {path}: not a training state saved by --resume ({first_line(exc)})") from None
     mine = {"model_config": model_config.to_dict(), "train_config": train_config.to_dict()}
     # A setting added since the state was written reads as its default.
     stored = {"model_config": ModelConfig.from_dict(state["model_config"]).to_dict(),

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
 from reckon.streams.core.errors import SettingsError
+from reckon.streams.core.ids import MAX_ID_CHARS, printable_id
 
 ENV_PREFIX = "RECKON_"
 SECRETS_DIR_HELP = ("a directory of files named like settings (`reckon_kafka_sasl_password`), each holding "
@@ -264,16 +265,16 @@ class Settings(BaseSettings):
     @classmethod
     def _tenant_ids(cls, v: str | tuple[str, ...]) -> str | tuple[str, ...]:
         for tenant in (v,) if isinstance(v, str) else v:
-            if not tenant or len(tenant) > 128 or not tenant.isprintable():
-                raise ValueError(f"tenant {tenant[:40]!r} must be 1..128 printable characters")
+            if not printable_id(tenant):
+                raise ValueError(f"tenant {tenant[:40]!r} must be 1..{MAX_ID_CHARS} printable characters")
         return v
 
     @field_validator("worker_name")
     @classmethod
     def _printable_name(cls, v: str) -> str:
         # it labels metrics, cost rows and log lines: a control character would garble all three
-        if not v or len(v) > 128 or not v.isprintable():
-            raise ValueError("must be 1..128 printable characters")
+        if not printable_id(v):
+            raise ValueError(f"must be 1..{MAX_ID_CHARS} printable characters")
         return v
 
     @field_validator("web_token")

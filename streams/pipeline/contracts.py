@@ -24,8 +24,9 @@ from typing import Annotated, Any, ClassVar, Literal
 import msgspec
 import numpy as np
 
+from reckon.streams.core.ids import MAX_ID_CHARS
+
 MAX_EVENT_BYTES = 16 * 1024          # 16 KiB: bigger payloads are a producer bug
-MAX_ID_CHARS = 128                   # ids, tenant, session_id
 MAX_QUERY_CHARS = 512
 MAX_RESULTS = 200
 MAX_DEPTH = 256                      # JSON nesting; both parsers follow ~990 levels (the recursion limit)

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from reckon.streams.clickhouse.client import ClickHouse
+from reckon.streams.core.ids import MAX_ID_CHARS, printable_id
 from reckon.streams.costs import figures as F
 from reckon.streams.costs.alert_engine import recent_alerts
 from reckon.streams.costs.allocation import IDLE_POLICIES, Allocation, IdlePolicy, allocate, per_1k, spread
@@ -63,9 +64,9 @@ class ReportRequest:
             raise ValueError("attribution_window_s must be in (0, 604800]")
         if self.idle not in IDLE_POLICIES:
             raise ValueError(f"idle must be one of {', '.join(IDLE_POLICIES)}")
-        if self.tenant is not None and not (0 < len(self.tenant) <= 128 and self.tenant.isprintable()):
+        if self.tenant is not None and not printable_id(self.tenant):
             # the contract's limits for an event's tenant: no stored row can name another
-            raise ValueError("tenant must be 1..128 printable characters")
+            raise ValueError(f"tenant must be 1..{MAX_ID_CHARS} printable characters")
         try:
             self.window()
         except OverflowError:

@@ -14,6 +14,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from reckon.streams.core.errors import ReckonError
+from reckon.streams.core.ids import MAX_ID_CHARS
 from reckon.streams.traffic.generator import Record
 
 
@@ -61,9 +62,6 @@ def records_from_jsonl(path: Path, verdict: Verdict = lambda topic, raw: "") -> 
             yield Record(topic, key, raw, not reason, reason)
 
 
-MAX_SESSION_ID_DIGITS = 128     # the event contract's longest id
-
-
 def records_from_sessions(path: Path, start_ts: float | None = None) -> Iterator[Record]:
     """Session format: a line is one anonymous session, so the session is the user."""
     ts = time.time() - 3600 if start_ts is None else start_ts
@@ -73,8 +71,8 @@ def records_from_sessions(path: Path, start_ts: float | None = None) -> Iterator
                 items = raw_line.decode("utf-8").split()
             except UnicodeDecodeError:
                 raise ReckonError(f"{path}:{line_no}: not UTF-8 text") from None
-            if not all(i.isascii() and i.isdigit() and len(i) <= MAX_SESSION_ID_DIGITS for i in items):
-                raise ReckonError(f"{path}:{line_no}: expected numeric item ids (at most {MAX_SESSION_ID_DIGITS} "
+            if not all(i.isascii() and i.isdigit() and len(i) <= MAX_ID_CHARS for i in items):
+                raise ReckonError(f"{path}:{line_no}: expected numeric item ids (at most {MAX_ID_CHARS} "
                                   "digits) separated by spaces")
             for pos, item in enumerate(items):
                 ts += 0.001

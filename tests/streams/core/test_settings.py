@@ -27,6 +27,15 @@ def test_bad_settings_name_the_variable(monkeypatch, env: str, value: str, needl
     assert needle in str(err.value)
 
 
+def _refusal(monkeypatch, env: dict[str, str]) -> str:
+    """The one-line SettingsError that loading settings under `env` raises."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    return str(err.value)
+
+
 @pytest.mark.parametrize(("env", "says"), [
     ({"RECKON_COST_INTERVAL_S": "7"}, "setting RECKON_COST_INTERVAL_S: must divide 60"),
     ({"RECKON_COST_INTERVAL_S": "420"}, "setting RECKON_COST_INTERVAL_S: must divide 60"),
@@ -42,11 +51,7 @@ def test_bad_settings_name_the_variable(monkeypatch, env: str, value: str, needl
                                                      "RECKON_KAFKA_SECURITY_PROTOCOL is PLAINTEXT, which ignores it"),
 ])
 def test_settings_that_cannot_work_together_or_at_all(monkeypatch, env: dict[str, str], says: str) -> None:
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    with pytest.raises(SettingsError) as err:
-        load_settings()
-    assert str(err.value).startswith(says), str(err.value)
+    assert _refusal(monkeypatch, env).startswith(says)
 
 
 def test_intervals_aligned_to_the_clock_are_accepted(monkeypatch) -> None:
@@ -206,11 +211,7 @@ def test_a_tenant_list_of_only_commas_is_refused_not_read_as_every_tenant(monkey
     ({"RECKON_RETRAIN_SECONDS": "1e-300"}, "setting RECKON_RETRAIN_SECONDS: Input should be greater than or equal to 0.1"),
 ])
 def test_tokens_no_request_can_present_and_infinite_numbers_are_refused(monkeypatch, env: dict, says: str) -> None:
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    with pytest.raises(SettingsError) as err:
-        load_settings()
-    assert str(err.value).startswith(says), str(err.value)
+    assert _refusal(monkeypatch, env).startswith(says)
 
 
 def test_the_log_level_in_any_case(monkeypatch) -> None:
