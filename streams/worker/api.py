@@ -8,7 +8,8 @@ publishes nothing.
 
 `POST /events`: a JSON array of events (or `{"events": [...]}`) in the topics' wire
 contract, each validated by the worker's own parser and produced to its topic keyed by
-user id, as `reckon replay` does; a resend of an accepted event id answers `duplicate`.
+user id, as `reckon replay` does; a resend of an accepted event id answers `duplicate`, and
+one event the contract refuses (an unpaired surrogate's escape included) is refused alone.
 
 Both follow the bearer-token rules of `/state` (streams/worker/auth.py): 401 without a
 known token, 403 for another tenant's data. Every error is one line of JSON.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -67,10 +69,62 @@ def split_events(body: bytes) -> list[bytes]:
     try:
         raws = _decode_list(body) if body.lstrip()[:1] == b"[" else _decode_batch(body).events
     except msgspec.DecodeError as exc:
-        raise ValueError(f"body must be a JSON array of events or {{\"events\": [...]}}: {exc}") from None
+        lenient = _split_leniently(body)
+        if lenient is None:
+            raise ValueError(f"body must be a JSON array of events or {{\"events\": [...]}}: {exc}") from None
+        return lenient
     except RecursionError:
         raise ValueError(f"body is nested deeper than an event may be ({MAX_DEPTH} levels)") from None
     return [bytes(raw) for raw in raws]
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+_scan = json.JSONDecoder(parse_constant=lambda name: None).raw_decode
+
+
+def _split_leniently(body: bytes) -> list[bytes] | None:
+    """A body msgspec refused whole, split by the standard library's parser where it can:
+    it takes what RFC 8259 calls valid JSON that msgspec does not (a `\\ud800` escape with no
+    pair, NaN), so one such event is refused alone by the contract, as a worker dead-letters
+    it alone, and the others go on. None when the body is not JSON of either form."""
+    try:
+        text = body.decode("utf-8")
+        whole = json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if isinstance(whole, dict) and isinstance(whole.get("events"), list):
+        start = _events_array(text)
+    elif isinstance(whole, list):
+        start = _WS.match(text).end()
+    else:
+        return None
+    at = _WS.match(text, start + 1).end()          # past the array's "["
+    out: list[bytes] = []
+    while text[at] != "]":
+        _, end = _scan(text, at)
+        out.append(text[at:end].encode("utf-8"))   # the bytes as sent: UTF-8 round-trips
+        at = _WS.match(text, end).end()
+        if text[at] == ",":
+            at = _WS.match(text, at + 1).end()
+    return out
+
+
+def _events_array(text: str) -> int:
+    """Where the value of a well-formed top-level object's last "events" key starts (the
+    one a parser keeps)."""
+    at, start = _WS.match(text).end() + 1, -1       # past the "{"
+    while True:
+        at = _WS.match(text, at).end()
+        if text[at] == "}":
+            return start
+        key, at = _scan(text, at)
+        at = _WS.match(text, _WS.match(text, at).end() + 1).end()    # past the ":"
+        if key == "events":
+            start = at
+        _, at = _scan(text, at)
+        at = _WS.match(text, at).end()
+        if text[at] == ",":
+            at += 1
 
 
 def topic_of(raw: bytes) -> str:

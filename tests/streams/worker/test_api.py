@@ -108,6 +108,11 @@ def test_any_worker_answers_for_every_user(workers) -> None:
     assert (r.json()["accepted"], r.json()["rejected"]) == (1, 1), r.text
     assert r.json()["results"][0]["reason"] == "duplicate_key" and "'user_id'" in r.json()["results"][0]["detail"]
     assert nested.status_code == 200 and nested.json()["rejected"] == 1, nested.text
+    # an escape of half a surrogate pair is valid JSON that msgspec refuses: that event alone
+    lone = json.dumps(_click("e-lone", "u1", "\ud800"))
+    r = a.post(None, raw=f'{{"events": [{json.dumps(_click("e-pair", "u1", "i1"))}, {lone}]}}'.encode())
+    assert (r.json()["accepted"], r.json()["rejected"]) == (1, 1), r.text
+    assert r.json()["results"][1]["reason"] == "bad_text"
     for encoding in ("gzip", "deflate"):      # a body that does not decompress was a 500
         r = httpx.post(a.base + "/events", content=b"not compressed", timeout=10,
                        headers={"Authorization": f"Bearer {EVERY}", "Content-Encoding": encoding,

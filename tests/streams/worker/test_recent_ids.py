@@ -26,7 +26,13 @@ def test_an_accepted_id_is_a_duplicate_and_a_failed_one_may_retry() -> None:
 def test_bodies_split_into_events_as_sent() -> None:
     assert split_events(b'[{"a": 1}, {"b": [2]}]') == [b'{"a": 1}', b'{"b": [2]}']
     assert split_events(b' {"events": [3, "x"]}') == [b"3", b'"x"']
-    for bad in (b"{", b'{"events": 3}', b"3", b'{"other": []}'):
+    # JSON msgspec refuses (an unpaired surrogate's escape, NaN) is split by the standard
+    # library's parser, each event as sent, for the contract to refuse alone
+    assert split_events(rb'[{"a": "\ud800"} , 2]') == [rb'{"a": "\ud800"}', b"2"]
+    assert split_events(rb' {"x": [1], "events": [ NaN, {"b": "\udc00"} ], "y": {"events": 2} }') == [
+        b"NaN", rb'{"b": "\udc00"}']
+    for bad in (b"{", b'{"events": 3}', b"3", b'{"other": []}', rb'{"other": ["\ud800"]}', b"[1,]",
+                rb'"\ud800"'):
         with pytest.raises(ValueError, match="JSON array of events"):
             split_events(bad)
     assert topic_of(b'{"query": "q"}') == "searches" and topic_of(b'{"item_id": "i"}') == "clicks"
