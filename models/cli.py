@@ -27,7 +27,19 @@ from reckon.models.serving.costing import DEVICE_HOUR_USD
 
 __all__ = ["check_train_device", "register"]
 
-DEFAULT_REGISTRY = Path(".reckon/models")
+
+
+def default_registry() -> Path:
+    """Where a worker with the same settings looks for its model: `<data dir>/models`, the
+    data dir read as the worker's settings read it (RECKON_DATA_DIR, from the environment or
+    ./.env; default .reckon). RECKON_MODEL_REGISTRY, the option's own variable, comes first."""
+    from dotenv import dotenv_values
+
+    dotenv = {k.upper(): v for k, v in dotenv_values(".env").items()} if Path(".env").is_file() else {}
+    named = dotenv.get("RECKON_MODEL_REGISTRY")
+    if named:
+        return Path(named)
+    return Path(os.environ.get("RECKON_DATA_DIR") or dotenv.get("RECKON_DATA_DIR") or ".reckon") / "models"
 
 console = Console()
 # Errors go to stderr, so stdout holds only what a command prints (one JSON line with --json).
@@ -88,8 +100,10 @@ class EvalVariant(str, Enum):
     fp16 = "fp16"
 
 
-# Same directory as the worker's settings (RECKON_MODEL_REGISTRY, default .reckon/models).
-RegistryOpt = Annotated[Path, typer.Option("--registry", envvar="RECKON_MODEL_REGISTRY", help="model registry directory")]
+# Same directory as the worker's settings (RECKON_MODEL_REGISTRY, default <data dir>/models).
+RegistryOpt = Annotated[Optional[Path], typer.Option("--registry", envvar="RECKON_MODEL_REGISTRY",
+                                                     show_default="$RECKON_DATA_DIR/models, else .reckon/models",
+                                                     help="model registry directory")]
 FormatOpt = Annotated[Format, typer.Option("--format", help="events (or jsonl): Reckon events; sessions: SR-GNN; sasrec: 'user item'")]
 HourOpt = Annotated[Optional[float], typer.Option("--device-hour-usd", callback=_number(0.0),
                                                   help="device price per hour [default: 0.0624 cpu, 4.00 cuda]")]
@@ -154,7 +168,7 @@ def train_cmd(
     fmt: Annotated[str, typer.Option("--format", help="events (or jsonl): Reckon events; sessions: SR-GNN; sasrec: 'user item'. "
                                      "Picks the preset (below) that flags not given take")] = Format.events.value,
     test: Annotated[Optional[Path], typer.Option(help="sessions: test_samples.tsv (default: beside DATA)")] = None,
-    registry: RegistryOpt = DEFAULT_REGISTRY,
+    registry: RegistryOpt = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help=_FROM_PRESET)] = None,
     time_budget: Annotated[Optional[float], typer.Option(callback=_POSITIVE, help="training wall seconds")] = None,
     promote: Annotated[bool, typer.Option(help="make the new version current")] = False,
@@ -205,6 +219,7 @@ def train_cmd(
 
     The manifest records the preset, the flags that overrode it and the final settings.
     """
+    registry = registry or default_registry()
     from reckon.models.core.errors import ModelError
     from reckon.models.core.registry import Registry
     from reckon.models.training.config import TrainConfig
@@ -291,7 +306,7 @@ def eval_cmd(
     data: Annotated[Path, typer.Argument(help="the data the version was trained on (same format)")],
     fmt: FormatOpt = Format.events,
     test: Annotated[Optional[Path], typer.Option(help="sessions: test_samples.tsv (default: beside DATA)")] = None,
-    registry: RegistryOpt = DEFAULT_REGISTRY,
+    registry: RegistryOpt = None,
     version: Annotated[Optional[str], typer.Option(help="default: the promoted version")] = None,
     protocol: Annotated[Optional[ProtocolOpt], typer.Option(help="default: sampled100 for sasrec, else full")] = None,
     variant: Annotated[EvalVariant, typer.Option(help="torch checkpoint or an ONNX variant (CPU provider)")] = EvalVariant.torch,
@@ -300,6 +315,7 @@ def eval_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """HR@K, NDCG@K and MRR@K of a registered version (full ranking or 100 sampled negatives)."""
+    registry = registry or default_registry()
     from reckon.models.core.errors import ModelError
     from reckon.models.core.registry import Registry
     from reckon.models.serving.scorer import Scorer
@@ -351,7 +367,7 @@ def eval_cmd(
 
 
 def export_cmd(
-    registry: RegistryOpt = DEFAULT_REGISTRY,
+    registry: RegistryOpt = None,
     version: Annotated[Optional[str], typer.Option(help="version to re-export or re-measure [default: current]")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="a model.pt to register (needs --data)")] = None,
     data: Annotated[Optional[Path], typer.Option(help="with --checkpoint: the training data (item ids, quality)")] = None,
@@ -366,6 +382,7 @@ def export_cmd(
 ) -> None:
     """Export a checkpoint (or an existing version's) to ONNX fp32/int8/fp16 as a new version,
     or with --measure-only record this machine's scoring cost in a version's manifest."""
+    registry = registry or default_registry()
     from reckon.models.core.errors import ModelError
     from reckon.models.core.registry import Registry
     from reckon.models.training.data import load_dataset
@@ -451,7 +468,7 @@ def offline_quality(manifest: dict[str, Any]) -> tuple[dict[str, float], str]:
 
 
 def _list_command(online: OnlineQuality | None) -> Callable[..., None]:
-    def list_cmd(registry: RegistryOpt = DEFAULT_REGISTRY,
+    def list_cmd(registry: RegistryOpt = None,
                  hours: Annotated[float, typer.Option(callback=_number(0.001), help="online quality over this "
                                                       "many hours, ending now")] = 24.0,
                  as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -459,6 +476,7 @@ def _list_command(online: OnlineQuality | None) -> Callable[..., None]:
                  = False) -> None:
         """Registered versions, oldest first; * marks the promoted one. Training cost, offline
         quality (what it was measured on) and online quality (attributed CTR, 95 % interval)."""
+        registry = registry or default_registry()
         from reckon.models.core.errors import ModelError
         from reckon.models.core.registry import Registry
 
@@ -540,9 +558,10 @@ def _ctr(row: dict[str, Any]) -> str:
     return f"{row['attributed_ctr'] * 100:.2f} % [{low * 100:.2f}, {high * 100:.2f}] of {row['recommendations']}"
 
 
-def promote_cmd(version: Annotated[str, typer.Argument()], registry: RegistryOpt = DEFAULT_REGISTRY) -> None:
+def promote_cmd(version: Annotated[str, typer.Argument()], registry: RegistryOpt = None) -> None:
     """Make VERSION the one workers serve (atomic pointer swap), once every file of it
     matches its checksum and every variant loads and scores a test row."""
+    registry = registry or default_registry()
     from reckon.models.core.errors import ModelError
     from reckon.models.core.registry import Registry
     from reckon.models.serving.scorer import check_version

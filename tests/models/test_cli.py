@@ -119,3 +119,29 @@ def test_train_format_picks_its_preset_and_an_unknown_format_is_one_line(tmp_pat
     r = CliRunner().invoke(make_app(), ["train", str(tmp_path / "s.txt"), "--format", "sessions", "--ema-epochs", "-1",
                                         "--registry", str(tmp_path / "reg")])
     assert r.exit_code == 1 and r.stderr.strip() == "error: ema_epochs must be in [0, 100], got -1.0"
+
+
+def test_model_commands_use_the_workers_registry(tmp_path: Path, monkeypatch) -> None:
+    """Without --registry, the registry a worker with the same settings reads: RECKON_DATA_DIR
+    (environment or ./.env) + /models, and RECKON_MODEL_REGISTRY before it."""
+    from reckon.streams.core.settings import Settings
+
+    app, runner = make_app(), CliRunner()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RECKON_DATA_DIR", raising=False)
+    monkeypatch.delenv("RECKON_MODEL_REGISTRY", raising=False)
+
+    def refused_at(env: dict[str, str]) -> str:
+        r = runner.invoke(app, ["model", "promote", "v1"], env=env)
+        assert r.exit_code == 1 and "no model registry at " in r.output, r.output
+        return r.output.split("no model registry at ", 1)[1].split(":", 1)[0]
+
+    assert refused_at({}) == ".reckon/models"
+    for env in ({"RECKON_DATA_DIR": str(tmp_path / "env")}, {"RECKON_MODEL_REGISTRY": str(tmp_path / "named")}):
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        assert refused_at(env) == str(Settings().registry_dir), env
+        for key in env:
+            monkeypatch.delenv(key)
+    (tmp_path / ".env").write_text(f"RECKON_DATA_DIR={tmp_path / 'dotenv'}\n")
+    assert refused_at({}) == str(tmp_path / "dotenv" / "models") == str(Settings().registry_dir)
