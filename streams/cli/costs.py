@@ -36,7 +36,7 @@ from reckon.streams.reports.text import render_text
 
 __all__ = ["fetch_report", "fetch_over_http", "online_quality", "register"]
 
-_err = Console(stderr=True)
+_err = Console(stderr=True, soft_wrap=True)    # notes: one line each, however long its paths
 
 
 def fetch_over_http(url: str, request: ReportRequest, timeout_s: float = 60.0, token: str = "") -> dict:

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from reckon.models.core.registry import Registry
+from reckon.streams.cli.costs import default_store
 from reckon.streams.clickhouse.client import connect, disconnect, store_holder
 from reckon.streams.clickhouse.migrations import migrate
 from reckon.streams.core.errors import ReckonError, StoreLockedError
@@ -34,7 +35,7 @@ from reckon.streams.retrain.run import retrain
 
 __all__ = ["register", "retrain_over_http"]
 
-_err = Console(stderr=True)
+_err = Console(stderr=True, soft_wrap=True)    # notes: one line each, however long its paths
 
 
 def retrain_over_http(url: str, overrides: dict[str, Any], timeout_s: float = 3600.0, token: str = "") -> dict:
@@ -56,7 +57,7 @@ def retrain_over_http(url: str, overrides: dict[str, Any], timeout_s: float = 36
 
 
 def _from_clickhouse(settings: Settings, config: RetrainConfig, overrides: dict[str, Any]) -> dict:
-    dsn = settings.clickhouse_url
+    dsn = default_store(settings)        # as `reckon costs` reads: the configured store, else the newest
     if dsn.startswith("chdb://"):
         path = Path(dsn.removeprefix("chdb://"))
         holder = store_holder(path)
@@ -67,7 +68,8 @@ def _from_clickhouse(settings: Settings, config: RetrainConfig, overrides: dict[
                 return retrain_over_http(holder["url"], overrides, token=settings.web_token.get_secret_value())
             raise StoreLockedError(str(path), f"pid {holder.get('pid')} ({holder.get('argv', '?')})")
         if not path.is_dir():
-            raise ReckonError(f"no ClickHouse store at {path}: run a worker first, or pass --events")
+            raise ReckonError(f"no ClickHouse store at {path}: run `reckon demo` or a worker first, point "
+                              "RECKON_CLICKHOUSE_DSN at a store, or pass --events")
     end = datetime.now(timezone.utc)
     ch = connect(dsn)
     try:
@@ -135,7 +137,7 @@ def register(app: typer.Typer) -> None:
             if not json_out:
                 raise
             sys.stdout.write(json.dumps({"error": str(exc)}) + "\n")
-            raise typer.Exit(1) from None
+            raise typer.Exit(2) from None           # as without --json (streams/cli/main.py)
         if json_out:
             sys.stdout.write(json.dumps(result) + "\n")
         else:

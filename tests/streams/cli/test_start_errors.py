@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -178,3 +179,17 @@ def test_a_path_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         f"error: --html {tmp_path / 'missing' / 'report.html'}: {tmp_path / 'missing'} is not a writable directory"
     ], result.stderr
+
+
+def test_retrain_reads_the_store_costs_reads(tmp_path: Path) -> None:
+    """After `reckon demo` the only store is the demo's: `reckon retrain` reads it, as `reckon
+    costs` does, instead of refusing for want of <data dir>/clickhouse."""
+    data = tmp_path / "data"
+    demo = {"RECKON_CLICKHOUSE_DSN": f"chdb://{data / 'demo' / 'clickhouse'}"}
+    assert _reckon(["migrate"], demo, tmp_path, timeout=120).returncode == 0
+    env = {"RECKON_DATA_DIR": str(data), "RECKON_MODEL_REGISTRY": str(tmp_path / "no-models")}
+    missing = _reckon(["retrain"], {"RECKON_DATA_DIR": str(tmp_path / "none")}, tmp_path)
+    assert "no ClickHouse store at" in _one_line(missing) and "reckon demo" in missing.stderr
+    found = _reckon(["retrain", "--json"], env, tmp_path, timeout=120)
+    assert f"reading {data / 'demo' / 'clickhouse'} (" in found.stderr, found.stderr
+    assert "no ClickHouse store" not in found.stdout and json.loads(found.stdout.strip().splitlines()[-1])["error"]

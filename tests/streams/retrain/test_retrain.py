@@ -85,7 +85,7 @@ def test_overrides_are_numbers_within_their_settings_bounds() -> None:
 
 def test_cli_refuses_an_out_of_bounds_option_in_one_line(tmp_path) -> None:
     out = CliRunner().invoke(app, ["retrain", "--window-hours", "100000", "--json"])
-    assert out.exit_code == 1
+    assert out.exit_code == 2          # as the same refusal without --json
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {
         "error": "retrain option window_hours: Input should be less than or equal to 2160, got '100000.0'"}
 
@@ -168,7 +168,7 @@ def test_cli_says_in_one_line_why_it_cannot_retrain(tmp_path, monkeypatch) -> No
                                 "ts": time.time()}) + "\n")
     monkeypatch.setenv("RECKON_MODEL_REGISTRY", str(tmp_path / "empty"))
     out = CliRunner().invoke(app, ["retrain", "--events", str(path), "--json"])
-    assert out.exit_code == 1
+    assert out.exit_code == 2
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {
         "error": f"no promoted version in {tmp_path / 'empty'} to start from: train one first"}
 
