@@ -273,6 +273,7 @@ def _error_line(message: str) -> None:
 
 
 def main() -> None:
+    logs.quiet_translated()
     try:
         code = app(prog_name="reckon", standalone_mode=False)   # usage errors come here, said in one line
     except usage_errors.NoArgsIsHelpError as exc:

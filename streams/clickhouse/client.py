@@ -23,7 +23,8 @@ from urllib.parse import urlsplit
 import clickhouse_connect
 from urllib3 import Timeout
 
-from reckon.streams.core.errors import ClickHouseDataError, ClickHouseError, ClickHouseUnavailable, StoreLockedError
+from reckon.streams.core.errors import (ClickHouseDataError, ClickHouseError, ClickHouseUnavailable, SettingsError,
+                                        StoreLockedError)
 from reckon.streams.core.redact import redact
 
 OWNER_FILE = ".reckon-owner"
@@ -89,13 +90,21 @@ class ClickHouse:
             client = clickhouse_connect.get_client(
                 dsn=self.dsn, interface=parts.scheme, connect_timeout=5,
                 **({} if own_timeout else {"send_receive_timeout": HANDSHAKE_TIMEOUT_S}))
+        except TypeError as exc:         # the DSN's query string is passed on as keyword arguments
+            unknown = re.search(r"unexpected keyword argument '([^']*)'", str(exc))
+            if unknown is None:
+                raise
+            raise SettingsError("RECKON_CLICKHOUSE_DSN", f"its parameter {unknown.group(1)[:40]!r} is not "
+                                "one clickhouse-connect's get_client takes") from None
         except Exception as exc:
-            hint = ""
             if _is_timeout(exc):
-                hint = f" (no answer within {HANDSHAKE_TIMEOUT_S} s: is this ClickHouse's HTTP port?)"
+                reason = f"no answer within {HANDSHAKE_TIMEOUT_S} s (is this ClickHouse's HTTP port?)"
             elif "CERTIFICATE_VERIFY_FAILED" in str(exc):
-                hint = " (the server's TLS certificate is not trusted: add ?ca_cert=/path/ca.pem to RECKON_CLICKHOUSE_DSN)"
-            raise ClickHouseUnavailable(f"cannot reach ClickHouse: {_redact(exc)}{hint}") from exc
+                reason = ("the server's TLS certificate is not trusted: add ?ca_cert=/path/ca.pem to "
+                          "RECKON_CLICKHOUSE_DSN")
+            else:
+                reason = _reason(exc)
+            raise ClickHouseUnavailable(f"cannot reach ClickHouse at {_where(parts)}: {reason}") from exc
         if not own_timeout:
             client.timeout = Timeout(connect=5, read=READ_TIMEOUT_S)
         return client
@@ -217,6 +226,25 @@ def _is_data_error(exc: Exception) -> bool:
         return True
     code = re.search(r"Code: (\d+)\.", text)
     return code is not None and int(code.group(1)) in _DATA_CODES
+
+
+def _where(parts: Any) -> str:
+    """scheme://host:port of a DSN: which server, without its credentials or query."""
+    try:
+        port = parts.port
+    except ValueError:             # a port that is not a number: the library said why
+        port = None
+    return f"{parts.scheme}://{parts.hostname or ''}" + (f":{port}" if port else "")
+
+
+def _reason(exc: Exception) -> str:
+    """What the connection attempt ran into, in the system's words ("Connection refused",
+    "Name or service not known"), instead of urllib3's retry wrapper around them."""
+    text = str(exc)
+    errno = re.search(r"\[Errno -?\d+\] ([^'\"()\]]+)", text)
+    if errno:
+        return errno.group(1).strip()
+    return _redact(exc)
 
 
 def _redact(exc: Exception) -> str:

@@ -63,6 +63,14 @@ class ClientFaults(logging.Filter):
         return record.levelno >= logging.getLogger().getEffectiveLevel()
 
 
+def quiet_translated() -> None:
+    """Before any logging is configured (commands other than the worker): the libraries whose
+    errors Reckon says in its own words log only errors, so their warning of the same failure
+    is not printed as a second, raw line."""
+    for name in TRANSLATED:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def configure(level: str, fmt: str, secrets: Iterable[str] = (), stream: IO[str] | None = None) -> None:
     """Replace the root logger's handlers with one that writes `fmt` lines to `stream` (stderr)."""
     handler = logging.StreamHandler(stream or sys.stderr)
