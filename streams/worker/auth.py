@@ -54,7 +54,10 @@ class PageAuth:
 
 def unauthorized(web: Any) -> Any:
     """The answer to a request without a valid token (401, with the Bearer challenge)."""
-    return web.json({"error": "a bearer token is required"}, status=401,
+    # Missing and unknown alike (which one is no business of a caller without a token); the
+    # CLI's --url commands send RECKON_WEB_TOKEN, so the hint names it.
+    return web.json({"error": "a valid bearer token is required: Authorization: Bearer <RECKON_WEB_TOKEN, "
+                              "or the tenant's token in RECKON_WEB_TENANT_TOKENS>"}, status=401,
                     headers={"WWW-Authenticate": 'Bearer realm="reckon"'})
 
 

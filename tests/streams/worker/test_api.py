@@ -81,7 +81,8 @@ def test_any_worker_answers_for_every_user(workers) -> None:
 
     # auth: as /state
     assert a.get("/recommendations/u0", token=None, tenant="acme").status_code == 401
-    assert a.get("/recommendations/u0", token="wrong-token-0123456789", tenant="acme").status_code == 401
+    wrong = a.get("/recommendations/u0", token="wrong-token-0123456789", tenant="acme")
+    assert wrong.status_code == 401 and wrong.json()["error"].startswith("a valid bearer token is required")
     assert a.get("/recommendations/u0", token=ACME, tenant="acme").status_code == 200
     assert b.get("/recommendations/u0", token=ACME, tenant="globex").status_code == 403
     assert a.post([_click("e-x", "u1", "i1")], token=None).status_code == 401
