@@ -5,20 +5,22 @@ EXTRAS ?= gpu,train,embedded,test
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+# Quiet on stdout (`make demo ARGS=--json | jq` reads one JSON line), said on stderr.
 $(STAMP): pyproject.toml
-	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
-	touch $(STAMP)
+	@echo "installing .[$(EXTRAS)] into $(VENV) (a few minutes the first time)" >&2
+	@python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip >&2
+	@$(PY) -m pip install -q -e '.[$(EXTRAS)]' >&2
+	@touch $(STAMP)
 
 .PHONY: install demo test bench
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/reckon demo $(ARGS)
+	@$(VENV)/bin/reckon demo $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
 
 bench: $(STAMP)
-	$(VENV)/bin/reckon bench $(ARGS)
+	@$(VENV)/bin/reckon bench $(ARGS)

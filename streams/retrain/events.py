@@ -68,9 +68,11 @@ def read_events(path: Path, now: float, default_tenant: str = "default") -> tupl
             candidates.append(line)
     seen: set[tuple[str, str]] = set()
     clicks: list[Click] = []
+    said: dict[str, str] = {}           # reason -> the contract's detail of its first line
     for event in parse_batch("clicks", candidates, now, default_tenant):
         if isinstance(event, Invalid):
             skipped[event.reason] += 1
+            said.setdefault(event.reason, event.detail)
             continue
         if (event.tenant, event.event_id) in seen:
             skipped["duplicate"] += 1
@@ -79,5 +81,7 @@ def read_events(path: Path, now: float, default_tenant: str = "default") -> tupl
         clicks.append(((event.tenant, event.user_id), event.item_id, event.ts))
     if not clicks:
         detail = ", ".join(f"{n} {reason}" for reason, n in skipped.most_common()) or "empty file"
-        raise RetrainError(f"{path}: no valid click to learn from ({detail})")
+        top = next((reason for reason, _ in skipped.most_common() if said.get(reason)), None)
+        example = f"; the first {top}: {said[top]}" if top else ""
+        raise RetrainError(f"{path}: no valid click to learn from ({detail}{example})")
     return clicks, skipped

@@ -158,8 +158,13 @@ def test_events_file_is_checked_by_the_contract(tmp_path) -> None:
     assert skipped == {"duplicate": 1, "unknown_action": 1, "ts_out_of_range": 1, "search": 1, "not_json": 1,
                        "too_deep": 1}
     (tmp_path / "bad.jsonl").write_text("not json\n")
-    with pytest.raises(RetrainError, match="no valid click to learn from \\(1 not_json\\)"):
+    with pytest.raises(RetrainError, match="no valid click to learn from \\(1 not_json; the first not_json: "):
         read_events(tmp_path / "bad.jsonl", now)
+    # a file whose clicks are all too old says what the window is
+    (tmp_path / "old.jsonl").write_text("\n".join(json.dumps({**good, "event_id": f"o{n}", "ts": 1.0}) for n in range(3)))
+    with pytest.raises(RetrainError, match=r"\(3 ts_out_of_range; the first ts_out_of_range: ts 1.0 not within "
+                                           r"\[-604800s, \+300s\] of now\)$"):
+        read_events(tmp_path / "old.jsonl", now)
 
 
 def test_cli_says_in_one_line_why_it_cannot_retrain(tmp_path, monkeypatch) -> None:
