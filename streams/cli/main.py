@@ -7,6 +7,7 @@ import json
 import math
 import signal
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Optional
 from urllib.parse import unquote, urlsplit
@@ -98,7 +99,8 @@ def replay(
     rate: float = typer.Option(0.0, min=0.0, help="events per second; 0 = as fast as possible"),
     bad_fraction: float = typer.Option(0.0, min=0.0, max=0.99, help="share of malformed events (0..0.99)"),
     file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="JSONL events or a session file"),
-    format: str = typer.Option("jsonl", help="file format: jsonl | sessions"),
+    format: str = typer.Option("events", help="file format: events (JSONL, one event per line; `jsonl` is "
+                               "its old name) | sessions"),
     seed: int = typer.Option(1),
     drift_at: int = typer.Option(0, min=0, help="generated events before new items appear and popularity "
                                  "shifts (0: no drift)"),
@@ -110,7 +112,7 @@ def replay(
 
     if not math.isfinite(rate):
         raise ReckonError(f"--rate must be a finite number of events per second, not {rate}")
-    if file is None and format != "jsonl":
+    if file is None and given(ctx, "format"):
         raise ReckonError(f"--format {format} reads a file: give it with --file")
     generating = [f"--{name.replace('_', '-')}" for name in ("events", "bad_fraction", "seed", "drift_at")
                   if given(ctx, name)]
@@ -122,15 +124,31 @@ def replay(
         raise ReckonError("setting RECKON_BOOTSTRAP_SERVERS: replay needs a running broker "
                           "(start one with `reckon stack up`)")
     if file is not None:
-        if format not in ("jsonl", "sessions"):
-            raise ReckonError(f"--format must be jsonl or sessions, not {format!r}")
-        records = records_from_jsonl(file, _contract_verdict) if format == "jsonl" else records_from_sessions(file)
+        if format not in ("events", "jsonl", "sessions"):
+            raise ReckonError(f"--format must be events or sessions, not {format!r}")
+        records = records_from_sessions(file) if format == "sessions" else records_from_jsonl(file, _contract_verdict)
     else:
         records = TrafficGenerator(bad_fraction=bad_fraction, seed=seed,
                                    drift=Drift(at=drift_at) if drift_at else None).records(events)
     check_reachable(settings.bootstrap_servers, settings.kafka_ssl_context())
     counts = asyncio.run(produce(settings.bootstrap_servers, records, rate, settings.kafka_client_kwargs()))
     print(json.dumps(dict(counts)))
+    if file is not None:
+        _say_refused(counts, file)
+
+
+def _say_refused(counts: Counter, file: Path) -> None:
+    """A replayed file's events the contract refuses are dead-lettered by the worker: say so
+    on stderr, and fail when it was every one of them (the wrong file or --format)."""
+    refused = Counter({key.split(":", 1)[1]: n for key, n in counts.items() if key.startswith("invalid:")})
+    if not refused:
+        return
+    reasons = ", ".join(f"{n:,} {reason}" for reason, n in refused.most_common())
+    if not counts.get("valid"):
+        raise ReckonError(f"none of the {counts['sent']:,} events sent from {file} passes the contract ({reasons}): "
+                          "the worker dead-letters them all (the wrong file, or --format?)")
+    console.print(f"{refused.total():,} of the {counts['sent']:,} events sent do not pass the contract ({escape(reasons)}): "
+                  "the worker dead-letters them", highlight=False, soft_wrap=True)
 
 
 def _contract_verdict(topic: str, raw: bytes) -> str:

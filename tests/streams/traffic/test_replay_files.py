@@ -85,3 +85,33 @@ def test_a_bad_line_stops_the_replay_saying_what_was_sent_before_it(fresh_broker
         asyncio.run(produce(fresh_broker.bootstrap_servers, records_from_sessions(path)))
     sent = read_topic(fresh_broker.bootstrap_servers, "clicks", 3, timeout_s=20)
     assert sorted(json.loads(m.value)["item_id"] for m in sent) == ["1", "2", "3"]
+
+
+@pytest.mark.integration
+def test_reckon_replay_says_what_the_worker_will_refuse_and_fails_when_it_is_everything(fresh_broker, tmp_path) -> None:
+    """A file of 'user item' lines replayed as events was 100 % dead-lettered, exit 0, no word."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RECKON_")},
+           "RECKON_BOOTSTRAP_SERVERS": fresh_broker.bootstrap_servers}
+
+    def replay(path, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "reckon.streams.cli.main", "replay", "--file", str(path), *args],
+                              env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    wrong = tmp_path / "pairs.txt"
+    wrong.write_text("1 2\n1 3\n2 2\n")
+    refused = replay(wrong)
+    assert refused.returncode == 2 and json.loads(refused.stdout)["invalid:not_json"] == 3
+    assert refused.stderr.strip() == (f"error: none of the 3 events sent from {wrong} passes the contract (3 not_json): "
+                                      "the worker dead-letters them all (the wrong file, or --format?)")
+    mixed = tmp_path / "events.jsonl"
+    good = {"event_id": "e1", "user_id": "u1", "item_id": "i1", "action": "view", "ts": time.time()}
+    mixed.write_text(json.dumps(good) + "\n" + json.dumps({**good, "event_id": "e2", "ts": 1.0}) + "\n")
+    for fmt in ("events", "jsonl"):
+        partly = replay(mixed, "--format", fmt)
+        assert partly.returncode == 0 and json.loads(partly.stdout)["valid"] == 1, partly.stderr
+        assert partly.stderr.strip() == ("1 of the 2 events sent do not pass the contract (1 ts_out_of_range): "
+                                         "the worker dead-letters them")
