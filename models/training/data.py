@@ -6,7 +6,8 @@
 * ``load_sessions``: SR-GNN's Diginetica split. Train on every prefix of the training
   sessions (a causal model sees them all in one pass over the session), test on
   ``test_samples.tsv``. Validation = every prefix of the last ``valid_fraction`` of
-  the training sessions, which are then held out of training.
+  the training sessions (without test examples, at least the last session), which are
+  then held out of training.
 * ``load_sasrec``: ``user item`` lines, chronological per user; SASRec's split.
 """
 
@@ -80,12 +81,22 @@ def _empty_eval() -> EvalSet:
 MAX_ITEM_INDEX = 10_000_000
 
 
-def _int_tokens(path: Path, lineno: int, text: str, items_from: int = 0) -> list[int]:
-    """The line's integers; those from position `items_from` on are item ids, checked as rows."""
+# What a line of each layout holds: a line that is not one is refused in these words, so
+# a file given the wrong --format is told the layout that format reads (not another's).
+SESSIONS_LAYOUT = "expected space-separated integer item ids"
+TEST_LAYOUT = "expected 'prefix<TAB>label' (space-separated integer item ids, a tab, one item id)"
+SASREC_LAYOUT = "expected 'user item'"
+
+
+def _int_tokens(path: Path, lineno: int, text: str, items_from: int = 0, layout: str = SESSIONS_LAYOUT,
+                line: str | None = None) -> list[int]:
+    """The line's integers; those from position `items_from` on are item ids, checked as rows.
+
+    Anything else is refused as not ``layout``, quoting ``line`` (default: ``text``)."""
     try:
         ids = [int(tok) for tok in text.split()]
     except ValueError:
-        raise DataFormatError(path, lineno, f"expected space-separated integer item ids, got {text[:60]!r}") from None
+        raise DataFormatError(path, lineno, f"{layout}, got {(text if line is None else line)[:60]!r}") from None
     items = ids[items_from:]
     if any(i < 1 for i in items):
         raise DataFormatError(path, lineno, "item ids must be >= 1 (0 is padding)")
@@ -133,14 +144,27 @@ def load_sessions(
                 continue
             parts = line.split("\t")
             if len(parts) != 2:
-                raise DataFormatError(test_path, n, "expected 'prefix<TAB>label'")
-            prefix, label = _int_tokens(test_path, n, parts[0]), _int_tokens(test_path, n, parts[1])
+                raise DataFormatError(test_path, n, f"{TEST_LAYOUT}, got {line[:60]!r}")
+            prefix, label = (_int_tokens(test_path, n, part, layout=TEST_LAYOUT, line=line) for part in parts)
             if not prefix or len(label) != 1:
                 raise DataFormatError(test_path, n, "expected a non-empty prefix and one label")
             hist.append(np.asarray(prefix, dtype=np.int64))
             targ.append(label[0])
         test = EvalSet(hist, np.asarray(targ, dtype=np.int64))
     n_valid = int(len(sessions) * valid_fraction)
+    if n_valid == 0 and not len(test):
+        # Without a test set, a share that rounds to no session would leave nothing to choose the
+        # epoch by or to score the version on: the newest session is held out (as events data
+        # gives every user who can one a validation example). Where none can be, it is refused in
+        # one line, not trained and registered blind.
+        if valid_fraction > 0 and len(sessions) >= 2:
+            n_valid = 1
+        else:
+            why = ("a valid_fraction of 0 holds out no session for validation" if valid_fraction <= 0 else
+                   "its one session of two or more items cannot be held out for validation and trained on")
+            test_why = "no test file (test_samples.tsv beside the data, or --test)" if test_path is None \
+                else f"{test_path} holds no test examples"
+            raise DataFormatError(train_path, None, f"no validation or test examples: {why}, and {test_why}")
     train, held = sessions[: len(sessions) - n_valid], sessions[len(sessions) - n_valid :]
     valid = EvalSet(
         [s[:i] for s in held for i in range(1, len(s))],
@@ -207,13 +231,16 @@ def load_sasrec(path: Path) -> SequenceData:
     for n, line in _open_lines(path):
         if not line.strip():
             continue
-        ids = _int_tokens(path, n, line, items_from=1)      # 'user item': the user is no row
-        if len(ids) != 2:
-            raise DataFormatError(path, n, f"expected 'user item', got {line[:60]!r}")
+        if len(line.split()) != 2:
+            raise DataFormatError(path, n, f"{SASREC_LAYOUT}, got {line[:60]!r}")
+        ids = _int_tokens(path, n, line, items_from=1, layout=SASREC_LAYOUT)     # the user is no row
         seqs.setdefault(ids[0], []).append(ids[1])
     if not seqs:
         raise DataFormatError(path, None, "no interactions")
     train, _, valid, test = _leave_last_out([np.asarray(v, dtype=np.int64) for v in seqs.values()], None)
+    if not len(valid):      # as sessions without validation or test: refused, not trained blind
+        raise DataFormatError(path, None, "no validation or test examples: no user has three or more items "
+                                          "(a user's last item is a test example, the one before it validation)")
     top = max(max(v) for v in seqs.values())
     return SequenceData(
         item_ids=[str(i) for i in range(1, top + 1)],
@@ -373,7 +400,9 @@ def load_dataset(
     """Dispatch on ``fmt`` ("events" | "sessions" | "sasrec"; "jsonl" is the old name of "events").
 
     For "sessions", ``path`` may be a directory holding ``train_sessions.txt`` and
-    ``test_samples.tsv``. ``item_ids`` (events only) fixes the vocabulary to a model's.
+    ``test_samples.tsv``, or the training file itself; without ``test_path`` the test set
+    is ``test_samples.tsv`` in that directory (the file's own), where there is one.
+    ``item_ids`` (events only) fixes the vocabulary to a model's.
     """
     path = Path(path)
     fmt = canonical_format(fmt)
@@ -384,9 +413,12 @@ def load_dataset(
     if fmt == "events":
         return load_events(path, query_buckets, query_terms, item_ids)
     if fmt == "sessions":
+        folder = path if path.is_dir() else path.parent     # a file's test set is beside it, as the help says
         if path.is_dir():
-            test_path = test_path or (path / "test_samples.tsv" if (path / "test_samples.tsv").exists() else None)
             path = path / "train_sessions.txt"
+        beside = folder / "test_samples.tsv"
+        if test_path is None and beside.exists() and beside != path:
+            test_path = beside
         return load_sessions(path, Path(test_path) if test_path else None, valid_fraction)
     return load_sasrec(path)
 
