@@ -28,6 +28,7 @@ from reckon.models.serving.costing import DEVICE_HOUR_USD, cost_per_1k, time_sco
 from reckon.models.serving.runtime import cuda_device_name
 from reckon.models.serving.scorer import Scorer
 from reckon.streams.core.errors import ReckonError
+from reckon.streams.reports.format import usd
 
 
 def bench(scorer: Scorer, batch: int, candidates: int, seconds: float) -> dict:
@@ -112,7 +113,7 @@ def _main(argv: list[str] | None) -> None:
     for row in report:
         print(f"{row['version']} {row['device']} {row['variant']}: {row['scores_per_second']:,.0f} scores/s, "
               f"p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms per call of {args.batch}x{args.candidates}, "
-              f"{row['device_seconds_per_1k_scores']:.5f} device s and ${row['cost_per_1k_scores_usd']:.7f} "
+              f"{row['device_seconds_per_1k_scores']:.5f} device s and {usd(row['cost_per_1k_scores_usd'])} "
               f"per 1k scores (fastest of {args.rounds} rounds)")
 
 

@@ -11,7 +11,7 @@ import math
 import os
 import zipfile
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -292,12 +292,12 @@ def train_cmd(
 
 def _print_variants(manifest: dict[str, Any]) -> None:
     table = Table(title=f"variants of {manifest['version']}")
-    for col in ("variant", "MB", "scores/s", "device s / 1k", "$ / 1k", "Δ ndcg@10 vs fp32"):
+    for col in ("variant", "MB", "scores/s", "device s / 1k scores", "$ / 1k scores", "Δ ndcg@10 vs fp32"):
         table.add_column(col)
     for name, v in manifest.get("variants", {}).items():
         delta = v.get("quality_delta_vs_fp32", {}).get("ndcg@10")
         table.add_row(name, f"{v['bytes'] / 1e6:.2f}", f"{v['scores_per_second']:.0f}",
-                      f"{v['device_seconds_per_1k_scores']:.4f}", f"{v['cost_per_1k_scores_usd']:.2e}",
+                      f"{v['device_seconds_per_1k_scores']:.4f}", _usd(v["cost_per_1k_scores_usd"]),
                       "" if delta is None else f"{delta:+.4f}")
     console.print(table)
 
@@ -426,7 +426,9 @@ def export_cmd(
     _print_variants(mv.manifest)
     for key, rows in mv.manifest.get("measurements", {}).items():
         console.print(f"measured on {key}: " + ", ".join(
-            f"{v}: {r['device_seconds_per_1k_scores']:.4f} s/1k, ${r['cost_per_1k_scores_usd']:.2e}/1k" for v, r in rows.items()))
+            f"{v}: {r['device_seconds_per_1k_scores']:.4f} device s and {_usd(r['cost_per_1k_scores_usd'])} "
+            "per 1k scores"
+            for v, r in rows.items()), soft_wrap=True)
 
 
 def _measure(reg: Any, version: str, device: str, hour_usd: float | None, seconds: float) -> Any:
@@ -502,18 +504,16 @@ def _list_command(online: OnlineQuality | None) -> Callable[..., None]:
                 "promotion": mv.manifest.get("retraining", {}).get("promotion"),
                 "online_quality": live.get(mv.version)} for mv in versions]))
             return
-        # Fits 80 columns: the version id whole (it says when it was made: date-time-hash),
-        # money at three significant digits; --wide adds the rest.
-        table = Table(title=str(registry), box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
-        table.add_column("")
-        table.add_column("version", no_wrap=True)
+        # The `*` marker and the version id always whole (it says when it was made: date-time-hash,
+        # and is what `model promote` takes), money at three significant digits. The default fits
+        # the terminal (80 columns piped): columns go, last first, where they would not fit, and a
+        # line says which. --wide: every column, every cell whole, however wide the terminal.
         if wide:
-            for col in ("created", "variants", "items", "offline quality (measured on)", "training cost",
-                        f"online CTR, {hours:g} h", "int8 $/1k scores", "retrain decision"):
-                table.add_column(col)
+            headers = ["created", "variants", "items", "offline quality (measured on)", "training cost",
+                       f"online CTR, {hours:g} h", "int8 $/1k scores", "retrain decision"]
         else:
-            for col in ("hr@10", "training", f"CTR {hours:g} h", "int8 $/1k", "retrain"):
-                table.add_column(col, no_wrap=True)
+            headers = ["hr@10", "training", f"CTR {hours:g} h", "int8 $/1k\nscores", "retrain"]
+        rows: list[list[str]] = []
         for mv in versions:
             m = mv.manifest
             quality, measured_on = offline_quality(m)
@@ -533,22 +533,59 @@ def _list_command(online: OnlineQuality | None) -> Callable[..., None]:
                 cells = [f"{quality['hr@10']:.3f}" if "hr@10" in quality else "-",
                          "-" if cost is None else _usd(cost["cost_usd"]),
                          "-" if ctr is None else f"{ctr:.2%}", int8, decision]
-            table.add_row("*" if mv.version == current else "", Text(mv.version), *map(Text, cells))
-        console.print(table)
+            rows.append(["*" if mv.version == current else "", mv.version, *cells])
+        shown = len(headers)
+        table = _version_table(str(registry), headers, rows)
+        while not wide and shown and _natural_width(table) > console.width:
+            shown -= 1
+            table = _version_table(str(registry), headers[:shown], rows)
+        # Never squeezed: a table wider than the terminal (--wide, or a terminal narrower than the
+        # marker and the version id) is printed whole, for the terminal or a pager to wrap.
+        width = _natural_width(table)
+        (console if width <= console.width else Console(width=width)).print(table)
+        if shown < len(headers):
+            console.print(f"not shown at {console.width} columns: "
+                          + ", ".join(h.replace("\n", " ") for h in headers[shown:]) + " (--wide: every column)",
+                          highlight=False)
         if why_not:
             console.print(f"online quality: {escape(why_not)}")
 
     return list_cmd
 
 
+def _version_table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
+    """`model list`'s table: the marker, the version and ``headers``' columns of ``rows``, no cell
+    wrapped (cells are data: no markup)."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    for header in ["", "version", *headers]:
+        table.add_column(header, no_wrap=True)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row[:2 + len(headers)]))
+    return table
+
+
+def _natural_width(table: Table) -> int:
+    """The columns ``table`` takes with no cell shortened (its title wraps, a cell would not)."""
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update_width(100_000), table).maximum
+
+
 def _usd(value: object) -> str:
-    """Money as `reckon costs` writes it: three significant digits below a dollar, cents above."""
+    """Money as `reckon costs` writes it (streams/reports/format.py `usd`, which this layer may not
+    import; tests/models/test_cli.py holds the two to the same output): '$1,234.57' from a dollar
+    up, three significant digits below ('$0.000000846'), '-' for none."""
     if value is None:
         return "-"
     amount = Decimal(str(value))
-    if amount == 0 or abs(amount) >= 1:
-        return f"${amount:,.2f}" if amount else "$0"
-    return f"${amount.quantize(Decimal(1).scaleb(amount.adjusted() - 2)):f}"
+    if amount == 0:
+        return "$0"
+    sign = "-" if amount < 0 else ""
+    amount = abs(amount)
+    if amount >= 1:
+        return f"{sign}${amount.quantize(Decimal('0.01'), rounding=ROUND_HALF_EVEN):,}"
+    step = Decimal(1).scaleb(amount.adjusted() - 2)          # the third significant digit
+    return f"{sign}${amount.quantize(step, rounding=ROUND_HALF_EVEN):f}"
 
 
 def _ctr(row: dict[str, Any]) -> str:

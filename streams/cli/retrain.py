@@ -89,7 +89,9 @@ def _print(result: dict, console: Console) -> None:
                   f"{result['new_items']} new items): {result['metric']} on the latest slice "
                   f"{result['candidate_quality']:.4f} vs {result['current_quality']:.4f} (current), "
                   f"{result['examples']} examples")
-    console.print(f"training cost ${cost['cost_usd']} ({cost['cpu_seconds']:.1f} CPU s, "
+    from reckon.streams.reports.format import usd   # money as `reckon costs` prints it
+
+    console.print(f"training cost {usd(cost['cost_usd'])} ({cost['cpu_seconds']:.1f} CPU s, "
                   f"{cost['wall_seconds']:.1f} s wall on {cost['device']}, price sheet {cost['price_sheet_version']})")
     console.print(("[green]promoted[/green]: " if result["promoted"] else "[yellow]not promoted[/yellow]: ")
                   + escape(result["reason"]))

@@ -145,3 +145,151 @@ def test_model_commands_use_the_workers_registry(tmp_path: Path, monkeypatch) ->
             monkeypatch.delenv(key)
     (tmp_path / ".env").write_text(f"RECKON_DATA_DIR={tmp_path / 'dotenv'}\n")
     assert refused_at({}) == str(tmp_path / "dotenv" / "models") == str(Settings().registry_dir)
+
+
+# --- money and `model list` as a new user reads them ------------------------------------------
+
+def _money_tokens(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"-?\$[\d,]+(?:\.\d+)?", text)
+
+
+def _three_significant(money: str) -> bool:
+    """'$1,234.57' from a dollar up, else three significant digits ('$0.000000846')."""
+    digits = money.lstrip("-$").replace(",", "")
+    if digits == "0":
+        return True
+    whole, _, cents = digits.partition(".")
+    if whole != "0":
+        return len(cents) == 2
+    return len(cents.lstrip("0")) == 3
+
+
+def test_model_usd_is_the_cost_reports_usd() -> None:
+    """models/ may not import streams/: its copy writes every amount as `reckon costs` does."""
+    from decimal import Decimal
+
+    from reckon.models.cli import _usd
+    from reckon.streams.reports.format import usd
+
+    for value in (None, 0, "0.000000000000", 8.46e-07, 3.6234e-07, "0.000028390501", 0.0012345, 0.5, 1,
+                  2.675, Decimal("1234.565"), 98765.4321, -0.00123456, -1234.567, "-0.000000000001"):
+        assert _usd(value) == usd(value), value
+    assert _usd(-0.00123456) == "-$0.00123" and _usd(-1234.567) == "-$1,234.57"
+
+
+def test_export_prints_cost_per_1k_scores_at_three_significant_digits(tmp_path: Path, tiny_version) -> None:
+    import re
+    import shutil
+
+    reg = tmp_path / "reg"
+    shutil.copytree(tiny_version.path.parent, reg)
+    r = CliRunner().invoke(make_app(), ["export", "--registry", str(reg), "--measure-only", "--device", "cpu",
+                                        "--measure-seconds", "0.05"], env={"COLUMNS": "120"})
+    assert r.exit_code == 0, r.output
+    assert "$ / 1k scores" in r.stdout and "device s / 1k scores" in r.stdout, r.stdout   # says 1k of what
+    assert not re.search(r"\de[-+]\d", r.stdout), r.stdout                                   # no 8.46e-07
+    money = _money_tokens(r.stdout)
+    assert len(money) == 6 and all(map(_three_significant, money)), (money, r.stdout)   # 3 in the table, 3 measured
+    measured = next(line for line in r.stdout.splitlines() if line.startswith("measured on cpu: "))  # one line
+    for variant in ("fp32", "int8", "fp16"):
+        assert re.search(rf"\b{variant}: \d+\.\d{{4}} device s and \$0\.0*[1-9]\d\d per 1k scores\b", measured), \
+            r.stdout
+
+
+def _list_app(ids: list[str]) -> typer.Typer:
+    """The test app with an online-quality reader that knows every one of ``ids``."""
+    def online(hours: float) -> tuple[dict, None]:
+        return {v: {"attributed_ctr": 0.1234, "attributed_ctr_ci95": [0.1011, 0.1489], "recommendations": 123456}
+                for v in ids}, None
+
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app, online=online)
+    return app
+
+
+def _many_versions(tmp_path: Path, tiny_version, growth: float, count: int = 8) -> tuple[Path, list[str]]:
+    """tiny_version and copies of it registered as `count` versions with retraining records; the
+    copies' int8 scoring cost is $0.000000846 x growth^i and their training cost from $0.0000284 up."""
+    import shutil
+
+    path = tmp_path / "reg"
+    shutil.copytree(tiny_version.path.parent, path)
+    reg = Registry(path)
+    ids = [tiny_version.version]
+    for i in range(1, count):
+        staging = reg.staging_dir()
+        for f in tiny_version.path.iterdir():
+            if f.name != "manifest.json":
+                shutil.copy(f, staging / f.name)
+        m = tiny_version.manifest
+        version = f"2031010{i}-12000{i}-{i:08x}"                      # a real id's shape: date-time-hash
+        reg.add(staging, {
+            **m, "version": version, "created": f"2031-01-0{i}T12:00:0{i}+00:00",
+            "cost": {**m["cost"], "int8": {**m["cost"]["int8"], "cost_per_1k_scores_usd": 8.4567e-07 * growth ** i}},
+            "retraining": {"training_cost": {"cost_usd": f"{0.000028390501 * growth ** (i - 1):.12f}",
+                                             "cpu_seconds": 12.3},
+                           "offline_quality": {"examples": 123456, "candidate": {"hr@10": 0.5, "ndcg@10": 0.3}},
+                           "promotion": {"promoted": i % 2 == 1, "reason": "r"}}})
+        ids.append(version)
+    return path, ids
+
+
+def test_model_list_keeps_the_marker_and_whole_ids_with_many_versions_and_long_prices(
+        tmp_path: Path, tiny_version) -> None:
+    # sub-cent prices at their longest ($0.000000846): every column fits 80; growing ones up to
+    # $84,567,000: what does not fit goes (and a line says so), never the marker or an id
+    for n, (growth, columns, everything) in enumerate(((1, 80, True), (100, 80, False), (100, 120, True))):
+        path, ids = _many_versions(tmp_path / str(n), tiny_version, growth)
+        app = _list_app(ids)
+        for current in (ids[3], ids[-1]):
+            Registry(path).promote(current)
+            r = CliRunner().invoke(app, ["model", "list", "--registry", str(path)], env={"COLUMNS": str(columns)})
+            lines = r.stdout.splitlines()
+            assert r.exit_code == 0 and "…" not in r.stdout and max(map(len, lines)) <= columns, r.stdout
+            rows = [line.split() for line in lines if any(v in line for v in ids)]
+            assert [row[:2] if row[0] == "*" else row[:1] for row in rows] == \
+                [["*", v] if v == current else [v] for v in ids], r.stdout
+            assert all(h in r.stdout for h in ("hr@10", "training", "CTR 24 h")), r.stdout
+            assert "$0.0000284" in r.stdout and "12.34%" in rows[-1], r.stdout
+            assert all(map(_three_significant, _money_tokens(r.stdout))), r.stdout
+            assert ("retrain" in r.stdout and "promoted" in r.stdout) == everything, r.stdout
+            assert ("not shown at 80 columns: retrain (--wide: every column)" in r.stdout) != everything, r.stdout
+
+
+def test_model_list_wide_prints_every_cell_whole_at_any_width(tmp_path: Path, tiny_version) -> None:
+    path, ids = _many_versions(tmp_path, tiny_version, 100)
+    app = _list_app(ids)
+    for columns in ("80", "200"):
+        r = CliRunner().invoke(app, ["model", "list", "--registry", str(path), "--wide"], env={"COLUMNS": columns})
+        assert r.exit_code == 0 and "…" not in r.stdout, r.stdout
+        for v in ids:
+            manifest = Registry(path).get(v).manifest
+            row = next(line for line in r.stdout.splitlines() if v in line)        # one line per version
+            assert manifest["created"] in row and "fp32,int8,fp16" in row, row
+            assert "12.34 % [10.11, 14.89] of 123456" in row, row
+            if v != ids[0]:
+                assert "hr@10 0.500, ndcg@10 0.300 (latest slice, 123456 examples)" in row, row
+                assert ("promoted" if ids.index(v) % 2 else "refused") in row, row
+        assert "$84,567,000.00" in r.stdout and "$0.0000284 (12 CPU s)" in r.stdout, r.stdout
+        assert "offline quality (measured on)" in r.stdout and "int8 $/1k scores" in r.stdout, r.stdout
+        assert all(map(_three_significant, _money_tokens(r.stdout))), r.stdout
+
+
+def test_retrain_prints_its_training_cost_at_three_significant_digits() -> None:
+    import io
+
+    from rich.console import Console
+
+    from reckon.streams.cli.retrain import _print
+
+    out = io.StringIO()
+    _print({"version": "v2", "parent": "v1", "new_items": 3, "metric": "hr@10", "candidate_quality": 0.5,
+            "current_quality": 0.4, "examples": 120, "promoted": True, "reason": "better",
+            "training_cost": {"cost_usd": "0.000028390501", "cpu_seconds": 1.5, "wall_seconds": 2.25,
+                              "device": "cpu", "price_sheet_version": "2025-01"}},
+           Console(file=out, width=200))
+    assert "training cost $0.0000284 (1.5 CPU s, 2.2 s wall on cpu, price sheet 2025-01)" in out.getvalue(), \
+        out.getvalue()
