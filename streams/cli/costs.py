@@ -29,7 +29,7 @@ from reckon.streams.clickhouse.client import connect, disconnect, store_holder
 from reckon.streams.clickhouse.migrations import migrate
 from reckon.streams.core.errors import ReckonError, StoreLockedError
 from reckon.streams.core.settings import Settings, load_settings
-from reckon.streams.costs.pricing import PriceSheet
+from reckon.streams.costs.pricing import DEFAULT_SHEET, PriceSheet
 from reckon.streams.costs.repricing import sync_prices
 from reckon.streams.reports.report import ReportRequest, build_report
 from reckon.streams.reports.text import render_text
@@ -141,6 +141,13 @@ def register(app: typer.Typer) -> None:
         """Cost by model version, tenant and component; unit costs; idle share; recent alerts.
         The figures are defined in README ("What the cost figures mean")."""
         settings = load_settings()
+        # The prices a worker with these settings records under: a bad or misspelled
+        # RECKON_PRICE_* is refused here as it is there, not left to look like it took effect.
+        sheet = PriceSheet.load(settings.price_sheet)
+        if sheet.version.partition("+env.")[2] and reprice is None and load_prices is None:
+            _err.print(f"RECKON_PRICE_* set (sheet {escape(sheet.version)}): stored costs keep the prices they "
+                       f"were recorded with; `--load-prices {escape(str(settings.price_sheet or DEFAULT_SHEET))}` "
+                       "re-prices this report under it with these overrides")
         try:
             request = ReportRequest(hours=hours, tenant=tenant, series=html is not None, audit=audit,
                                     sheet_version=reprice, idle=idle,  # type: ignore[arg-type]

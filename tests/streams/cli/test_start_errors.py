@@ -196,3 +196,13 @@ def test_retrain_reads_the_store_costs_reads(tmp_path: Path) -> None:
     found = _reckon(["retrain", "--json"], env, tmp_path, timeout=120)
     assert f"reading {data / 'demo' / 'clickhouse'} (" in found.stderr, found.stderr
     assert "no ClickHouse store" not in found.stdout and json.loads(found.stdout.strip().splitlines()[-1])["error"]
+
+
+def test_costs_refuses_price_overrides_a_worker_would_refuse(tmp_path: Path) -> None:
+    """`reckon costs` printed its usual report under a bad or misspelled RECKON_PRICE_*."""
+    for env, says in [({"RECKON_PRICE_PEOPLE_HOUR": "abc"}, "RECKON_PRICE_PEOPLE_HOUR = 'abc' is not a number"),
+                      ({"RECKON_PRICE_PEOPL_HOUR": "0"}, "RECKON_PRICE_PEOPL_HOUR: no such price")]:
+        line = _one_line(_reckon(["costs"], {"RECKON_DATA_DIR": str(tmp_path), **env}, tmp_path))
+        assert line.startswith("error: price sheet") and says in line, line
+    valid = _reckon(["costs"], {"RECKON_DATA_DIR": str(tmp_path), "RECKON_PRICE_PEOPLE_HOUR": "0"}, tmp_path)
+    assert "stored costs keep the prices they were recorded with" in valid.stderr
