@@ -158,6 +158,9 @@ def register(app: typer.Typer) -> None:
             # before the report is built (a store's whole window may take a while), not after
             raise ReckonError(f"--html {html}: {html.parent} is not a writable directory")
         report, source = fetch_report(settings, request, url, load_prices)
+        if tenant is not None and not report.get("by_tenant"):
+            _err.print(f"tenant {escape(repr(tenant))} has no recorded work in these {hours:g} h (a misspelling?): "
+                       "no cost is attributed to it; capacity and idle figures are the deployment's")
         if html is not None:
             from reckon.streams.reports.html import write_html
 

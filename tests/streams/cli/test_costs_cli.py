@@ -53,3 +53,8 @@ def test_demo_then_costs_agree_on_every_named_figure(registry_dir: Path, tmp_pat
     assert sum(Decimal(r["attributed_cost_usd"]) for r in costs["by_tenant"]) == Decimal(totals["total_cost_usd"])
     assert totals["idle_share"] > 0.8                                        # a mostly idle demo
     assert sum(row["bytes"] for row in costs["clickhouse"]) > 0               # bytes ClickHouse wrote
+    # a tenant with no recorded work is said so (a misspelling printed a report of zeros without a word)
+    for tenant, noted in ((costs["by_tenant"][0]["tenant"], False), ("nosuch", True)):
+        out = subprocess.run([sys.executable, "-m", "reckon.streams.cli.main", "costs", "--tenant", tenant, "--json"],
+                             env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and ("has no recorded work" in out.stderr) is noted, out.stderr
