@@ -14,7 +14,8 @@ effect at the row's ts, with the same formula as `PriceSheet.price_quantities`:
 Before a sheet's first block, the first block applies (as `PriceSheet.at`). Components are
 computed at 24 decimal places and rounded to 12, as Python quantizes them, so a row priced
 under its ingestion sheet comes back to the last digit (allocation across a batch's lines
-and float quantities aside, which move the 12th place at most).
+and float quantities aside, which move the 12th place at most: `price_change` calls a
+group's change within that rounding 0).
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ _REPRICE = """SELECT
     sum(row_storage_usd) AS storage_usd,
     sum(row_people_usd) AS people_usd,
     sum(row_ops_usd) AS ops_usd,
-    sum(row_compute_usd + row_storage_usd + row_people_usd + row_ops_usd) AS repriced_usd
+    sum(row_compute_usd + row_storage_usd + row_people_usd + row_ops_usd) AS repriced_usd,
+    count() AS cost_rows
 FROM ({rows})
 GROUP BY {groups}
 ORDER BY {groups}"""
@@ -116,6 +118,19 @@ def reprice_query(sheet_version: str, start: datetime, end: datetime,
     if tenant is not None:
         params["tenant"] = tenant
     return _REPRICE.format(groups=groups, rows=rows), params
+
+
+# A stored row is the sum of its lines' shares, each rounded to 12 places, and its float
+# quantities convert a little differently in SQL: a re-priced row may differ from the
+# stored one by a few units of the 12th place under the very same prices. A group's change
+# within this many such units per row is that rounding, not a change of price.
+ROUNDING_PER_ROW_USD = Decimal("1e-11")
+
+
+def price_change(stored: Decimal, repriced: Decimal, rows: int) -> Decimal:
+    """`repriced - stored`, 0 where it is within the rounding of `rows` stored rows."""
+    change = repriced - stored
+    return Decimal(0) if abs(change) <= ROUNDING_PER_ROW_USD * rows else change
 
 
 def reprice(ch: ClickHouse, sheet_version: str, start: datetime, end: datetime,

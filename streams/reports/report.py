@@ -25,7 +25,7 @@ from reckon.streams.core.ids import MAX_ID_CHARS, printable_id
 from reckon.streams.costs import figures as F
 from reckon.streams.costs.alert_engine import recent_alerts
 from reckon.streams.costs.allocation import IDLE_POLICIES, Allocation, IdlePolicy, allocate, per_1k, spread
-from reckon.streams.costs.repricing import reprice
+from reckon.streams.costs.repricing import price_change, reprice
 from reckon.streams.reports.quality import bucket_seconds, quality_rows
 from reckon.streams.reports.queries import (
     attribution_query,
@@ -168,7 +168,8 @@ def build_report(ch: ClickHouse, request: ReportRequest) -> dict:
         # By kind too: idle and shared rows are workers', with no version to group them by.
         report["reprice"] = {"sheet_version": request.sheet_version, "by_version": [
             {"kind": r["kind"], "model_version": r["model_version"], "stored_usd": _money(_dec(r["stored_usd"])),
-             "repriced_usd": _money(_dec(r["repriced_usd"]))}
+             "repriced_usd": _money(_dec(r["repriced_usd"])), "cost_rows": int(r["cost_rows"]),
+             "change_usd": _money(price_change(_dec(r["stored_usd"]), _dec(r["repriced_usd"]), int(r["cost_rows"])))}
             for r in reprice(ch, request.sheet_version, start, end, ("kind", "model_version"), request.tenant)]}
     return report
 

@@ -125,7 +125,7 @@ def report_tables(report: dict) -> list[ReportTable]:
             Column("model version", lambda r: r["model_version"] or "-"),
             Column("stored", lambda r: usd(r["stored_usd"])),
             Column("re-priced", lambda r: usd(r["repriced_usd"])),
-            Column("change", lambda r: usd(Decimal(r["repriced_usd"]) - Decimal(r["stored_usd"]))),
+            Column("change", lambda r: usd(r["change_usd"])),
         ]))
     return out
 

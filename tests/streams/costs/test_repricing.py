@@ -23,7 +23,8 @@ EXPECTED_SQL = """SELECT
     sum(row_storage_usd) AS storage_usd,
     sum(row_people_usd) AS people_usd,
     sum(row_ops_usd) AS ops_usd,
-    sum(row_compute_usd + row_storage_usd + row_people_usd + row_ops_usd) AS repriced_usd
+    sum(row_compute_usd + row_storage_usd + row_people_usd + row_ops_usd) AS repriced_usd,
+    count() AS cost_rows
 FROM (
     SELECT
         e.tenant AS tenant, e.kind AS kind,
@@ -179,3 +180,13 @@ def test_gpu_rows_reprice_with_the_matching_device_price(clickhouse) -> None:
     stored = {e["device"]: Decimal(e["cost"]["compute"]) for e in events}
     assert stored["cuda:0 NVIDIA H100"] - stored["cpu"] == Decimal("0.039")    # 36 s x 3.90 / 3600
     assert stored["cuda:0 Tesla T4"] - stored["cpu"] == Decimal("0.025")       # the default 2.50
+
+
+def test_a_change_within_the_rows_rounding_is_no_change() -> None:
+    from decimal import Decimal
+
+    from reckon.streams.costs.repricing import price_change
+
+    assert price_change(Decimal("0.000216"), Decimal("0.000216000018"), 300) == 0      # 1.8e-11 over 300 rows
+    assert price_change(Decimal("0.000216"), Decimal("0.000216000018"), 1) == Decimal("1.8e-11")
+    assert price_change(Decimal("1.50"), Decimal("1.80"), 10**6) == Decimal("0.30")       # a real change stays

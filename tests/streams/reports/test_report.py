@@ -184,6 +184,7 @@ def test_report_figures_equal_the_events_written(clickhouse) -> None:
     assert {(r["kind"], r["model_version"]) for r in again} == {("idle", ""), ("shared", ""), ("workload", "v1"),
                                                                  ("workload", "v2")}
     assert all(abs(Decimal(r["stored_usd"]) - Decimal(r["repriced_usd"])) < Decimal("1e-10") for r in again)
+    assert all(Decimal(r["change_usd"]) == 0 and r["cost_rows"] > 0 for r in again)    # that rounding is no change
 
 
 @pytest.mark.integration
