@@ -11,7 +11,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-bench = typer.Typer(add_completion=False, help="Benchmarks (ratios measured within one run).", no_args_is_help=True)
+from reckon.streams.cli.help import CommandList
+
+bench = typer.Typer(cls=CommandList, rich_markup_mode=None, add_completion=False,
+                    help="Benchmarks (ratios measured within one run).", no_args_is_help=True)
 
 
 def _registry() -> Path:
@@ -70,7 +73,7 @@ def api(events: int = typer.Option(200_000, min=10_000, help="backlog the worker
                    request_rate=rate), json_out)
 
 
-chaos_app = typer.Typer(add_completion=False)
+chaos_app = typer.Typer(rich_markup_mode=None, add_completion=False)
 
 
 @chaos_app.command()

@@ -1,7 +1,9 @@
 """Quality of Reckon's sequence model on public datasets, in their published protocols.
 
-    reckon bench quality diginetica --data-dir /work/shared/datasets [--device cuda]
-    reckon bench quality games      --data-dir /work/shared/datasets
+    reckon bench quality diginetica --data-dir DATASETS [--device cuda]
+    reckon bench quality games      --data-dir DATASETS
+
+DATASETS: the folder holding the public datasets (diginetica/, games/, ...).
 
 diginetica: SR-GNN split, full ranking over all 43,097 items, P@20 / MRR@20 (percent).
 games:      SASRec split (last item test), 100 sampled negatives, HR@10 / NDCG@10.
@@ -60,7 +62,8 @@ def _main(argv: list[str] | None) -> dict:
     p = _Parser(prog="reckon bench quality", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", choices=sorted(PRESETS))
-    p.add_argument("--data-dir", type=Path, default=Path("/work/shared/datasets"))
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="the folder holding the public datasets (diginetica/, games/, ...); required")
     p.add_argument("--device", default="cpu")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a ModelConfig/TrainConfig field, e.g. --set hidden=100 --set epochs=5")
@@ -116,6 +119,8 @@ def _main(argv: list[str] | None) -> dict:
     if args.valid_fraction is not None:
         train_cfg = replace(train_cfg, valid_fraction=args.valid_fraction)
 
+    if args.data_dir is None:     # checked after the options, which need no data to be refused
+        p.error("--data-dir: give the folder holding the public datasets (diginetica/, games/, ...)")
     t0 = time.monotonic()
     if args.dataset == "diginetica":
         d = args.data_dir / "diginetica"

@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _main(argv: list[str] | None) -> None:
     p = _Parser(prog="reckon bench scoring", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--registry", type=Path, required=True)
+    p.add_argument("--registry", type=Path, default=None,
+                   help="model registry (default: the one a worker with these settings reads)")
     p.add_argument("--version", action="append", default=None,
                    help="a version to time (repeatable); default: the promoted version")
     p.add_argument("--batch", type=int, default=256)
@@ -75,6 +76,10 @@ def _main(argv: list[str] | None) -> None:
         p.error(f"--threads must be >= 1, got {args.threads}")
     if not (math.isfinite(args.seconds) and args.seconds > 0):
         p.error(f"--seconds must be a finite number > 0, got {args.seconds}")
+    if args.registry is None:
+        from reckon.models.cli import default_registry
+
+        args.registry = default_registry()
     reg = Registry.existing(args.registry)
     versions = [reg.get(v) for v in args.version] if args.version else [reg.current()]
     if None in versions:

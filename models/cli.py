@@ -621,7 +621,8 @@ def register(app: typer.Typer, online: OnlineQuality | None = None) -> None:
     app.command("train", epilog=f"Presets by --format:  \n{presets}")(train_cmd)
     app.command("eval")(eval_cmd)
     app.command("export")(export_cmd)
-    model_app = typer.Typer(help="Inspect and promote registered model versions.", no_args_is_help=True)
+    model_app = typer.Typer(rich_markup_mode=None, help="Inspect and promote registered model versions.",
+                            no_args_is_help=True)
     model_app.command("list")(_list_command(online))
     model_app.command("promote")(promote_cmd)
     app.add_typer(model_app, name="model")

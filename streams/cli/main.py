@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.markup import escape
 
+from reckon.streams.cli.help import CommandList
 from reckon.streams.core import logs
 from reckon.streams.core.errors import ReckonError
 from reckon.streams.core.redact import redact
@@ -28,7 +29,10 @@ try:                                    # typer vendors its own click from 0.2x 
 except ImportError:                     # pragma: no cover - older typer: click itself
     from click import exceptions as usage_errors
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# Plain help (click's): typer's boxed help showed `<bool>` after every flag and cut option
+# names and defaults at 80 columns.
+app = typer.Typer(cls=CommandList, rich_markup_mode=None, add_completion=False, no_args_is_help=True,
+                  pretty_exceptions_enable=False,
                   help="Reckon: a streaming recommender that knows what every recommendation costs.")
 console = Console(stderr=True)
 
@@ -159,7 +163,7 @@ def _contract_verdict(topic: str, raw: bytes) -> str:
     return event.reason if isinstance(event, Invalid) else ""
 
 
-stack = typer.Typer(help="The embedded stack for multi-process setups.")
+stack = typer.Typer(rich_markup_mode=None, help="The embedded stack for multi-process setups.")
 app.add_typer(stack, name="stack")
 
 

@@ -263,6 +263,7 @@ def test_registry_helpers() -> None:
     (["quality", "games", "--time-budget", "-1"], "--time-budget must be a finite number of seconds > 0"),
     (["quality", "games", "--set", "epochs=0"], "--set epochs: 0 is out of range"),
     (["quality", "games", "--set", "epochs"], "--set takes KEY=VALUE"),
+    (["quality", "games"], "--data-dir: give the folder holding the public datasets"),
     (["scoring", "--registry", ".reckon/models", "--seconds", "-1", "--rounds", "0"], "--rounds must be >= 1"),
     (["scoring", "--registry", "/nonexistent", "--seconds", "-1"], "--seconds must be a finite number > 0"),
     (["scoring", "--registry", "/nonexistent"], "no model registry at /nonexistent"),
