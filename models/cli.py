@@ -368,7 +368,8 @@ def eval_cmd(
 
 def export_cmd(
     registry: RegistryOpt = None,
-    version: Annotated[Optional[str], typer.Option(help="version to re-export or re-measure [default: current]")] = None,
+    version: Annotated[Optional[str], typer.Option(
+        help="version to re-export as a new one, or to re-measure [--measure-only default: the promoted]")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="a model.pt to register (needs --data)")] = None,
     data: Annotated[Optional[Path], typer.Option(help="with --checkpoint: the training data (item ids, quality)")] = None,
     fmt: FormatOpt = Format.events,
@@ -408,6 +409,10 @@ def export_cmd(
                          device_hour_usd=device_hour_usd or DEVICE_HOUR_USD["cpu"], promote=promote)
         else:
             reg = Registry.existing(registry)
+            if version is None and not measure_only:    # a bare `reckon export` registered a copy each call
+                _fail("give what to export: --version V (a registered version, as a new one), or --checkpoint "
+                      "with --data; --measure-only re-measures the promoted version")
+                return
             src = reg.get(version) if version else reg.current()
             if src is None:
                 _fail(f"no promoted version in {registry}; pass --version or --checkpoint")

@@ -293,3 +293,15 @@ def test_retrain_prints_its_training_cost_at_three_significant_digits() -> None:
            Console(file=out, width=200))
     assert "training cost $0.0000284 (1.5 CPU s, 2.2 s wall on cpu, price sheet 2025-01)" in out.getvalue(), \
         out.getvalue()
+
+
+def test_a_bare_export_registers_nothing(tmp_path: Path, tiny_version) -> None:
+    """`reckon export` with no source re-exported the promoted version as a new one on every call."""
+    import shutil
+
+    reg = tmp_path / "reg"
+    shutil.copytree(tiny_version.path.parent, reg)
+    before = sorted(p.name for p in reg.iterdir())
+    r = CliRunner().invoke(make_app(), ["export", "--registry", str(reg)])
+    assert r.exit_code == 1 and "give what to export: --version V" in r.stderr, r.output
+    assert sorted(p.name for p in reg.iterdir()) == before
