@@ -43,7 +43,7 @@ def default_registry() -> Path:
 
 console = Console()
 # Errors go to stderr, so stdout holds only what a command prints (one JSON line with --json).
-_err = Console(stderr=True)
+_err = Console(stderr=True, soft_wrap=True)    # notes and errors: one line each
 
 
 def _number(low: float, high: float | None = None, *, low_open: bool = False,
@@ -343,6 +343,11 @@ def eval_cmd(
                                valid_fraction=held_out)
         if dataset.num_items != int(cfg["num_items"]):
             _fail(f"{data} has {dataset.num_items} items but {mv.version} was trained on {cfg['num_items']}")
+        unknown = dataset.description.get("clicks_on_unknown_items", 0)
+        if unknown > dataset.description.get("clicks", 0):     # most of DATA is not what the version learned
+            _err.print(f"note: {unknown:,} of {unknown + dataset.description['clicks']:,} clicks in {escape(str(data))} "
+                       f"are on items {escape(mv.version)} does not know and are left out: was it trained on "
+                       "other data? (--version picks another)", highlight=False)
         evalset = dataset.test if split == "test" else dataset.valid
         if not len(evalset):
             why = "" if canonical_format(fmt.value) == "sessions" else \

@@ -345,12 +345,14 @@ def load_events(
     users = sorted(clicks)
     seqs: list[np.ndarray] = []
     ctx: list[np.ndarray] = []
+    unknown = 0                     # clicks left out: their items are not in the fixed vocabulary
     for user in users:
         events = sorted(clicks[user], key=lambda e: e[0])  # stable: ties keep arrival order
         idx, times = [], []
         for ts, item in events:
             if item not in vocab:
                 if fixed:
+                    unknown += 1
                     continue
                 vocab[item] = len(vocab) + 1
             idx.append(vocab[item])
@@ -370,7 +372,8 @@ def load_events(
         test=test,
         description={"format": "events", "source": str(source) if isinstance(source, (str, Path)) else "<events>",
                      "users": len(users), "items": len(vocab), "clicks": int(sum(len(s) for s in seqs)),
-                     "query_buckets": query_buckets, "skipped": skipped},
+                     "query_buckets": query_buckets, "skipped": skipped,
+                     **({"clicks_on_unknown_items": unknown} if fixed else {})},
     )
 
 

@@ -35,6 +35,7 @@ def test_train_eval_list_promote_export(tmp_path: Path, events_file: Path) -> No
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["version"] == first and out["protocol"] == "full" and 0 <= out["hr@10"] <= 1
+    assert "does not know" not in r.stderr                      # its own data: no note
 
     r = runner.invoke(app, ["export", *common, "--measure-only", "--device", "cpu", "--measure-seconds", "0.05"])
     assert r.exit_code == 0, r.output
@@ -305,3 +306,18 @@ def test_a_bare_export_registers_nothing(tmp_path: Path, tiny_version) -> None:
     r = CliRunner().invoke(make_app(), ["export", "--registry", str(reg)])
     assert r.exit_code == 1 and "give what to export: --version V" in r.stderr, r.output
     assert sorted(p.name for p in reg.iterdir()) == before
+
+
+def test_eval_says_when_most_clicks_are_on_items_the_version_does_not_know(tmp_path: Path, tiny_version) -> None:
+    """The promoted version was the demo's: eval on other data printed hr@10 0.07 without a word."""
+    import shutil
+    import time
+
+    reg = tmp_path / "reg"
+    shutil.copytree(tiny_version.path.parent, reg)
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({"event_id": f"e{u}-{n}", "user_id": f"u{u}", "item_id": f"new-{u}-{n}",
+                                         "action": "view", "ts": time.time() + n}) + "\n"
+                             for u in range(5) for n in range(4)))
+    r = CliRunner().invoke(make_app(), ["eval", str(other), "--registry", str(reg), "--version", tiny_version.version])
+    assert "note: 20 of 20 clicks in" in r.stderr and "does not know" in r.stderr, r.output
