@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Awaitable, Callable
 
@@ -47,4 +48,9 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
         if exc.status < 400 or exc.content_type == "application/json":
             raise
         headers = {k: v for k, v in exc.headers.items() if k not in ("Content-Type", "Content-Length")}
-        return web.json_response({"error": exc.reason}, status=exc.status, headers=headers)
+        return web.json_response({"error": exc.reason}, status=exc.status, headers=headers, dumps=_compact)
+
+
+def _compact(value: object) -> str:
+    """JSON as the pages write it (no spaces after separators)."""
+    return json.dumps(value, separators=(",", ":"))
