@@ -30,13 +30,12 @@ import time
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 
+from reckon.bench.args import OneLineParser
 from reckon.models.core.registry import Registry
 from reckon.models.serving.scorer import Scorer
-from reckon.streams.core.errors import ReckonError
 from reckon.streams.core.settings import Settings
 from reckon.streams.costs.pricing import PriceSheet
 from reckon.streams.pipeline.processor import BatchProcessor, runs_of
@@ -117,16 +116,9 @@ def run(registry: Path, events: int, drift_at: int, batch: int) -> Iterator[dict
                "drift_at": drift_at, "batch": batch}
 
 
-class _Parser(argparse.ArgumentParser):
-    """A usage error as one line (the main CLI prints `error: ...`), not argparse's usage block."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ReckonError(f"{message} (`{self.prog} --help`)")
-
-
 def main(argv: list[str] | None = None) -> None:
-    p = _Parser(prog="reckon bench coldstart", description=__doc__,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="reckon bench coldstart", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=16_000)
     p.add_argument("--drift-at", type=int, default=6_000)
     p.add_argument("--batch", type=int, default=25, help="events per processed batch")

@@ -15,13 +15,13 @@ measured within one run (ratios, so a noisy shared machine affects both sides al
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from reckon.bench.args import OneLineParser
 from reckon.streams.traffic.generator import TrafficGenerator
 
 PARTS = ("overhead", "outside", "sink", "freshness")
@@ -37,7 +37,7 @@ def _registry() -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="reckon bench costs", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="reckon bench costs", description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=PARTS, action="append", help="run this part (repeatable); default all")
     parser.add_argument("--events", type=int, default=60_000, help="events for the overhead, outside and sink parts")
     parser.add_argument("--users", type=int, default=20_000, help="distinct users in the generated traffic")

@@ -21,11 +21,11 @@ import platform
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
 
 import reckon.models.training  # noqa: F401  (first: it asks torch for huge pages before torch starts)
 import torch  # noqa: I001
 
+from reckon.bench.args import OneLineParser
 from reckon.models.core.errors import ModelError
 from reckon.models.training.data import load_sasrec, load_sessions
 from reckon.models.training.evaluate import evaluate_model
@@ -38,12 +38,6 @@ from reckon.streams.core.errors import ReckonError
 PRESETS = {"diginetica": configs(TRAIN_PRESETS["sessions"], num_items=1),
            "games": configs(TRAIN_PRESETS["sasrec"], num_items=1)}
 
-
-class _Parser(argparse.ArgumentParser):
-    """A usage error as one line (the main CLI prints `error: ...`), not argparse's usage block."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ReckonError(f"{message} (`{self.prog} --help`)")
 
 
 # --set fields that count something (at least 1) and floats that must be > 0.
@@ -59,8 +53,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _main(argv: list[str] | None) -> dict:
-    p = _Parser(prog="reckon bench quality", description=__doc__,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="reckon bench quality", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", choices=sorted(PRESETS))
     p.add_argument("--data-dir", type=Path, default=None,
                    help="the folder holding the public datasets (diginetica/, games/, ...); required")

@@ -18,10 +18,10 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 import onnxruntime as ort
 
+from reckon.bench.args import OneLineParser
 from reckon.models.core.errors import ModelError
 from reckon.models.core.registry import Registry
 from reckon.models.serving.costing import DEVICE_HOUR_USD, cost_per_1k, time_scoring
@@ -42,13 +42,6 @@ def bench(scorer: Scorer, batch: int, candidates: int, seconds: float) -> dict:
     }
 
 
-class _Parser(argparse.ArgumentParser):
-    """A usage error as one line (the main CLI prints `error: ...`), not argparse's usage block."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ReckonError(f"{message} (`{self.prog} --help`)")
-
-
 def main(argv: list[str] | None = None) -> None:
     try:
         _main(argv)
@@ -57,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _main(argv: list[str] | None) -> None:
-    p = _Parser(prog="reckon bench scoring", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="reckon bench scoring", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--registry", type=Path, default=None,
                    help="model registry (default: the one a worker with these settings reads)")
     p.add_argument("--version", action="append", default=None,

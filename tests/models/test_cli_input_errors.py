@@ -254,7 +254,7 @@ def test_registry_helpers() -> None:
     assert not (Path(__file__).parent / "not-created").exists()
 
 
-# `reckon bench quality | scoring | coldstart` parse their own arguments: an error is a
+# `reckon bench quality | scoring | coldstart | costs` parse their own arguments: an error is a
 # ReckonError, which the main CLI prints as one `error:` line.
 @pytest.mark.parametrize(("args", "message"), [
     (["quality", "diginetica", "--data-dir", "/nonexistent"],
@@ -268,6 +268,7 @@ def test_registry_helpers() -> None:
     (["scoring", "--registry", "/nonexistent", "--seconds", "-1"], "--seconds must be a finite number > 0"),
     (["scoring", "--registry", "/nonexistent"], "no model registry at /nonexistent"),
     (["coldstart", "--events", "-5"], "--events and --batch must be >= 1"),
+    (["costs", "--only", "foo"], "argument --only: invalid choice: 'foo'"),
     (["coldstart", "--events", "100"], "--drift-at must be in [0, --events)"),
     (["coldstart", "--train-seconds", "nan"], "--train-seconds must be a finite number > 0"),
 ])
