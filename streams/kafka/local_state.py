@@ -27,6 +27,7 @@ missing marker is a slower restart, never stale state.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -35,6 +36,8 @@ import time
 from pathlib import Path
 
 import faust
+
+from reckon.streams.core.errors import ReckonError
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +85,39 @@ def mark_clean(datadir: Path) -> Path:
     return marker
 
 
+LOCK = "worker.lock"
+_held: dict[Path, int] = {}         # data dir -> the descriptor holding its lock, for this process's life
+
+
+def hold(datadir: Path) -> None:
+    """Take `datadir` for this process, or refuse in one line: a second worker started on a
+    running one's data dir (the same RECKON_DATA_DIR and RECKON_WORKER_NAME) found no
+    clean-shutdown marker and wiped the running worker's RocksDB. The lock is the kernel's
+    (flock), so a worker killed with -9 leaves none behind."""
+    datadir = Path(datadir).resolve()
+    if datadir in _held:
+        return
+    datadir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(datadir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise ReckonError(f"the worker data dir {datadir} is in use by another worker (pid {holder}): give each "
+                          "worker its own RECKON_WORKER_NAME or RECKON_DATA_DIR") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _held[datadir] = fd
+
+
 def install(app: faust.App, datadir: Path) -> None:
     """Check the last shutdown now and mark this run's clean stop when it happens.
 
     Call right after `faust.App(...)`, before the app starts (no store may be open yet).
     """
     datadir = Path(datadir)
+    hold(datadir)
     tabledir = Path(app.conf.tabledir)
     prepare(datadir, tabledir)
 

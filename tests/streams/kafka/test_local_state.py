@@ -156,3 +156,26 @@ def test_kill9_restart_wipes_and_restores_from_the_changelog(workers, tmp_path: 
                  what=f"{user} restored from the changelog")
     assert WIPE_WARNING in again.log_path.read_text(errors="replace")
     assert set(_identities(faust_dir).values()).isdisjoint(stores.values())   # rebuilt, not reopened
+
+
+def test_a_second_worker_on_a_running_workers_data_dir_is_refused(tmp_path: Path) -> None:
+    """It wiped the running worker's RocksDB (no clean-shutdown marker while that one runs)."""
+    import signal
+    import subprocess
+    import sys
+
+    from reckon.streams.core.errors import ReckonError
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                               "from reckon.streams.kafka.local_state import hold\n"
+                               f"hold({str(tmp_path)!r}); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ReckonError, match=rf"in use by another worker \(pid {holder.pid}\): give each worker"):
+            local_state.hold(tmp_path)
+    finally:
+        holder.send_signal(signal.SIGKILL)           # a killed worker leaves no lock behind
+        holder.wait()
+    local_state.hold(tmp_path)
+    local_state.hold(tmp_path)                       # this process holds it already: no conflict with itself
