@@ -77,7 +77,8 @@ def test_worker_settings_validate_and_point_at_the_services() -> None:
     dsn = urlparse(settings.clickhouse_url)
     assert dsn.hostname == "clickhouse" and f"{dsn.port}:{dsn.port}" in COMPOSE["services"]["clickhouse"]["ports"]
     assert settings.web_bind == "0.0.0.0"          # reachable from the port mapping and Prometheus
-    assert f"{settings.web_port}:{settings.web_port}" in COMPOSE["services"]["worker"]["ports"]
+    # the container port alone: each replica of `--scale worker=N` gets a host port of its own
+    assert COMPOSE["services"]["worker"]["ports"] == [str(settings.web_port)]
     assert "models:/models" in COMPOSE["services"]["worker"]["volumes"]
     assert str(settings.registry_dir) == "/models" and "models:/models" in COMPOSE["services"]["model"]["volumes"]
 
