@@ -51,6 +51,9 @@ def fetch_over_http(url: str, request: ReportRequest, timeout_s: float = 60.0, t
         body = response.json()
     except ValueError:
         raise ReckonError(f"{endpoint} answered {response.status_code} without JSON") from None
+    if response.status_code == 404:
+        raise ReckonError(f"{endpoint} answered 404: that worker serves no cost report (a worker with "
+                          "RECKON_ROLE=all or sink does: it holds the store)")
     if response.status_code != 200:
         raise ReckonError(f"{endpoint} answered {response.status_code}: {body.get('error', body)}")
     return body

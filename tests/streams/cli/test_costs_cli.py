@@ -58,3 +58,31 @@ def test_demo_then_costs_agree_on_every_named_figure(registry_dir: Path, tmp_pat
         out = subprocess.run([sys.executable, "-m", "reckon.streams.cli.main", "costs", "--tenant", tenant, "--json"],
                              env=env, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0 and ("has no recorded work" in out.stderr) is noted, out.stderr
+
+
+def test_a_worker_without_the_cost_report_is_named_so() -> None:
+    """A scorer has no GET /costs: `reckon costs --url` said only '404: Not Found'."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from reckon.streams.cli.costs import fetch_over_http
+    from reckon.streams.core.errors import ReckonError
+    from reckon.streams.reports.report import ReportRequest
+
+    class NotHere(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"error":"Not Found"}')
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotHere)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(ReckonError, match="answered 404: that worker serves no cost report"):
+            fetch_over_http(f"http://127.0.0.1:{server.server_port}", ReportRequest(hours=1))
+    finally:
+        server.shutdown()
