@@ -206,8 +206,11 @@ def _utc(ts: datetime) -> datetime:
 def webhook_payload(alert: Alert) -> dict:
     """What the optional webhook receives: the wire alert plus a one-line summary."""
     dims = ", ".join(f"{k}={v}" for k, v in sorted(alert.dims.items()))
+    # Both are dollars (a budget's: spend over the long window and what the budget allows over it)
+    pace = (f" ({alert.observed / alert.expected:.1f}x the budget's pace)"
+            if alert.metric == "burn_rate" and alert.expected > 0 else "")
     return {**alert.to_wire(), "text": f"[{alert.severity}] {alert.kind} {alert.metric} ({dims}): "
-                                       f"observed {alert.observed:.6g}, expected {alert.expected:.6g}",
+                                       f"observed ${alert.observed:.3g}, expected ${alert.expected:.3g}{pace}",
             "sent_at": time.time()}
 
 

@@ -145,5 +145,9 @@ def _of(part: str, whole: str) -> str:
 
 
 def _alert_value(alert: dict, field: str) -> str:
-    # burn rates are ratios to the budget's pace; the other metrics are dollars
-    return f"{float(alert[field]):.1f}x" if alert["metric"] == "burn_rate" else usd(alert[field])
+    """Dollars, every metric's (a budget's: spend over its long window, and what the budget
+    allows over it); a budget's observed spend also says how many times its pace that is."""
+    value = usd(alert[field])
+    if alert["metric"] == "burn_rate" and field == "observed" and float(alert["expected"]) > 0:
+        value += f" ({float(alert['observed']) / float(alert['expected']):.1f}x)"
+    return value

@@ -90,3 +90,16 @@ def test_alert_contract_and_stable_ids() -> None:
     with pytest.raises(ValueError):
         Alert(kind="panic", metric="x", dims={}, observed=1, expected=1, severity="warning", window="", ts=0,
               data_ts=0)
+
+
+def test_a_budget_alert_reads_as_dollars_and_its_multiple_of_the_pace() -> None:
+    """A $0.16 spend against $0.0004 allowed read '0.2x / 0.0x' in the report: dollars shown as a ratio."""
+    from reckon.streams.costs.alert_engine import webhook_payload
+    from reckon.streams.costs.alerts import Alert
+    from reckon.streams.reports.tables import _alert_value
+
+    alert = Alert(kind="budget", metric="burn_rate", dims={"tenant": "*"}, observed=0.161662,
+                  expected=0.000416667, severity="critical", window="60m/360m", ts=1.0, data_ts=1.0)
+    row = {"metric": "burn_rate", "observed": "0.161662", "expected": "0.000416667"}
+    assert _alert_value(row, "observed") == "$0.162 (388.0x)" and _alert_value(row, "expected") == "$0.000417"
+    assert webhook_payload(alert)["text"].endswith("observed $0.162, expected $0.000417 (388.0x the budget's pace)")
