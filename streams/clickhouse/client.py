@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import clickhouse_connect
 from urllib3 import Timeout
@@ -84,6 +84,11 @@ class ClickHouse:
             return client
         parts = urlsplit(self.dsn)
         own_timeout = "send_receive_timeout" in parts.query     # the DSN's choice stands
+        for name, value in parse_qsl(parts.query):
+            # ca_cert=certifi is clickhouse-connect's name for certifi's bundle
+            if name in ("ca_cert", "client_cert", "client_cert_key") and value not in ("", "certifi") \
+                    and not Path(value).is_file():
+                raise SettingsError("RECKON_CLICKHOUSE_DSN", f"{name}={value[:200]}: no such file")
         try:
             # clickhouse-connect takes TLS from the port (443, 8443), not the DSN's scheme: an
             # https:// DSN on another port would send the password in the clear.

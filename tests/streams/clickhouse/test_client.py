@@ -154,3 +154,9 @@ def test_storage_refusing_writes_is_an_outage_to_retry_not_a_bug() -> None:
     assert _is_unavailable(RuntimeError("Code: 1001. ... Cannot open file ... Read-only file system"))
     assert _is_unavailable(RuntimeError("Code: 243. DB::Exception: NOT_ENOUGH_SPACE"))
     assert not _is_unavailable(RuntimeError("Code: 62. DB::Exception: Syntax error"))
+
+
+def test_a_certificate_file_the_dsn_names_must_exist() -> None:
+    """It failed as 'cannot reach ClickHouse: ... SSLError(FileNotFoundError(2, ...))', naming no file."""
+    with pytest.raises(SettingsError, match=r"^setting RECKON_CLICKHOUSE_DSN: ca_cert=/nonexistent\.pem: no such file$"):
+        ClickHouse(f"https://u:p@127.0.0.1:{free_port()}/reckon?ca_cert=/nonexistent.pem")
