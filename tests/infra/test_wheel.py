@@ -63,11 +63,20 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     return env
 
 
+def _tracked(folder: str) -> list[str]:
+    import subprocess
+
+    return subprocess.run(["git", "ls-files", folder], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.split()
+
+
 def test_the_wheel_carries_its_package_data(venv: Venv) -> None:
     import zipfile
 
     names = set(zipfile.ZipFile(venv.wheel).namelist())
     assert "reckon/infra/clickhouse/0001_cost_events.up.sql" in names
+    assert {"reckon/infra/prometheus/prometheus.yml", "reckon/infra/prometheus/rules.yml"} <= names
+    assert {f"reckon/{p}" for p in _tracked("infra/grafana")} <= names          # every dashboard and provisioning file
     assert "reckon/streams/costs/prices.toml" in names
     assert not any(n.startswith(("streams/", "models/", "bench/")) for n in names)   # no generic top-level names
 
