@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import signal
 import sys
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Optional
 from urllib.parse import unquote, urlsplit
@@ -208,7 +210,13 @@ def settings_cmd(markdown: bool = typer.Option(False, "--markdown", help="README
                 value = redact(secret) if "://" in secret else ("***" if secret else "")
         elif name == "web_tenant_tokens":
             value = json.dumps({tenant: "***" for tenant in value})
+        elif isinstance(value, tuple):                    # as it is written: comma-separated
+            value = ",".join(value)
+        elif isinstance(value, dict):                     # as it is written: JSON (a Decimal as a number)
+            value = json.dumps(value, default=lambda v: float(v) if isinstance(v, Decimal) else str(v))
         print(f"RECKON_{name.upper()}={'' if value is None else value}")
+    # Not a field (it says where the others may come from), but a setting all the same.
+    print(f"RECKON_SECRETS_DIR={os.environ.get('RECKON_SECRETS_DIR', '')}")
 
 
 @app.command()

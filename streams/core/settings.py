@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import os
 import re
@@ -256,6 +257,14 @@ class Settings(BaseSettings):
     def _tenant_list(cls, v: object) -> object:
         if not isinstance(v, str):
             return v
+        if v.lstrip().startswith("["):      # a JSON list, as other list settings take: not ids with brackets
+            try:
+                listed = json.loads(v)
+            except ValueError:
+                listed = None
+            if not (isinstance(listed, list) and all(isinstance(t, str) for t in listed)):
+                raise ValueError("must be comma-separated tenant ids, or a JSON list of strings")
+            v = ",".join(listed)
         tenants = tuple(t.strip() for t in v.split(",") if t.strip())
         if v.strip() and not tenants:      # "," would otherwise read as "every tenant"
             raise ValueError(f"{v[:40]!r} names no tenant; leave it empty to accept every tenant")

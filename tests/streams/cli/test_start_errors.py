@@ -102,6 +102,11 @@ def test_settings_print_no_secret(tmp_path: Path) -> None:
     assert 'RECKON_WEB_TENANT_TOKENS={"acme": "***"}' in lines
     assert "RECKON_CLICKHOUSE_DSN=https://reckon:***@ch:8443/reckon" in lines
     assert "s3cr3t" not in result.stdout and "hunter2" not in result.stdout
+    # structured settings as they are written (a Python repr with Decimal('50') was not), and every setting
+    shown = _reckon(["settings"], {"RECKON_DAILY_BUDGET_USD": '{"acme": 50, "*": 100.5}', "RECKON_TENANTS": "acme,b",
+                                   "RECKON_SECRETS_DIR": str(tmp_path)}, tmp_path).stdout.splitlines()
+    assert 'RECKON_DAILY_BUDGET_USD={"acme": 50.0, "*": 100.5}' in shown and "RECKON_TENANTS=acme,b" in shown
+    assert f"RECKON_SECRETS_DIR={tmp_path}" in shown
 
 
 @pytest.mark.integration

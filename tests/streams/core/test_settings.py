@@ -192,6 +192,12 @@ def test_a_tenant_list_of_only_commas_is_refused_not_read_as_every_tenant(monkey
     assert load_settings().tenants == ("acme", "globex")
     monkeypatch.setenv("RECKON_TENANTS", "")
     assert load_settings().tenants == ()
+    # a JSON list, as list settings elsewhere take: it read as tenants '["acme"' and '"globex"]'
+    monkeypatch.setenv("RECKON_TENANTS", '["acme", "globex"]')
+    assert load_settings().tenants == ("acme", "globex")
+    for bad in ('["acme",', "[1]"):
+        assert _refusal(monkeypatch, {"RECKON_TENANTS": bad}) == (
+            "setting RECKON_TENANTS: must be comma-separated tenant ids, or a JSON list of strings")
 
 
 @pytest.mark.parametrize(("env", "says"), [
