@@ -136,7 +136,7 @@ def replay(
     else:
         records = TrafficGenerator(bad_fraction=bad_fraction, seed=seed,
                                    drift=Drift(at=drift_at) if drift_at else None).records(events)
-    check_reachable(settings.bootstrap_servers, settings.kafka_ssl_context())
+    check_reachable(settings.bootstrap_servers, settings.kafka_ssl_context(), sasl=settings.kafka_sasl())
     counts = asyncio.run(produce(settings.bootstrap_servers, records, rate, settings.kafka_client_kwargs()))
     print(json.dumps(dict(counts)))
     if file is not None:

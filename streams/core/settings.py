@@ -213,6 +213,9 @@ class Settings(BaseSettings):
             # Else the clients would talk plaintext while the operator believes they use TLS.
             raise SettingsError(f"{ENV_PREFIX}{tls_files[0].upper()}", "is set, but RECKON_KAFKA_SECURITY_PROTOCOL "
                                 f"is {self.kafka_security_protocol}, which ignores it: set SSL or SASL_SSL, or unset it")
+        if self.kafka_security_protocol.startswith("SASL") and not self.kafka_sasl_username:
+            raise SettingsError("RECKON_KAFKA_SASL_USERNAME", f"is empty, but RECKON_KAFKA_SECURITY_PROTOCOL is "
+                                f"{self.kafka_security_protocol}: the broker needs a user name")
         if self.candidates < self.top_k:
             raise SettingsError("RECKON_CANDIDATES", "must be at least RECKON_TOP_K: a recommendation is the top "
                                 f"{self.top_k} of the candidates scored, and only {self.candidates} would be")
@@ -344,6 +347,12 @@ class Settings(BaseSettings):
                 raise SettingsError(f"{ENV_PREFIX}KAFKA_SSL_CERTFILE",
                                     f"cannot load {self.kafka_ssl_certfile}: {exc}") from None
         return context
+
+    def kafka_sasl(self) -> tuple[str, str, str] | None:
+        """(mechanism, user name, password) when the protocol is SASL_*, for the preflight check."""
+        if not self.kafka_security_protocol.startswith("SASL"):
+            return None
+        return self.kafka_sasl_mechanism, self.kafka_sasl_username, self.kafka_sasl_password.get_secret_value()
 
     def kafka_client_kwargs(self) -> dict[str, object]:
         """Security settings for aiokafka and kafka-python clients (both take `ssl_context`)."""

@@ -25,7 +25,7 @@ from reckon.streams.traffic.generator import TrafficGenerator
 def kafka(settings: Settings, log_path: Path | None = None) -> Iterator[str]:
     """Yield bootstrap servers: the configured Kafka, or an embedded broker for the block."""
     if not settings.embedded_kafka:
-        check_reachable(settings.bootstrap_servers, settings.kafka_ssl_context())
+        check_reachable(settings.bootstrap_servers, settings.kafka_ssl_context(), sasl=settings.kafka_sasl())
         create_topics(settings.bootstrap_servers, settings.partitions, settings.replication_factor,
                       client_kwargs=settings.kafka_client_kwargs())
         yield settings.bootstrap_servers

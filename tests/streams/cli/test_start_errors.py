@@ -211,3 +211,18 @@ def test_costs_refuses_price_overrides_a_worker_would_refuse(tmp_path: Path) -> 
         assert line.startswith("error: price sheet") and says in line, line
     valid = _reckon(["costs"], {"RECKON_DATA_DIR": str(tmp_path), "RECKON_PRICE_PEOPLE_HOUR": "0"}, tmp_path)
     assert "stored costs keep the prices they were recorded with" in valid.stderr
+
+
+@pytest.mark.integration
+def test_a_sasl_protocol_against_a_listener_without_it_is_one_line(fresh_broker, tmp_path: Path) -> None:
+    """The clients' SaslHandshake failure was a 77-line traceback (replay) or 120 lines of retries (worker)."""
+    env = {"RECKON_BOOTSTRAP_SERVERS": fresh_broker.bootstrap_servers, "RECKON_DATA_DIR": str(tmp_path),
+           "RECKON_WEB_PORT": str(free_port()), "RECKON_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+           "RECKON_KAFKA_SASL_USERNAME": "u", "RECKON_KAFKA_SASL_PASSWORD": "p4ssw0rd",
+           "RECKON_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512"}
+    for command in (["replay", "--events", "5"], ["worker"]):
+        line = _one_line(_reckon(command, env, tmp_path))
+        assert line.startswith("error: cannot reach Kafka at RECKON_BOOTSTRAP_SERVERS: ") and "SASL" in line, line
+        assert "p4ssw0rd" not in line
+    nameless = _one_line(_reckon(["replay"], {**env, "RECKON_KAFKA_SASL_USERNAME": ""}, tmp_path))
+    assert nameless.startswith("error: setting RECKON_KAFKA_SASL_USERNAME: is empty, but"), nameless
