@@ -85,7 +85,8 @@ class ModelRuntime:
         promoted = self.registry.current_id()
         if promoted is None:
             raise ReckonError(f"no promoted model in {self.settings.registry_dir}: "
-                              "run `reckon train ... --promote` or `reckon demo` first")
+                              "run `reckon bootstrap` (a small model), `reckon train ... --promote` or `reckon demo` "
+                              "first; every role loads it, a sink's too")
         scorer = self._load(promoted)
         if scorer is not None:
             return scorer
