@@ -11,7 +11,6 @@ import math
 import os
 import zipfile
 from collections.abc import Callable
-from decimal import ROUND_HALF_EVEN, Decimal
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -23,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from reckon.models.core.money import usd
 from reckon.models.serving.costing import DEVICE_HOUR_USD
 
 __all__ = ["check_train_device", "register"]
@@ -297,7 +297,7 @@ def _print_variants(manifest: dict[str, Any]) -> None:
     for name, v in manifest.get("variants", {}).items():
         delta = v.get("quality_delta_vs_fp32", {}).get("ndcg@10")
         table.add_row(name, f"{v['bytes'] / 1e6:.2f}", f"{v['scores_per_second']:.0f}",
-                      f"{v['device_seconds_per_1k_scores']:.4f}", _usd(v["cost_per_1k_scores_usd"]),
+                      f"{v['device_seconds_per_1k_scores']:.4f}", usd(v["cost_per_1k_scores_usd"]),
                       "" if delta is None else f"{delta:+.4f}")
     console.print(table)
 
@@ -436,7 +436,7 @@ def export_cmd(
     _print_variants(mv.manifest)
     for key, rows in mv.manifest.get("measurements", {}).items():
         console.print(f"measured on {key}: " + ", ".join(
-            f"{v}: {r['device_seconds_per_1k_scores']:.4f} device s and {_usd(r['cost_per_1k_scores_usd'])} "
+            f"{v}: {r['device_seconds_per_1k_scores']:.4f} device s and {usd(r['cost_per_1k_scores_usd'])} "
             "per 1k scores"
             for v, r in rows.items()), soft_wrap=True)
 
@@ -530,18 +530,18 @@ def _list_command(online: OnlineQuality | None) -> Callable[..., None]:
             cost = m.get("retraining", {}).get("training_cost")
             promotion = m.get("retraining", {}).get("promotion")
             row = live.get(mv.version)
-            int8 = _usd(m.get("cost", {}).get("int8", {}).get("cost_per_1k_scores_usd"))
+            int8 = usd(m.get("cost", {}).get("int8", {}).get("cost_per_1k_scores_usd"))
             decision = "-" if promotion is None else ("promoted" if promotion["promoted"] else "refused")
             if wide:
                 headline = ", ".join(f"{k} {quality[k]:.3f}" for k in ("hr@10", "ndcg@10") if k in quality)
                 cells = [str(m.get("created", "")), ",".join(mv.variants), str(m.get("config", {}).get("num_items", "")),
                          f"{headline} ({measured_on})" if headline else "-",
-                         "-" if cost is None else f"{_usd(cost['cost_usd'])} ({cost['cpu_seconds']:.0f} CPU s)",
+                         "-" if cost is None else f"{usd(cost['cost_usd'])} ({cost['cpu_seconds']:.0f} CPU s)",
                          "-" if row is None else _ctr(row), int8, decision]
             else:
                 ctr = None if row is None else row["attributed_ctr"]
                 cells = [f"{quality['hr@10']:.3f}" if "hr@10" in quality else "-",
-                         "-" if cost is None else _usd(cost["cost_usd"]),
+                         "-" if cost is None else usd(cost["cost_usd"]),
                          "-" if ctr is None else f"{ctr:.2%}", int8, decision]
             rows.append(["*" if mv.version == current else "", mv.version, *cells])
         shown = len(headers)
@@ -579,23 +579,6 @@ def _natural_width(table: Table) -> int:
     from rich.measure import Measurement
 
     return Measurement.get(console, console.options.update_width(100_000), table).maximum
-
-
-def _usd(value: object) -> str:
-    """Money as `reckon costs` writes it (streams/reports/format.py `usd`, which this layer may not
-    import; tests/models/test_cli.py holds the two to the same output): '$1,234.57' from a dollar
-    up, three significant digits below ('$0.000000846'), '-' for none."""
-    if value is None:
-        return "-"
-    amount = Decimal(str(value))
-    if amount == 0:
-        return "$0"
-    sign = "-" if amount < 0 else ""
-    amount = abs(amount)
-    if amount >= 1:
-        return f"{sign}${amount.quantize(Decimal('0.01'), rounding=ROUND_HALF_EVEN):,}"
-    step = Decimal(1).scaleb(amount.adjusted() - 2)          # the third significant digit
-    return f"{sign}${amount.quantize(step, rounding=ROUND_HALF_EVEN):f}"
 
 
 def _ctr(row: dict[str, Any]) -> str:

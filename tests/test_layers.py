@@ -22,7 +22,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "streams.costs": {"streams.clickhouse", "streams.core"},
     "streams.pipeline": {"streams.costs", "streams.core", "models.core", "models.serving"},
     "streams.sink": {"streams.pipeline", "streams.costs", "streams.clickhouse", "streams.core"},
-    "streams.reports": {"streams.costs", "streams.clickhouse", "streams.core"},
+    "streams.reports": {"streams.costs", "streams.clickhouse", "streams.core", "models.core"},
     "streams.retrain": {"streams.pipeline", "streams.costs", "streams.clickhouse", "streams.core", "models.core",
                         "models.serving", "models.training"},
     "streams.worker": {"streams.retrain", "streams.sink", "streams.reports", "streams.pipeline", "streams.costs",

@@ -147,7 +147,7 @@ def register(app: typer.Typer) -> None:
         # The prices a worker with these settings records under: a bad or misspelled
         # RECKON_PRICE_* is refused here as it is there, not left to look like it took effect.
         sheet = PriceSheet.load(settings.price_sheet)
-        if sheet.version.partition("+env.")[2] and reprice is None and load_prices is None:
+        if sheet.overridden and reprice is None and load_prices is None:
             _err.print(f"RECKON_PRICE_* set (sheet {escape(sheet.version)}): stored costs keep the prices they "
                        f"were recorded with; `--load-prices {escape(str(settings.price_sheet or DEFAULT_SHEET))}` "
                        "re-prices this report under it with these overrides")

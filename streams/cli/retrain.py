@@ -29,6 +29,7 @@ from reckon.streams.clickhouse.migrations import migrate
 from reckon.streams.core.errors import ReckonError, StoreLockedError
 from reckon.streams.core.settings import Settings, load_settings
 from reckon.streams.costs.pricing import PriceSheet
+from reckon.streams.reports.format import usd
 from reckon.streams.retrain.events import read_clicks, read_events
 from reckon.streams.retrain.policy import RetrainConfig, check_overrides
 from reckon.streams.retrain.run import retrain
@@ -89,8 +90,6 @@ def _print(result: dict, console: Console) -> None:
                   f"{result['new_items']} new items): {result['metric']} on the latest slice "
                   f"{result['candidate_quality']:.4f} vs {result['current_quality']:.4f} (current), "
                   f"{result['examples']} examples")
-    from reckon.streams.reports.format import usd   # money as `reckon costs` prints it
-
     console.print(f"training cost {usd(cost['cost_usd'])} ({cost['cpu_seconds']:.1f} CPU s, "
                   f"{cost['wall_seconds']:.1f} s wall on {cost['device']}, price sheet {cost['price_sheet_version']})")
     console.print(("[green]promoted[/green]: " if result["promoted"] else "[yellow]not promoted[/yellow]: ")

@@ -30,7 +30,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from reckon.streams.clickhouse.client import ClickHouse
-from reckon.streams.costs.alerts import Alert, BurnConfig, DetectorConfig, Verdict, check_budget, detect_spike
+from reckon.streams.costs.alerts import (Alert, BurnConfig, DetectorConfig, Verdict, budget_pace, check_budget,
+                                         detect_spike)
 from reckon.streams.costs.allocation import allocate
 
 log = logging.getLogger(__name__)
@@ -207,8 +208,8 @@ def webhook_payload(alert: Alert) -> dict:
     """What the optional webhook receives: the wire alert plus a one-line summary."""
     dims = ", ".join(f"{k}={v}" for k, v in sorted(alert.dims.items()))
     # Both are dollars (a budget's: spend over the long window and what the budget allows over it)
-    pace = (f" ({alert.observed / alert.expected:.1f}x the budget's pace)"
-            if alert.metric == "burn_rate" and alert.expected > 0 else "")
+    multiple = budget_pace(alert.metric, alert.observed, alert.expected)
+    pace = "" if multiple is None else f" ({multiple:.1f}x the budget's pace)"
     return {**alert.to_wire(), "text": f"[{alert.severity}] {alert.kind} {alert.metric} ({dims}): "
                                        f"observed ${alert.observed:.3g}, expected ${alert.expected:.3g}{pace}",
             "sent_at": time.time()}

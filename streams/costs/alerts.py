@@ -118,6 +118,12 @@ def burn_rate(cost_usd: Decimal, window_minutes: int, daily_budget_usd: Decimal)
     return float(cost_usd * 1440 / (daily_budget_usd * window_minutes))
 
 
+def budget_pace(metric: str, observed: float, expected: float) -> float | None:
+    """A budget alert's long-window spend over what its budget allows there (its burn rate over
+    that window); None for other alerts, whose observed and expected are plain dollars."""
+    return observed / expected if metric == "burn_rate" and expected > 0 else None
+
+
 def check_budget(short_cost: Decimal, long_cost: Decimal, daily_budget_usd: Decimal,
                  cfg: BurnConfig = BurnConfig()) -> Verdict | None:
     """A verdict when both windows burn the daily budget at >= the warning (or critical) rate."""

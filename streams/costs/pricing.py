@@ -23,6 +23,7 @@ from pathlib import Path
 from reckon.streams.core.errors import PriceSheetError
 
 DEFAULT_SHEET = Path(__file__).with_name("prices.toml")
+ENV_OVERRIDDEN = "+env."       # in a sheet's version: RECKON_PRICE_* overrode some of its prices
 SCALAR_PRICES = ("vcpu_hour", "gb_ram_hour", "state_gb_month", "kafka_gb_in", "kafka_gb_out",
                  "clickhouse_gb_month", "people_hour", "ops_hour")
 HOURS_PER_MONTH = Decimal(730)
@@ -178,7 +179,12 @@ class PriceSheet:
         # The version names the overridden prices, so two override sets never share a version
         # in the `prices` table (re-pricing by version must be unambiguous).
         digest = hashlib.sha256(repr(sorted(unit.items())).encode()).hexdigest()[:8]
-        return PriceSheet(f"{self.version}+env.{digest}", self.blocks[:-1] + (block,), self.source)
+        return PriceSheet(f"{self.version}{ENV_OVERRIDDEN}{digest}", self.blocks[:-1] + (block,), self.source)
+
+    @property
+    def overridden(self) -> bool:
+        """Whether RECKON_PRICE_* changed prices of the sheet as written (its version says so)."""
+        return ENV_OVERRIDDEN in self.version
 
     def at(self, when: datetime) -> Prices:
         current = self.blocks[0]

@@ -2,5 +2,5 @@
 functions returning (sql, params)), the allocation of idle and shared cost, the report built
 from ClickHouse, and its text and HTML renderings.
 
-May import: `streams.costs`, `streams.clickhouse`, `streams.core`.
+May import: `streams.costs`, `streams.clickhouse`, `streams.core`, `models.core` (money's format).
 """

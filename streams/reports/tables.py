@@ -11,6 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from reckon.streams.costs import figures as F
+from reckon.streams.costs.alerts import budget_pace
 from reckon.streams.reports.format import count, ms, share, size, usd
 from reckon.streams.reports.quality import (
     ARM_COLUMNS,
@@ -147,7 +148,5 @@ def _of(part: str, whole: str) -> str:
 def _alert_value(alert: dict, field: str) -> str:
     """Dollars, every metric's (a budget's: spend over its long window, and what the budget
     allows over it); a budget's observed spend also says how many times its pace that is."""
-    value = usd(alert[field])
-    if alert["metric"] == "burn_rate" and field == "observed" and float(alert["expected"]) > 0:
-        value += f" ({float(alert['observed']) / float(alert['expected']):.1f}x)"
-    return value
+    multiple = budget_pace(alert["metric"], float(alert["observed"]), float(alert["expected"]))
+    return usd(alert[field]) + ("" if multiple is None or field != "observed" else f" ({multiple:.1f}x)")

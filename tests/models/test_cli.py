@@ -168,10 +168,10 @@ def _three_significant(money: str) -> bool:
 
 
 def test_model_usd_is_the_cost_reports_usd() -> None:
-    """models/ may not import streams/: its copy writes every amount as `reckon costs` does."""
+    """The model commands write every amount as `reckon costs` does (one formatter, models/core/money.py)."""
     from decimal import Decimal
 
-    from reckon.models.cli import _usd
+    from reckon.models.cli import usd as _usd
     from reckon.streams.reports.format import usd
 
     for value in (None, 0, "0.000000000000", 8.46e-07, 3.6234e-07, "0.000028390501", 0.0012345, 0.5, 1,

@@ -9,27 +9,15 @@ import random
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from reckon.models.cli import register
 from reckon.models.core.errors import DataFormatError
 from reckon.models.core.registry import Registry
 from reckon.models.training.data import load_dataset, load_sasrec, load_sessions
 
+from .test_cli import make_app
+
 TINY = ["--epochs", "1", "--hidden", "16", "--max-len", "8", "--measure-seconds", "0.05"]
-
-
-def make_app() -> typer.Typer:
-    """The models commands alone, as tests/models/test_cli.py's harness."""
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """reckon (test harness)"""
-
-    register(app)
-    return app
 
 
 def invoke(*args: str | Path):
