@@ -86,7 +86,7 @@ class ModelRuntime:
         if promoted is None:
             raise ReckonError(f"no promoted model in {self.settings.registry_dir}: "
                               "run `reckon bootstrap` (a small model), `reckon train ... --promote` or `reckon demo` "
-                              "first; every role loads it, a sink's too")
+                              "first (every role that scores loads it)")
         scorer = self._load(promoted)
         if scorer is not None:
             return scorer

@@ -152,18 +152,24 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
                       value_type=bytes)
 
     stats: Counter = Counter()
-    runtime = ModelRuntime(settings)
-    stats["model_versions_rejected"] = len(runtime.rejected)
-    processor = BatchProcessor(settings, PriceSheet.load(settings.price_sheet),
-                               runtime.scorer_for, ram_gb=settings.reserved_ram_gb, arm_of=runtime.arm_of)
+    sheet = PriceSheet.load(settings.price_sheet)
     metrics = WorkerMetrics(stats, settings.worker_name, settings.role, __version__)
-    metrics.set_models(runtime.device, runtime.versions)
+    # Only a role that scores loads the model: a sink neither needs a promoted version to
+    # start nor holds the model's memory (a GPU's, on a GPU host) for nothing.
+    scores = settings.role in ("all", "scorer")
+    runtime = ModelRuntime(settings) if scores else None
+    if runtime is not None:
+        stats["model_versions_rejected"] = len(runtime.rejected)
+        processor = BatchProcessor(settings, sheet, runtime.scorer_for, ram_gb=settings.reserved_ram_gb,
+                                   arm_of=runtime.arm_of)
+        metrics.set_models(runtime.device, runtime.versions)
     app.reckon_stats = stats  # type: ignore[attr-defined]
     app.reckon_runtime = runtime  # type: ignore[attr-defined]  # the startup line names its model
     auth = PageAuth(settings)
     # Idle/shared intervals, the ClickHouse sink, alerts and GET /costs (streams/worker/accounting.py).
-    costing = accounting.install(app, settings, bootstrap, stats, sheet=processor.sheet,
-                                 device=runtime.device, costs_topic=costs, metrics=metrics, auth=auth)
+    costing = accounting.install(app, settings, bootstrap, stats, sheet=sheet,
+                                 device=runtime.device if runtime else "cpu", costs_topic=costs, metrics=metrics,
+                                 auth=auth)
     if costing.ch is not None:      # the store's owner retrains (on a schedule, or asked by `reckon retrain`)
         retraining.install(app, settings, costing.ch, stats, auth)
 
@@ -178,7 +184,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
     batch_thread = ThreadPoolExecutor(1, thread_name_prefix=BATCH_THREAD, initializer=name_this_thread,
                                       initargs=(BATCH_THREAD,))
     processing = asyncio.Lock()
-    if settings.role in ("all", "scorer"):
+    if runtime is not None:
         latest = LatestRecommendations(settings.recommendation_cache_users)
         api.install(app, api.RecommendationApi(app, settings, auth, users, user_rows.state, runtime, processor, latest,
                                                stats, processing))
@@ -290,9 +296,10 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
 
     @app.page("/stats")
     async def stats_page(web: Any, request: Any) -> Any:
-        return web.json({**stats, "model_version": runtime.current_version, "device": runtime.device,
-                         "rejected_versions": runtime.rejected, "worker": settings.worker_name,
-                         "time": time.time()})
+        model = ({"model_version": runtime.current_version, "device": runtime.device,
+                  "rejected_versions": runtime.rejected} if runtime is not None
+                 else {"model_version": None, "device": None, "rejected_versions": {}})   # a sink scores nothing
+        return web.json({**stats, **model, "worker": settings.worker_name, "time": time.time()})
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

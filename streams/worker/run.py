@@ -19,15 +19,15 @@ log = logging.getLogger("reckon.worker")
 
 
 def startup_fields(settings: Settings, app: faust.App, bootstrap: str) -> dict[str, str]:
-    runtime = app.reckon_runtime  # type: ignore[attr-defined]
+    runtime = app.reckon_runtime  # type: ignore[attr-defined]  # None: a sink, which loads no model
     owns_store = settings.role in ("all", "sink")
     bind = f"[{settings.web_bind}]" if ":" in settings.web_bind else settings.web_bind
     return {
         "version": __version__,
         "role": settings.role,
-        "model_version": ",".join(f"{v} ({slot})" if slot != "primary" else v
-                                  for slot, v in runtime.versions.items()),
-        "device": runtime.device,
+        "model_version": (",".join(f"{v} ({slot})" if slot != "primary" else v for slot, v in runtime.versions.items())
+                          if runtime is not None else "none (sink role)"),
+        "device": runtime.device if runtime is not None else "none (sink role)",
         "bootstrap": bootstrap + (" (embedded, memory only)" if settings.embedded_kafka else ""),
         "store": redact(settings.clickhouse_url) if owns_store else "none (scorer role)",
         "web": f"http://{bind}:{settings.web_port}",

@@ -92,3 +92,28 @@ def test_two_workers_share_partitions_and_survive_a_kill(workers, fresh_broker) 
                         timeout_s=120, poll_s=2, what="every event answered")
     seen = Counter(r["trigger_event_id"] for r in answered)
     assert sum(seen.values()) - len(seen) <= 600                  # at-least-once: redelivery bounded
+
+
+def test_a_sink_starts_without_a_model_and_stores_a_scorers_costs(workers, fresh_broker, tmp_path) -> None:
+    # The sink scores nothing: an empty registry must not stop it, and it loads no model.
+    empty = tmp_path / "no-models"
+    empty.mkdir()
+    sink = workers.start("sink-only", RECKON_ROLE="sink", RECKON_MODEL_REGISTRY=str(empty))
+    stats = sink.stats() or {}
+    assert stats["model_version"] is None and stats["device"] is None
+    scorer = workers.start("scorer-beside-sink", RECKON_ROLE="scorer")
+    sent = asyncio.run(produce(fresh_broker.bootstrap_servers, TrafficGenerator(seed=23).records(600)))
+    wait_for(lambda: _consumed(scorer) >= sent["sent"], what="the scorer consumed")
+    version = (scorer.stats() or {})["model_version"]
+    report = wait_for(lambda: _costs_of(sink, version), what="the scorer's costs in the sink's store")
+    assert report["recommendations"] > 0
+    started = [line for line in sink.log_path.read_text().splitlines() if "reckon worker started" in line]
+    assert started and "model_version=none (sink role)" in started[-1]
+
+
+def _costs_of(sink, version: str) -> dict | None:
+    response = httpx.get(f"http://127.0.0.1:{sink.web_port}/costs", params={"hours": "1"}, timeout=10)
+    if response.status_code != 200:
+        return None
+    rows = [row for row in response.json()["by_version"] if row["model_version"] == version]
+    return rows[0] if rows and rows[0]["recommendations"] else None
