@@ -164,7 +164,7 @@ def _no_training_data(data: Path, dataset: Any) -> str | None:
 
 
 def train_cmd(
-    data: Annotated[Path, typer.Argument(help="events .jsonl, sessions file/dir, or 'user item' file")],
+    data: Annotated[Path, typer.Argument(metavar="DATA", help="events .jsonl, sessions file/dir, or 'user item' file")],
     fmt: Annotated[str, typer.Option("--format", help="events (or jsonl): Reckon events; sessions: SR-GNN; sasrec: 'user item'. "
                                      "Picks the preset (below) that flags not given take")] = Format.events.value,
     test: Annotated[Optional[Path], typer.Option(help="sessions: test_samples.tsv (default: beside DATA)")] = None,
@@ -303,7 +303,7 @@ def _print_variants(manifest: dict[str, Any]) -> None:
 
 
 def eval_cmd(
-    data: Annotated[Path, typer.Argument(help="the data the version was trained on (same format)")],
+    data: Annotated[Path, typer.Argument(metavar="DATA", help="the data the version was trained on (same format)")],
     fmt: FormatOpt = Format.events,
     test: Annotated[Optional[Path], typer.Option(help="sessions: test_samples.tsv (default: beside DATA)")] = None,
     registry: RegistryOpt = None,
@@ -588,7 +588,7 @@ def _ctr(row: dict[str, Any]) -> str:
     return f"{row['attributed_ctr'] * 100:.2f} % [{low * 100:.2f}, {high * 100:.2f}] of {row['recommendations']}"
 
 
-def promote_cmd(version: Annotated[str, typer.Argument()], registry: RegistryOpt = None) -> None:
+def promote_cmd(version: Annotated[str, typer.Argument(metavar="VERSION")], registry: RegistryOpt = None) -> None:
     """Make VERSION the one workers serve (atomic pointer swap), once every file of it
     matches its checksum and every variant loads and scores a test row."""
     registry = registry or default_registry()
