@@ -191,7 +191,8 @@ class SinkConsumer:
     async def _send_dead_letters(self) -> None:
         """Every dead letter of the buffer, acknowledged by the broker (before the commit)."""
         for dead in self._dead:
-            await self._producer.send_and_wait(DEAD_LETTERS, dead.value, key=dead.key, headers=dead.headers())
+            key, value, headers = dead.sendable()
+            await self._producer.send_and_wait(DEAD_LETTERS, value, key=key, headers=headers)
         self._dead = []
 
     def _due(self) -> bool:

@@ -234,7 +234,8 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
             await send_keyed(producer, "recommendations", out.recommendations)
             latest.update(out.latest)       # readable once handed to the producer, as the topic's copy
             for dead in out.dead_letters:
-                await app.producer.send("events-dlq", dead.key, dead.value, None, None, dead.headers())
+                key, value, headers = dead.sendable()
+                await app.producer.send("events-dlq", key, value, None, None, headers)
             # Snapshotted by the next offset commit, which writes it (RocksDB + changelog) first.
             user_rows.stage(out.changed, out.changed_partitions)
             if out.cost_event is not None:

@@ -61,3 +61,36 @@ def test_hostile_events_through_a_live_worker_and_sink(workers, fresh_broker, ba
     assert reasons == expected                                                    # the contract's, nothing later
     assert not any(k.startswith("sink_dead:") for k in after)                     # the worker's outputs all store
     assert after.get("learn_failed", 0) == 0
+
+
+def test_a_record_near_the_producers_limit_is_dead_lettered_cut_and_the_worker_goes_on(workers, fresh_broker) -> None:
+    # ~1 MiB: refused as oversized, and whole it would not fit the worker's own producer
+    # request, which crashed the worker at the same record on every restart.
+    from aiokafka import AIOKafkaProducer
+
+    from ..kafka_io import click, read_topic
+
+    worker = workers.start("huge")
+    huge_value = b'{"pad": "' + b"a" * 1_000_000 + b'"}'
+    huge_key = b"k" * 4096
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=fresh_broker.bootstrap_servers, max_request_size=2 * 1024 * 1024)
+        await producer.start()
+        try:
+            await producer.send_and_wait("clicks", huge_value, key=huge_key)
+            after = click("after-huge", "u1", "i1")
+            await producer.send_and_wait("clicks", after.value, key=after.key)
+        finally:
+            await producer.stop()
+
+    pid = worker.proc.pid
+    asyncio.run(send())
+    stats = wait_for(lambda: (s := worker.stats() or {}).get("consumed", 0) >= 2 and s, what="both records consumed")
+    assert worker.proc.poll() is None and worker.proc.pid == pid
+    assert stats.get("invalid:oversized") == 1 and stats.get("valid") == 1
+    (dead,) = read_topic(fresh_broker.bootstrap_servers, "events-dlq", 1)
+    headers = {name: value.decode() for name, value in dead.headers}
+    assert headers["reason"] == "oversized" and headers["topic"] == "clicks"
+    assert dead.value == huge_value[:64 * 1024] and dead.key == huge_key[:1024]
+    assert headers["cut"] == f"key: first 1024 of 4096 bytes; value: first 65536 of {len(huge_value)} bytes"
