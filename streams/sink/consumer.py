@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +63,7 @@ class SinkHealth:
 class SinkConsumer:
     def __init__(self, ch: ClickHouse, bootstrap: str, topics: Mapping[str, str], *, group_id: str,
                  batch_rows: int, flush_ms: int, stats: Counter | None = None,
-                 default_tenant: str = "default", max_backoff_s: float = 5.0,
+                 default_tenant: str = "default", tenants: Collection[str] | None = None, max_backoff_s: float = 5.0,
                  client_kwargs: dict[str, Any] | None = None, session_timeout_ms: int = 6_000,
                  storage: StorageMeter | None = None) -> None:
         self.ch = ch
@@ -73,6 +73,7 @@ class SinkConsumer:
         self.flush_s = flush_ms / 1000
         self.stats = stats if stats is not None else Counter()
         self.default_tenant = default_tenant
+        self.tenants = tenants       # RECKON_TENANTS: a click of another tenant is the worker's dead letter, not a row
         self.max_backoff_s = max_backoff_s
         self._consumer_kwargs: dict[str, Any] = dict(
             bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
@@ -168,7 +169,7 @@ class SinkConsumer:
                 table = self.topics[tp.topic]
                 source = Source(tp.topic, tp.partition, message.offset, message.key, message.value)
                 try:
-                    self._rows.add(table, rows_from_message(table, message.value, self.default_tenant), source)
+                    self._rows.add(table, rows_from_message(table, message.value, self.default_tenant, self.tenants), source)
                     self._messages[table] += 1
                 except BadMessage as exc:
                     self._dead_letter(source, "sink_rows_failed", str(exc))

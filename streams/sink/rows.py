@@ -18,9 +18,10 @@ is stored. Raises `ClickHouseUnavailable` (retryable) or
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -46,15 +47,21 @@ TOPIC_TABLES = {"cost-events": "cost_events", "recommendations": "recommendation
                 "clicks": "clicks_log"}
 _TABLE_COLUMNS = {"cost_events": COLUMNS, "recommendations_log": REC_COLUMNS,
                   "clicks_log": CLICK_COLUMNS}
-# Which ids are stored already, per table: constant SQL (identifiers fixed here), values bound.
+# Which rows are stored already, per table: constant SQL (identifiers fixed here), values
+# bound. A row's identity: a cost event's id; a click's (tenant, user_id, event_id), as the
+# worker deduplicates (per user state: two users' events may share an id, and both count);
+# a recommendation's (tenant, user_id, rec_id).
 _STORED_SQL = {
     "cost_events": "SELECT event_id FROM cost_events WHERE ts >= {lo:DateTime64(3, 'UTC')} "
                    "AND ts <= {hi:DateTime64(3, 'UTC')} AND event_id IN {ids:Array(String)}",
-    "recommendations_log": "SELECT rec_id FROM recommendations_log WHERE trigger_ts >= {lo:DateTime64(3, 'UTC')} "
+    "recommendations_log": "SELECT tenant, user_id, rec_id FROM recommendations_log "
+                           "WHERE trigger_ts >= {lo:DateTime64(3, 'UTC')} "
                            "AND trigger_ts <= {hi:DateTime64(3, 'UTC')} AND rec_id IN {ids:Array(String)}",
-    "clicks_log": "SELECT event_id FROM clicks_log WHERE ts >= {lo:DateTime64(3, 'UTC')} "
+    "clicks_log": "SELECT tenant, user_id, event_id FROM clicks_log WHERE ts >= {lo:DateTime64(3, 'UTC')} "
                   "AND ts <= {hi:DateTime64(3, 'UTC')} AND event_id IN {ids:Array(String)}",
 }
+# Where a row keeps its (tenant, user_id): the rest of its identity (above)
+_OWNER = {"recommendations_log": (3, 4), "clicks_log": (2, 3)}
 _PRICE_Q = Decimal("0.000001")   # clicks_log.price is Decimal64(6)
 _decode = msgspec.json.decode     # JSON as the json module reads it, faster; errors are ValueErrors
 
@@ -134,8 +141,21 @@ def _text(doc: dict, name: str) -> str:
     return value
 
 
+def rec_id(trigger: str, version: str, ts: float, tenant: str, user: str) -> str:
+    """Names one published message: its trigger, version and publication ms, and its user
+    (a 64-bit hash of tenant and user id): two users whose events share an id, answered in the
+    same ms, are two recommendations. Ids stored before the user part (`legacy_rec_id`) are
+    still recognised on a re-read."""
+    owner = hashlib.blake2b(f"{tenant}\x00{user}".encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+    return f"{legacy_rec_id(trigger, version, ts)}:{owner}"
+
+
+def legacy_rec_id(trigger: str, version: str, ts: float) -> str:
+    return f"{trigger}:{version}:{round(ts * 1000)}"
+
+
 def recommendation_row(doc: dict) -> list[object]:
-    """A `recommendations_log` row; rec_id names this published message (trigger, version, ts).
+    """A `recommendations_log` row; rec_id names this published message (`rec_id`).
 
     Attribution runs on the triggering event's time (`trigger_ts`); a message without one
     is attributed on its publication time.
@@ -149,14 +169,15 @@ def recommendation_row(doc: dict) -> list[object]:
     if not all(isinstance(f, str) for f in fields):
         raise BadMessage("user_id, model_version, trigger_event_id, tenant and arm must be strings")
     user, version, trigger, tenant, arm = fields
-    return [f"{trigger}:{version}:{round(ts * 1000)}", datetime.fromtimestamp(trigger_ts, timezone.utc),
+    return [rec_id(trigger, version, ts, tenant, user), datetime.fromtimestamp(trigger_ts, timezone.utc),
             datetime.fromtimestamp(ts, timezone.utc), tenant, user, version, arm, trigger, items,
             float(doc.get("latency_ms", 0.0))]
 
 
-def click_row(raw: bytes, default_tenant: str) -> list[object] | None:
-    """A `clicks_log` row, or None for an invalid click (the scorer dead-letters those)."""
-    event = parse_event("clicks", raw, default_tenant=default_tenant)
+def click_row(raw: bytes, default_tenant: str, tenants: Collection[str] | None = None) -> list[object] | None:
+    """A `clicks_log` row, or None for a click the worker's contract refuses (the scorer
+    dead-letters those), a tenant outside `tenants` (RECKON_TENANTS) included."""
+    event = parse_event("clicks", raw, default_tenant=default_tenant, tenants=tenants)
     if isinstance(event, Invalid):
         return None
     price = None if event.price is None else Decimal(repr(event.price)).quantize(_PRICE_Q)
@@ -164,13 +185,14 @@ def click_row(raw: bytes, default_tenant: str) -> list[object] | None:
             event.item_id, event.action, event.session_id, price]
 
 
-def rows_from_message(table: str, value: bytes, default_tenant: str = "default") -> list[list[object]]:
+def rows_from_message(table: str, value: bytes, default_tenant: str = "default",
+                      tenants: Collection[str] | None = None) -> list[list[object]]:
     """The rows one Kafka message becomes in `table`; raises BadMessage when it cannot be stored."""
     if table not in _TABLE_COLUMNS:
         raise ValueError(f"table {table!r} is not sunk; known: {sorted(_TABLE_COLUMNS)}")
     try:
         if table == "clicks_log":
-            row = click_row(value, default_tenant)
+            row = click_row(value, default_tenant, tenants)
             rows = [] if row is None else [row]
         elif table == "cost_events":
             rows = rows_from_event(_decode(value))
@@ -210,18 +232,34 @@ def stored_ids_query(table: str, ids: list[str], lo: datetime, hi: datetime) -> 
     return _STORED_SQL[table], {"lo": lo, "hi": hi, "ids": ids}
 
 
+def _identity(table: str, row: Sequence[object]) -> tuple:
+    owner = _OWNER.get(table)
+    return (row[0],) if owner is None else (row[owner[0]], row[owner[1]], row[0])
+
+
+def _legacy_identity(row: Sequence[object]) -> tuple:
+    """A recommendation's identity as stored before rec_id named its user."""
+    return row[3], row[4], str(row[0]).rsplit(":", 1)[0]
+
+
 def fresh_rows(ch: ClickHouse, table: str, rows: Sequence[list[object]]) -> list[list[object]]:
-    """The rows whose id is neither stored already nor repeated earlier in `rows`."""
+    """The rows whose identity (see `_STORED_SQL`) is neither stored already nor repeated
+    earlier in `rows`."""
     if not rows:
         return []
     stamps = [_ts(table, r) for r in rows]
-    sql, params = stored_ids_query(table, sorted({str(r[0]) for r in rows}), min(stamps), max(stamps))
-    stored = {r[0] for r in ch.query(sql, params, tag=f"sink:dedup:{table}")}
-    fresh, seen = [], set(stored)
+    ids = {str(r[0]) for r in rows}
+    if table == "recommendations_log":
+        ids |= {_legacy_identity(r)[2] for r in rows}
+    sql, params = stored_ids_query(table, sorted(ids), min(stamps), max(stamps))
+    seen = {tuple(r) for r in ch.query(sql, params, tag=f"sink:dedup:{table}")}
+    fresh = []
     for row in rows:
-        if row[0] not in seen:
-            seen.add(row[0])
-            fresh.append(row)
+        identity = _identity(table, row)
+        if identity in seen or (table == "recommendations_log" and _legacy_identity(row) in seen):
+            continue
+        seen.add(identity)
+        fresh.append(row)
     return fresh
 
 

@@ -105,6 +105,7 @@ def install(app: faust.App, settings: Settings, bootstrap: str, stats: Counter, 
         acc.sink = sink = SinkConsumer(
             ch, bootstrap, topics, group_id=settings.sink_group_id, batch_rows=settings.sink_batch_rows,
             flush_ms=settings.sink_flush_ms, stats=stats, default_tenant=settings.default_tenant,
+            tenants=frozenset(settings.tenants) or None,
             client_kwargs=settings.kafka_client_kwargs(), storage=StorageMeter(ch, sheet, settings.worker_name))
         _install_sink_tasks(app, settings, acc, sink, ch)
         metrics.sink = sink.health

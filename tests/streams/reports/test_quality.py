@@ -117,3 +117,29 @@ def test_attributed_ctr_and_purchase_rate_per_version_and_arm(clickhouse) -> Non
     page = render_html(report)
     assert "Attributed click-through rate" in page and "Online quality by A/B arm" in page
     json.dumps(report)
+
+
+@pytest.mark.integration
+def test_two_users_events_with_one_id_are_attributed_each_to_its_own(clickhouse) -> None:
+    # Users (within a tenant, or across tenants) may send events with the same id at the same
+    # ms: two recommendations and two clicks, each click credited to its own user's.
+    tenant = f"same-{uuid.uuid4().hex[:8]}"
+    start = (datetime.now(timezone.utc) - timedelta(hours=2)).replace(microsecond=0)
+    t0 = start.timestamp() + 60
+    rows = Rows()
+    for user in ("u1", "u2"):
+        rows.add("recommendations_log", [recommendation_row({
+            "user_id": user, "items": ["a"], "model_version": "v1", "arm": "primary", "trigger_event_id": "t",
+            "ts": t0 + 0.1, "trigger_ts": t0, "tenant": tenant})])
+    rows.add("clicks_log", rows_from_message("clicks_log", json.dumps(
+        {"event_id": "c", "user_id": "u1", "item_id": "a", "action": "view", "ts": t0 + 5, "tenant": tenant}).encode()))
+    rows.add("clicks_log", rows_from_message("clicks_log", json.dumps(
+        {"event_id": "c", "user_id": "u2", "item_id": "a", "action": "purchase", "ts": t0 + 5, "tenant": tenant}).encode()))
+    assert write(clickhouse, rows).inserted == {"recommendations_log": 2, "clicks_log": 2}
+    (row,) = quality_rows(clickhouse, "version", start, start + timedelta(hours=1), 1800, tenant)
+    assert (row["recommendations"], row["attributed_clicked"], row["attributed_purchased"]) == (2, 2, 1)
+    attributed = clickhouse.query(
+        "SELECT model_version, count(), countIf(action = 'purchase') FROM attributed_clicks(start = {s:DateTime64(3, 'UTC')}, "
+        "end = {e:DateTime64(3, 'UTC')}, window_s = 1800, tenant = {t:String}) GROUP BY model_version",
+        {"s": start, "e": start + timedelta(hours=1), "t": tenant})
+    assert attributed == [("v1", 2, 1)]

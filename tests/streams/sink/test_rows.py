@@ -14,6 +14,7 @@ from reckon.streams.costs.meter import cost_event, group_key, new_groups
 from reckon.streams.costs.pricing import PriceSheet, Usage
 from reckon.streams.sink.rows import (
     COLUMNS,
+    REC_COLUMNS,
     BadMessage,
     Rows,
     Source,
@@ -68,7 +69,10 @@ def test_recommendation_and_click_rows() -> None:
     rec = {"user_id": "u1", "items": ["a", "b"], "scores": [1, 0], "model_version": "v1",
            "trigger_event_id": "e1", "latency_ms": 4.2, "ts": 1_795_000_000.5, "tenant": "acme"}
     row = recommendation_row(rec)
-    assert row[0] == "e1:v1:1795000000500" and row[1] == row[2]          # no trigger_ts: publication time
+    assert row[0].startswith("e1:v1:1795000000500:") and row[1] == row[2]   # no trigger_ts: publication time
+    # the user is part of the id: another user's answer to an event of the same id, same ms, is another row
+    assert recommendation_row({**rec, "user_id": "u2"})[0] != row[0]
+    assert recommendation_row({**rec, "tenant": "globex"})[0] != row[0]
     assert row[6] == "" and recommendation_row({**rec, "arm": "challenger"})[6] == "challenger"   # arm if told
     with pytest.raises(BadMessage, match="arm"):
         recommendation_row({**rec, "arm": 1})
@@ -85,12 +89,15 @@ def test_recommendation_and_click_rows() -> None:
     row = click_row(json.dumps(click).encode(), "default")
     assert row is not None and row[2] == "default" and row[7] == Decimal("19.990000")
     assert click_row(json.dumps({**click, "action": "steal"}).encode(), "default") is None
+    # RECKON_TENANTS: the worker dead-letters another tenant's click, so the log stores none
+    assert click_row(json.dumps({**click, "tenant": "evil"}).encode(), "default", frozenset({"acme"})) is None
+    assert click_row(json.dumps({**click, "tenant": "acme"}).encode(), "default", frozenset({"acme"})) is not None
 
 
 def test_stored_ids_query_is_constant_sql_with_bound_values() -> None:
     lo = datetime(2026, 11, 1, tzinfo=timezone.utc)
     sql, params = stored_ids_query("clicks_log", ["a", "b"], lo, lo)
-    assert sql == ("SELECT event_id FROM clicks_log WHERE ts >= {lo:DateTime64(3, 'UTC')} "
+    assert sql == ("SELECT tenant, user_id, event_id FROM clicks_log WHERE ts >= {lo:DateTime64(3, 'UTC')} "
                    "AND ts <= {hi:DateTime64(3, 'UTC')} AND event_id IN {ids:Array(String)}")
     assert params == {"lo": lo, "hi": lo, "ids": ["a", "b"]}
     with pytest.raises(ValueError):
@@ -126,6 +133,42 @@ def test_logs_are_written_once(clickhouse) -> None:
         rows.add("clicks_log", rows_from_message("clicks_log", raw))
     assert write(clickhouse, rows).inserted == {"recommendations_log": 1, "clicks_log": 3}
     assert write(clickhouse, rows).inserted == {"recommendations_log": 0, "clicks_log": 0}
+
+
+@pytest.mark.integration
+def test_two_users_events_that_share_an_id_are_both_stored(clickhouse) -> None:
+    # The worker deduplicates per user: two users' (or tenants') events with one id are two
+    # events, and the logs keep both (the sink kept whichever came first).
+    tenant = f"shared-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(timezone.utc).timestamp()
+    rows = Rows()
+    for user, owner in (("u1", tenant), ("u2", tenant), ("u1", tenant + "-b")):
+        click = {"event_id": "same", "user_id": user, "item_id": "a", "action": "view", "ts": now, "tenant": owner}
+        rows.add("clicks_log", rows_from_message("clicks_log", json.dumps(click).encode()))
+        rec = {"user_id": user, "items": ["a"], "model_version": "v1", "trigger_event_id": "same",
+               "latency_ms": 1.0, "ts": now, "trigger_ts": now, "tenant": owner}
+        rows.add("recommendations_log", rows_from_message("recommendations_log", json.dumps(rec).encode()))
+    assert write(clickhouse, rows).inserted == {"recommendations_log": 3, "clicks_log": 3}
+    assert write(clickhouse, rows).inserted == {"recommendations_log": 0, "clicks_log": 0}   # a re-read: none
+    for table in ("clicks_log", "recommendations_log"):
+        stored = clickhouse.query(f"SELECT tenant, user_id FROM {table} FINAL WHERE startsWith(tenant, {{t:String}})",
+                                  {"t": tenant})
+        assert sorted(stored) == sorted([(tenant, "u1"), (tenant, "u2"), (tenant + "-b", "u1")])
+
+
+@pytest.mark.integration
+def test_a_recommendation_stored_under_the_old_id_is_not_stored_again(clickhouse) -> None:
+    # Stored before rec_id named its user (trigger:version:ms): a re-read after the upgrade is the same row.
+    tenant = f"legacy-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(timezone.utc).timestamp()
+    rec = {"user_id": "u1", "items": ["a"], "model_version": "v1", "trigger_event_id": "e1", "latency_ms": 1.0,
+           "ts": now, "tenant": tenant}
+    (row,) = rows_from_message("recommendations_log", json.dumps(rec).encode())
+    old = [row[0].rsplit(":", 1)[0], *row[1:]]
+    clickhouse.insert("recommendations_log", [old], REC_COLUMNS)
+    rows = Rows()
+    rows.add("recommendations_log", [row])
+    assert write(clickhouse, rows).inserted == {"recommendations_log": 0}
 
 
 def _cost_message(**changes: object) -> bytes:
