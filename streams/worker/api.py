@@ -33,7 +33,7 @@ from yarl import URL
 
 from reckon.streams.core.settings import Settings
 from reckon.streams.kafka.record_batches import partition_for
-from reckon.streams.pipeline.contracts import MAX_DEPTH, Invalid, parse_event
+from reckon.streams.pipeline.contracts import MAX_DEPTH, Invalid, json_document, parse_event
 from reckon.streams.pipeline.latest import LatestRecommendations
 from reckon.streams.pipeline.processor import BatchProcessor
 from reckon.streams.pipeline.routing import ModelRuntime
@@ -73,64 +73,87 @@ def split_events(body: bytes) -> list[bytes]:
         if lenient is None:
             raise ValueError(f"body must be a JSON array of events or {{\"events\": [...]}}: {exc}") from None
         return lenient
-    except RecursionError:
-        raise ValueError(f"body is nested deeper than an event may be ({MAX_DEPTH} levels)") from None
+    except RecursionError:       # an event nested deeper than msgspec goes: that one is refused (too_deep)
+        lenient = _split_leniently(body)
+        if lenient is None:
+            raise ValueError(f"body is nested deeper than an event may be ({MAX_DEPTH} levels)") from None
+        return lenient
     return [bytes(raw) for raw in raws]
 
 
-_WS = re.compile(r"[ \t\n\r]*")
-_scan = json.JSONDecoder(parse_constant=lambda name: None).raw_decode
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]')     # strings whole, and the structure
 
 
 def _split_leniently(body: bytes) -> list[bytes] | None:
-    """A body msgspec refused whole, split by the standard library's parser where it can:
-    it takes what RFC 8259 calls valid JSON that msgspec does not (a `\\ud800` escape with no
-    pair, NaN), so one such event is refused alone by the contract, as a worker dead-letters
-    it alone, and the others go on. None when the body is not JSON of either form."""
+    """A body msgspec refused whole, split where the standard allows it: the standard library's
+    parser takes what RFC 8259 calls valid JSON that msgspec does not (a `\\ud800` escape with
+    no pair, NaN, an event nested past msgspec's depth), so one such event is refused alone
+    by the contract, as a worker dead-letters it alone, and the others go on. None when the
+    body is not JSON of either form."""
     try:
         text = body.decode("utf-8")
-        whole = json.loads(text)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+    except UnicodeDecodeError:
         return None
-    if isinstance(whole, dict) and isinstance(whole.get("events"), list):
-        start = _events_array(text)
-    elif isinstance(whole, list):
-        start = _WS.match(text).end()
-    else:
+    spans = _event_spans(text)
+    if spans is None:
         return None
-    at = _WS.match(text, start + 1).end()          # past the array's "["
-    out: list[bytes] = []
-    while text[at] != "]":
-        _, end = _scan(text, at)
-        out.append(text[at:end].encode("utf-8"))   # the bytes as sent: UTF-8 round-trips
-        at = _WS.match(text, end).end()
-        if text[at] == ",":
-            at = _WS.match(text, at + 1).end()
-    return out
+    # The parser checks the body with each event nested past the contract's limit read as
+    # null: its own recursion fails on those at a depth that depends on the caller's stack.
+    checked, at = [], 0
+    for start, end in spans:
+        piece = text[start:end]
+        checked += [text[at:start], "null" if piece.count("[") + piece.count("{") > MAX_DEPTH else piece]
+        at = end
+    try:
+        whole = json_document("".join(checked) + text[at:])
+    except (ValueError, RecursionError):
+        return None
+    if not (isinstance(whole, list) or (isinstance(whole, dict) and isinstance(whole.get("events"), list))):
+        return None
+    return [text[start:end].strip().encode("utf-8") for start, end in spans]   # as sent: UTF-8 round-trips
 
 
-def _events_array(text: str) -> int:
-    """Where the value of a well-formed top-level object's last "events" key starts (the
-    one a parser keeps)."""
-    at, start = _WS.match(text).end() + 1, -1       # past the "{"
-    while True:
-        at = _WS.match(text, at).end()
-        if text[at] == "}":
-            return start
-        key, at = _scan(text, at)
-        at = _WS.match(text, _WS.match(text, at).end() + 1).end()    # past the ":"
-        if key == "events":
-            start = at
-        _, at = _scan(text, at)
-        at = _WS.match(text, at).end()
-        if text[at] == ",":
-            at += 1
+def _event_spans(text: str) -> list[tuple[int, int]] | None:
+    """Where each event of `[...]` or `{"events": [...]}` (the last "events" key, the one a
+    parser keeps) lies in the text, found without recursion; None when brackets do not balance."""
+    head = text.lstrip()[:1]
+    if head not in ("[", "{"):
+        return None
+    inner = 1 if head == "[" else 2           # the depth of the events array's elements
+    depth, spans, current, start = 0, [], None, 0
+    key, previous = None, None
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            if token == "[" and depth == inner and (head == "[" or key == "events"):
+                current, start = [], match.end()
+        elif token in ("]", "}"):
+            if current is not None and depth == inner:
+                current.append((start, match.start()))
+                spans, current = current, None
+            depth -= 1
+            if depth < 0:
+                return None
+        elif token == ",":
+            if current is not None and depth == inner:
+                current.append((start, match.start()))
+                start = match.end()
+        elif head == "{" and depth == 1 and previous in ("{", ","):       # a key of the body's object
+            try:
+                key = json.loads(token)
+            except ValueError:
+                return None
+        previous = token
+    if depth:
+        return None
+    return [(a, b) for a, b in spans if text[a:b].strip()]
 
 
 def topic_of(raw: bytes) -> str:
     """The topic of a posted event, as `reckon replay` sorts a JSONL file's lines."""
     try:
-        return topic_for(json.loads(raw))
+        return topic_for(json_document(raw))
     except (ValueError, RecursionError):
         return "clicks"              # the contract names what is wrong with it
 
@@ -151,7 +174,7 @@ def _duplicate_key(raw: bytes) -> Invalid | None:
     readers of the topic may take the first, so what was accepted would not be what they read.
     The worker's own path tolerates it (taking the last); what comes in over HTTP is refused."""
     try:
-        json.loads(raw, object_pairs_hook=_no_repeats)
+        json.loads(raw, object_pairs_hook=_no_repeats, parse_int=len)    # values unread: any integer goes
     except _Repeated as exc:
         return Invalid("duplicate_key", f"key {str(exc)[:40]!r} appears twice in one object")
     return None

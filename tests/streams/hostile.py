@@ -113,4 +113,8 @@ def valid_documents(draw, now: float | None = None) -> bytes:
         doc = draw(st.fixed_dictionaries(
             {**common, "query": st.text(min_size=1, max_size=30)},
             optional={**optional, "results": st.none() | st.lists(ids, max_size=6)}))
-    return json.dumps(doc, ensure_ascii=draw(st.booleans())).encode("utf-8")
+    raw = json.dumps(doc, ensure_ascii=draw(st.booleans()))
+    extra = draw(st.none() | st.sampled_from(["1" + "0" * 5000, "-" + "9" * 4400, "1e400", "[1, {}]"]))
+    if extra is not None:       # a field the contract does not read, with what json.dumps never writes
+        raw = raw[:-1] + ', "zz_extra": ' + extra + "}"
+    return raw.encode("utf-8")
