@@ -6,12 +6,15 @@ import asyncio
 import json
 import math
 import os
+import secrets
 import signal
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from decimal import Decimal
+from itertools import chain, islice
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 from urllib.parse import unquote, urlsplit
 
 import typer
@@ -25,6 +28,9 @@ from reckon.streams.core.errors import ReckonError
 from reckon.streams.core.redact import redact
 from reckon.streams.core.settings import Settings, load_settings
 from reckon.streams.core.version import __version__
+
+if TYPE_CHECKING:
+    from reckon.streams.traffic.generator import Record
 
 try:                                    # typer vendors its own click from 0.2x on
     from typer._click import exceptions as usage_errors
@@ -133,14 +139,32 @@ def replay(
         if format not in ("events", "jsonl", "sessions"):
             raise ReckonError(f"--format must be events or sessions, not {format!r}")
         records = records_from_sessions(file) if format == "sessions" else records_from_jsonl(file, _contract_verdict)
+        records = _first_lines_checked(records, file)
     else:
-        records = TrafficGenerator(bad_fraction=bad_fraction, seed=seed,
+        # The seed fixes users, items and timing; the ids are this run's, so a second replay
+        # is new traffic, not duplicates the worker drops.
+        records = TrafficGenerator(bad_fraction=bad_fraction, seed=seed, id_prefix=f"r{secrets.token_hex(4)}-",
                                    drift=Drift(at=drift_at) if drift_at else None).records(events)
     check_reachable(settings.bootstrap_servers, settings.kafka_ssl_context(), sasl=settings.kafka_sasl())
     counts = asyncio.run(produce(settings.bootstrap_servers, records, rate, settings.kafka_client_kwargs()))
     print(json.dumps(dict(counts)))
     if file is not None:
         _say_refused(counts, file)
+
+
+CHECKED_LINES = 1_000
+
+
+def _first_lines_checked(records: Iterator[Record], file: Path) -> Iterator[Record]:
+    """The records, once the first CHECKED_LINES are known not to be all refused: the wrong
+    file (or --format) is refused before anything reaches Kafka."""
+    first = list(islice(records, CHECKED_LINES))
+    if first and not any(record.valid for record in first):
+        reasons = Counter(record.reason for record in first)
+        listed = ", ".join(f"{n:,} {reason}" for reason, n in reasons.most_common())
+        raise ReckonError(f"none of the first {len(first):,} events of {file} passes the contract ({listed}); "
+                          "nothing sent (the wrong file, or --format?)")
+    return chain(first, records)
 
 
 def _say_refused(counts: Counter, file: Path) -> None:

@@ -69,7 +69,8 @@ class TrafficGenerator:
 
     def __init__(self, users: int = 500, catalog: Catalog = Catalog(), bad_fraction: float = 0.0,
                  search_fraction: float = 0.15, tenants: tuple[str, ...] = ("acme", "globex"),
-                 seed: int = 1, start_ts: float | None = None, drift: Drift | None = None) -> None:
+                 seed: int = 1, start_ts: float | None = None, drift: Drift | None = None,
+                 id_prefix: str = "") -> None:
         if not 0 <= bad_fraction < 1:
             raise ValueError("bad_fraction must be in [0, 1)")
         self.rng = random.Random(seed)
@@ -81,6 +82,7 @@ class TrafficGenerator:
         # Start an hour back: ~0.025 s per event leaves room for ~150k events before "now".
         self.ts = time.time() - 3600 if start_ts is None else start_ts
         self._seq = 0
+        self.id_prefix = id_prefix      # event ids' (a replay's run, apart from earlier runs of one seed)
         self.drift = drift
         self.drifted = False
         self._items = catalog.items                      # the catalog in use (grows at the drift)
@@ -110,7 +112,7 @@ class TrafficGenerator:
 
     def _event_id(self) -> str:
         self._seq += 1
-        return f"e{self._seq:09d}"
+        return f"{self.id_prefix}e{self._seq:09d}"
 
     def sessions(self) -> Iterator[dict]:
         """An endless stream of events, a session at a time."""

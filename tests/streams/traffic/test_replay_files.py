@@ -13,6 +13,8 @@ from reckon.streams.core.errors import ReckonError
 from reckon.streams.pipeline.contracts import Invalid, parse_event
 from reckon.streams.traffic.replay import MAX_LINE_BYTES, records_from_jsonl, records_from_sessions
 
+from ..kafka_io import read_topic
+
 
 def _contract(topic: str, raw: bytes) -> str:        # as `reckon replay` judges a line
     event = parse_event(topic, raw)
@@ -76,7 +78,6 @@ def test_a_bad_line_stops_the_replay_saying_what_was_sent_before_it(fresh_broker
     from reckon.streams.kafka.broker import create_topics
     from reckon.streams.traffic.replay import produce
 
-    from ..kafka_io import read_topic
 
     create_topics(fresh_broker.bootstrap_servers, 1, topics=["clicks"])
     path = tmp_path / "sessions.txt"
@@ -104,9 +105,13 @@ def test_reckon_replay_says_what_the_worker_will_refuse_and_fails_when_it_is_eve
     wrong = tmp_path / "pairs.txt"
     wrong.write_text("1 2\n1 3\n2 2\n")
     refused = replay(wrong)
-    assert refused.returncode == 2 and json.loads(refused.stdout)["invalid:not_json"] == 3
-    assert refused.stderr.strip() == (f"error: none of the 3 events sent from {wrong} passes the contract (3 not_json): "
-                                      "the worker dead-letters them all (the wrong file, or --format?)")
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.strip() == (f"error: none of the first 3 events of {wrong} passes the contract (3 not_json); "
+                                      "nothing sent (the wrong file, or --format?)")
+    longer = tmp_path / "pairs-1500.txt"        # refused on its first 1,000 lines
+    longer.write_text("".join(f"{i} {i}\n" for i in range(1_500)))
+    assert "none of the first 1,000 events" in replay(longer).stderr
+    assert read_topic(fresh_broker.bootstrap_servers, "clicks", 1, timeout_s=5) == []    # neither sent one
     mixed = tmp_path / "events.jsonl"
     good = {"event_id": "e1", "user_id": "u1", "item_id": "i1", "action": "view", "ts": time.time()}
     mixed.write_text(json.dumps(good) + "\n" + json.dumps({**good, "event_id": "e2", "ts": 1.0}) + "\n")
@@ -115,3 +120,21 @@ def test_reckon_replay_says_what_the_worker_will_refuse_and_fails_when_it_is_eve
         assert partly.returncode == 0 and json.loads(partly.stdout)["valid"] == 1, partly.stderr
         assert partly.stderr.strip() == ("1 of the 2 events sent do not pass the contract (1 ts_out_of_range): "
                                          "the worker dead-letters them")
+
+
+@pytest.mark.integration
+def test_two_generated_replays_of_one_seed_are_new_traffic(fresh_broker, tmp_path) -> None:
+    """The second `reckon replay` sent the first's event ids again: the worker dropped all as duplicates."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RECKON_")},
+           "RECKON_BOOTSTRAP_SERVERS": fresh_broker.bootstrap_servers}
+    for _ in range(2):
+        subprocess.run([sys.executable, "-m", "reckon.streams.cli.main", "replay", "--events", "40"], env=env,
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True)
+    sent = [json.loads(m.value) for topic in ("clicks", "searches")
+            for m in read_topic(fresh_broker.bootstrap_servers, topic, 1, timeout_s=5)]
+    assert len(sent) == 80 and len({e["event_id"] for e in sent}) == 80
+    assert len({e["item_id"] for e in sent if "item_id" in e}) < 80          # same seed: the same catalog walk
