@@ -256,7 +256,9 @@ class RecommendationApi:
                 return self._fresh(web, tenant, user, partition)
         value = self.latest.get(key)
         if value is None:
-            return _error(web, 404, "no recommendation for this user yet", **{ANSWERED_BY: self.settings.worker_name})
+            # tenant and user were checked above (printable, bounded): safe to name
+            return _error(web, 404, f"no recommendation for user {user!r} of tenant {tenant!r} yet",
+                          **{ANSWERED_BY: self.settings.worker_name})
         return web.bytes(value, content_type="application/json", headers={ANSWERED_BY: self.settings.worker_name})
 
     def _fresh(self, web: Any, tenant: str, user: str, partition: int) -> Any:
