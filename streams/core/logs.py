@@ -6,6 +6,7 @@ The ClickHouse client's errors reach the user translated (streams/clickhouse/cli
 its own warnings about the same failure are left out unless the level is DEBUG. A client's
 malformed request or dropped connection is the client's doing: aiohttp's ERROR with a
 traceback for it becomes one INFO line (anyone who can reach the port could fill the log).
+A library repeating one message (a broker that is gone) is said once per 30 s, with a count.
 """
 
 from __future__ import annotations
@@ -63,6 +64,32 @@ class ClientFaults(logging.Filter):
         return record.levelno >= logging.getLogger().getEffectiveLevel()
 
 
+class Repeats(logging.Filter):
+    """A library's message (by its template) at most once per `every_s` seconds; the next one
+    says how many were left out. With its broker gone aiokafka logged "Unable connect to node"
+    ~200 times a second, burying the one line that said what was wrong."""
+
+    def __init__(self, every_s: float = 30.0) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self._seen: dict[tuple[str, str], list] = {}     # (logger, template) -> [last emitted, left out since]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.split(".", 1)[0] not in LIBRARIES:
+            return True
+        key = (record.name, str(record.msg))
+        seen = self._seen.get(key)
+        if seen is not None and record.created - seen[0] < self.every_s:
+            seen[1] += 1
+            return False
+        if len(self._seen) > 10_000:      # templates are few; ids pasted into messages are not
+            self._seen.clear()
+        if seen is not None and seen[1]:
+            record.msg = f"{record.msg} (and {seen[1]:,} more like it in the last {record.created - seen[0]:.0f} s)"
+        self._seen[key] = [record.created, 0]
+        return True
+
+
 def quiet_translated() -> None:
     """Before any logging is configured (commands other than the worker): the libraries whose
     errors Reckon says in its own words log only errors, so their warning of the same failure
@@ -75,6 +102,7 @@ def configure(level: str, fmt: str, secrets: Iterable[str] = (), stream: IO[str]
     """Replace the root logger's handlers with one that writes `fmt` lines to `stream` (stderr)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter(fmt, secrets))
+    handler.addFilter(Repeats())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

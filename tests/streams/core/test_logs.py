@@ -77,3 +77,20 @@ def test_a_clients_malformed_request_is_one_info_line_not_an_error_traceback(lev
     assert len(lines) == (1 if level == "INFO" else 0)
     assert not lines or (" INFO aiohttp.server refused a request from 127.0.0.1: Got more than 8190" in lines[0]
                          and len(lines[0]) < 400)
+
+
+def test_a_library_repeating_itself_is_said_once_per_interval_with_a_count(monkeypatch) -> None:
+    out = io.StringIO()
+    logs.configure("INFO", "text", stream=out)
+    clock = iter([100.0] * 200 + [130.0, 131.0])
+    monkeypatch.setattr(logging.time, "time", lambda: next(clock))    # record.created
+    conn = logging.getLogger("aiokafka.conn")
+    for _ in range(200):
+        conn.error("Unable connect to node with id %s: %s", 111, "refused")
+    logging.getLogger("reckon.worker").error("own errors are never held back")
+    conn.error("Unable connect to node with id %s: %s", 111, "refused")
+    lines = out.getvalue().splitlines()
+    assert [line.split(" ", 4)[-1] for line in lines] == [
+        "Unable connect to node with id 111: refused",
+        "own errors are never held back",
+        "Unable connect to node with id 111: refused (and 199 more like it in the last 31 s)"]
