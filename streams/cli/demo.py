@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import signal
 import time
 from collections import Counter
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -78,6 +81,22 @@ def run_demo(settings: Settings, events: int, bad_fraction: float, train_seconds
         registry = demo_loop.run_registry(model, run_dir / "models")
     traffic = TrafficGenerator(bad_fraction=bad_fraction, drift=Drift(at=events // 2) if drift else None)
     dsn = f"chdb://{run_dir / 'clickhouse'}"
+    # Ctrl-C raises where the demo is, asyncio.run's sends included: its own handler cancels the
+    # sending task, and an interrupt caught on the way was lost (the demo then waited 30 s for a
+    # worker it was stopping and said it died). The worker is stopped on the way out.
+    previous = signal.signal(signal.SIGINT, _interrupt)
+    try:
+        return _run(settings, events, console, retrain, started, run_dir, registry, model, traffic, dsn)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(settings: Settings, events: int, console: Console, retrain: bool, started: float, run_dir: Path,
+         registry: Path, model: Any, traffic: TrafficGenerator, dsn: str) -> dict:
     with kafka(Settings(partitions=settings.partitions), log_path=run_dir / "broker.log") as bootstrap:
         port = free_port()
         env = {"RECKON_BOOTSTRAP_SERVERS": bootstrap, "RECKON_DATA_DIR": str(run_dir),

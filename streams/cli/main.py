@@ -358,6 +358,8 @@ def main() -> None:
     except OSError as exc:      # a path that is not there, not writable, a directory, ...
         _error_line(str(exc))
         raise SystemExit(1) from None
+    if code == 130:        # typer's answer to Ctrl-C (KeyboardInterrupt), said as nothing
+        _error_line("interrupted")
     if isinstance(code, int) and code:
         raise SystemExit(code)
 

@@ -4,6 +4,9 @@ without its banner and spinner (terminal escapes in a log file), and one startup
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 import time
 
 import faust
@@ -43,6 +46,9 @@ def tenancy_warning(settings: Settings) -> str | None:
     return None
 
 
+STOP_DEADLINE_S = 30.0
+
+
 class Worker(faust.Worker):
     def __init__(self, app: faust.App, settings: Settings, bootstrap: str) -> None:
         super().__init__(app, loglevel=settings.log_level, override_logging=False, quiet=True,
@@ -50,6 +56,20 @@ class Worker(faust.Worker):
         self.spinner = None
         self.reckon_fields = startup_fields(settings, app, bootstrap)
         self.reckon_warning = tenancy_warning(settings)
+        self._stop_deadline: threading.Timer | None = None
+
+    def _schedule_shutdown(self, signal: signal.Signals) -> None:
+        """Stop as Faust does, within STOP_DEADLINE_S: with the broker gone, its flushes and
+        commits waited on request timeouts (a SIGTERM did nothing for minutes). Past the
+        deadline, or at a second signal, the process exits as after kill -9, which loses
+        nothing: uncommitted offsets are read again on restart."""
+        if self._stop_deadline is not None:
+            _give_up(f"a second {signal.name}")
+        self._stop_deadline = threading.Timer(STOP_DEADLINE_S, _give_up, (f"stopping took over {STOP_DEADLINE_S:.0f} s "
+                                                                           "(is the broker reachable?)",))
+        self._stop_deadline.daemon = True
+        self._stop_deadline.start()
+        super()._schedule_shutdown(signal)
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
@@ -60,6 +80,12 @@ class Worker(faust.Worker):
                  extra={"startup": fields})
         if self.reckon_warning:
             log.warning(self.reckon_warning)
+
+
+def _give_up(why: str) -> None:
+    log.error("%s: exiting now; offsets not committed are read again on restart", why)
+    logging.shutdown()
+    os._exit(1)
 
 
 def run_worker(settings: Settings) -> None:
