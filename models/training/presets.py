@@ -13,7 +13,8 @@
   30-minute run, 0.1865 -> 0.1947 at the best epoch (bench/MODEL.md, "Repeat bonus").
   It holds out the last 2 % of the training sessions to choose the epoch, not E4's 5 %: the
   held-out sessions are the most recent, and F1/F3 showed what training on them is worth.
-  It validates and keeps a moving average of the weights over about the last epoch
+  It validates and keeps a moving average of the weights over about the last epoch (or the last
+  step's weights in an epoch where they validate higher)
   (``ema_epochs``), and trains the newest 10 % of the training sessions twice per epoch
   (``recent_share``): both chosen by validation MRR@20 on the held-out sessions, epoch for
   epoch against the same run without them (bench/MODEL.md, "Averaged weights, newest sessions twice").

@@ -278,7 +278,11 @@ def train(
                "seconds": round(time.monotonic() - started, 2), **{f"valid_{k}": v for k, v in metrics.items()}}
         raw = None
         if ema is not None and len(valid):  # what the average adds, in the same run
-            raw = row[f"raw_valid_{tc.valid_metric}"] = evaluate_model(model, valid, tc.valid_protocol)[tc.valid_metric]
+            raw_metrics = evaluate_model(model, valid, tc.valid_protocol)
+            raw = row[f"raw_valid_{tc.valid_metric}"] = raw_metrics[tc.valid_metric]
+            if raw > score:      # the average lags early on (a short budget): the last step's weights are kept
+                chosen, score, metrics = model, raw, raw_metrics
+                row["kept"] = "last step's weights"
         history.append(row)
         if loop_deadline is not None and refit_chunks:  # leave the refit's pass its time, and a validation's
             loop_deadline = deadline - pass_seconds * len(refit_chunks) / len(chunks) - \
@@ -286,7 +290,8 @@ def train(
         log.info("epoch %d: loss %.4f %s %.4f", epoch, row["loss"], tc.valid_metric, score)
         if progress:
             tqdm.write(f"epoch {epoch}: loss {row['loss']:.4f} valid {tc.valid_metric} {score:.4f}"
-                       + ("" if raw is None else f" (averaged; last step's weights {raw:.4f})")
+                       + ("" if raw is None else f" (kept: {row.get('kept', 'averaged weights')}; "
+                                                 f"averaged {row[f'valid_{tc.valid_metric}']:.4f}, last step's {raw:.4f})")
                        + f" ({row['seconds']:.0f}s)", file=sys.stderr)  # stdout is for a command's result
         if score > best_score or not len(valid):
             best_score, best_epoch, best_metrics, bad = score, epoch, metrics, 0
