@@ -40,6 +40,8 @@ class ReportTable:
 
 LATENCY_NOTE = ("latency: an event's broker timestamp to its recommendation's publication, time queued in "
                 "Kafka included (events replayed faster than they are scored wait their turn)")
+STORAGE_NOTE = ("a part of the storage cost above, which also prices the users' state held (RocksDB and "
+                "its changelog) and the Kafka bytes read and written")
 METRIC_LABELS = {"workload_cost_usd": F.WORKLOAD.label, "workload_cost_per_1k_usd": F.WORKLOAD_PER_1K.label,
                  "burn_rate": "budget burn rate"}
 
@@ -101,7 +103,7 @@ def report_tables(report: dict) -> list[ReportTable]:
             Column("rows", lambda r: count(r["rows"])),
             Column("bytes", lambda r: size(r["bytes"])),
             Column("cost", lambda r: usd(r["cost_usd"])),
-        ]),
+        ], STORAGE_NOTE),
         ReportTable("Idle by worker", report["idle"], [
             Column("worker", lambda r: r["worker"]),
             Column("device", lambda r: r["device"], True),
