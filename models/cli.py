@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 import zipfile
 from collections.abc import Callable
 from enum import Enum
@@ -24,6 +25,7 @@ from rich.text import Text
 
 from reckon.models.core.money import usd
 from reckon.models.serving.costing import DEVICE_HOUR_USD
+from reckon.models.training.cost import training_cost
 
 __all__ = ["check_train_device", "register"]
 
@@ -257,7 +259,9 @@ def train_cmd(
         model_cfg, train_cfg = configs(preset, dataset.num_items, {
             **overrides, "query_buckets": query_buckets, "seed": seed, "time_budget": time_budget,
             "device": device, "valid_protocol": protocol})
+        cpu_started = time.process_time()
         result = train(dataset, model_cfg, train_cfg, resume_path=resume)
+        cost = training_cost(result.wall_seconds, time.process_time() - cpu_started, device, device_hour_usd)
         test_metrics = evaluate_model(result.model, dataset.test, protocol) if len(dataset.test) else {}
         mv = publish(
             result.model, Registry(registry), dataset.item_ids, dataset.description,
@@ -265,7 +269,7 @@ def train_cmd(
                       "overrides": overrides, "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                       "stopped": result.stopped, "wall_seconds": round(result.wall_seconds, 2),
                       "precision_used": result.precision, "refit_epoch": result.refit,
-                      "history": result.history},
+                      "history": result.history, "cost": cost},
             metrics={"protocol": protocol, "valid": result.valid, "test": test_metrics},
             eval_set=dataset.test if len(dataset.test) else dataset.valid, protocol=protocol,
             device_hour_usd=device_hour_usd if device_hour_usd is not None else DEVICE_HOUR_USD["cpu"],
@@ -284,10 +288,16 @@ def train_cmd(
     console.print(f"epochs {result.epochs_run} (best {result.best_epoch}, stopped: {result.stopped}), "
                   + ("" if result.refit is None else f"then one pass from epoch {result.best_epoch} over the "
                      "held-out and newest sessions, ")
-                  + f"{result.wall_seconds:.0f}s")
+                  + f"{result.wall_seconds:.0f}s, training cost {usd(cost['cost_usd'])} "
+                  + f"({cost['device']} at ${cost['device_hour_usd']:g}/h)")
     if test_metrics:
         _print_metrics(f"test ({protocol})", test_metrics)
     _print_variants(mv.manifest)
+
+
+def _training_cost(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """A version's training cost: its retrain's, or its `reckon train` run's (None before either recorded one)."""
+    return manifest.get("retraining", {}).get("training_cost") or manifest.get("training", {}).get("cost")
 
 
 def _print_variants(manifest: dict[str, Any]) -> None:
@@ -426,7 +436,8 @@ def export_cmd(
                 mv = _measure(reg, src.version, device, device_hour_usd, measure_seconds)
             else:
                 mv = publish(load_checkpoint(src.path / "model.pt"), reg, src.item_ids, src.manifest.get("data", {}),
-                             training={**src.manifest.get("training", {}), "exported_from": src.version},
+                             training={**{k: v for k, v in src.manifest.get("training", {}).items() if k != "cost"},
+                                       "exported_from": src.version},   # its training cost is the source's
                              metrics=src.manifest.get("metrics", {}), measure_seconds=measure_seconds,
                              device_hour_usd=device_hour_usd or DEVICE_HOUR_USD["cpu"], promote=promote)
     except (ModelError, ValueError) as exc:
@@ -510,7 +521,7 @@ def _list_command(online: OnlineQuality | None) -> Callable[..., None]:
                 "version": mv.version, "current": mv.version == current, "created": mv.manifest.get("created"),
                 "variants": mv.variants, "metrics": mv.manifest.get("metrics", {}), "cost": mv.manifest.get("cost", {}),
                 "offline_quality": dict(zip(("metrics", "measured_on"), offline_quality(mv.manifest))),
-                "training_cost": mv.manifest.get("retraining", {}).get("training_cost"),
+                "training_cost": _training_cost(mv.manifest),
                 "promotion": mv.manifest.get("retraining", {}).get("promotion"),
                 "online_quality": live.get(mv.version)} for mv in versions]))
             return
@@ -527,7 +538,7 @@ def _list_command(online: OnlineQuality | None) -> Callable[..., None]:
         for mv in versions:
             m = mv.manifest
             quality, measured_on = offline_quality(m)
-            cost = m.get("retraining", {}).get("training_cost")
+            cost = _training_cost(m)
             promotion = m.get("retraining", {}).get("promotion")
             row = live.get(mv.version)
             int8 = usd(m.get("cost", {}).get("int8", {}).get("cost_per_1k_scores_usd"))

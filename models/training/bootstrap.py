@@ -46,6 +46,7 @@ def ensure_model(
                 return current
             # Imported here so that workers with a promoted model never import torch.
             from reckon.models.training.config import ModelConfig, TrainConfig
+            from reckon.models.training.cost import training_cost
             from reckon.models.training.data import load_events
             from reckon.models.training.publish import publish
             from reckon.models.training.train import train
@@ -57,12 +58,15 @@ def ensure_model(
             model_config = ModelConfig(num_items=data.num_items, max_len=20, hidden=48, blocks=2, heads=1,
                                        dropout=0.2, query_buckets=with_queries)
             budget = max(1.0, seconds * 0.7 - (time.monotonic() - started))
+            cpu_started = time.process_time()
             result = train(data, model_config, TrainConfig(epochs=200, batch_size=64, lr=2e-3, patience=5,
                                                            time_budget=budget), progress=progress)
             mv = publish(
                 result.model, registry, data.item_ids, data.description,
                 training={"epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
-                          "stopped": result.stopped, "wall_seconds": result.wall_seconds, "bootstrap": True},
+                          "stopped": result.stopped, "wall_seconds": result.wall_seconds, "bootstrap": True,
+                          "cost": training_cost(result.wall_seconds, time.process_time() - cpu_started, "cpu",
+                                                device_hour_usd)},
                 metrics={"valid": result.valid}, eval_set=data.test, quality_limit=500,
                 device_hour_usd=device_hour_usd, measure_seconds=0.25, promote=True,
             )

@@ -1,4 +1,5 @@
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import typer
@@ -45,6 +46,11 @@ def test_train_eval_list_promote_export(tmp_path: Path, events_file: Path) -> No
     r = runner.invoke(app, ["model", "list", *common, "--json"])
     rows = json.loads(r.stdout)
     assert [row["version"] for row in rows] == [first] and rows[0]["current"] is True
+    # what the run cost, as a retrain records its own: wall hours x the device's price per hour
+    cost = rows[0]["training_cost"]
+    assert cost["device"] == "cpu" and cost["cpu_seconds"] > 0 and cost["device_hour_usd"] == 0.0624
+    assert Decimal(cost["cost_usd"]) == (Decimal(repr(cost["wall_seconds"])) / 3600 * Decimal("0.0624")).quantize(
+        Decimal("1e-12"))
     # the text fits 80 columns with the version id whole (it is what `model promote` takes)
     r = runner.invoke(app, ["model", "list", *common], env={"COLUMNS": "80"})
     lines = r.stdout.splitlines()
