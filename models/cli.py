@@ -346,6 +346,11 @@ def eval_cmd(
             raise ValueError(f"{mv.version} trained on its held-out sessions after they chose its epoch (refit): "
                              "a score on them would be inflated; the chosen epoch's is metrics.valid in its manifest")
         cfg = mv.manifest["config"]
+        trained_on = mv.manifest.get("data", {}).get("format")
+        if trained_on and canonical_format(trained_on) != canonical_format(fmt.value):
+            raise ValueError(f"{mv.version} was trained on --format {canonical_format(trained_on)} data, not "
+                             f"{canonical_format(fmt.value)}: give it data of its format, or --version one trained "
+                             f"on {canonical_format(fmt.value)} data")
         # The version's own held-out sessions (a version from before the setting: its default).
         held_out = TrainConfig.from_dict(mv.manifest.get("training", {})).valid_fraction
         dataset = load_dataset(data, fmt.value, test, int(cfg.get("query_buckets", 0)), int(cfg.get("query_terms", 8)),

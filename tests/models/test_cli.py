@@ -37,6 +37,12 @@ def test_train_eval_list_promote_export(tmp_path: Path, events_file: Path) -> No
     out = json.loads(r.stdout)
     assert out["version"] == first and out["protocol"] == "full" and 0 <= out["hr@10"] <= 1
     assert "does not know" not in r.stderr                      # its own data: no note
+    sessions = tmp_path / "sessions.txt"
+    sessions.write_text("1 2 3\n2 3 4\n")
+    r = runner.invoke(app, ["eval", str(sessions), "--format", "sessions", *common])
+    assert r.exit_code == 1 and r.stderr.strip() == (
+        f"error: {first} was trained on --format events data, not sessions: give it data of its format, "
+        "or --version one trained on sessions data")
 
     r = runner.invoke(app, ["export", *common, "--measure-only", "--device", "cpu", "--measure-seconds", "0.05"])
     assert r.exit_code == 0, r.output
