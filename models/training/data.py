@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +107,18 @@ def _int_tokens(path: Path, lineno: int, text: str, items_from: int = 0, layout:
     return ids
 
 
+_INTEGER_LINE = re.compile(r"\d+([ \t]+\d+)*")
+
+
+def _looks_like_user_item(lines: list[np.ndarray]) -> bool:
+    """`user item` lines given as sessions: all pairs, consecutive ones mostly of one user (a
+    session file's lines are sessions of any length, one after another)."""
+    if len(lines) < 20 or any(len(line) != 2 for line in lines):
+        return False
+    firsts = np.array([line[0] for line in lines])
+    return float(np.mean(firsts[1:] == firsts[:-1])) >= 0.5
+
+
 def _open_lines(path: Path) -> Iterator[tuple[int, str]]:
     if not path.is_file():
         raise DataFormatError(path, None, "not a file" if path.exists() else "file not found")
@@ -127,11 +140,16 @@ def load_sessions(
     full ranking covers every id up to the largest seen in either file.
     """
     train_path = Path(train_path)
-    sessions = [
-        np.asarray(_int_tokens(train_path, n, line), dtype=np.int64)
-        for n, line in _open_lines(train_path)
-        if line.strip()
-    ]
+    sessions = []
+    for n, line in _open_lines(train_path):
+        if "\t" in line:
+            raise DataFormatError(train_path, n, "a tab: this is a test file's layout ('prefix<TAB>label'); give "
+                                                 "the training sessions (train_sessions.txt, or the folder of both)")
+        if line.strip():
+            sessions.append(np.asarray(_int_tokens(train_path, n, line), dtype=np.int64))
+    if _looks_like_user_item(sessions):
+        raise DataFormatError(train_path, None, "every line is two ids and most lines share the first with the line "
+                                                "before: a 'user item' file? (--format sasrec)")
     sessions = [s for s in sessions if len(s) >= 2]
     if not sessions:
         raise DataFormatError(train_path, None, "no session with at least two items")
@@ -263,7 +281,9 @@ def read_events(source: str | Path | Iterable[dict[str, Any]]) -> Iterator[tuple
             try:
                 event = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataFormatError(path, n, f"invalid JSON: {exc.msg}") from None
+                hint = ("; a sessions or 'user item' file? (--format sessions or sasrec)"
+                        if _INTEGER_LINE.fullmatch(line.strip()) else "")
+                raise DataFormatError(path, n, f"invalid JSON: {exc.msg}{hint}") from None
             except RecursionError:      # a value nested thousands of levels deep
                 raise DataFormatError(path, n, "invalid JSON: nested too deeply") from None
             if not isinstance(event, dict):

@@ -55,6 +55,20 @@ def test_sessions_bad_line_names_file_and_line(tmp_path: Path) -> None:
         load_sessions(tmp_path / "missing.txt")
 
 
+def test_a_file_of_another_format_given_as_sessions_is_named(tmp_path: Path) -> None:
+    # Read as sessions, 'user item' lines were 2-item sessions and a test file's lines sessions
+    # too: both trained and registered a version that had learned nothing.
+    pairs = write(tmp_path / "Video.txt", "".join(f"{u} {i}\n" for u in range(1, 8) for i in range(u, u + 4)))
+    with pytest.raises(DataFormatError, match=r"a 'user item' file\? \(--format sasrec\)"):
+        load_sessions(pairs)
+    with pytest.raises(DataFormatError, match=r"test.tsv:1: a tab: this is a test file's layout"):
+        load_sessions(write(tmp_path / "test.tsv", "1 2\t3\n"))
+    # sessions of two items each, from different users, are sessions
+    load_sessions(write(tmp_path / "short.txt", "".join(f"{i} {i + 1}\n" for i in range(1, 40))))
+    with pytest.raises(DataFormatError, match=r"invalid JSON: .*; a sessions or 'user item' file\?"):
+        load_events(pairs)
+
+
 def test_sasrec_split_is_leave_last_out(tmp_path: Path) -> None:
     path = write(tmp_path / "v.txt", "1 5\n1 6\n2 1\n1 7\n1 8\n2 2\n")
     data = load_sasrec(path)
