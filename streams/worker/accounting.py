@@ -25,7 +25,7 @@ import faust
 
 from reckon.streams.clickhouse.client import ClickHouse, connect
 from reckon.streams.clickhouse.migrations import migrate
-from reckon.streams.core.errors import ClickHouseError, PriceSheetError
+from reckon.streams.core.errors import ClickHouseError, PriceSheetError, ReckonError, StoreLockedError
 from reckon.streams.core.settings import Settings
 from reckon.streams.costs.alert_engine import AlertConfig, AlertEngine, deliver
 from reckon.streams.costs.alerts import BurnConfig, DetectorConfig
@@ -98,7 +98,12 @@ def install(app: faust.App, settings: Settings, bootstrap: str, stats: Counter, 
                 await emit(acc.accountant.close_due())
 
     if settings.role in ("all", "sink"):
-        acc.ch = ch = connect(settings.clickhouse_url)
+        try:
+            acc.ch = ch = connect(settings.clickhouse_url)
+        except StoreLockedError as exc:      # another worker sinks into this embedded store
+            raise ReckonError(f"the embedded ClickHouse store {exc.path} is held by {exc.holder}, which sinks into "
+                              f"it: run this worker with RECKON_ROLE=scorer (an embedded store takes one sinking "
+                              "worker), or give it a store of its own") from None
         migrate(ch)
         sync_prices(ch, sheet)
         topics = TOPIC_TABLES if settings.sink_logs else {"cost-events": TOPIC_TABLES["cost-events"]}
@@ -111,6 +116,13 @@ def install(app: faust.App, settings: Settings, bootstrap: str, stats: Counter, 
         metrics.sink = sink.health
         _install_alerts(app, settings, ch, stats)
         _install_costs_page(app, ch, auth, settings.attribution_window_s)
+
+    else:
+        @app.page("/costs")
+        async def no_costs_page(web: Any, request: Any) -> Any:
+            # a bare "Not Found" read as a wrong URL
+            return web.json({"error": "this worker scores only (RECKON_ROLE=scorer) and holds no cost store: ask a "
+                                      "worker with RECKON_ROLE=all or sink"}, status=404)
 
     @app.on_before_shutdown.connect
     async def _finish(sender: Any, **kwargs: Any) -> None:

@@ -107,6 +107,8 @@ def test_a_sink_starts_without_a_model_and_stores_a_scorers_costs(workers, fresh
     version = (scorer.stats() or {})["model_version"]
     report = wait_for(lambda: _costs_of(sink, version), what="the scorer's costs in the sink's store")
     assert report["recommendations"] > 0
+    asked = httpx.get(f"http://127.0.0.1:{scorer.web_port}/costs", timeout=5)     # the scorer holds no store
+    assert asked.status_code == 404 and "RECKON_ROLE=all or sink" in asked.json()["error"]
     started = [line for line in sink.log_path.read_text().splitlines() if "reckon worker started" in line]
     assert started and "model_version=none (sink role)" in started[-1]
 
@@ -117,3 +119,16 @@ def _costs_of(sink, version: str) -> dict | None:
         return None
     rows = [row for row in response.json()["by_version"] if row["model_version"] == version]
     return rows[0] if rows and rows[0]["recommendations"] else None
+
+
+def test_a_second_sinking_worker_on_an_embedded_store_is_told_to_score_only(workers, tmp_path) -> None:
+    import pytest
+
+    first = workers.start("sinks-first", RECKON_ROLE="all")
+    store = f"chdb://{tmp_path / 'sinks-first' / 'clickhouse'}"
+    assert first.stats() is not None
+    with pytest.raises(Exception, match="RECKON_ROLE=scorer"):
+        workers.start("sinks-second", RECKON_ROLE="all", RECKON_CLICKHOUSE_DSN=store)
+    log = (tmp_path / "sinks-second" / "sinks-second.log").read_text()
+    assert "run this worker with RECKON_ROLE=scorer (an embedded store takes one sinking worker)" in log
+    assert "Traceback" not in log
