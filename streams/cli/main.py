@@ -238,6 +238,8 @@ def settings_cmd(markdown: bool = typer.Option(False, "--markdown", help="README
             value = ",".join(value)
         elif isinstance(value, dict):                     # as it is written: JSON (a Decimal as a number)
             value = json.dumps(value, default=lambda v: float(v) if isinstance(v, Decimal) else str(v))
+        elif name == "worker_name" and name not in settings.model_fields_set:
+            value = ""          # unset: each worker's own <hostname>-<pid>, not this command's
         print(f"RECKON_{name.upper()}={'' if value is None else value}")
     # Not a field (it says where the others may come from), but a setting all the same.
     print(f"RECKON_SECRETS_DIR={os.environ.get('RECKON_SECRETS_DIR', '')}")

@@ -107,6 +107,7 @@ def test_settings_print_no_secret(tmp_path: Path) -> None:
                                    "RECKON_SECRETS_DIR": str(tmp_path)}, tmp_path).stdout.splitlines()
     assert 'RECKON_DAILY_BUDGET_USD={"acme": 50.0, "*": 100.5}' in shown and "RECKON_TENANTS=acme,b" in shown
     assert f"RECKON_SECRETS_DIR={tmp_path}" in shown
+    assert "RECKON_WORKER_NAME=" in shown        # unset: each worker names itself, not this command's pid
 
 
 @pytest.mark.integration
