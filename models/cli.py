@@ -558,7 +558,7 @@ def _list_command(online: OnlineQuality | None) -> Callable[..., None]:
                 ctr = None if row is None else row["attributed_ctr"]
                 cells = [f"{quality['hr@10']:.3f}" if "hr@10" in quality else "-",
                          "-" if cost is None else usd(cost["cost_usd"]),
-                         "-" if ctr is None else f"{ctr:.2%}", int8, decision]
+                         "-" if ctr is None else f"{ctr * 100:.2f} %", int8, decision]
             rows.append(["*" if mv.version == current else "", mv.version, *cells])
         shown = len(headers)
         table = _version_table(str(registry), headers, rows)

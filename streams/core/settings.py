@@ -107,7 +107,8 @@ class Settings(BaseSettings):
     top_k: int = Field(10, ge=1, le=1000, description="items per recommendation")
     candidates: int = Field(100, ge=1, le=10_000, description="candidates scored per user")
     trigger: Literal["all", "clicks", "searches", "none"] = Field(
-        "all", description="events that trigger a recommendation; `none`: ingest and state only")
+        "all", description="events that trigger a recommendation: `all`, `clicks` or `searches`; `none`: ingest "
+                           "and state only")
     trigger_min_interval_s: float = Field(0.0, ge=0, description="seconds between two recommendations for one "
                                           "user at least; 0: every triggering event")
     default_tenant: str = Field("default", description="tenant of events that name none")
