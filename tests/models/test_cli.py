@@ -266,7 +266,7 @@ def test_model_list_keeps_the_marker_and_whole_ids_with_many_versions_and_long_p
             assert [row[:2] if row[0] == "*" else row[:1] for row in rows] == \
                 [["*", v] if v == current else [v] for v in ids], r.stdout
             assert all(h in r.stdout for h in ("hr@10", "training", "CTR 24 h")), r.stdout
-            assert "$0.0000284" in r.stdout and "12.34%" in rows[-1], r.stdout
+            assert "$0.0000284" in r.stdout and "12.34 %" in " ".join(rows[-1]), r.stdout
             assert all(map(_three_significant, _money_tokens(r.stdout))), r.stdout
             assert ("retrain" in r.stdout and "promoted" in r.stdout) == everything, r.stdout
             assert ("not shown at 80 columns: retrain (--wide: every column)" in r.stdout) != everything, r.stdout
