@@ -625,9 +625,9 @@ def register(app: typer.Typer, online: OnlineQuality | None = None) -> None:
     `model list`'s online quality."""
     from reckon.models.training.presets import PRESETS
 
-    # Two spaces before a newline end a line in rich's help (otherwise the lines run together).
-    presets = "  \n".join(p.describe() for p in PRESETS.values())
-    app.command("train", epilog=f"Presets by --format:  \n{presets}")(train_cmd)
+    # A paragraph each: click's plain help rewraps paragraphs, not lines.
+    presets = "\n\n".join(p.describe() for p in PRESETS.values())
+    app.command("train", epilog=f"Presets by --format:\n\n{presets}")(train_cmd)
     app.command("eval")(eval_cmd)
     app.command("export")(export_cmd)
     model_app = typer.Typer(rich_markup_mode=None, help="Inspect and promote registered model versions.",
