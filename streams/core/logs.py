@@ -53,11 +53,15 @@ class ClientFaults(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         from aiohttp.http_exceptions import BadHttpMessage
+        from aiohttp.web_protocol import RequestPayloadError
 
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, (BadHttpMessage, ConnectionResetError)):
+        # RequestPayloadError: a body that is not what its headers say (gzip that is not), met
+        # again when aiohttp drains it after the handler answered 400
+        if isinstance(exc, (BadHttpMessage, ConnectionResetError, RequestPayloadError)):
             what = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-            said = record.getMessage().replace("Error handling request", "refused a request")
+            said = (record.getMessage().replace("Error handling request", "refused a request")
+                    .replace("Unhandled exception", "refused a request body"))
             record.msg, record.args = "%s: %s", (said, " ".join(str(what).split())[:200])
             record.exc_info = record.exc_text = None
             record.levelno, record.levelname = logging.INFO, "INFO"

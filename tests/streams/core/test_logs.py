@@ -71,10 +71,16 @@ def test_a_clients_malformed_request_is_one_info_line_not_an_error_traceback(lev
         raise KeyError("a bug of ours")
     except KeyError:
         server.exception("Error handling request from %s", "127.0.0.1")      # still a traceback
+    from aiohttp.web_protocol import RequestPayloadError
+    try:               # a gzip body that is not, drained again once the handler answered 400
+        raise RequestPayloadError("Can not decode content-encoding: gzip")
+    except RequestPayloadError:
+        server.exception("Unhandled exception")
     text = out.getvalue()
     assert text.count("Traceback") == 1 and "KeyError" in text
     lines = [line for line in text.splitlines() if "refused a request" in line]
-    assert len(lines) == (1 if level == "INFO" else 0)
+    assert len(lines) == (2 if level == "INFO" else 0)
+    assert not lines or lines[1].endswith("refused a request body: Can not decode content-encoding: gzip")
     assert not lines or (" INFO aiohttp.server refused a request from 127.0.0.1: Got more than 8190" in lines[0]
                          and len(lines[0]) < 400)
 
