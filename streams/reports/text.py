@@ -70,8 +70,13 @@ def _table(console: Console, table: ReportTable, wide: bool) -> None:
     shown = [c for c in table.columns if wide or not c.wide_only]
     out = Table(title=table.title, title_justify="left", title_style="bold", box=None, pad_edge=False,
                 header_style="bold")
+    # The name column folds: a long tenant or version name (ids run to 128 characters) takes
+    # lines, not the numbers' width, which rich would cut to "…" in every row.
     for i, column in enumerate(shown):
-        out.add_column(column.header, justify="left" if i == 0 else "right", no_wrap=True)
+        if i == 0:
+            out.add_column(column.header, justify="left", overflow="fold", min_width=12)
+        else:
+            out.add_column(column.header, justify="right", no_wrap=True)
     for row in table.rows:
         out.add_row(*[Text(column.cell(row)) for column in shown])   # data: no markup
     console.print(out)

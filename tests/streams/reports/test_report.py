@@ -309,3 +309,15 @@ def test_cost_per_attributed_click_and_purchase(clickhouse) -> None:
     assert Decimal(versions["v1"]["attributed_cost_per_purchase_usd"]) == v1_cost
     short = build_report(clickhouse, ReportRequest(hours=1, tenant=tenant, attribution_window_s=12))
     assert {r["model_version"]: r["attributed_clicks"] for r in short["by_version"]} == {"v1": 1, "v2": 1}
+
+
+def test_a_long_name_folds_and_leaves_every_number_whole() -> None:
+    # A 128-character tenant (the contract's limit) cut every number of "By tenant" to "…".
+    report = _sample_report()
+    long_name = "t" * 120 + "-acme-eu"
+    report["by_tenant"] = [{**report["by_tenant"][0], "tenant": long_name}, *report["by_tenant"][1:]]
+    out = io.StringIO()
+    render_text(report, Console(file=out, width=80, color_system=None))
+    text = out.getvalue()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    assert "-acme-eu" in text                                     # the whole name, over lines of its column
