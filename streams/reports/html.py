@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import html
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -42,9 +42,13 @@ def render_html(report: dict) -> str:
                      "version (per minute)"),
         _per_tenant(report, series),
         _idle_share(report, series),
-        _ctr(report),
-        _by_kind(report),
     ]
+    span = _time_span(figures, report["window"], PAD)         # the per-minute charts line up
+    for fig in figures:
+        fig.update_xaxes(range=span)
+    ctr = _ctr(report)      # in buckets of its own (an hour in a day's report): a range of its own
+    bucket = timedelta(seconds=report.get("online_quality", {}).get("bucket_s") or 60)
+    figures += [ctr.update_xaxes(range=_time_span([ctr], report["window"], max(PAD, bucket))), _by_kind(report)]
     plots = [pio.to_html(fig, full_html=False, include_plotlyjs="inline" if i == 0 else False,
                          config={"displaylogo": False})
              for i, fig in enumerate(figures)]
@@ -76,6 +80,20 @@ def _totals(t: dict) -> str:
                    for f, v in rows)
     return (f"<p>{count(t['recommendations'])} recommendations answering {count(t['events'])} events</p>"
             f"<table class='totals'>{body}</table>")
+
+
+def _time_span(figures: list[go.Figure], window: dict, pad: timedelta) -> list[str]:
+    """One x range for time charts: their data's, padded by `pad`, inside the window. Plotly's
+    own range around a single minute put ticks milliseconds apart, and each chart had its own."""
+    stamps = [datetime.fromisoformat(str(x)) for fig in figures for trace in fig.data for x in trace.x]
+    lo, hi = datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])
+    if stamps:
+        aware = [t if t.tzinfo else t.replace(tzinfo=timezone.utc) for t in stamps]
+        lo, hi = max(lo, min(aware) - pad), min(hi, max(aware) + pad)
+    return [lo.isoformat(), hi.isoformat()]
+
+
+PAD = timedelta(minutes=5)
 
 
 def _layout(fig: go.Figure, title: str, yaxis: dict, legend: str) -> go.Figure:
