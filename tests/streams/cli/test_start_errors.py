@@ -138,7 +138,7 @@ def test_usage_mistakes_are_one_line(tmp_path: Path) -> None:
                        # found after the whole replay, by the retrain, before
                        (["demo", "--retrain", "--events", "10"], "error: --retrain learns from the replayed clicks: "
                                                                  "give --events 1000 or more"),
-                       (["train"], "error: Missing argument 'data'. (`reckon train --help`)")]:
+                       (["train"], "error: Missing argument 'DATA'. (`reckon train --help`)")]:
         assert _one_line(_reckon(args, {}, tmp_path)) == says
 
 
