@@ -108,7 +108,7 @@ RegistryOpt = Annotated[Optional[Path], typer.Option("--registry", envvar="RECKO
                                                      help="model registry directory")]
 FormatOpt = Annotated[Format, typer.Option("--format", help="events (or jsonl): Reckon events; sessions: SR-GNN; sasrec: 'user item'")]
 HourOpt = Annotated[Optional[float], typer.Option("--device-hour-usd", callback=_number(0.0),
-                                                  help="device price per hour [default: 0.0624 cpu, 4.00 cuda]")]
+                                                  help="device price per hour [default: 0.0624 cpu, 2.50 cuda: the default price sheet's]")]
 
 
 def _default_protocol(fmt: Format) -> str:

@@ -15,8 +15,10 @@ import numpy as np
 
 __all__ = ["DEVICE_HOUR_USD", "cost_per_1k", "time_scoring"]
 
-# 2 vCPU x $0.0312 per vCPU-hour; a GPU hour on demand.
-DEVICE_HOUR_USD = {"cpu": 0.0624, "cuda": 4.00}
+# The default price sheet's (streams/costs/prices.toml, which this layer does not read; a test
+# holds them equal): 2 vCPU x vcpu_hour, and gpu_hour's default (a named GPU, e.g. an H200,
+# has its own price there: --device-hour-usd gives it).
+DEVICE_HOUR_USD = {"cpu": 0.0624, "cuda": 2.50}
 
 
 def cost_per_1k(device_seconds_per_1k: float, device_hour_usd: float) -> float:

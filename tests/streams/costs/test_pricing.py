@@ -154,3 +154,17 @@ def test_rows_mirror_every_price() -> None:
     rows = s.rows()
     assert len(rows) == 2 * (8 + 3)
     assert ["t1", "gpu_hour", "h100", Decimal("4.0"), at("2026-06-01T00:00:00")] in rows
+
+
+def test_the_models_default_device_prices_are_the_default_price_sheets() -> None:
+    # A version's cost per 1k scores (models/serving/costing.py, which cannot read the sheet)
+    # and a worker's cost rows price the same device the same: CUDA was $4.00/h against the
+    # sheet's $2.50.
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    from reckon.models.serving.costing import DEVICE_HOUR_USD
+
+    prices = PriceSheet.load(env={}).at(datetime.now(timezone.utc))
+    assert Decimal(repr(DEVICE_HOUR_USD["cpu"])) == 2 * prices.unit["vcpu_hour"]
+    assert Decimal(repr(DEVICE_HOUR_USD["cuda"])) == prices.gpu_hour_for("cuda:some gpu")
