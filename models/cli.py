@@ -491,7 +491,9 @@ def offline_quality(manifest: dict[str, Any]) -> tuple[dict[str, float], str]:
     metrics = manifest.get("metrics", {})
     for split in ("test", "valid"):
         if metrics.get(split):
-            return metrics[split], split
+            protocol = metrics.get("protocol")
+            return metrics[split], split + (", 100 sampled items" if protocol == "sampled100" else
+                                            ", full ranking" if protocol == "full" else "")
     return {}, ""
 
 
@@ -556,7 +558,8 @@ def _list_command(online: OnlineQuality | None) -> Callable[..., None]:
                          "-" if row is None else _ctr(row), int8, decision]
             else:
                 ctr = None if row is None else row["attributed_ctr"]
-                cells = [f"{quality['hr@10']:.3f}" if "hr@10" in quality else "-",
+                sampled = "sampled" in measured_on
+                cells = [f"{quality['hr@10']:.3f}" + (" (100)" if sampled else "") if "hr@10" in quality else "-",
                          "-" if cost is None else usd(cost["cost_usd"]),
                          "-" if ctr is None else f"{ctr * 100:.2f} %", int8, decision]
             rows.append(["*" if mv.version == current else "", mv.version, *cells])
@@ -569,6 +572,9 @@ def _list_command(online: OnlineQuality | None) -> Callable[..., None]:
         # marker and the version id) is printed whole, for the terminal or a pager to wrap.
         width = _natural_width(table)
         (console if width <= console.width else Console(width=width)).print(table)
+        if not wide and any("sampled" in offline_quality(mv.manifest)[1] for mv in versions):
+            console.print("hr@10 (100): ranked against 100 sampled items, not every item: not comparable with "
+                          "the others", highlight=False)
         if shown < len(headers):
             console.print(f"not shown at {console.width} columns: "
                           + ", ".join(h.replace("\n", " ") for h in headers[shown:]) + " (--wide: every column)",
