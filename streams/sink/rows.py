@@ -232,14 +232,17 @@ def stored_ids_query(table: str, ids: list[str], lo: datetime, hi: datetime) -> 
     return _STORED_SQL[table], {"lo": lo, "hi": hi, "ids": ids}
 
 
-def _identity(table: str, row: Sequence[object]) -> tuple:
+def _identities(table: str, row: Sequence[object]) -> tuple[tuple, ...]:
+    """The identities a row may be stored under (see `_STORED_SQL`), its own first, each ending
+    in the id the lookup asks for; a recommendation also under its rec_id from before rec_id
+    named its user (`legacy_rec_id`), so a re-read across the upgrade is not stored twice."""
     owner = _OWNER.get(table)
-    return (row[0],) if owner is None else (row[owner[0]], row[owner[1]], row[0])
-
-
-def _legacy_identity(row: Sequence[object]) -> tuple:
-    """A recommendation's identity as stored before rec_id named its user."""
-    return row[3], row[4], str(row[0]).rsplit(":", 1)[0]
+    if owner is None:
+        return (row[0],),
+    who = (row[owner[0]], row[owner[1]])
+    if table == "recommendations_log":
+        return (*who, row[0]), (*who, str(row[0]).rsplit(":", 1)[0])
+    return (*who, row[0]),
 
 
 def fresh_rows(ch: ClickHouse, table: str, rows: Sequence[list[object]]) -> list[list[object]]:
@@ -248,17 +251,15 @@ def fresh_rows(ch: ClickHouse, table: str, rows: Sequence[list[object]]) -> list
     if not rows:
         return []
     stamps = [_ts(table, r) for r in rows]
-    ids = {str(r[0]) for r in rows}
-    if table == "recommendations_log":
-        ids |= {_legacy_identity(r)[2] for r in rows}
-    sql, params = stored_ids_query(table, sorted(ids), min(stamps), max(stamps))
+    identities = [_identities(table, r) for r in rows]
+    ids = sorted({str(identity[-1]) for each in identities for identity in each})
+    sql, params = stored_ids_query(table, ids, min(stamps), max(stamps))
     seen = {tuple(r) for r in ch.query(sql, params, tag=f"sink:dedup:{table}")}
     fresh = []
-    for row in rows:
-        identity = _identity(table, row)
-        if identity in seen or (table == "recommendations_log" and _legacy_identity(row) in seen):
+    for row, each in zip(rows, identities):
+        if not seen.isdisjoint(each):
             continue
-        seen.add(identity)
+        seen.add(each[0])
         fresh.append(row)
     return fresh
 
