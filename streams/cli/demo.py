@@ -15,8 +15,8 @@ import shutil
 import signal
 import time
 from collections import Counter
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.markup import escape
@@ -85,23 +85,8 @@ def run_demo(settings: Settings, events: int, bad_fraction: float, train_seconds
     traffic = TrafficGenerator(bad_fraction=bad_fraction, drift=Drift(at=events // 2) if drift else None,
                                start_ts=time.time() - 0.05 * (events + events // 2) - 60)
     dsn = f"chdb://{run_dir / 'clickhouse'}"
-    # Ctrl-C raises where the demo is, asyncio.run's sends included: its own handler cancels the
-    # sending task, and an interrupt caught on the way was lost (the demo then waited 30 s for a
-    # worker it was stopping and said it died). The worker is stopped on the way out.
-    previous = signal.signal(signal.SIGINT, _interrupt)
-    try:
-        return _run(settings, events, console, retrain, started, run_dir, registry, model, traffic, dsn)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def _run(settings: Settings, events: int, console: Console, retrain: bool, started: float, run_dir: Path,
-         registry: Path, model: Any, traffic: TrafficGenerator, dsn: str) -> dict:
-    with kafka(Settings(partitions=settings.partitions), log_path=run_dir / "broker.log") as bootstrap:
+    with _interrupts_raise(), kafka(Settings(partitions=settings.partitions), log_path=run_dir / "broker.log") \
+            as bootstrap:
         port = free_port()
         env = {"RECKON_BOOTSTRAP_SERVERS": bootstrap, "RECKON_DATA_DIR": str(run_dir),
                "RECKON_CLICKHOUSE_DSN": dsn, "RECKON_WEB_PORT": str(port),
@@ -140,6 +125,21 @@ def _run(settings: Settings, events: int, console: Console, retrain: bool, start
         "store": dsn, "costs": cost_report(dsn, settings.attribution_window_s), **versions, "examples": examples,
         "elapsed_s": round(time.perf_counter() - started, 2),
     }
+
+
+@contextmanager
+def _interrupts_raise() -> Iterator[None]:
+    """Ctrl-C raises where the demo is, asyncio.run's sends included: its own handler cancels the
+    sending task, and an interrupt caught on the way was lost (the demo then waited 30 s for a
+    worker it was stopping and said it died). The worker is stopped on the way out."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _loop_summary(loop: dict, figures: dict[str, dict], arms: list[dict]) -> dict:
