@@ -542,9 +542,12 @@ def _list_command(online: OnlineQuality | None) -> Callable[..., None]:
         else:
             headers = ["hr@10", "training", f"CTR {hours:g} h", "int8 $/1k\nscores", "retrain"]
         rows: list[list[str]] = []
+        any_sampled = False
         for mv in versions:
             m = mv.manifest
             quality, measured_on = offline_quality(m)
+            sampled = "sampled" in measured_on
+            any_sampled |= sampled
             cost = _training_cost(m)
             promotion = m.get("retraining", {}).get("promotion")
             row = live.get(mv.version)
@@ -558,7 +561,6 @@ def _list_command(online: OnlineQuality | None) -> Callable[..., None]:
                          "-" if row is None else _ctr(row), int8, decision]
             else:
                 ctr = None if row is None else row["attributed_ctr"]
-                sampled = "sampled" in measured_on
                 cells = [f"{quality['hr@10']:.3f}" + (" (100)" if sampled else "") if "hr@10" in quality else "-",
                          "-" if cost is None else usd(cost["cost_usd"]),
                          "-" if ctr is None else f"{ctr * 100:.2f} %", int8, decision]
@@ -572,7 +574,7 @@ def _list_command(online: OnlineQuality | None) -> Callable[..., None]:
         # marker and the version id) is printed whole, for the terminal or a pager to wrap.
         width = _natural_width(table)
         (console if width <= console.width else Console(width=width)).print(table)
-        if not wide and any("sampled" in offline_quality(mv.manifest)[1] for mv in versions):
+        if not wide and any_sampled:
             console.print("hr@10 (100): ranked against 100 sampled items, not every item: not comparable with "
                           "the others", highlight=False)
         if shown < len(headers):

@@ -30,6 +30,7 @@ th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.note{color:
 .totals td:nth-child(3){text-align:left;color:#666}"""
 _MONEY_AXIS = {"rangemode": "tozero", "tickprefix": "$", "tickformat": ".3~g", "title": "USD"}
 _HEIGHT = 380
+PAD = timedelta(minutes=5)     # around a time chart's data (within the report's window)
 
 
 def render_html(report: dict) -> str:
@@ -91,9 +92,6 @@ def _time_span(figures: list[go.Figure], window: dict, pad: timedelta) -> list[s
         aware = [t if t.tzinfo else t.replace(tzinfo=timezone.utc) for t in stamps]
         lo, hi = max(lo, min(aware) - pad), min(hi, max(aware) + pad)
     return [lo.isoformat(), hi.isoformat()]
-
-
-PAD = timedelta(minutes=5)
 
 
 def _layout(fig: go.Figure, title: str, yaxis: dict, legend: str) -> go.Figure:

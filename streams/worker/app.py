@@ -156,8 +156,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
     metrics = WorkerMetrics(stats, settings.worker_name, settings.role, __version__)
     # Only a role that scores loads the model: a sink neither needs a promoted version to
     # start nor holds the model's memory (a GPU's, on a GPU host) for nothing.
-    scores = settings.role in ("all", "scorer")
-    runtime = ModelRuntime(settings) if scores else None
+    runtime = ModelRuntime(settings) if settings.role in ("all", "scorer") else None
     if runtime is not None:
         stats["model_versions_rejected"] = len(runtime.rejected)
         processor = BatchProcessor(settings, sheet, runtime.scorer_for, ram_gb=settings.reserved_ram_gb,
