@@ -14,9 +14,11 @@ whichever was written last; stderr says which.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Optional
 
@@ -32,9 +34,10 @@ from reckon.streams.core.settings import Settings, load_settings
 from reckon.streams.costs.pricing import DEFAULT_SHEET, PriceSheet
 from reckon.streams.costs.repricing import sync_prices
 from reckon.streams.reports.report import ReportRequest, build_report
-from reckon.streams.reports.text import render_text
+from reckon.streams.reports.text import render_text, render_why
+from reckon.streams.reports.why import explain
 
-__all__ = ["fetch_report", "fetch_over_http", "online_quality", "register"]
+__all__ = ["fetch_report", "fetch_reports", "fetch_over_http", "online_quality", "register"]
 
 _err = Console(stderr=True, soft_wrap=True)    # notes: one line each, however long its paths
 
@@ -81,10 +84,18 @@ def _last_written(store: Path) -> float:
 def fetch_report(settings: Settings, request: ReportRequest, url: str | None = None,
                  load_prices: Path | None = None) -> tuple[dict, str]:
     """(report, where it came from)."""
+    reports, source = fetch_reports(settings, [request], url, load_prices)
+    return reports[0], source
+
+
+def fetch_reports(settings: Settings, requests: list[ReportRequest], url: str | None = None,
+                  load_prices: Path | None = None) -> tuple[list[dict], str]:
+    """(a report per request, where they came from): one store opened, or one worker asked, for all."""
     if url:
         if load_prices is not None:
             raise ReckonError("--load-prices writes to ClickHouse; it needs the store, not --url")
-        return fetch_over_http(url, request, token=settings.web_token.get_secret_value()), url
+        token = settings.web_token.get_secret_value()
+        return [fetch_over_http(url, r, token=token) for r in requests], url
     dsn = default_store(settings)
     if dsn.startswith("chdb://"):
         path = Path(dsn.removeprefix("chdb://"))
@@ -92,9 +103,9 @@ def fetch_report(settings: Settings, request: ReportRequest, url: str | None = N
         if holder is not None:
             if holder.get("url") and load_prices is None:
                 _err.print(f"the store {escape(str(path))} is held by pid {holder.get('pid')}; asking it at "
-                          f"{escape(str(holder['url']))}")
-                return fetch_over_http(holder["url"], request, token=settings.web_token.get_secret_value()), \
-                    holder["url"]
+                           f"{escape(str(holder['url']))}")
+                token = settings.web_token.get_secret_value()
+                return [fetch_over_http(holder["url"], r, token=token) for r in requests], holder["url"]
             raise StoreLockedError(str(path), f"pid {holder.get('pid')} ({holder.get('argv', '?')})")
         if not path.is_dir():
             raise ReckonError(f"no ClickHouse store at {path}: run `reckon demo` or a worker first, or point "
@@ -107,8 +118,8 @@ def fetch_report(settings: Settings, request: ReportRequest, url: str | None = N
             sheet = PriceSheet.load(load_prices)
             inserted = sync_prices(ch, sheet)
             _err.print(f"price sheet {escape(sheet.version)}: {inserted} price rows loaded")
-            request = ReportRequest(**{**request.__dict__, "sheet_version": sheet.version})
-        return build_report(ch, request), ("store " + dsn if dsn.startswith("chdb://") else "server")
+            requests = [dataclasses.replace(r, sheet_version=sheet.version) for r in requests]
+        return [build_report(ch, r) for r in requests], ("store " + dsn if dsn.startswith("chdb://") else "server")
     finally:
         disconnect(dsn)
 
@@ -122,6 +133,21 @@ def online_quality(hours: float) -> tuple[dict[str, dict], str | None]:
     except ReckonError as exc:
         return {}, str(exc)
     return {row["model_version"]: row for row in report["online_quality"]["by_version"]}, None
+
+
+def _why(settings: Settings, request: ReportRequest, url: str | None, json_out: bool, other_output: bool) -> None:
+    """`reckon costs --why`: the window ending now against the one before it (streams/reports/why.py)."""
+    if other_output:
+        raise ReckonError("--why compares two windows as text or --json: leave out --html, --audit, --reprice "
+                          "and --load-prices")
+    end = datetime.now(timezone.utc)
+    (before, after), source = fetch_reports(settings, [dataclasses.replace(request, end=end - timedelta(hours=request.hours)),
+                                                       dataclasses.replace(request, end=end)], url)
+    answer = explain(before, after)
+    if json_out:
+        sys.stdout.write(json.dumps({**answer, "source": source}) + "\n")
+    else:
+        render_why(answer, Console())
 
 
 def register(app: typer.Typer) -> None:
@@ -140,6 +166,8 @@ def register(app: typer.Typer) -> None:
                                                            "window, seconds [default: RECKON_ATTRIBUTION_WINDOW_S, 1800]"),
         idle: str = typer.Option("shared", help="idle cost: shared (spread over tenants and versions) or separate"),
         wide: bool = typer.Option(False, "--wide", help="every column (the default fits 80 columns)"),
+        why: bool = typer.Option(False, "--why", help="why fully loaded cost per 1k moved: this window against "
+                                 "the one just before it, split by part of the cost and by model version"),
     ) -> None:
         """Cost by model version, tenant and component; unit costs; idle share; recent alerts.
         The figures are defined in README ("What the cost figures mean")."""
@@ -157,6 +185,10 @@ def register(app: typer.Typer) -> None:
                                     attribution_window_s=attribution_window_s or settings.attribution_window_s)
         except ValueError as exc:
             raise ReckonError(str(exc)) from None
+        if why:
+            _why(settings, request, url, json_out, html is not None or audit or reprice is not None
+                 or load_prices is not None)
+            return
         if html is not None and not (html.parent.is_dir() and os.access(html.parent, os.W_OK | os.X_OK)):
             # before the report is built (a store's whole window may take a while), not after
             raise ReckonError(f"--html {html}: {html.parent} is not a writable directory")
