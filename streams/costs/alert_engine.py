@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
@@ -211,8 +212,18 @@ def webhook_payload(alert: Alert) -> dict:
     multiple = budget_pace(alert.metric, alert.observed, alert.expected)
     pace = "" if multiple is None else f" ({multiple:.1f}x the budget's pace)"
     return {**alert.to_wire(), "text": f"[{alert.severity}] {alert.kind} {alert.metric} ({dims}): "
-                                       f"observed ${alert.observed:.3g}, expected ${alert.expected:.3g}{pace}",
+                                       f"observed ${alert.observed:.3g}, expected ${alert.expected:.3g}{pace}"
+                                       + _why_hint(alert),
             "sent_at": time.time()}
+
+
+def _why_hint(alert: Alert) -> str:
+    """For a jump: the command that says what moved (streams/reports/why.py), ready to paste."""
+    if alert.kind != "anomaly":
+        return ""
+    tenant = alert.dims.get("tenant")
+    scope = f" --tenant {shlex.quote(tenant)}" if tenant and tenant != ALL_TENANTS else ""
+    return f"; why: reckon costs --why --hours 0.25{scope}"
 
 
 def webhook_host(url: str) -> str:

@@ -103,3 +103,12 @@ def test_a_budget_alert_reads_as_dollars_and_its_multiple_of_the_pace() -> None:
     row = {"metric": "burn_rate", "observed": "0.161662", "expected": "0.000416667"}
     assert _alert_value(row, "observed") == "$0.162 (388.0x)" and _alert_value(row, "expected") == "$0.000417"
     assert webhook_payload(alert)["text"].endswith("observed $0.162, expected $0.000417 (388.0x the budget's pace)")
+
+
+def test_an_anomaly_alert_says_how_to_ask_why() -> None:
+    from reckon.streams.costs.alert_engine import webhook_payload
+    from reckon.streams.costs.alerts import Alert
+
+    jump = Alert(kind="anomaly", metric="workload_cost_per_1k", dims={"tenant": "acme; rm -rf /", "model_version": "v2"},
+                 observed=0.4, expected=0.1, severity="warning", window="60m", ts=1.0, data_ts=1.0)
+    assert webhook_payload(jump)["text"].endswith("; why: reckon costs --why --hours 0.25 --tenant 'acme; rm -rf /'")
