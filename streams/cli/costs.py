@@ -141,8 +141,8 @@ def _why(settings: Settings, request: ReportRequest, url: str | None, json_out: 
         raise ReckonError("--why compares two windows as text or --json: leave out --html, --audit, --reprice "
                           "and --load-prices")
     end = datetime.now(timezone.utc)
-    (before, after), source = fetch_reports(settings, [dataclasses.replace(request, end=end - timedelta(hours=request.hours)),
-                                                       dataclasses.replace(request, end=end)], url)
+    windows = [dataclasses.replace(request, end=end - timedelta(hours=request.hours)), dataclasses.replace(request, end=end)]
+    (before, after), source = fetch_reports(settings, windows, url)
     answer = explain(before, after)
     if json_out:
         sys.stdout.write(json.dumps({**answer, "source": source}) + "\n")

@@ -26,7 +26,8 @@ _BY_KIND = (
 
 _WORKLOAD = (
     "SELECT tenant, model_version, sum(cost_usd) AS workload_usd, sum(recommendations) AS recommendations, "
-    "sum(events) AS events FROM cost_minute WHERE kind = 'workload' AND " + _WINDOW +
+    "sum(events) AS events, sum(cpu_seconds) AS cpu_seconds, sum(device_seconds) AS device_seconds "
+    "FROM cost_minute WHERE kind = 'workload' AND " + _WINDOW +
     " GROUP BY tenant, model_version ORDER BY tenant, model_version")
 
 _LATENCY = (
@@ -80,7 +81,8 @@ def by_kind_query(start: datetime, end: datetime) -> tuple[str, dict]:
 
 
 def workload_query(start: datetime, end: datetime) -> tuple[str, dict]:
-    """Workload cost, recommendations and events per (tenant, model version): the allocation's weights."""
+    """Workload cost, recommendations, events, CPU and device seconds per (tenant, model version):
+    the allocation's weights, and what the workload cost measured."""
     return _WORKLOAD, _window(start, end)
 
 

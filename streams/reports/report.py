@@ -123,6 +123,8 @@ class _Workload:
     usd: Decimal
     recommendations: int
     events: int
+    cpu_seconds: float
+    device_seconds: float
 
 
 def build_report(ch: ClickHouse, request: ReportRequest) -> dict:
@@ -130,7 +132,8 @@ def build_report(ch: ClickHouse, request: ReportRequest) -> dict:
     kinds = {r["kind"]: r for r in ch.query_dicts(*by_kind_query(start, end), tag="costs:kinds")}
     usd = {k: _dec(kinds.get(k, {}).get("cost_usd")) for k in KINDS}
     pairs = {(r["tenant"], r["model_version"]): _Workload(_dec(r["workload_usd"]), int(r["recommendations"]),
-                                                          int(r["events"]))
+                                                          int(r["events"]), float(r["cpu_seconds"]),
+                                                          float(r["device_seconds"]))
              for r in ch.query_dicts(*workload_query(start, end), tag="costs:workload")}
     shares = allocate({k: w.usd for k, w in pairs.items()}, usd["idle"], usd["shared"], request.idle)
     mine = {k: v for k, v in shares.items() if request.tenant in (None, k[0])}
@@ -221,18 +224,24 @@ def _rows(dim: str, shares: dict[Pair, Allocation], pairs: dict[Pair, _Workload]
     index = 1 if dim == "model_version" else 0
     sums: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 5)
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    seconds: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])   # workload CPU, device
     for key, a in shares.items():
         parts = sums[key[index]]
         for i, amount in enumerate((a.workload, a.idle, a.shared, a.attributed, a.fully_loaded)):
             parts[i] += amount
         counts[key[index]][0] += pairs[key].recommendations
         counts[key[index]][1] += pairs[key].events
+        seconds[key[index]][0] += pairs[key].cpu_seconds
+        seconds[key[index]][1] += pairs[key].device_seconds
     rows = []
     for name, (workload, idle, shared, attributed, fully_loaded) in sums.items():
         recs, events = counts[name]
         p50, p95, p99 = (list(latency.get(name) or []) + [None, None, None])[:3]
         row = {dim: name, F.WORKLOAD.key: _money(workload), F.IDLE.key: _money(idle), F.SHARED.key: _money(shared),
                F.ATTRIBUTED.key: _money(attributed), "recommendations": recs, "events": events,
+               # what the workload cost measured: CPU of the batches' threads, device time of scoring
+               "workload_cpu_seconds": round(seconds[name][0], 6),
+               "workload_device_seconds": round(seconds[name][1], 6),
                F.WORKLOAD_PER_1K.key: _opt(per_1k(workload, recs)),
                F.ATTRIBUTED_PER_1K.key: _opt(per_1k(attributed, recs)),
                F.FULLY_LOADED_PER_1K.key: _opt(per_1k(fully_loaded, recs)),

@@ -124,12 +124,13 @@ def render_why(answer: dict, console: Console) -> None:
     table = Table(title=f"{F.WORKLOAD_PER_1K.label} by model version", title_justify="left", title_style="bold",
                   box=None, pad_edge=False, header_style="bold")
     table.add_column("model version", justify="left", overflow="fold", min_width=12)
-    for header in ("before", "after", "share before", "share after"):
+    for header in ("before", "after", "share of recs", "CPU ms per rec"):
         table.add_column(header, justify="right", no_wrap=True)
     for row in versions["versions"]:
         table.add_row(Text(row["model_version"]), usd(row["workload_cost_per_1k_before_usd"]),
-                      usd(row["workload_cost_per_1k_after_usd"]), share(row["share_before"]),
-                      share(row["share_after"]))
+                      usd(row["workload_cost_per_1k_after_usd"]),
+                      f"{share(row['share_before'])} -> {share(row['share_after'])}",
+                      f"{_ms(row['cpu_ms_per_recommendation_before'])} -> {_ms(row['cpu_ms_per_recommendation_after'])}")
     console.print()
     console.print(table)
     console.print(f"[dim]{F.WORKLOAD_PER_1K.label}'s change: {_signed(versions['from_mix_per_1k_usd'])} from the "
@@ -137,6 +138,10 @@ def render_why(answer: dict, console: Console) -> None:
                   "cost per recommendation[/dim]")
     console.print()
     console.print(escape(answer["summary"]))
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 def _signed(value: str) -> str:

@@ -95,28 +95,37 @@ def explain(before: dict, after: dict) -> dict:
 def _versions(before: list[dict], after: list[dict], r0: int, r1: int) -> dict:
     """Workload per 1k's change as Σ over versions of (share1 - share0) x w0 (the mix) +
     share1 x (w1 - w0) (each version's own cost per recommendation), w a version's workload
-    cost per recommendation. A version new in the later window counts whole in the mix."""
-    def rows(report_rows: list[dict]) -> dict[str, tuple[int, Decimal]]:
-        return {r["model_version"]: (int(r["recommendations"]), Decimal(r[F.WORKLOAD.key])) for r in report_rows}
-
-    b, a = rows(before), rows(after)
+    cost per recommendation. A version new in the later window counts whole in the mix.
+    Beside each version, the CPU and device milliseconds its recommendations took."""
+    b, a = ({r["model_version"]: r for r in rows} for rows in (before, after))
     mix = own = Decimal(0)
     out = []
     for version in sorted(b.keys() | a.keys()):
-        n0, c0 = b.get(version, (0, Decimal(0)))
-        n1, c1 = a.get(version, (0, Decimal(0)))
-        w0 = c0 / n0 if n0 else None
-        w1 = c1 / n1 if n1 else None
+        n0, n1 = (int(rows[version]["recommendations"]) if version in rows else 0 for rows in (b, a))
+        w0 = Decimal(b[version][F.WORKLOAD.key]) / n0 if n0 else None
+        w1 = Decimal(a[version][F.WORKLOAD.key]) / n1 if n1 else None
         s0, s1 = Decimal(n0) / r0, Decimal(n1) / r1
         base = w0 if w0 is not None else (w1 or Decimal(0))
         mix += (s1 - s0) * base * _THOUSAND
-        if w0 is not None and w1 is not None:
-            own += s1 * (w1 - w0) * _THOUSAND
+        mine = s1 * (w1 - w0) * _THOUSAND if w0 is not None and w1 is not None else Decimal(0)
+        own += mine
         out.append({"model_version": version,
                     "workload_cost_per_1k_before_usd": None if w0 is None else _money(w0 * _THOUSAND),
                     "workload_cost_per_1k_after_usd": None if w1 is None else _money(w1 * _THOUSAND),
-                    "share_before": float(s0), "share_after": float(s1)})
+                    "own_cost_per_1k_usd": _money(mine), "share_before": float(s0), "share_after": float(s1),
+                    **_milliseconds(b.get(version), n0, "before"), **_milliseconds(a.get(version), n1, "after")})
     return {"versions": out, "from_mix_per_1k_usd": _money(mix), "from_versions_own_cost_per_1k_usd": _money(own)}
+
+
+def _milliseconds(row: dict | None, recs: int, when: str) -> dict[str, float | None]:
+    """CPU and device ms per recommendation (None without recommendations, or from a worker
+    whose report does not carry the seconds)."""
+    out: dict[str, float | None] = {}
+    for kind in ("cpu", "device"):
+        seconds = (row or {}).get(f"workload_{kind}_seconds")
+        out[f"{kind}_ms_per_recommendation_{when}"] = (
+            round(seconds * 1000 / recs, 4) if seconds is not None and recs else None)
+    return out
 
 
 def _summary(out: dict, r0: int, r1: int) -> str:
@@ -134,7 +143,19 @@ def _summary(out: dict, r0: int, r1: int) -> str:
         if top["part"] == "workload":
             versions = out["workload_by_version"]
             mix, own = Decimal(versions["from_mix_per_1k_usd"]), Decimal(versions["from_versions_own_cost_per_1k_usd"])
-            why += (" (traffic moved between model versions)" if abs(mix) > abs(own)
-                    else " (the versions' own cost per recommendation)")
+            if abs(mix) > abs(own):
+                why += " (traffic moved between model versions)"
+            else:
+                top_version = max(versions["versions"], key=lambda v: abs(Decimal(v["own_cost_per_1k_usd"])))
+                why += f" (the versions' own cost per recommendation: {_cpu(top_version)})"
     return (f"{F.FULLY_LOADED_PER_1K.label} {'rose' if change > 0 else 'fell'} by {usd(abs(change))}; the largest "
             f"part is {top['part']} ({usd(top['change_per_1k_usd'])} per 1k), {why}")
+
+
+def _cpu(version: dict) -> str:
+    before, after = version["cpu_ms_per_recommendation_before"], version["cpu_ms_per_recommendation_after"]
+    name = version["model_version"]
+    if before is None or after is None:
+        went = f"{usd(version['workload_cost_per_1k_before_usd'])} -> {usd(version['workload_cost_per_1k_after_usd'])}"
+        return f"{name}'s {F.WORKLOAD_PER_1K.label} went {went}"
+    return f"{name} took {before:.3g} -> {after:.3g} ms of CPU per recommendation"

@@ -35,7 +35,8 @@ def test_report_queries_are_exact_sql_with_bound_values() -> None:
     assert params == {"start": T, "end": T}
     assert report_sql.workload_query(T, T)[0] == (
         "SELECT tenant, model_version, sum(cost_usd) AS workload_usd, sum(recommendations) AS recommendations, "
-        "sum(events) AS events FROM cost_minute WHERE kind = 'workload' AND " + WINDOW +
+        "sum(events) AS events, sum(cpu_seconds) AS cpu_seconds, sum(device_seconds) AS device_seconds "
+        "FROM cost_minute WHERE kind = 'workload' AND " + WINDOW +
         " GROUP BY tenant, model_version ORDER BY tenant, model_version")
     sql, params = report_sql.latency_query("model_version", T, T, "acme")
     assert sql == ("SELECT model_version, quantilesArrayMerge(0.5, 0.95, 0.99)(latency_ms) AS latency_ms "
@@ -144,6 +145,9 @@ def test_report_figures_equal_the_events_written(clickhouse) -> None:
     versions = {row["model_version"]: row for row in report["by_version"]}
     v1_workload = _usd(batches[:6])
     assert Decimal(versions["v1"]["workload_cost_usd"]) == v1_workload
+    # what that cost measured: each batch's CPU (its wall here) and device seconds (half of it)
+    assert versions["v1"]["workload_cpu_seconds"] == pytest.approx(6 * 0.4)
+    assert versions["v2"]["workload_device_seconds"] == pytest.approx(3 * 1.0 / 2)
     share = v1_workload / _usd(batches)                           # idle and shared follow workload cost
     assert Decimal(versions["v1"]["attributed_cost_usd"]) == pytest.approx(v1_workload + share * (
         money["idle_cost_usd"] + money["shared_cost_usd"]), abs=Decimal("1e-11"))

@@ -26,7 +26,7 @@ WINDOW = {"start": "2026-01-01T00:00:00+00:00", "end": "2026-01-01T01:00:00+00:0
 
 
 def _report(recs: dict[str, int], workload: dict[str, str], idle: str, people: str, ops: str,
-            storage: str = "0") -> dict:
+            storage: str = "0", cpu: dict[str, float] | None = None) -> dict:
     """A report as build_report shapes it, with only what --why reads."""
     shared = Decimal(people) + Decimal(ops) + Decimal(storage)
     total = sum((Decimal(v) for v in workload.values()), Decimal(0)) + Decimal(idle) + shared
@@ -35,8 +35,8 @@ def _report(recs: dict[str, int], workload: dict[str, str], idle: str, people: s
                        "workload_cost_usd": str(sum((Decimal(v) for v in workload.values()), Decimal(0))),
                        "idle_cost_usd": idle, "shared_cost_usd": str(shared), "people_cost_usd": people,
                        "ops_cost_usd": ops},
-            "by_version": [{"model_version": v, "recommendations": n, "workload_cost_usd": workload[v]}
-                           for v, n in recs.items()]}
+            "by_version": [{"model_version": v, "recommendations": n, "workload_cost_usd": workload[v],
+                            **({"workload_cpu_seconds": cpu[v]} if cpu else {})} for v, n in recs.items()]}
 
 
 def _change(answer: dict) -> Decimal:
@@ -82,7 +82,16 @@ def test_traffic_moving_to_a_costlier_version_is_the_mix_not_the_versions_own_co
     dearer = explain(before, _report({"v1": 900, "v2": 100}, {"v1": "1.80", "v2": "0.30"}, "0", "0", "0"))
     assert Decimal(dearer["workload_by_version"]["from_versions_own_cost_per_1k_usd"]) == Decimal("0.9")
     assert Decimal(dearer["workload_by_version"]["from_mix_per_1k_usd"]) == 0
-    assert "own cost per recommendation" in dearer["summary"]
+    assert dearer["summary"].endswith("(the versions' own cost per recommendation: v1's workload cost per 1k went "
+                                      "$1.00 -> $2.00)")
+    # with the seconds the report carries, the cause reads as the work a recommendation took
+    cpu0, cpu1 = {"v1": 0.9, "v2": 0.3}, {"v1": 1.8, "v2": 0.3}
+    slower = explain(_report({"v1": 900, "v2": 100}, {"v1": "0.90", "v2": "0.30"}, "0", "0", "0", cpu=cpu0),
+                     _report({"v1": 900, "v2": 100}, {"v1": "1.80", "v2": "0.30"}, "0", "0", "0", cpu=cpu1))
+    assert slower["summary"].endswith("v1 took 1 -> 2 ms of CPU per recommendation)")
+    (v1, v2) = slower["workload_by_version"]["versions"]
+    assert (v1["cpu_ms_per_recommendation_before"], v1["cpu_ms_per_recommendation_after"]) == (1.0, 2.0)
+    assert v2["device_ms_per_recommendation_after"] is None          # not in these reports: not made up
     new = explain(before, _report({"v3": 1000}, {"v3": "5"}, "0", "0", "0"))
     rows = {v["model_version"]: v for v in new["workload_by_version"]["versions"]}
     assert rows["v3"]["workload_cost_per_1k_before_usd"] is None and rows["v1"]["workload_cost_per_1k_after_usd"] is None
@@ -111,7 +120,7 @@ def test_text_names_each_part_and_fits_80_columns() -> None:
     render_why(explain(before, after), Console(file=out, width=80))
     text = out.getvalue()
     assert all(len(line) <= 80 for line in text.splitlines())
-    for expected in ("people", "idle", "ops", "workload", "from volume", "share before", "$2.21 -> $7.58", "+$3.50"):
+    for expected in ("people", "idle", "ops", "workload", "from volume", "share of recs", "100.0% -> 83.3%", "$2.21 -> $7.58", "+$3.50"):
         assert expected in text
 
 
@@ -161,6 +170,8 @@ def test_costs_why_reads_the_store_and_names_the_cause(tmp_path: Path) -> None:
     # workload per recommendation rose ~10x, all of it from the move to v2
     versions = {v["model_version"]: v for v in answer["workload_by_version"]["versions"]}
     assert versions["v1"]["share_after"] == 0 and versions["v2"]["share_after"] == 1
+    assert versions["v1"]["cpu_ms_per_recommendation_before"] == pytest.approx(500 / 60, rel=1e-3)
+    assert versions["v2"]["cpu_ms_per_recommendation_after"] == pytest.approx(1700 / 20, rel=1e-3)
     assert Decimal(versions["v2"]["workload_cost_per_1k_after_usd"]) > 5 * Decimal(
         versions["v1"]["workload_cost_per_1k_before_usd"])
     assert Decimal(answer["workload_by_version"]["from_mix_per_1k_usd"]) == Decimal(parts["workload"]["change_per_1k_usd"])
