@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from reckon.models.core.money import usd
+from reckon.models.core.money import usd, usd_strings
 from reckon.models.serving.costing import DEVICE_HOUR_USD
 from reckon.models.training.cost import training_cost
 
@@ -279,7 +279,7 @@ def train_cmd(
         _fail(str(exc))
         return
     if as_json:
-        print(json.dumps(mv.manifest))
+        print(json.dumps(usd_strings(mv.manifest)))
         return
     console.print(f"registered [bold]{escape(mv.version)}[/bold] in {escape(str(registry))}"
                   + (" (promoted)" if promote else ""))
@@ -524,13 +524,13 @@ def _list_command(online: OnlineQuality | None) -> Callable[..., None]:
         except ValueError as exc:   # the report's own bound on its window (e.g. at most 400 days)
             raise typer.BadParameter(str(exc), param_hint="'--hours'") from None
         if as_json:
-            print(json.dumps([{
+            print(json.dumps(usd_strings([{
                 "version": mv.version, "current": mv.version == current, "created": mv.manifest.get("created"),
                 "variants": mv.variants, "metrics": mv.manifest.get("metrics", {}), "cost": mv.manifest.get("cost", {}),
                 "offline_quality": dict(zip(("metrics", "measured_on"), offline_quality(mv.manifest))),
                 "training_cost": _training_cost(mv.manifest),
                 "promotion": mv.manifest.get("retraining", {}).get("promotion"),
-                "online_quality": live.get(mv.version)} for mv in versions]))
+                "online_quality": live.get(mv.version)} for mv in versions])))
             return
         # The `*` marker and the version id always whole (it says when it was made: date-time-hash,
         # and is what `model promote` takes), money at three significant digits. The default fits

@@ -54,7 +54,7 @@ def test_train_eval_list_promote_export(tmp_path: Path, events_file: Path) -> No
     assert [row["version"] for row in rows] == [first] and rows[0]["current"] is True
     # what the run cost, as a retrain records its own: wall hours x the device's price per hour
     cost = rows[0]["training_cost"]
-    assert cost["device"] == "cpu" and cost["cpu_seconds"] > 0 and cost["device_hour_usd"] == 0.0624
+    assert cost["device"] == "cpu" and cost["cpu_seconds"] > 0 and cost["device_hour_usd"] == "0.062400000000"
     assert Decimal(cost["cost_usd"]) == (Decimal(repr(cost["wall_seconds"])) / 3600 * Decimal("0.0624")).quantize(
         Decimal("1e-12"))
     # the text fits 80 columns with the version id whole (it is what `model promote` takes)
