@@ -110,7 +110,8 @@ def replay(
     events: int = typer.Option(10_000, min=1, help="number of generated events"),
     rate: float = typer.Option(0.0, min=0.0, help="events per second; 0 = as fast as possible"),
     bad_fraction: float = typer.Option(0.0, min=0.0, max=0.99, help="share of malformed events (0..0.99)"),
-    file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="JSONL events or a session file"),
+    file: Optional[Path] = typer.Option(None, exists=True, help="JSONL events, or sessions: a file or the folder "
+                                        "`reckon train` reads (its train_sessions.txt)"),
     format: str = typer.Option("events", help="file format: events (JSONL, one event per line; `jsonl` is "
                                "its old name) | sessions"),
     seed: int = typer.Option(1),
@@ -138,6 +139,7 @@ def replay(
     if file is not None:
         if format not in ("events", "jsonl", "sessions"):
             raise ReckonError(f"--format must be events or sessions, not {format!r}")
+        file = _replayed_file(file, format)
         records = records_from_sessions(file) if format == "sessions" else records_from_jsonl(file, _contract_verdict)
         records = _first_lines_checked(records, file)
     else:
@@ -150,6 +152,20 @@ def replay(
     print(json.dumps(dict(counts)))
     if file is not None:
         _say_refused(counts, file)
+
+
+def _replayed_file(file: Path, format: str) -> Path:
+    """A folder given as --file: for sessions, its training sessions (the file `reckon train`
+    reads from the same folder); events are one file."""
+    if not file.is_dir():
+        return file
+    if format != "sessions":
+        raise ReckonError(f"--file {file} is a folder: --format {format} replays one JSONL file")
+    sessions = file / "train_sessions.txt"
+    if not sessions.is_file():
+        raise ReckonError(f"--file {file}: a sessions folder holds train_sessions.txt (as `reckon train` reads it); "
+                          "this one has none")
+    return sessions
 
 
 CHECKED_LINES = 1_000

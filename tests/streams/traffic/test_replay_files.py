@@ -121,6 +121,24 @@ def test_reckon_replay_says_what_the_worker_will_refuse_and_fails_when_it_is_eve
         assert partly.stderr.strip() == ("1 of the 2 events sent do not pass the contract (1 ts_out_of_range): "
                                          "the worker dead-letters them")
 
+    # the folder `reckon train --format sessions` reads replays its training sessions; no other folder is guessed at
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    no_sessions = replay(folder, "--format", "sessions")
+    assert no_sessions.returncode == 2 and no_sessions.stderr.strip() == (
+        f"error: --file {folder}: a sessions folder holds train_sessions.txt (as `reckon train` reads it); "
+        "this one has none")
+    (folder / "train_sessions.txt").write_text("11 12 13\n")
+    (folder / "test_samples.tsv").write_text("11\t12\n")
+    whole = replay(folder, "--format", "sessions")
+    assert whole.returncode == 0 and json.loads(whole.stdout)["valid"] == 3, whole.stderr
+    clicked = [json.loads(m.value)["item_id"] for m in read_topic(fresh_broker.bootstrap_servers, "clicks", 7,
+                                                                    timeout_s=20)]
+    assert sorted(clicked) == ["11", "12", "13"] + ["i1"] * 4          # beside the 4 of the events file above
+    events_folder = replay(folder)
+    assert events_folder.returncode == 2 and events_folder.stderr.strip() == (
+        f"error: --file {folder} is a folder: --format events replays one JSONL file")
+
 
 @pytest.mark.integration
 def test_two_generated_replays_of_one_seed_are_new_traffic(fresh_broker, tmp_path) -> None:
