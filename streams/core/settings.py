@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     clickhouse_dsn: SecretStr = Field(SecretStr(""), description="`http(s)://user:pass@host:port/db` for a server "
                                       "(`https`: TLS on any port; `?ca_cert=/path/ca.pem` trusts a private CA), "
                                       "`chdb:///dir` for the embedded engine; empty: `chdb://<data dir>/clickhouse`")
-    data_dir: Path = Field(Path(".reckon"), description="RocksDB state, the embedded ClickHouse store, logs")
+    data_dir: Path = Field(Path(".reckon"), description="RocksDB state, the embedded ClickHouse store, logs "
+                                                        "(relative: to the working directory)")
     model_registry: Path | None = Field(None, description="model registry directory; unset: `<data dir>/models`")
     price_sheet: Path | None = Field(None, description="effective-dated unit prices (TOML); unset: the shipped "
                                      "`streams/costs/prices.toml`; `RECKON_PRICE_<NAME>` overrides one price")

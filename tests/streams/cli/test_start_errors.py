@@ -108,6 +108,10 @@ def test_settings_print_no_secret(tmp_path: Path) -> None:
     assert 'RECKON_DAILY_BUDGET_USD={"acme": 50.0, "*": 100.5}' in shown and "RECKON_TENANTS=acme,b" in shown
     assert f"RECKON_SECRETS_DIR={tmp_path}" in shown
     assert "RECKON_WORKER_NAME=" in shown        # unset: each worker names itself, not this command's pid
+    # a relative data dir is from the working directory, and says so where it cannot be mistaken for a value
+    assert result.stderr.strip() == f"RECKON_DATA_DIR is relative: from this directory it is {tmp_path / '.reckon'}"
+    absolute = _reckon(["settings"], {"RECKON_DATA_DIR": str(tmp_path / "d")}, tmp_path)
+    assert f"RECKON_DATA_DIR={tmp_path / 'd'}" in absolute.stdout.splitlines() and absolute.stderr == ""
 
 
 @pytest.mark.integration
