@@ -260,8 +260,8 @@ def settings_cmd(markdown: bool = typer.Option(False, "--markdown", help="README
     # Not a field (it says where the others may come from), but a setting all the same.
     print(f"RECKON_SECRETS_DIR={os.environ.get('RECKON_SECRETS_DIR', '')}")
     if not settings.data_dir.is_absolute():   # stdout stays KEY=VALUE lines; where it points, on stderr
-        console.print(f"RECKON_DATA_DIR is relative: from this directory it is {escape(str(settings.data_dir.resolve()))}",
-                      highlight=False, soft_wrap=True)
+        here = escape(str(settings.data_dir.resolve()))
+        console.print(f"RECKON_DATA_DIR is relative: from this directory it is {here}", highlight=False, soft_wrap=True)
 
 
 @app.command()
