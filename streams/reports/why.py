@@ -67,8 +67,12 @@ def explain(before: dict, after: dict) -> dict:
         "comparable": bool(r0 and r1),
     }
     if not (r0 and r1):
-        empty = "either window" if not (r0 or r1) else ("the earlier window" if not r0 else "the later window")
-        out["summary"] = f"no recommendations in {empty}: there is no cost per 1k to compare"
+        empty, hint = (("either window", "a longer --hours reaches further back") if not (r0 or r1) else
+                       ("the earlier window", "a shorter --hours compares the latest traffic with what came just "
+                        "before it") if not r0 else
+                       ("the later window", "nothing was recommended lately"))
+        hours = after["window"]["hours"]
+        out["summary"] = f"no recommendations in {empty} ({hours:g} h each): no cost per 1k to compare; {hint}"
         return out
     parts = [_Part(name, p0[name], p1[name]) for name in p0]
     rows = []

@@ -105,6 +105,8 @@ def test_a_window_without_recommendations_has_no_per_1k_to_compare() -> None:
                                  (quiet, quiet, "either window")):
         answer = explain(before, after)
         assert answer["comparable"] is False and which in answer["summary"] and "parts" not in answer
+        assert answer["summary"].endswith({"the earlier window": "before it", "the later window": "lately",
+                                           "either window": "further back"}[which])
         out = io.StringIO()
         render_why(answer, Console(file=out, width=80))
         assert which in out.getvalue()
