@@ -130,7 +130,7 @@ def render_why(answer: dict, console: Console) -> None:
         table.add_row(Text(row["model_version"]), usd(row["workload_cost_per_1k_before_usd"]),
                       usd(row["workload_cost_per_1k_after_usd"]),
                       f"{share(row['share_before'])} -> {share(row['share_after'])}",
-                      f"{_ms(row['cpu_ms_per_recommendation_before'])} -> {_ms(row['cpu_ms_per_recommendation_after'])}")
+                      " -> ".join(_ms(row[f"cpu_ms_per_recommendation_{when}"]) for when in ("before", "after")))
     console.print()
     console.print(table)
     console.print(f"[dim]{F.WORKLOAD_PER_1K.label}'s change: {_signed(versions['from_mix_per_1k_usd'])} from the "

@@ -18,7 +18,6 @@ one dict out; money as decimal strings at 12 places, as everywhere else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
 from reckon.models.core.money import usd
@@ -28,13 +27,6 @@ __all__ = ["explain"]
 
 _Q = Decimal("0.000000000001")
 _THOUSAND = Decimal(1000)
-
-
-@dataclass(frozen=True)
-class _Part:
-    name: str
-    before: Decimal
-    after: Decimal
 
 
 def _parts(totals: dict) -> dict[str, Decimal]:
@@ -74,14 +66,13 @@ def explain(before: dict, after: dict) -> dict:
         hours = after["window"]["hours"]
         out["summary"] = f"no recommendations in {empty} ({hours:g} h each): no cost per 1k to compare; {hint}"
         return out
-    parts = [_Part(name, p0[name], p1[name]) for name in p0]
     rows = []
-    for part in parts:
-        from_cost = (part.after - part.before) * _THOUSAND / r1
-        from_volume = part.before * _THOUSAND * (Decimal(1) / r1 - Decimal(1) / r0)
-        rows.append({"part": part.name, "before_usd": _money(part.before), "after_usd": _money(part.after),
-                     "per_1k_before_usd": _money(_per_1k(part.before, r0)),
-                     "per_1k_after_usd": _money(_per_1k(part.after, r1)),
+    for name, c0 in p0.items():
+        c1 = p1[name]
+        from_cost = (c1 - c0) * _THOUSAND / r1
+        from_volume = c0 * _THOUSAND * (Decimal(1) / r1 - Decimal(1) / r0)
+        rows.append({"part": name, "before_usd": _money(c0), "after_usd": _money(c1),
+                     "per_1k_before_usd": _money(_per_1k(c0, r0)), "per_1k_after_usd": _money(_per_1k(c1, r1)),
                      "change_per_1k_usd": _money(from_cost + from_volume),
                      "from_cost_per_1k_usd": _money(from_cost), "from_volume_per_1k_usd": _money(from_volume)})
     total0, total1 = sum(p0.values(), Decimal(0)), sum(p1.values(), Decimal(0))
