@@ -354,10 +354,13 @@ def eval_cmd(
         # The version's own held-out sessions (a version from before the setting: its default).
         held_out = TrainConfig.from_dict(mv.manifest.get("training", {})).valid_fraction
         dataset = load_dataset(data, fmt.value, test, int(cfg.get("query_buckets", 0)), int(cfg.get("query_terms", 8)),
-                               item_ids=mv.item_ids if canonical_format(fmt.value) == "events" else None,
-                               valid_fraction=held_out)
+                               item_ids=mv.item_ids, valid_fraction=held_out)
         if dataset.num_items != int(cfg["num_items"]):
             _fail(f"{data} has {dataset.num_items} items but {mv.version} was trained on {cfg['num_items']}")
+        dropped = dataset.description.get("test_samples_of_unknown_items", 0)
+        if dropped:
+            _err.print(f"note: {dropped:,} test examples of {escape(str(data))} have a label {escape(mv.version)} "
+                       "does not know and are left out", highlight=False)
         unknown = dataset.description.get("clicks_on_unknown_items", 0)
         if unknown > dataset.description.get("clicks", 0):     # most of DATA is not what the version learned
             _err.print(f"note: {unknown:,} of {unknown + dataset.description['clicks']:,} clicks in {escape(str(data))} "

@@ -77,9 +77,48 @@ def _empty_eval() -> EvalSet:
     return EvalSet([], np.zeros(0, dtype=np.int64))
 
 
-# Session and sasrec item ids are the model's row numbers: an id of 10^9 asked for a table of
-# 10^9 rows (memory, then a crash) and one past int64 was an OverflowError.
-MAX_ITEM_INDEX = 10_000_000
+# Session and sasrec item ids are any positive int64 (numbered 1..K for the model, _Rows); one
+# past int64 was an OverflowError.
+MAX_ITEM_ID = 2 ** 63 - 1
+
+
+class _Rows:
+    """Integer item ids -> the model's rows. Ids about 1..N (at most half of 1..max unused:
+    Diginetica's and the SASRec files' are exactly 1..N) are their own rows, every id up to the
+    largest ranked; sparser ones are numbered 1..K in id order (an id of 9,000,000 once asked
+    for a table of 9 million rows and a 32 GB score matrix). From a version's `item_ids` the
+    numbering is that version's, and an id it does not know is row 0."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = ids        # sorted, unique: row i + 1 is ids[i]
+        self.identity = not len(ids) or (int(ids[0]) == 1 and int(ids[-1]) == len(ids))
+
+    @classmethod
+    def of(cls, arrays: Iterable[np.ndarray], item_ids: list[str] | None) -> "_Rows":
+        if item_ids is not None:
+            if not all(name.isdigit() for name in item_ids):
+                raise ValueError("the version's items are not integer ids: it was trained on another format")
+            return cls(np.asarray([int(name) for name in item_ids], dtype=np.int64))
+        arrays = [a for a in arrays if len(a)]
+        seen = np.unique(np.concatenate(arrays)) if arrays else np.zeros(0, dtype=np.int64)
+        if len(seen) and int(seen[-1]) <= 2 * len(seen):
+            return cls(np.arange(1, int(seen[-1]) + 1, dtype=np.int64))
+        return cls(seen)
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        if self.identity:
+            return np.where(ids <= len(self.ids), ids, 0)
+        at = np.minimum(np.searchsorted(self.ids, ids), max(len(self.ids) - 1, 0))
+        return np.where(self.ids[at] == ids, at + 1, 0) if len(self.ids) else np.zeros_like(ids)
+
+    def known(self, ids: np.ndarray) -> np.ndarray:
+        """`ids` as rows, those the numbering does not hold left out."""
+        rows = self(ids)
+        return rows[rows > 0]
+
+    @property
+    def names(self) -> list[str]:
+        return [str(i) for i in self.ids.tolist()]
 
 
 # What a line of each layout holds: a line that is not one is refused in these words, so
@@ -101,9 +140,8 @@ def _int_tokens(path: Path, lineno: int, text: str, items_from: int = 0, layout:
     items = ids[items_from:]
     if any(i < 1 for i in items):
         raise DataFormatError(path, lineno, "item ids must be >= 1 (0 is padding)")
-    if any(i > MAX_ITEM_INDEX for i in items):
-        raise DataFormatError(path, lineno, f"item id {max(items)} is above {MAX_ITEM_INDEX:,}: these ids are the "
-                                            "model's row numbers; number the items 1..N")
+    if any(i > MAX_ITEM_ID for i in items):
+        raise DataFormatError(path, lineno, f"item id {max(items)} is above {MAX_ITEM_ID:,} (a 64-bit integer)")
     return ids
 
 
@@ -132,12 +170,14 @@ def _open_lines(path: Path) -> Iterator[tuple[int, str]]:
 
 # --- Diginetica (SR-GNN) ----------------------------------------------------------
 def load_sessions(
-    train_path: Path, test_path: Path | None = None, valid_fraction: float = 0.05
+    train_path: Path, test_path: Path | None = None, valid_fraction: float = 0.05, item_ids: list[str] | None = None
 ) -> SequenceData:
     """Sessions file + optional ``prefix<TAB>label`` test file (SR-GNN protocol).
 
-    Item ids are used as internal indices directly (external id "17" = index 17), so the
-    full ranking covers every id up to the largest seen in either file.
+    The full ranking covers every item id in either file (ids about 1..N: every id up to the
+    largest; sparse ids: those in the files, _Rows). With ``item_ids`` (a version's) the numbering is that version's: items it
+    does not know are left out of histories, and test examples of such a label are dropped
+    (counted in ``description``).
     """
     train_path = Path(train_path)
     sessions = []
@@ -150,8 +190,7 @@ def load_sessions(
     if _looks_like_user_item(sessions):
         raise DataFormatError(train_path, None, "every line is two ids and most lines share the first with the line "
                                                 "before: a 'user item' file? (--format sasrec)")
-    sessions = [s for s in sessions if len(s) >= 2]
-    if not sessions:
+    if not any(len(s) >= 2 for s in sessions):
         raise DataFormatError(train_path, None, "no session with at least two items")
     test = _empty_eval()
     if test_path is not None:
@@ -169,6 +208,14 @@ def load_sessions(
             hist.append(np.asarray(prefix, dtype=np.int64))
             targ.append(label[0])
         test = EvalSet(hist, np.asarray(targ, dtype=np.int64))
+    rows = _Rows.of([*(s for s in sessions if len(s) >= 2), *test.histories, test.targets], item_ids)
+    sessions = [r for r in (rows.known(s) for s in sessions) if len(r) >= 2]
+    labels = rows(test.targets)
+    kept = np.flatnonzero(labels > 0)
+    unknown = len(test) - len(kept)
+    test = EvalSet([rows.known(test.histories[i]) for i in kept.tolist()], labels[kept])
+    if not sessions:
+        raise DataFormatError(train_path, None, "no session with at least two items the version knows")
     n_valid = int(len(sessions) * valid_fraction)
     if n_valid == 0 and not len(test):
         # Without a test set, a share that rounds to no session would leave nothing to choose the
@@ -188,10 +235,8 @@ def load_sessions(
         [s[:i] for s in held for i in range(1, len(s))],
         np.asarray([s[i] for s in held for i in range(1, len(s))], dtype=np.int64),
     )
-    top = max(max(int(s.max()) for s in sessions), int(test.targets.max()) if len(test) else 0,
-              max((int(h.max()) for h in test.histories), default=0))
     return SequenceData(
-        item_ids=[str(i) for i in range(1, top + 1)],
+        item_ids=rows.names,
         train=train,
         valid=valid,
         test=test,
@@ -200,7 +245,8 @@ def load_sessions(
             "format": "sessions", "train": str(train_path), "test": str(test_path),
             "train_sessions": len(train), "valid_sessions": n_valid,
             "train_targets": int(sum(len(s) - 1 for s in train)),
-            "valid_samples": len(valid), "test_samples": len(test), "items": top,
+            "valid_samples": len(valid), "test_samples": len(test), "items": len(rows.ids),
+            **({"test_samples_of_unknown_items": unknown} if item_ids is not None else {}),
         },
     )
 
@@ -241,9 +287,10 @@ def _leave_last_out(
 
 
 # --- SASRec "user item" -----------------------------------------------------------
-def load_sasrec(path: Path) -> SequenceData:
+def load_sasrec(path: Path, item_ids: list[str] | None = None) -> SequenceData:
     """``user item`` lines, chronological per user. Users with >= 3 items give one
-    validation (second to last) and one test (last) example; the rest is training."""
+    validation (second to last) and one test (last) example; the rest is training. Items are
+    numbered as in load_sessions (``item_ids``: a version's numbering, unknown items left out)."""
     path = Path(path)
     seqs: dict[int, list[int]] = {}
     for n, line in _open_lines(path):
@@ -255,17 +302,18 @@ def load_sasrec(path: Path) -> SequenceData:
         seqs.setdefault(ids[0], []).append(ids[1])
     if not seqs:
         raise DataFormatError(path, None, "no interactions")
-    train, _, valid, test = _leave_last_out([np.asarray(v, dtype=np.int64) for v in seqs.values()], None)
+    raw = [np.asarray(v, dtype=np.int64) for v in seqs.values()]
+    rows = _Rows.of(raw, item_ids)
+    train, _, valid, test = _leave_last_out([rows.known(v) for v in raw], None)
     if not len(valid):      # as sessions without validation or test: refused, not trained blind
         raise DataFormatError(path, None, "no validation or test examples: no user has three or more items "
                                           "(a user's last item is a test example, the one before it validation)")
-    top = max(max(v) for v in seqs.values())
     return SequenceData(
-        item_ids=[str(i) for i in range(1, top + 1)],
+        item_ids=rows.names,
         train=train,
         valid=valid,
         test=test,
-        description={"format": "sasrec", "path": str(path), "users": len(seqs), "items": top,
+        description={"format": "sasrec", "path": str(path), "users": len(seqs), "items": len(rows.ids),
                      "interactions": int(sum(len(v) for v in seqs.values()))},
     )
 
@@ -425,7 +473,7 @@ def load_dataset(
     For "sessions", ``path`` may be a directory holding ``train_sessions.txt`` and
     ``test_samples.tsv``, or the training file itself; without ``test_path`` the test set
     is ``test_samples.tsv`` in that directory (the file's own), where there is one.
-    ``item_ids`` (events only) fixes the vocabulary to a model's.
+    ``item_ids`` fixes the vocabulary to a model's (to evaluate it).
     """
     path = Path(path)
     fmt = canonical_format(fmt)
@@ -442,8 +490,8 @@ def load_dataset(
         beside = folder / "test_samples.tsv"
         if test_path is None and beside.exists() and beside != path:
             test_path = beside
-        return load_sessions(path, Path(test_path) if test_path else None, valid_fraction)
-    return load_sasrec(path)
+        return load_sessions(path, Path(test_path) if test_path else None, valid_fraction, item_ids)
+    return load_sasrec(path, item_ids)
 
 
 FORMATS = ("events", "sessions", "sasrec")

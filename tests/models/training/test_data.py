@@ -132,16 +132,47 @@ def test_terms_are_stable_and_reserve_zero() -> None:
     assert hash_terms(["red"], 0) == []
 
 
-@pytest.mark.parametrize(("loader", "line"), [
-    (load_sessions, "1 2 10000001"),
-    (load_sessions, "1 " + "9" * 30),                    # past int64: was an OverflowError
-    (load_sasrec, "7 10000001"),
-])
-def test_item_ids_are_rows_so_a_huge_one_is_refused_not_allocated(tmp_path: Path, loader, line: str) -> None:
-    """An id of 10^9 asked for an embedding table of 10^9 rows (sasrec: 10^9 id strings first)."""
-    path = write(tmp_path / "data.txt", f"1 2 3\n{line}\n" if loader is load_sessions else f"7 1\n{line}\n")
-    with pytest.raises(DataFormatError, match="is above 10,000,000: these ids are the model's row numbers"):
+@pytest.mark.parametrize("loader", [load_sessions, load_sasrec])
+def test_sparse_item_ids_are_numbered_not_allocated_to_their_size(tmp_path: Path, loader) -> None:
+    """Ids up to 9,000,000 asked for a table of 9 million rows and a 32 GB score matrix at eval:
+    sparse ids are numbered 1..K in id order, their names kept; ids about 1..N stay their own rows."""
+    if loader is load_sessions:
+        text = "9000001 42 7000000000\n42 9000001\n5 42 9000001\n"
+    else:
+        text = "1 9000001\n1 42\n1 7000000000\n2 42\n2 9000001\n2 5\n"
+    data = loader(write(tmp_path / "data.txt", text))
+    assert data.num_items == 4 and data.item_ids == ["5", "42", "9000001", "7000000000"]
+    rows = {name: row for row, name in enumerate(data.item_ids, start=1)}
+    sequences = [s.tolist() for s in data.train] + [h.tolist() + [t] for h, t in zip(data.valid.histories,
+                                                                                     data.valid.targets.tolist())]
+    assert all(1 <= row <= 4 for seq in sequences for row in seq)
+    if loader is load_sessions:
+        assert data.train[0].tolist() == [rows["9000001"], rows["42"], rows["7000000000"]]
+    # a version's numbering reads other data the same way; items it does not know are left out
+    again = loader(write(tmp_path / "more.txt", text.replace("5", "6")), item_ids=data.item_ids)
+    assert again.item_ids == data.item_ids and all(0 < r <= 4 for s in again.train for r in s.tolist())
+    dense = loader(write(tmp_path / "dense.txt", "1 2 3\n2 3 5\n" if loader is load_sessions else
+                         "1 1\n1 2\n1 3\n2 2\n2 5\n2 3\n"))
+    assert dense.item_ids == ["1", "2", "3", "4", "5"]          # 4 unused: still every id up to the largest
+
+
+@pytest.mark.parametrize("loader", [load_sessions, load_sasrec])
+def test_an_item_id_past_int64_is_refused(tmp_path: Path, loader) -> None:
+    """It was an OverflowError."""
+    path = write(tmp_path / "data.txt", "1 2 3\n1 " + "9" * 30 + "\n" if loader is load_sessions else
+                 "7 1\n7 " + "9" * 30 + "\n")
+    with pytest.raises(DataFormatError, match="is above 9,223,372,036,854,775,807"):
         loader(path)
+
+
+def test_a_versions_numbering_drops_test_examples_of_labels_it_does_not_know(tmp_path: Path) -> None:
+    train = write(tmp_path / "train_sessions.txt", "1 2 3\n2 3 4\n")
+    test = write(tmp_path / "test_samples.tsv", "1 2\t3\n1 9\t4\n2\t9\n")
+    data = load_sessions(train, test, item_ids=["1", "2", "3", "4"])
+    assert data.test.targets.tolist() == [3, 4] and [h.tolist() for h in data.test.histories] == [[1, 2], [1]]
+    assert data.description["test_samples_of_unknown_items"] == 1 and data.num_items == 4
+    with pytest.raises(ValueError, match="not integer ids"):
+        load_sessions(train, test, item_ids=["shoe", "hat"])
 
 
 def test_sasrec_users_are_keys_not_rows(tmp_path: Path) -> None:
