@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import re
@@ -158,14 +159,19 @@ def _looks_like_user_item(lines: list[np.ndarray]) -> bool:
 
 
 def _open_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """The file's lines, numbered; a gzip file (known by its first bytes) is read through."""
     if not path.is_file():
         raise DataFormatError(path, None, "not a file" if path.exists() else "file not found")
-    with path.open(encoding="utf-8") as fh:
+    with path.open("rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
+    with (gzip.open(path, "rt", encoding="utf-8") if gzipped else path.open(encoding="utf-8")) as fh:
         try:
             for lineno, line in enumerate(fh, start=1):
                 yield lineno, line.rstrip("\n")
         except UnicodeDecodeError:      # decoded a block at a time: no exact line to name
             raise DataFormatError(path, None, "not UTF-8 text") from None
+        except (OSError, EOFError) as exc:     # a gzip file cut short or corrupt
+            raise DataFormatError(path, None, f"not a readable gzip file ({exc})") from None
 
 
 # --- Diginetica (SR-GNN) ----------------------------------------------------------

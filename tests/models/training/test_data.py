@@ -178,3 +178,17 @@ def test_a_versions_numbering_drops_test_examples_of_labels_it_does_not_know(tmp
 def test_sasrec_users_are_keys_not_rows(tmp_path: Path) -> None:
     data = load_sasrec(write(tmp_path / "data.txt", "0 1\n0 2\n0 3\n99999999999 2\n99999999999 3\n99999999999 1\n"))
     assert data.num_items == 3 and data.description["users"] == 2
+
+
+def test_a_gzipped_file_is_read_and_a_broken_one_named(tmp_path: Path) -> None:
+    import gzip
+
+    plain = load_sessions(write(tmp_path / "s.txt", "1 2 3\n2 3 4\n3 4 5\n"), valid_fraction=0.34)
+    packed = tmp_path / "s.txt.gz"
+    packed.write_bytes(gzip.compress(b"1 2 3\n2 3 4\n3 4 5\n"))
+    data = load_sessions(packed, valid_fraction=0.34)
+    assert [s.tolist() for s in data.train] == [s.tolist() for s in plain.train] and data.item_ids == plain.item_ids
+    broken = tmp_path / "cut.txt.gz"
+    broken.write_bytes(gzip.compress(b"1 2 3\n" * 1000)[:40])
+    with pytest.raises(DataFormatError, match="cut.txt.gz: not a readable gzip file"):
+        load_sessions(broken)
