@@ -492,12 +492,18 @@ def load_dataset(
     if fmt == "sessions":
         folder = path if path.is_dir() else path.parent     # a file's test set is beside it, as the help says
         if path.is_dir():
-            path = path / "train_sessions.txt"
-        beside = folder / "test_samples.tsv"
+            path = _plain_or_gzipped(path / "train_sessions.txt")
+        beside = _plain_or_gzipped(folder / "test_samples.tsv")
         if test_path is None and beside.exists() and beside != path:
             test_path = beside
         return load_sessions(path, Path(test_path) if test_path else None, valid_fraction, item_ids)
     return load_sasrec(path, item_ids)
+
+
+def _plain_or_gzipped(path: Path) -> Path:
+    """`path`, or `path`.gz where only that exists."""
+    packed = path.with_name(path.name + ".gz")
+    return packed if not path.exists() and packed.exists() else path
 
 
 FORMATS = ("events", "sessions", "sasrec")

@@ -188,6 +188,11 @@ def test_a_gzipped_file_is_read_and_a_broken_one_named(tmp_path: Path) -> None:
     packed.write_bytes(gzip.compress(b"1 2 3\n2 3 4\n3 4 5\n"))
     data = load_sessions(packed, valid_fraction=0.34)
     assert [s.tolist() for s in data.train] == [s.tolist() for s in plain.train] and data.item_ids == plain.item_ids
+    folder = tmp_path / "packed"
+    folder.mkdir()
+    (folder / "train_sessions.txt.gz").write_bytes(gzip.compress(b"1 2 3\n2 3 4\n"))
+    (folder / "test_samples.tsv.gz").write_bytes(gzip.compress(b"1 2\t3\n"))
+    assert load_dataset(folder, "sessions").test.targets.tolist() == [3]     # a folder of both, gzipped
     broken = tmp_path / "cut.txt.gz"
     broken.write_bytes(gzip.compress(b"1 2 3\n" * 1000)[:40])
     with pytest.raises(DataFormatError, match="cut.txt.gz: not a readable gzip file"):
