@@ -181,9 +181,9 @@ def load_sessions(
     """Sessions file + optional ``prefix<TAB>label`` test file (SR-GNN protocol).
 
     The full ranking covers every item id in either file (ids about 1..N: every id up to the
-    largest; sparse ids: those in the files, _Rows). With ``item_ids`` (a version's) the numbering is that version's: items it
-    does not know are left out of histories, and test examples of such a label are dropped
-    (counted in ``description``).
+    largest; sparse ids: those in the files, _Rows). With ``item_ids`` (a version's) the
+    numbering is that version's: items it does not know are left out of histories, and test
+    examples of such a label are dropped (counted in ``description``).
     """
     train_path = Path(train_path)
     sessions = []
