@@ -140,8 +140,12 @@ def _why(settings: Settings, request: ReportRequest, url: str | None, json_out: 
     if other_output:
         raise ReckonError("--why compares two windows as text or --json: leave out --html, --audit, --reprice "
                           "and --load-prices")
-    end = datetime.now(timezone.utc)
-    windows = [dataclasses.replace(request, end=end - timedelta(hours=request.hours)), dataclasses.replace(request, end=end)]
+    end = request.end or datetime.now(timezone.utc)
+    try:
+        windows = [dataclasses.replace(request, end=end - timedelta(hours=request.hours)),
+                   dataclasses.replace(request, end=end)]
+    except (ValueError, OverflowError) as exc:
+        raise ReckonError(f"--why: {exc}") from None
     (before, after), source = fetch_reports(settings, windows, url)
     answer = explain(before, after)
     if json_out:
@@ -150,10 +154,24 @@ def _why(settings: Settings, request: ReportRequest, url: str | None, json_out: 
         render_why(answer, Console())
 
 
+def _instant(text: str | None) -> datetime | None:
+    """--end as a time (UTC unless it names a zone)."""
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise ReckonError(f"--end {text!r} is not an ISO 8601 time (e.g. 2026-12-04T21:00 or 2026-12-04T21:00+01:00)") \
+            from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def costs(
-        hours: float = typer.Option(24.0, min=0.001, help="report window, ending now"),
+        hours: float = typer.Option(24.0, min=0.001, help="report window, ending now (or at --end)"),
+        end: Optional[str] = typer.Option(None, help="the window's end, ISO 8601 (UTC unless it names a zone) "
+                                          "[default: now]"),
         tenant: Optional[str] = typer.Option(None, help="only this tenant"),
         json_out: bool = typer.Option(False, "--json", help="print the report as JSON (money as decimal strings)"),
         html: Optional[Path] = typer.Option(None, "--html", dir_okay=False, help="write a self-contained HTML report"),
@@ -180,7 +198,7 @@ def register(app: typer.Typer) -> None:
                        f"were recorded with; `--load-prices {escape(str(settings.price_sheet or DEFAULT_SHEET))}` "
                        "re-prices this report under it with these overrides")
         try:
-            request = ReportRequest(hours=hours, tenant=tenant, series=html is not None, audit=audit,
+            request = ReportRequest(hours=hours, end=_instant(end), tenant=tenant, series=html is not None, audit=audit,
                                     sheet_version=reprice, idle=idle,  # type: ignore[arg-type]
                                     attribution_window_s=attribution_window_s or settings.attribution_window_s)
         except ValueError as exc:

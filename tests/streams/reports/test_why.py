@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -180,6 +181,15 @@ def test_costs_why_reads_the_store_and_names_the_cause(tmp_path: Path) -> None:
     text = subprocess.run([sys.executable, "-m", "reckon.streams.cli.main", "costs", "--why", "--hours", "1"],
                           env=env, capture_output=True, text=True, timeout=300)
     assert text.returncode == 0 and "By part" in text.stdout and "v2" in text.stdout, text.stderr[-2000:]
+    # --end: the same windows ending then (an hour back, the later one is the earlier one above)
+    at = datetime.fromtimestamp(now - 3600, timezone.utc).isoformat()
+    back = subprocess.run([sys.executable, "-m", "reckon.streams.cli.main", "costs", "--why", "--hours", "1",
+                           "--end", at, "--json"], env=env, capture_output=True, text=True, timeout=300)
+    earlier = json.loads(back.stdout.strip().splitlines()[-1])
+    assert earlier["after"]["recommendations"] == 600 and earlier["before"]["recommendations"] == 0
+    bad = subprocess.run([sys.executable, "-m", "reckon.streams.cli.main", "costs", "--end", "yesterday"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "--end 'yesterday' is not an ISO 8601 time" in bad.stderr
     refused = subprocess.run([sys.executable, "-m", "reckon.streams.cli.main", "costs", "--why", "--html",
                               str(tmp_path / "r.html")], env=env, capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "--why compares two windows" in refused.stderr
