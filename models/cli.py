@@ -111,8 +111,18 @@ HourOpt = Annotated[Optional[float], typer.Option("--device-hour-usd", callback=
                                                   help="device price per hour [default: 0.0624 cpu, 2.50 cuda: the default price sheet's]")]
 
 
-def _default_protocol(fmt: Format) -> str:
-    return "sampled100" if fmt is Format.sasrec else "full"
+def _default_protocol(fmt: Format, num_items: int, *evalsets: Any) -> str:
+    """SASRec's 100 sampled negatives for sasrec data, full ranking otherwise; and full ranking
+    where the catalog leaves some example fewer than 100 items to sample (said on stderr)."""
+    from reckon.models.training.evaluate import negatives_fit
+
+    if fmt is not Format.sasrec:
+        return "full"
+    if all(negatives_fit(data, num_items) for data in evalsets):
+        return "sampled100"
+    _err.print(f"note: {num_items:,} items leave some example fewer than 100 to sample as negatives: ranked "
+               "against every item (full) instead", highlight=False, soft_wrap=True)
+    return "full"
 
 
 def _fail(message: str) -> None:
@@ -255,7 +265,7 @@ def train_cmd(
         empty = _no_training_data(data, dataset)
         if empty:
             raise ValueError(empty)
-        protocol = _default_protocol(Format(fmt))
+        protocol = _default_protocol(Format(fmt), dataset.num_items, dataset.valid, dataset.test)
         model_cfg, train_cfg = configs(preset, dataset.num_items, {
             **overrides, "query_buckets": query_buckets, "seed": seed, "time_budget": time_budget,
             "device": device, "valid_protocol": protocol})
@@ -373,7 +383,7 @@ def eval_cmd(
             raise ValueError(f"nothing to evaluate: {data} gives no {split} examples{why}")
         if limit:
             evalset = evalset.subset(limit)
-        proto = protocol.value if protocol else _default_protocol(fmt)
+        proto = protocol.value if protocol else _default_protocol(fmt, dataset.num_items, evalset)
         if variant is EvalVariant.torch:
             metrics = evaluate_model(load_checkpoint(mv.path / "model.pt"), evalset, proto)
         else:
@@ -427,7 +437,8 @@ def export_cmd(
                                  f"{model.config.num_items}")
             mv = publish(model, Registry(registry), dataset.item_ids, dataset.description,
                          training={"checkpoint": str(checkpoint)},
-                         eval_set=dataset.test, protocol=_default_protocol(fmt), measure_seconds=measure_seconds,
+                         eval_set=dataset.test, protocol=_default_protocol(fmt, dataset.num_items, dataset.test),
+                         measure_seconds=measure_seconds,
                          quality_limit=quality_limit,
                          device_hour_usd=device_hour_usd or DEVICE_HOUR_USD["cpu"], promote=promote)
         else:

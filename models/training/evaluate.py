@@ -58,6 +58,18 @@ def sample_negatives(data: EvalSet, num_items: int, n: int = 100, seed: int = 0)
     return out
 
 
+def negatives_fit(data: EvalSet, num_items: int, n: int = 100) -> bool:
+    """Whether every example has `n` items to sample as negatives (neither its target nor an
+    item its user touched): a catalog of a few dozen items has not."""
+    for i in range(len(data)):
+        banned = {int(data.targets[i])}
+        if data.seen is not None:
+            banned.update(data.seen[i].tolist())
+        if num_items - len(banned) < n:
+            return False
+    return True
+
+
 def _candidates(data: EvalSet, protocol: Protocol, num_items: int, seed: int) -> np.ndarray | None:
     if protocol == "full":
         return None

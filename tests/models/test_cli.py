@@ -355,3 +355,22 @@ def test_model_list_says_which_hr_was_ranked_against_100_sampled_items(tmp_path:
     assert "0.560 (100)" in row and "hr@10 (100): ranked against 100 sampled items" in r.stdout, r.stdout
     wide = CliRunner().invoke(app, ["model", "list", "--registry", str(path), "--wide"], env={"COLUMNS": "200"})
     assert "(test, 100 sampled items)" in next(line for line in wide.stdout.splitlines() if sampled in line)
+
+
+def test_sasrec_data_with_a_small_catalog_is_ranked_in_full_not_refused_after_training(tmp_path: Path) -> None:
+    """40 items cannot give an example 100 negatives: the first validation failed the run."""
+    import random
+
+    rng = random.Random(2)
+    data = tmp_path / "small.txt"
+    data.write_text("".join(f"{u} {rng.randint(1, 40)}\n" for u in range(1, 61) for _ in range(rng.randint(3, 12))))
+    reg = tmp_path / "reg"
+    r = CliRunner().invoke(make_app(), ["train", str(data), "--format", "sasrec", "--epochs", "1", "--hidden", "16",
+                                        "--registry", str(reg), "--json"])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads(r.stdout.strip().splitlines()[-1])
+    assert manifest["metrics"]["protocol"] == "full" and manifest["training"]["valid_protocol"] == "full"
+    assert "40 items leave some example fewer than 100 to sample as negatives" in r.stderr
+    r = CliRunner().invoke(make_app(), ["eval", str(data), "--format", "sasrec", "--registry", str(reg),
+                                        "--version", manifest["version"], "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["protocol"] == "full", r.output
