@@ -162,6 +162,8 @@ def _replayed_file(file: Path, format: str) -> Path:
     if format != "sessions":
         raise ReckonError(f"--file {file} is a folder: --format {format} replays one JSONL file")
     sessions = file / "train_sessions.txt"
+    if not sessions.is_file() and (file / "train_sessions.txt.gz").is_file():
+        sessions = file / "train_sessions.txt.gz"
     if not sessions.is_file():
         raise ReckonError(f"--file {file}: a sessions folder holds train_sessions.txt (as `reckon train` reads it); "
                           "this one has none")

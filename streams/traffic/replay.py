@@ -4,6 +4,7 @@ session file (one session per line, item ids separated by spaces, e.g. Diginetic
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import threading
 import time
@@ -32,53 +33,63 @@ _BOM = b"\xef\xbb\xbf"        # editors put it before the first line; no event s
 Verdict = Callable[[str, bytes], str]
 
 
+def _lines(path: Path, limit: int = -1) -> Iterator[bytes]:
+    """The file's lines (each at most `limit` bytes when given); a gzip file, known by its first
+    bytes as `reckon train` knows it, is read through, and a cut or corrupt one named."""
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
+    with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as fh:
+        try:
+            yield from iter(lambda: fh.readline(limit), b"")
+        except (OSError, EOFError) as exc:
+            raise ReckonError(f"{path}: not a readable gzip file ({exc})") from None
+
+
 def records_from_jsonl(path: Path, verdict: Verdict = lambda topic, raw: "") -> Iterator[Record]:
     """Each line is one event; `query` makes it a search, anything else goes to clicks.
     Lines are passed on as they are: the worker validates and dead-letters; `valid` is
     `verdict`'s (the CLI passes the contract's; this layer is below it)."""
-    with open(path, "rb") as fh:
-        for line_no, raw in enumerate(iter(lambda: fh.readline(MAX_LINE_BYTES + 1), b""), 1):
-            if len(raw) > MAX_LINE_BYTES:   # /dev/zero, a binary file: stop before memory does
-                raise ReckonError(f"{path}:{line_no}: a line over {MAX_LINE_BYTES} bytes; "
-                                  "is this a JSONL file of events?")
-            raw = (raw.removeprefix(_BOM) if line_no == 1 else raw).strip()
-            if not raw:
-                continue
-            try:
-                doc = json.loads(raw)
-            except ValueError:
-                yield Record("clicks", b"", raw, False, "not_json")
-                continue
-            except RecursionError:
-                yield Record("clicks", b"", raw, False, "too_deep")
-                continue
-            topic = topic_for(doc)
-            # A key only picks the partition: the user id as the contract reads it (a string or
-            # an integer); a hostile one (a lone surrogate, a nested value) must not stop the replay.
-            user = doc.get("user_id") if isinstance(doc, dict) else None
-            valid_type = isinstance(user, (str, int)) and not isinstance(user, bool)
-            key = str(user).encode("utf-8", "backslashreplace") if valid_type else b""
-            reason = verdict(topic, raw)
-            yield Record(topic, key, raw, not reason, reason)
+    for line_no, raw in enumerate(_lines(path, MAX_LINE_BYTES + 1), 1):
+        if len(raw) > MAX_LINE_BYTES:   # /dev/zero, a binary file: stop before memory does
+            raise ReckonError(f"{path}:{line_no}: a line over {MAX_LINE_BYTES} bytes; "
+                              "is this a JSONL file of events?")
+        raw = (raw.removeprefix(_BOM) if line_no == 1 else raw).strip()
+        if not raw:
+            continue
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            yield Record("clicks", b"", raw, False, "not_json")
+            continue
+        except RecursionError:
+            yield Record("clicks", b"", raw, False, "too_deep")
+            continue
+        topic = topic_for(doc)
+        # A key only picks the partition: the user id as the contract reads it (a string or
+        # an integer); a hostile one (a lone surrogate, a nested value) must not stop the replay.
+        user = doc.get("user_id") if isinstance(doc, dict) else None
+        valid_type = isinstance(user, (str, int)) and not isinstance(user, bool)
+        key = str(user).encode("utf-8", "backslashreplace") if valid_type else b""
+        reason = verdict(topic, raw)
+        yield Record(topic, key, raw, not reason, reason)
 
 
 def records_from_sessions(path: Path, start_ts: float | None = None) -> Iterator[Record]:
     """Session format: a line is one anonymous session, so the session is the user."""
     ts = time.time() - 3600 if start_ts is None else start_ts
-    with open(path, "rb") as fh:
-        for line_no, raw_line in enumerate(fh, 1):
-            try:
-                items = raw_line.decode("utf-8").split()
-            except UnicodeDecodeError:
-                raise ReckonError(f"{path}:{line_no}: not UTF-8 text") from None
-            if not all(i.isascii() and i.isdigit() and len(i) <= MAX_ID_CHARS for i in items):
-                raise ReckonError(f"{path}:{line_no}: expected numeric item ids (at most {MAX_ID_CHARS} "
-                                  "digits) separated by spaces")
-            for pos, item in enumerate(items):
-                ts += 0.001
-                event = {"event_id": f"s{line_no}-{pos}", "user_id": f"s{line_no}", "item_id": item,
-                         "action": "view", "ts": round(ts, 3), "session_id": f"s{line_no}"}
-                yield Record("clicks", event["user_id"].encode(), json.dumps(event).encode(), True)
+    for line_no, raw_line in enumerate(_lines(path), 1):
+        try:
+            items = raw_line.decode("utf-8").split()
+        except UnicodeDecodeError:
+            raise ReckonError(f"{path}:{line_no}: not UTF-8 text") from None
+        if not all(i.isascii() and i.isdigit() and len(i) <= MAX_ID_CHARS for i in items):
+            raise ReckonError(f"{path}:{line_no}: expected numeric item ids (at most {MAX_ID_CHARS} "
+                              "digits) separated by spaces")
+        for pos, item in enumerate(items):
+            ts += 0.001
+            event = {"event_id": f"s{line_no}-{pos}", "user_id": f"s{line_no}", "item_id": item,
+                     "action": "view", "ts": round(ts, 3), "session_id": f"s{line_no}"}
+            yield Record("clicks", event["user_id"].encode(), json.dumps(event).encode(), True)
 
 
 async def produce(bootstrap: str, records: Iterable[Record], rate: float = 0.0,

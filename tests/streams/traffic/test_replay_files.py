@@ -91,6 +91,7 @@ def test_a_bad_line_stops_the_replay_saying_what_was_sent_before_it(fresh_broker
 @pytest.mark.integration
 def test_reckon_replay_says_what_the_worker_will_refuse_and_fails_when_it_is_everything(fresh_broker, tmp_path) -> None:
     """A file of 'user item' lines replayed as events was 100 % dead-lettered, exit 0, no word."""
+    import gzip
     import os
     import subprocess
     import sys
@@ -135,6 +136,13 @@ def test_reckon_replay_says_what_the_worker_will_refuse_and_fails_when_it_is_eve
     clicked = [json.loads(m.value)["item_id"] for m in read_topic(fresh_broker.bootstrap_servers, "clicks", 7,
                                                                     timeout_s=20)]
     assert sorted(clicked) == ["11", "12", "13"] + ["i1"] * 4          # beside the 4 of the events file above
+    packed = tmp_path / "packed"                       # gzipped, as `reckon train` reads it
+    packed.mkdir()
+    (packed / "train_sessions.txt.gz").write_bytes(gzip.compress(b"21 22\n"))
+    assert json.loads(replay(packed, "--format", "sessions").stdout)["valid"] == 2
+    (tmp_path / "cut.jsonl.gz").write_bytes(gzip.compress(json.dumps(good).encode() * 50)[:30])
+    cut = replay(tmp_path / "cut.jsonl.gz")
+    assert cut.returncode == 2 and "cut.jsonl.gz: not a readable gzip file" in cut.stderr, cut.stderr
     events_folder = replay(folder)
     assert events_folder.returncode == 2 and events_folder.stderr.strip() == (
         f"error: --file {folder} is a folder: --format events replays one JSONL file")
