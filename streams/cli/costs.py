@@ -136,7 +136,7 @@ def online_quality(hours: float) -> tuple[dict[str, dict], str | None]:
 
 
 def _why(settings: Settings, request: ReportRequest, url: str | None, json_out: bool, other_output: bool) -> None:
-    """`reckon costs --why`: the window ending now against the one before it (streams/reports/why.py)."""
+    """`reckon costs --why`: the window (ending now, or at --end) against the one before it (streams/reports/why.py)."""
     if other_output:
         raise ReckonError("--why compares two windows as text or --json: leave out --html, --audit, --reprice "
                           "and --load-prices")
