@@ -135,10 +135,11 @@ def online_quality(hours: float) -> tuple[dict[str, dict], str | None]:
     return {row["model_version"]: row for row in report["online_quality"]["by_version"]}, None
 
 
-def _why(settings: Settings, request: ReportRequest, url: str | None, json_out: bool, other_output: bool) -> None:
+def _why(settings: Settings, request: ReportRequest, url: str | None, json_out: bool, html: Path | None,
+         other_output: bool) -> None:
     """`reckon costs --why`: the window (ending now, or at --end) against the one before it (streams/reports/why.py)."""
     if other_output:
-        raise ReckonError("--why compares two windows as text or --json: leave out --html, --audit, --reprice "
+        raise ReckonError("--why compares two windows (text, --json or --html): leave out --audit, --reprice "
                           "and --load-prices")
     end = request.end or datetime.now(timezone.utc)
     try:
@@ -148,9 +149,14 @@ def _why(settings: Settings, request: ReportRequest, url: str | None, json_out: 
         raise ReckonError(f"--why: {exc}") from None
     (before, after), source = fetch_reports(settings, windows, url)
     answer = explain(before, after)
+    if html is not None:
+        from reckon.streams.reports.html import render_why_html
+
+        html.write_text(render_why_html(answer), encoding="utf-8")
+        _err.print(f"wrote {escape(str(html))}")
     if json_out:
         sys.stdout.write(json.dumps({**answer, "source": source}) + "\n")
-    else:
+    elif html is None:
         render_why(answer, Console())
 
 
@@ -203,13 +209,12 @@ def register(app: typer.Typer) -> None:
                                     attribution_window_s=attribution_window_s or settings.attribution_window_s)
         except ValueError as exc:
             raise ReckonError(str(exc)) from None
-        if why:
-            _why(settings, request, url, json_out, html is not None or audit or reprice is not None
-                 or load_prices is not None)
-            return
         if html is not None and not (html.parent.is_dir() and os.access(html.parent, os.W_OK | os.X_OK)):
             # before the report is built (a store's whole window may take a while), not after
             raise ReckonError(f"--html {html}: {html.parent} is not a writable directory")
+        if why:
+            _why(settings, request, url, json_out, html, audit or reprice is not None or load_prices is not None)
+            return
         report, source = fetch_report(settings, request, url, load_prices)
         if tenant is not None and not report.get("by_tenant"):
             _err.print(f"tenant {escape(repr(tenant))} has no recorded work in these {hours:g} h (a misspelling?): "

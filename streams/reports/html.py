@@ -22,7 +22,7 @@ import plotly.io as pio
 
 from reckon.streams.costs import figures as F
 from reckon.streams.reports.format import count, share, usd
-from reckon.streams.reports.tables import METRIC_LABELS, minute, report_tables
+from reckon.streams.reports.tables import METRIC_LABELS, minute, report_tables, signed_usd, why_tables
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
@@ -67,6 +67,27 @@ def render_html(report: dict) -> str:
 def write_html(report: dict, path: Path) -> Path:
     path.write_text(render_html(report), encoding="utf-8")
     return path
+
+
+def render_why_html(answer: dict) -> str:
+    """`reckon costs --why --html`: the same windows, tables and summary as the text."""
+    b, a = answer["before"], answer["after"]
+    w = a["window"]
+    head = (f"<h1>Why {html.escape(F.FULLY_LOADED_PER_1K.label)} moved</h1><p class='note'>{minute(w['start'])} to "
+            f"{minute(w['end'])} UTC against the {w['hours']:g} h before"
+            + (f", tenant {html.escape(w['tenant'])}" if w["tenant"] else ", all tenants")
+            + ". Definitions: README, &ldquo;What the cost figures mean&rdquo;.</p>"
+            f"<p>recommendations {count(b['recommendations'])} &rarr; {count(a['recommendations'])}; "
+            f"{html.escape(F.TOTAL.label)} {usd(b[F.TOTAL.key])} &rarr; {usd(a[F.TOTAL.key])}</p>")
+    body = ""
+    if answer["comparable"]:
+        per_1k = answer["fully_loaded_cost_per_1k"]
+        body = (f"<p>{html.escape(F.FULLY_LOADED_PER_1K.label)} {usd(per_1k['before_usd'])} &rarr; "
+                f"{usd(per_1k['after_usd'])} ({html.escape(signed_usd(per_1k['change_usd']))})</p>"
+                + "".join(_table(t.title, t.rows, t.columns, t.note) for t in why_tables(answer)))
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Reckon: why cost per 1k moved</title>"
+            f"<style>{_STYLE}</style></head><body>{head}{body}<p><b>{html.escape(answer['summary'])}</b></p>"
+            "</body></html>")
 
 
 def _totals(t: dict) -> str:

@@ -139,6 +139,39 @@ def _quality_columns(labels: tuple[str, ...], *wide_only: str) -> list[Column]:
             for label in labels]
 
 
+def why_tables(answer: dict) -> list[ReportTable]:
+    """`reckon costs --why` (streams/reports/why.py): the change by part, the workload by version."""
+    versions = answer["workload_by_version"]
+    return [
+        ReportTable("By part (per 1k; the changes add up)", answer["parts"], [
+            Column("part", lambda r: r["part"]),
+            Column("before", lambda r: usd(r["per_1k_before_usd"])),
+            Column("after", lambda r: usd(r["per_1k_after_usd"])),
+            Column("change", lambda r: signed_usd(r["change_per_1k_usd"])),
+            Column("from its cost", lambda r: signed_usd(r["from_cost_per_1k_usd"])),
+            Column("from volume", lambda r: signed_usd(r["from_volume_per_1k_usd"]))]),
+        ReportTable(f"{F.WORKLOAD_PER_1K.label} by model version", versions["versions"], [
+            Column("model version", lambda r: r["model_version"]),
+            Column("before", lambda r: usd(r["workload_cost_per_1k_before_usd"])),
+            Column("after", lambda r: usd(r["workload_cost_per_1k_after_usd"])),
+            Column("share of recs", lambda r: f"{share(r['share_before'])} -> {share(r['share_after'])}"),
+            Column("CPU ms per rec", lambda r: " -> ".join(
+                _milliseconds(r[f"cpu_ms_per_recommendation_{when}"]) for when in ("before", "after")))],
+            note=f"{F.WORKLOAD_PER_1K.label}'s change: {signed_usd(versions['from_mix_per_1k_usd'])} from the mix of "
+                 f"versions, {signed_usd(versions['from_versions_own_cost_per_1k_usd'])} from their own cost per "
+                 "recommendation"),
+    ]
+
+
+def _milliseconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def signed_usd(value: str) -> str:
+    """A change in dollars: '+$0.0650', '-$0.000660', '$0'."""
+    return usd(value) if Decimal(value) <= 0 else "+" + usd(value)
+
+
 def minute(iso: str) -> str:
     return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M")
 

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from reckon.streams.costs import figures as F
 from reckon.streams.reports.format import count, share, usd
-from reckon.streams.reports.tables import ReportTable, minute, report_tables
+from reckon.streams.reports.tables import ReportTable, minute, report_tables, signed_usd, why_tables
 
 
 def render_text(report: dict, console: Console, wide: bool = False) -> None:
@@ -104,45 +104,11 @@ def render_why(answer: dict, console: Console) -> None:
                   f"{a['window']['hours']:g} h before")
     console.print(f"recommendations {count(b['recommendations'])} -> {count(a['recommendations'])}; "
                   f"{F.TOTAL.label} {usd(b[F.TOTAL.key])} -> {usd(a[F.TOTAL.key])}")
-    if not answer["comparable"]:
-        console.print(escape(answer["summary"]))
-        return
-    per_1k = answer["fully_loaded_cost_per_1k"]
-    console.print(f"{F.FULLY_LOADED_PER_1K.label} {usd(per_1k['before_usd'])} -> {usd(per_1k['after_usd'])} "
-                  f"({_signed(per_1k['change_usd'])})")
-    parts = Table(title="By part (per 1k; the changes add up)", title_justify="left", title_style="bold",
-                  box=None, pad_edge=False, header_style="bold")
-    for header in ("part", "before", "after", "change", "from its cost", "from volume"):
-        parts.add_column(header, justify="left" if header == "part" else "right", no_wrap=True)
-    for row in answer["parts"]:
-        parts.add_row(row["part"], usd(row["per_1k_before_usd"]), usd(row["per_1k_after_usd"]),
-                      _signed(row["change_per_1k_usd"]), _signed(row["from_cost_per_1k_usd"]),
-                      _signed(row["from_volume_per_1k_usd"]))
-    console.print()
-    console.print(parts)
-    versions = answer["workload_by_version"]
-    table = Table(title=f"{F.WORKLOAD_PER_1K.label} by model version", title_justify="left", title_style="bold",
-                  box=None, pad_edge=False, header_style="bold")
-    table.add_column("model version", justify="left", overflow="fold", min_width=12)
-    for header in ("before", "after", "share of recs", "CPU ms per rec"):
-        table.add_column(header, justify="right", no_wrap=True)
-    for row in versions["versions"]:
-        table.add_row(Text(row["model_version"]), usd(row["workload_cost_per_1k_before_usd"]),
-                      usd(row["workload_cost_per_1k_after_usd"]),
-                      f"{share(row['share_before'])} -> {share(row['share_after'])}",
-                      " -> ".join(_ms(row[f"cpu_ms_per_recommendation_{when}"]) for when in ("before", "after")))
-    console.print()
-    console.print(table)
-    console.print(f"[dim]{F.WORKLOAD_PER_1K.label}'s change: {_signed(versions['from_mix_per_1k_usd'])} from the "
-                  f"mix of versions, {_signed(versions['from_versions_own_cost_per_1k_usd'])} from their own "
-                  "cost per recommendation[/dim]")
-    console.print()
+    if answer["comparable"]:
+        per_1k = answer["fully_loaded_cost_per_1k"]
+        console.print(f"{F.FULLY_LOADED_PER_1K.label} {usd(per_1k['before_usd'])} -> {usd(per_1k['after_usd'])} "
+                      f"({signed_usd(per_1k['change_usd'])})")
+        for table in why_tables(answer):
+            _table(console, table, wide=True)
+        console.print()
     console.print(escape(answer["summary"]))
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3g}"
-
-
-def _signed(value: str) -> str:
-    return usd(value) if Decimal(value) <= 0 else "+" + usd(value)

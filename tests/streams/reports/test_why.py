@@ -115,6 +115,16 @@ def test_a_window_without_recommendations_has_no_per_1k_to_compare() -> None:
     assert _change(same) == 0 and same["summary"] == "fully loaded cost per 1k did not change"
 
 
+def test_the_html_page_escapes_names_from_the_data() -> None:
+    from reckon.streams.reports.html import render_why_html
+
+    hostile = "<script>alert(1)</script>"
+    before = _report({"v1": 1000}, {"v1": "0.010"}, idle="0.50", people="1.50", ops="0.20")
+    after = _report({hostile: 250}, {hostile: "0.0025"}, idle="0.55", people="1.50", ops="0.20")
+    page = render_why_html(explain(before, after))
+    assert hostile not in page and "&lt;script&gt;" in page and "By part" in page
+
+
 def test_text_names_each_part_and_fits_80_columns() -> None:
     before = _report({"v1": 1000}, {"v1": "0.010"}, idle="0.50", people="1.50", ops="0.20")
     after = _report({"v1": 250, "v2-" + "x" * 60: 50}, {"v1": "0.0025", "v2-" + "x" * 60: "0.02"}, idle="0.55",
@@ -190,7 +200,11 @@ def test_costs_why_reads_the_store_and_names_the_cause(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "reckon.streams.cli.main", "costs", "--end", "yesterday"], env=env,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "--end 'yesterday' is not an ISO 8601 time" in bad.stderr
-    refused = subprocess.run([sys.executable, "-m", "reckon.streams.cli.main", "costs", "--why", "--html",
-                              str(tmp_path / "r.html")], env=env, capture_output=True, text=True, timeout=300)
+    page = subprocess.run([sys.executable, "-m", "reckon.streams.cli.main", "costs", "--why", "--hours", "1", "--html",
+                           str(tmp_path / "why.html")], env=env, capture_output=True, text=True, timeout=300)
+    assert page.returncode == 0 and page.stdout == "", page.stderr[-2000:]
+    written = (tmp_path / "why.html").read_text()
+    assert "By part (per 1k; the changes add up)" in written and "mostly volume" in written
+    refused = subprocess.run([sys.executable, "-m", "reckon.streams.cli.main", "costs", "--why", "--audit"],
+                             env=env, capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "--why compares two windows" in refused.stderr
-    assert not (tmp_path / "r.html").exists()
