@@ -158,6 +158,11 @@ def _looks_like_user_item(lines: list[np.ndarray]) -> bool:
     return float(np.mean(firsts[1:] == firsts[:-1])) >= 0.5
 
 
+# Far past any line of the three formats (an event, a session, a pair): a file without line breaks
+# (binary, or a gzip bomb) is refused at this length, not read whole into memory.
+MAX_LINE_CHARS = 16 * 1024 * 1024
+
+
 def _open_lines(path: Path) -> Iterator[tuple[int, str]]:
     """The file's lines, numbered; a gzip file (known by its first bytes) is read through."""
     if not path.is_file():
@@ -166,7 +171,9 @@ def _open_lines(path: Path) -> Iterator[tuple[int, str]]:
         gzipped = probe.read(2) == b"\x1f\x8b"
     with (gzip.open(path, "rt", encoding="utf-8") if gzipped else path.open(encoding="utf-8")) as fh:
         try:
-            for lineno, line in enumerate(fh, start=1):
+            for lineno, line in enumerate(iter(lambda: fh.readline(MAX_LINE_CHARS + 1), ""), start=1):
+                if len(line) > MAX_LINE_CHARS:
+                    raise DataFormatError(path, lineno, f"a line over {MAX_LINE_CHARS:,} characters: a binary file?")
                 yield lineno, line.rstrip("\n")
         except UnicodeDecodeError:      # decoded a block at a time: no exact line to name
             raise DataFormatError(path, None, "not UTF-8 text") from None

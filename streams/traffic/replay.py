@@ -33,9 +33,9 @@ _BOM = b"\xef\xbb\xbf"        # editors put it before the first line; no event s
 Verdict = Callable[[str, bytes], str]
 
 
-def _lines(path: Path, limit: int = -1) -> Iterator[bytes]:
-    """The file's lines (each at most `limit` bytes when given); a gzip file, known by its first
-    bytes as `reckon train` knows it, is read through, and a cut or corrupt one named."""
+def _lines(path: Path, limit: int) -> Iterator[bytes]:
+    """The file's lines, each cut at `limit` bytes; a gzip file, known by its first bytes as
+    `reckon train` knows it, is read through, and a cut or corrupt one named."""
     with open(path, "rb") as probe:
         gzipped = probe.read(2) == b"\x1f\x8b"
     with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as fh:
@@ -77,7 +77,9 @@ def records_from_jsonl(path: Path, verdict: Verdict = lambda topic, raw: "") -> 
 def records_from_sessions(path: Path, start_ts: float | None = None) -> Iterator[Record]:
     """Session format: a line is one anonymous session, so the session is the user."""
     ts = time.time() - 3600 if start_ts is None else start_ts
-    for line_no, raw_line in enumerate(_lines(path), 1):
+    for line_no, raw_line in enumerate(_lines(path, MAX_LINE_BYTES + 1), 1):
+        if len(raw_line) > MAX_LINE_BYTES:    # a binary file, a gzip bomb: stop before memory does
+            raise ReckonError(f"{path}:{line_no}: a line over {MAX_LINE_BYTES} bytes; is this a sessions file?")
         try:
             items = raw_line.decode("utf-8").split()
         except UnicodeDecodeError:

@@ -197,3 +197,16 @@ def test_a_gzipped_file_is_read_and_a_broken_one_named(tmp_path: Path) -> None:
     broken.write_bytes(gzip.compress(b"1 2 3\n" * 1000)[:40])
     with pytest.raises(DataFormatError, match="cut.txt.gz: not a readable gzip file"):
         load_sessions(broken)
+
+
+def test_a_file_without_line_breaks_is_refused_at_a_bound_not_read_whole(tmp_path: Path) -> None:
+    """A gzip bomb (or any binary file) was one line, read whole into memory before any check."""
+    import gzip
+
+    from reckon.models.training.data import MAX_LINE_CHARS
+
+    bomb = tmp_path / "bomb.txt.gz"
+    bomb.write_bytes(gzip.compress(b"1" * (MAX_LINE_CHARS + 10)))
+    for fmt in ("sessions", "sasrec", "events"):
+        with pytest.raises(DataFormatError, match=f"bomb.txt.gz:1: a line over {MAX_LINE_CHARS:,} characters"):
+            load_dataset(bomb, fmt)

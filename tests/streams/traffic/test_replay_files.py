@@ -143,6 +143,9 @@ def test_reckon_replay_says_what_the_worker_will_refuse_and_fails_when_it_is_eve
     (tmp_path / "cut.jsonl.gz").write_bytes(gzip.compress(json.dumps(good).encode() * 50)[:30])
     cut = replay(tmp_path / "cut.jsonl.gz")
     assert cut.returncode == 2 and "cut.jsonl.gz: not a readable gzip file" in cut.stderr, cut.stderr
+    (tmp_path / "bomb.txt.gz").write_bytes(gzip.compress(b"7" * 600_000))      # one line, no breaks
+    bomb = replay(tmp_path / "bomb.txt.gz", "--format", "sessions")
+    assert bomb.returncode == 2 and "bomb.txt.gz:1: a line over 524288 bytes; is this a sessions file?" in bomb.stderr
     events_folder = replay(folder)
     assert events_folder.returncode == 2 and events_folder.stderr.strip() == (
         f"error: --file {folder} is a folder: --format events replays one JSONL file")
