@@ -73,6 +73,35 @@ def applied(ch: ClickHouse) -> dict[int, str]:
     return dict(ch.query("SELECT version, checksum FROM schema_migrations", tag="migrate"))
 
 
+# A migration that rebuilds a table (copies it, then renames the copy into its place) loses what
+# a sink inserts into the old one meanwhile: on a server it waits for the table to be this quiet.
+QUIET_S = 60
+_RENAME = re.compile(r"RENAME\s+TABLE\s+(.+)", re.IGNORECASE | re.DOTALL)
+
+
+def rebuilt_tables(statements: list[str]) -> set[str]:
+    """The tables a migration renames away (`RENAME TABLE a TO b, c TO a`: a and c)."""
+    found: set[str] = set()
+    for statement in statements:
+        match = _RENAME.match(statement)
+        if match:
+            found.update(pair.split()[0].strip("`") for pair in match.group(1).split(",") if pair.strip())
+    return found
+
+
+def check_quiet(ch: ClickHouse, name: str, statements: list[str], quiet_s: float = QUIET_S) -> None:
+    """Refuse (MigrationError) a migration that rebuilds a table something inserted into within
+    `quiet_s` seconds: a sink still writing would lose those rows to the table replaced."""
+    for table in sorted(rebuilt_tables(statements)):
+        age = ch.query("SELECT dateDiff('second', max(modification_time), now()) FROM system.parts "
+                       "WHERE database = currentDatabase() AND table = {table:String} AND active",
+                       {"table": table}, tag="migrate")[0][0]
+        if age is not None and 0 <= age < quiet_s:
+            raise MigrationError(f"{name} rebuilds {table}, which was written {age} s ago: stop the sinks writing to "
+                                 f"this ClickHouse (workers with RECKON_ROLE=all or sink), then migrate again "
+                                 f"(rows they insert meanwhile would be lost)")
+
+
 def migrate(ch: ClickHouse, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     """Apply every pending migration in order; returns those applied now."""
     done = applied(ch)
@@ -83,6 +112,8 @@ def migrate(ch: ClickHouse, directory: Path = MIGRATIONS_DIR) -> list[Migration]
                 raise MigrationError(
                     f"{migration.path.name} changed after it was applied; add a new migration instead")
             continue
+        if not ch.embedded:   # an embedded store has one process: no other sink can be writing it
+            check_quiet(ch, migration.path.name, migration.statements())
         for statement in migration.statements():
             try:
                 ch.command(statement, tag=f"migrate:{migration.version}")
@@ -103,6 +134,8 @@ def rollback(ch: ClickHouse, to_version: int, directory: Path = MIGRATIONS_DIR) 
             continue
         if not migration.down_path.exists():
             raise MigrationError(f"{migration.path.name} has no {migration.down_path.name}")
+        if not ch.embedded:
+            check_quiet(ch, migration.down_path.name, migration.statements(down=True))
         for statement in migration.statements(down=True):
             try:
                 ch.command(statement, tag=f"rollback:{migration.version}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reckon.streams.clickhouse.migrations import MIGRATIONS_DIR, discover, migrate
+from reckon.streams.clickhouse.migrations import MIGRATIONS_DIR, check_quiet, discover, migrate, rebuilt_tables
 from reckon.streams.core.errors import MigrationError
 
 # In a child process: chdb opens one store per process and the session store is taken.
@@ -70,3 +70,23 @@ def test_an_applied_migration_edited_later_is_refused(clickhouse, tmp_path: Path
     target.write_text(target.read_text() + "\n-- an innocent-looking edit\n")
     with pytest.raises(MigrationError, match="0006_prices.up.sql changed after it was applied"):
         migrate(clickhouse, copy)
+
+
+def test_a_migration_names_the_tables_it_rebuilds() -> None:
+    (rekey,) = [m for m in discover() if m.version == 17]
+    assert rebuilt_tables(rekey.statements()) == {"clicks_log", "clicks_log_rekeyed"}
+    assert rebuilt_tables(rekey.statements(down=True)) == {"clicks_log", "clicks_log_rekeyed"}
+    assert all(not rebuilt_tables(m.statements()) for m in discover() if m.version != 17)   # the others add
+
+
+@pytest.mark.integration
+def test_a_table_a_sink_just_wrote_is_not_rebuilt_under_it(clickhouse) -> None:
+    """0017 copies clicks_log and renames the copy into its place: a server's sink inserting
+    meanwhile wrote into the table replaced, and those rows were dropped with it."""
+    (rekey,) = [m for m in discover() if m.version == 17]
+    clickhouse.command("INSERT INTO clicks_log (event_id, ts, tenant, user_id, item_id, action, session_id) "
+                       "VALUES ('quiet-1', now64(3), 'quiet', 'u', 'i', 'view', 's')")
+    with pytest.raises(MigrationError, match=r"0017_events_keyed_by_user.up.sql rebuilds clicks_log, which was "
+                                             r"written \d+ s ago: stop the sinks"):
+        check_quiet(clickhouse, rekey.path.name, rekey.statements())
+    check_quiet(clickhouse, rekey.path.name, rekey.statements(), quiet_s=0)      # quiet long enough: it goes on
