@@ -41,9 +41,14 @@ def usd_strings(value: Any) -> Any:
     return value
 
 
+def usd_string(value: Decimal) -> str:
+    """Dollars as JSON carries them: a decimal string at 12 places, fixed point (never "4.2E-7")."""
+    return f"{value.quantize(_PLACES, rounding=ROUND_HALF_EVEN, context=_WIDE):f}"
+
+
 def _decimal_string(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None                  # not an amount (a manifest is read as Python's json reads NaN)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"{Decimal(repr(value)).quantize(_PLACES, rounding=ROUND_HALF_EVEN, context=_WIDE):f}"
+        return usd_string(Decimal(repr(value)))
     return usd_strings(value)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+from reckon.models.core.money import usd_string
 from reckon.streams.clickhouse.client import ClickHouse
 from reckon.streams.core.ids import MAX_ID_CHARS, printable_id
 from reckon.streams.costs import figures as F
@@ -153,11 +154,11 @@ def build_report(ch: ClickHouse, request: ReportRequest) -> dict:
         "by_version": _rows("model_version", mine, pairs,
                             _latency(ch, "model_version", start, end, request.tenant), attribution),
         "by_tenant": _rows("tenant", mine, pairs, _latency(ch, "tenant", start, end, request.tenant), None),
-        "by_component": [{"kind": kind, **{f"{c}_usd": _money(_dec(kinds[kind].get(f"{c}_usd"))) for c in COMPONENTS},
-                          "cost_usd": _money(usd[kind])} for kind in KINDS if kind in kinds],
+        "by_component": [{"kind": kind, **{f"{c}_usd": usd_string(_dec(kinds[kind].get(f"{c}_usd"))) for c in COMPONENTS},
+                          "cost_usd": usd_string(usd[kind])} for kind in KINDS if kind in kinds],
         "idle": [_capacity_row(r) for r in capacity],
         "clickhouse": [{"table": r["table"], "bytes": int(r["bytes"]), "rows": int(r["rows"]),
-                        "cost_usd": _money(_dec(r["cost_usd"]))}
+                        "cost_usd": usd_string(_dec(r["cost_usd"]))}
                        for r in ch.query_dicts(*clickhouse_query(start, end), tag="costs:clickhouse")],
         "alerts": recent_alerts(ch, start, tenant=request.tenant),
         "online_quality": _online_quality(ch, request, start, end),
@@ -166,13 +167,13 @@ def build_report(ch: ClickHouse, request: ReportRequest) -> dict:
         report["series"] = _series(ch, start, end, request)
     if request.audit:
         audit = ch.query_dicts(*audit_query(), tag="costs:audit")[0]
-        report["audit"] = {k: _money(_dec(v)) if k.endswith("_usd") else int(v) for k, v in audit.items()}
+        report["audit"] = {k: usd_string(_dec(v)) if k.endswith("_usd") else int(v) for k, v in audit.items()}
     if request.sheet_version is not None:
         # By kind too: idle and shared rows are workers', with no version to group them by.
         report["reprice"] = {"sheet_version": request.sheet_version, "by_version": [
-            {"kind": r["kind"], "model_version": r["model_version"], "stored_usd": _money(_dec(r["stored_usd"])),
-             "repriced_usd": _money(_dec(r["repriced_usd"])), "cost_rows": int(r["cost_rows"]),
-             "change_usd": _money(price_change(_dec(r["stored_usd"]), _dec(r["repriced_usd"]), int(r["cost_rows"])))}
+            {"kind": r["kind"], "model_version": r["model_version"], "stored_usd": usd_string(_dec(r["stored_usd"])),
+             "repriced_usd": usd_string(_dec(r["repriced_usd"])), "cost_rows": int(r["cost_rows"]),
+             "change_usd": usd_string(price_change(_dec(r["stored_usd"]), _dec(r["repriced_usd"]), int(r["cost_rows"])))}
             for r in reprice(ch, request.sheet_version, start, end, ("kind", "model_version"), request.tenant)]}
     return report
 
@@ -207,14 +208,14 @@ def _totals(kinds: dict, usd: dict[str, Decimal], pairs: dict[Pair, _Workload], 
     idle_usd = sum((_dec(r["idle_usd"]) for r in capacity), Decimal(0))
     paid = idle_usd + sum((_dec(r["used_usd"]) for r in capacity), Decimal(0))
     return {
-        F.TOTAL.key: _money(total), F.WORKLOAD.key: _money(workload), F.IDLE.key: _money(idle),
-        F.SHARED.key: _money(shared), F.PEOPLE.key: _money(components["people"]),
-        F.OPS.key: _money(components["ops"]), F.ATTRIBUTED.key: _money(attributed),
-        F.UNALLOCATED.key: _money(total - attributed),
+        F.TOTAL.key: usd_string(total), F.WORKLOAD.key: usd_string(workload), F.IDLE.key: usd_string(idle),
+        F.SHARED.key: usd_string(shared), F.PEOPLE.key: usd_string(components["people"]),
+        F.OPS.key: usd_string(components["ops"]), F.ATTRIBUTED.key: usd_string(attributed),
+        F.UNALLOCATED.key: usd_string(total - attributed),
         "recommendations": recs, "events": sum(pairs[k].events for k in mine),
         F.WORKLOAD_PER_1K.key: _opt(per_1k(workload, recs)), F.ATTRIBUTED_PER_1K.key: _opt(per_1k(attributed, recs)),
         F.FULLY_LOADED_PER_1K.key: _opt(per_1k(total, recs)),
-        F.CAPACITY.key: _money(paid), F.IDLE_SHARE.key: float(idle_usd / paid) if paid else None,
+        F.CAPACITY.key: usd_string(paid), F.IDLE_SHARE.key: float(idle_usd / paid) if paid else None,
     }
 
 
@@ -237,8 +238,8 @@ def _rows(dim: str, shares: dict[Pair, Allocation], pairs: dict[Pair, _Workload]
     for name, (workload, idle, shared, attributed, fully_loaded) in sums.items():
         recs, events = counts[name]
         p50, p95, p99 = (list(latency.get(name) or []) + [None, None, None])[:3]
-        row = {dim: name, F.WORKLOAD.key: _money(workload), F.IDLE.key: _money(idle), F.SHARED.key: _money(shared),
-               F.ATTRIBUTED.key: _money(attributed), "recommendations": recs, "events": events,
+        row = {dim: name, F.WORKLOAD.key: usd_string(workload), F.IDLE.key: usd_string(idle), F.SHARED.key: usd_string(shared),
+               F.ATTRIBUTED.key: usd_string(attributed), "recommendations": recs, "events": events,
                # what the workload cost measured: CPU of the batches' threads, device time of scoring
                "workload_cpu_seconds": round(seconds[name][0], 6),
                "workload_device_seconds": round(seconds[name][1], 6),
@@ -263,8 +264,8 @@ def _latency(ch: ClickHouse, dim: str, start: datetime, end: datetime, tenant: s
 
 def _capacity_row(r: dict) -> dict:
     idle, used = _dec(r["idle_usd"]), _dec(r["used_usd"])
-    return {"worker": r["worker"], "device": r["device"], F.IDLE.key: _money(idle),
-            F.CAPACITY.key: _money(idle + used), "idle_seconds": round(float(r["idle_seconds"]), 3),
+    return {"worker": r["worker"], "device": r["device"], F.IDLE.key: usd_string(idle),
+            F.CAPACITY.key: usd_string(idle + used), "idle_seconds": round(float(r["idle_seconds"]), 3),
             F.IDLE_SHARE.key: float(idle / (idle + used)) if idle + used else None}
 
 
@@ -295,13 +296,13 @@ def _series(ch: ClickHouse, start: datetime, end: datetime, request: ReportReque
                     per[key[index]][1] += a.attributed
                     per[key[index]][2] += m["recs"][key]
             out["by_version" if index else "by_tenant"] += [
-                {"minute": minute.isoformat(), dim: name, F.WORKLOAD.key: _money(w), F.ATTRIBUTED.key: _money(a),
+                {"minute": minute.isoformat(), dim: name, F.WORKLOAD.key: usd_string(w), F.ATTRIBUTED.key: usd_string(a),
                  "recommendations": recs, F.WORKLOAD_PER_1K.key: _opt(per_1k(w, recs)),
                  F.ATTRIBUTED_PER_1K.key: _opt(per_1k(a, recs))}
                 for name, (w, a, recs) in sorted(per.items())]
         paid = m["idle"] + m["used"]
-        out["idle_share"].append({"minute": minute.isoformat(), F.IDLE.key: _money(m["idle"]),
-                                  F.CAPACITY.key: _money(paid),
+        out["idle_share"].append({"minute": minute.isoformat(), F.IDLE.key: usd_string(m["idle"]),
+                                  F.CAPACITY.key: usd_string(paid),
                                   F.IDLE_SHARE.key: float(m["idle"] / paid) if paid else None})
     return out
 
@@ -310,12 +311,8 @@ def _dec(value: object) -> Decimal:
     return Decimal(0) if value is None else value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def _money(value: Decimal) -> str:
-    return f"{value.quantize(_Q):f}"   # fixed point: never "4.2E-7"
-
-
 def _opt(value: Decimal | None) -> str | None:
-    return None if value is None else _money(value)
+    return None if value is None else usd_string(value)
 
 
 def _ratio(amount: Decimal, count: int) -> Decimal | None:

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from reckon.models.core.money import usd
+from reckon.models.core.money import usd, usd_string
 from reckon.streams.costs import figures as F
 
 __all__ = ["explain"]
 
-_Q = Decimal("0.000000000001")
 _THOUSAND = Decimal(1000)
 
 
@@ -35,10 +34,6 @@ def _parts(totals: dict) -> dict[str, Decimal]:
     shared, people, ops = (Decimal(totals[f.key]) for f in (F.SHARED, F.PEOPLE, F.OPS))
     return {"workload": Decimal(totals[F.WORKLOAD.key]), "idle": Decimal(totals[F.IDLE.key]),
             "people": people, "ops": ops, "other shared": shared - people - ops}
-
-
-def _money(value: Decimal) -> str:
-    return str(value.quantize(_Q))
 
 
 def _per_1k(amount: Decimal, recs: int) -> Decimal:
@@ -71,15 +66,15 @@ def explain(before: dict, after: dict) -> dict:
         c1 = p1[name]
         from_cost = (c1 - c0) * _THOUSAND / r1
         from_volume = c0 * _THOUSAND * (Decimal(1) / r1 - Decimal(1) / r0)
-        rows.append({"part": name, "before_usd": _money(c0), "after_usd": _money(c1),
-                     "per_1k_before_usd": _money(_per_1k(c0, r0)), "per_1k_after_usd": _money(_per_1k(c1, r1)),
-                     "change_per_1k_usd": _money(from_cost + from_volume),
-                     "from_cost_per_1k_usd": _money(from_cost), "from_volume_per_1k_usd": _money(from_volume)})
+        rows.append({"part": name, "before_usd": usd_string(c0), "after_usd": usd_string(c1),
+                     "per_1k_before_usd": usd_string(_per_1k(c0, r0)), "per_1k_after_usd": usd_string(_per_1k(c1, r1)),
+                     "change_per_1k_usd": usd_string(from_cost + from_volume),
+                     "from_cost_per_1k_usd": usd_string(from_cost), "from_volume_per_1k_usd": usd_string(from_volume)})
     total0, total1 = sum(p0.values(), Decimal(0)), sum(p1.values(), Decimal(0))
     change = _per_1k(total1, r1) - _per_1k(total0, r0)
     out |= {
-        "fully_loaded_cost_per_1k": {"before_usd": _money(_per_1k(total0, r0)),
-                                     "after_usd": _money(_per_1k(total1, r1)), "change_usd": _money(change)},
+        "fully_loaded_cost_per_1k": {"before_usd": usd_string(_per_1k(total0, r0)),
+                                     "after_usd": usd_string(_per_1k(total1, r1)), "change_usd": usd_string(change)},
         "parts": sorted(rows, key=lambda r: -abs(Decimal(r["change_per_1k_usd"]))),
         "workload_by_version": _versions(before.get("by_version") or [], after.get("by_version") or [], r0, r1),
     }
@@ -105,11 +100,11 @@ def _versions(before: list[dict], after: list[dict], r0: int, r1: int) -> dict:
         mine = s1 * (w1 - w0) * _THOUSAND if w0 is not None and w1 is not None else Decimal(0)
         own += mine
         out.append({"model_version": version,
-                    "workload_cost_per_1k_before_usd": None if w0 is None else _money(w0 * _THOUSAND),
-                    "workload_cost_per_1k_after_usd": None if w1 is None else _money(w1 * _THOUSAND),
-                    "own_cost_per_1k_usd": _money(mine), "share_before": float(s0), "share_after": float(s1),
+                    "workload_cost_per_1k_before_usd": None if w0 is None else usd_string(w0 * _THOUSAND),
+                    "workload_cost_per_1k_after_usd": None if w1 is None else usd_string(w1 * _THOUSAND),
+                    "own_cost_per_1k_usd": usd_string(mine), "share_before": float(s0), "share_after": float(s1),
                     **_milliseconds(b.get(version), n0, "before"), **_milliseconds(a.get(version), n1, "after")})
-    return {"versions": out, "from_mix_per_1k_usd": _money(mix), "from_versions_own_cost_per_1k_usd": _money(own)}
+    return {"versions": out, "from_mix_per_1k_usd": usd_string(mix), "from_versions_own_cost_per_1k_usd": usd_string(own)}
 
 
 def _milliseconds(row: dict | None, recs: int, when: str) -> dict[str, float | None]:

@@ -208,3 +208,13 @@ def test_costs_why_reads_the_store_and_names_the_cause(tmp_path: Path) -> None:
     refused = subprocess.run([sys.executable, "-m", "reckon.streams.cli.main", "costs", "--why", "--audit"],
                              env=env, capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "--why compares two windows" in refused.stderr
+
+
+def test_small_amounts_are_fixed_point_strings_as_in_the_report() -> None:
+    """Under a millionth of a dollar they read '1.00000E-7' (str of a Decimal); the report writes
+    '0.000000100000'."""
+    answer = explain(_report({"v1": 1000}, {"v1": "0.0000001"}, "0", "0", "0"),
+                     _report({"v1": 1000}, {"v1": "0.0000002"}, "0", "0", "0"))
+    assert answer["fully_loaded_cost_per_1k"] == {"before_usd": "0.000000100000", "after_usd": "0.000000200000",
+                                                  "change_usd": "0.000000100000"}
+    assert "E" not in json.dumps({k: answer[k] for k in ("fully_loaded_cost_per_1k", "parts", "workload_by_version")})
