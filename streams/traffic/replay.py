@@ -33,14 +33,18 @@ _BOM = b"\xef\xbb\xbf"        # editors put it before the first line; no event s
 Verdict = Callable[[str, bytes], str]
 
 
-def _lines(path: Path, limit: int) -> Iterator[bytes]:
-    """The file's lines, each cut at `limit` bytes; a gzip file, known by its first bytes as
-    `reckon train` knows it, is read through, and a cut or corrupt one named."""
+def _lines(path: Path, what: str) -> Iterator[tuple[int, bytes]]:
+    """The file's lines, numbered from 1; a gzip file, known by its first bytes as `reckon train`
+    knows it, is read through, and a cut or corrupt one named. A line over MAX_LINE_BYTES (/dev/zero,
+    a binary file, a gzip bomb) stops the read before memory does: the file is not `what`."""
     with open(path, "rb") as probe:
         gzipped = probe.read(2) == b"\x1f\x8b"
     with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as fh:
         try:
-            yield from iter(lambda: fh.readline(limit), b"")
+            for line_no, line in enumerate(iter(lambda: fh.readline(MAX_LINE_BYTES + 1), b""), 1):
+                if len(line) > MAX_LINE_BYTES:
+                    raise ReckonError(f"{path}:{line_no}: a line over {MAX_LINE_BYTES} bytes; is this {what}?")
+                yield line_no, line
         except (OSError, EOFError) as exc:
             raise ReckonError(f"{path}: not a readable gzip file ({exc})") from None
 
@@ -49,10 +53,7 @@ def records_from_jsonl(path: Path, verdict: Verdict = lambda topic, raw: "") -> 
     """Each line is one event; `query` makes it a search, anything else goes to clicks.
     Lines are passed on as they are: the worker validates and dead-letters; `valid` is
     `verdict`'s (the CLI passes the contract's; this layer is below it)."""
-    for line_no, raw in enumerate(_lines(path, MAX_LINE_BYTES + 1), 1):
-        if len(raw) > MAX_LINE_BYTES:   # /dev/zero, a binary file: stop before memory does
-            raise ReckonError(f"{path}:{line_no}: a line over {MAX_LINE_BYTES} bytes; "
-                              "is this a JSONL file of events?")
+    for line_no, raw in _lines(path, "a JSONL file of events"):
         raw = (raw.removeprefix(_BOM) if line_no == 1 else raw).strip()
         if not raw:
             continue
@@ -77,9 +78,7 @@ def records_from_jsonl(path: Path, verdict: Verdict = lambda topic, raw: "") -> 
 def records_from_sessions(path: Path, start_ts: float | None = None) -> Iterator[Record]:
     """Session format: a line is one anonymous session, so the session is the user."""
     ts = time.time() - 3600 if start_ts is None else start_ts
-    for line_no, raw_line in enumerate(_lines(path, MAX_LINE_BYTES + 1), 1):
-        if len(raw_line) > MAX_LINE_BYTES:    # a binary file, a gzip bomb: stop before memory does
-            raise ReckonError(f"{path}:{line_no}: a line over {MAX_LINE_BYTES} bytes; is this a sessions file?")
+    for line_no, raw_line in _lines(path, "a sessions file"):
         try:
             items = raw_line.decode("utf-8").split()
         except UnicodeDecodeError:
