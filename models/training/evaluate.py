@@ -40,9 +40,7 @@ def sample_negatives(data: EvalSet, num_items: int, n: int = 100, seed: int = 0)
     rng = np.random.default_rng(seed)
     out = np.zeros((len(data), n), dtype=np.int64)
     for i in range(len(data)):
-        banned = {int(data.targets[i])}
-        if data.seen is not None:
-            banned.update(int(x) for x in data.seen[i])
+        banned = _banned(data, i)
         if num_items - len(banned) < n:
             raise ValueError(f"example {i}: fewer than {n} items left to sample as negatives")
         picked: list[int] = []
@@ -61,13 +59,15 @@ def sample_negatives(data: EvalSet, num_items: int, n: int = 100, seed: int = 0)
 def negatives_fit(data: EvalSet, num_items: int, n: int = 100) -> bool:
     """Whether every example has `n` items to sample as negatives (neither its target nor an
     item its user touched): a catalog of a few dozen items has not."""
-    for i in range(len(data)):
-        banned = {int(data.targets[i])}
-        if data.seen is not None:
-            banned.update(data.seen[i].tolist())
-        if num_items - len(banned) < n:
-            return False
-    return True
+    return all(num_items - len(_banned(data, i)) >= n for i in range(len(data)))
+
+
+def _banned(data: EvalSet, i: int) -> set[int]:
+    """What example i may not sample: its target and every item its user touched."""
+    banned = {int(data.targets[i])}
+    if data.seen is not None:
+        banned.update(data.seen[i].tolist())
+    return banned
 
 
 def _candidates(data: EvalSet, protocol: Protocol, num_items: int, seed: int) -> np.ndarray | None:
