@@ -92,7 +92,6 @@ class _Rows:
 
     def __init__(self, ids: np.ndarray) -> None:
         self.ids = ids        # sorted, unique: row i + 1 is ids[i]
-        self.identity = not len(ids) or (int(ids[0]) == 1 and int(ids[-1]) == len(ids))
 
     @classmethod
     def of(cls, arrays: Iterable[np.ndarray], item_ids: list[str] | None) -> "_Rows":
@@ -107,10 +106,10 @@ class _Rows:
         return cls(seen)
 
     def __call__(self, ids: np.ndarray) -> np.ndarray:
-        if self.identity:
-            return np.where(ids <= len(self.ids), ids, 0)
-        at = np.minimum(np.searchsorted(self.ids, ids), max(len(self.ids) - 1, 0))
-        return np.where(self.ids[at] == ids, at + 1, 0) if len(self.ids) else np.zeros_like(ids)
+        if not len(self.ids):
+            return np.zeros_like(ids)
+        at = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
+        return np.where(self.ids[at] == ids, at + 1, 0)
 
     def known(self, ids: np.ndarray) -> np.ndarray:
         """`ids` as rows, those the numbering does not hold left out."""
