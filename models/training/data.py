@@ -27,7 +27,8 @@ import numpy as np
 from reckon.models.core.errors import DataFormatError
 from reckon.models.core.terms import hash_terms, tokenize
 
-__all__ = ["FORMATS", "EvalSet", "SequenceData", "canonical_format", "load_dataset", "load_events", "load_sasrec", "load_sessions", "read_events"]
+__all__ = ["FORMATS", "EvalSet", "SequenceData", "canonical_format", "load_dataset", "load_events", "load_sasrec",
+           "load_sessions", "read_events", "sessions_file"]
 
 _ACTIONS = {"view", "cart", "purchase"}
 
@@ -498,12 +499,17 @@ def load_dataset(
     if fmt == "sessions":
         folder = path if path.is_dir() else path.parent     # a file's test set is beside it, as the help says
         if path.is_dir():
-            path = _plain_or_gzipped(path / "train_sessions.txt")
+            path = sessions_file(path)
         beside = _plain_or_gzipped(folder / "test_samples.tsv")
         if test_path is None and beside.exists() and beside != path:
             test_path = beside
         return load_sessions(path, Path(test_path) if test_path else None, valid_fraction, item_ids)
     return load_sasrec(path, item_ids)
+
+
+def sessions_file(folder: Path) -> Path:
+    """The training sessions a sessions folder holds (`train_sessions.txt`, or its .gz)."""
+    return _plain_or_gzipped(folder / "train_sessions.txt")
 
 
 def _plain_or_gzipped(path: Path) -> Path:

@@ -161,9 +161,9 @@ def _replayed_file(file: Path, format: str) -> Path:
         return file
     if format != "sessions":
         raise ReckonError(f"--file {file} is a folder: --format {format} replays one JSONL file")
-    sessions = file / "train_sessions.txt"
-    if not sessions.is_file() and (file / "train_sessions.txt.gz").is_file():
-        sessions = file / "train_sessions.txt.gz"
+    from reckon.models.training.data import sessions_file
+
+    sessions = sessions_file(file)
     if not sessions.is_file():
         raise ReckonError(f"--file {file}: a sessions folder holds train_sessions.txt (as `reckon train` reads it); "
                           "this one has none")
