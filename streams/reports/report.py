@@ -224,25 +224,23 @@ def _rows(dim: str, shares: dict[Pair, Allocation], pairs: dict[Pair, _Workload]
     """Pairs summed per version or per tenant; largest attributed cost first."""
     index = 1 if dim == "model_version" else 0
     sums: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 5)
-    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    seconds: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])   # workload CPU, device
+    # recommendations, events, and what the workload cost measured: CPU and device seconds
+    measured: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0, 0.0])
     for key, a in shares.items():
         parts = sums[key[index]]
         for i, amount in enumerate((a.workload, a.idle, a.shared, a.attributed, a.fully_loaded)):
             parts[i] += amount
-        counts[key[index]][0] += pairs[key].recommendations
-        counts[key[index]][1] += pairs[key].events
-        seconds[key[index]][0] += pairs[key].cpu_seconds
-        seconds[key[index]][1] += pairs[key].device_seconds
+        w, m = pairs[key], measured[key[index]]
+        for i, value in enumerate((w.recommendations, w.events, w.cpu_seconds, w.device_seconds)):
+            m[i] += value
     rows = []
     for name, (workload, idle, shared, attributed, fully_loaded) in sums.items():
-        recs, events = counts[name]
+        recs, events, cpu_seconds, device_seconds = measured[name]
         p50, p95, p99 = (list(latency.get(name) or []) + [None, None, None])[:3]
         row = {dim: name, F.WORKLOAD.key: usd_string(workload), F.IDLE.key: usd_string(idle), F.SHARED.key: usd_string(shared),
                F.ATTRIBUTED.key: usd_string(attributed), "recommendations": recs, "events": events,
                # what the workload cost measured: CPU of the batches' threads, device time of scoring
-               "workload_cpu_seconds": round(seconds[name][0], 6),
-               "workload_device_seconds": round(seconds[name][1], 6),
+               "workload_cpu_seconds": round(cpu_seconds, 6), "workload_device_seconds": round(device_seconds, 6),
                F.WORKLOAD_PER_1K.key: _opt(per_1k(workload, recs)),
                F.ATTRIBUTED_PER_1K.key: _opt(per_1k(attributed, recs)),
                F.FULLY_LOADED_PER_1K.key: _opt(per_1k(fully_loaded, recs)),
