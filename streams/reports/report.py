@@ -154,7 +154,8 @@ def build_report(ch: ClickHouse, request: ReportRequest) -> dict:
         "by_version": _rows("model_version", mine, pairs,
                             _latency(ch, "model_version", start, end, request.tenant), attribution),
         "by_tenant": _rows("tenant", mine, pairs, _latency(ch, "tenant", start, end, request.tenant), None),
-        "by_component": [{"kind": kind, **{f"{c}_usd": usd_string(_dec(kinds[kind].get(f"{c}_usd"))) for c in COMPONENTS},
+        "by_component": [{"kind": kind,
+                          **{f"{c}_usd": usd_string(_dec(kinds[kind].get(f"{c}_usd"))) for c in COMPONENTS},
                           "cost_usd": usd_string(usd[kind])} for kind in KINDS if kind in kinds],
         "idle": [_capacity_row(r) for r in capacity],
         "clickhouse": [{"table": r["table"], "bytes": int(r["bytes"]), "rows": int(r["rows"]),
@@ -173,7 +174,8 @@ def build_report(ch: ClickHouse, request: ReportRequest) -> dict:
         report["reprice"] = {"sheet_version": request.sheet_version, "by_version": [
             {"kind": r["kind"], "model_version": r["model_version"], "stored_usd": usd_string(_dec(r["stored_usd"])),
              "repriced_usd": usd_string(_dec(r["repriced_usd"])), "cost_rows": int(r["cost_rows"]),
-             "change_usd": usd_string(price_change(_dec(r["stored_usd"]), _dec(r["repriced_usd"]), int(r["cost_rows"])))}
+             "change_usd": usd_string(price_change(_dec(r["stored_usd"]), _dec(r["repriced_usd"]),
+                                                   int(r["cost_rows"])))}
             for r in reprice(ch, request.sheet_version, start, end, ("kind", "model_version"), request.tenant)]}
     return report
 
@@ -237,8 +239,9 @@ def _rows(dim: str, shares: dict[Pair, Allocation], pairs: dict[Pair, _Workload]
     for name, (workload, idle, shared, attributed, fully_loaded) in sums.items():
         recs, events, cpu_seconds, device_seconds = measured[name]
         p50, p95, p99 = (list(latency.get(name) or []) + [None, None, None])[:3]
-        row = {dim: name, F.WORKLOAD.key: usd_string(workload), F.IDLE.key: usd_string(idle), F.SHARED.key: usd_string(shared),
-               F.ATTRIBUTED.key: usd_string(attributed), "recommendations": recs, "events": events,
+        row = {dim: name, F.WORKLOAD.key: usd_string(workload), F.IDLE.key: usd_string(idle),
+               F.SHARED.key: usd_string(shared), F.ATTRIBUTED.key: usd_string(attributed),
+               "recommendations": recs, "events": events,
                # what the workload cost measured: CPU of the batches' threads, device time of scoring
                "workload_cpu_seconds": round(cpu_seconds, 6), "workload_device_seconds": round(device_seconds, 6),
                F.WORKLOAD_PER_1K.key: _opt(per_1k(workload, recs)),
@@ -294,7 +297,8 @@ def _series(ch: ClickHouse, start: datetime, end: datetime, request: ReportReque
                     per[key[index]][1] += a.attributed
                     per[key[index]][2] += m["recs"][key]
             out["by_version" if index else "by_tenant"] += [
-                {"minute": minute.isoformat(), dim: name, F.WORKLOAD.key: usd_string(w), F.ATTRIBUTED.key: usd_string(a),
+                {"minute": minute.isoformat(), dim: name, F.WORKLOAD.key: usd_string(w),
+                 F.ATTRIBUTED.key: usd_string(a),
                  "recommendations": recs, F.WORKLOAD_PER_1K.key: _opt(per_1k(w, recs)),
                  F.ATTRIBUTED_PER_1K.key: _opt(per_1k(a, recs))}
                 for name, (w, a, recs) in sorted(per.items())]
