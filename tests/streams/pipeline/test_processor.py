@@ -247,7 +247,7 @@ def test_latest_holds_each_users_published_recommendation_and_rank_scores_the_sa
     ranked = processor.scoring.rank("acme", users.state(("acme", "u1")), scorer)
     # int8 picks activation scales per call: alone, a row's scores shift a little (see above)
     assert ranked.items == published["items"]
-    assert ranked.scores == pytest.approx(published["scores"], abs=0.02)
+    assert ranked.scores == pytest.approx(published["scores"], rel=0.01, abs=0.02)   # the error scales with the score
 
 
 def test_a_record_without_a_value_is_dead_lettered_alone(scorer) -> None:
