@@ -135,15 +135,19 @@ def online_quality(hours: float) -> tuple[dict[str, dict], str | None]:
     return {row["model_version"]: row for row in report["online_quality"]["by_version"]}, None
 
 
-def _why(settings: Settings, request: ReportRequest, url: str | None, json_out: bool, html: Path | None,
-         other_output: bool) -> None:
-    """`reckon costs --why`: the window (ending now, or at --end) against the one before it (streams/reports/why.py)."""
+def _why(settings: Settings, request: ReportRequest, against: datetime | None, url: str | None, json_out: bool,
+         html: Path | None, other_output: bool) -> None:
+    """`reckon costs --why`: the window (ending now, or at --end) against the one of the same length
+    ending at `against` (default: the one just before it) (streams/reports/why.py)."""
     if other_output:
         raise ReckonError("--why compares two windows (text, --json or --html): leave out --audit, --reprice "
                           "and --load-prices")
     end = request.end or datetime.now(timezone.utc)
+    if against is not None and against >= end:
+        raise ReckonError(f"--against {against.isoformat()} is not before the window's end ({end.isoformat()}): "
+                          "it names the end of the earlier window to compare with")
     try:
-        windows = [dataclasses.replace(request, end=end - timedelta(hours=request.hours)),
+        windows = [dataclasses.replace(request, end=against or end - timedelta(hours=request.hours)),
                    dataclasses.replace(request, end=end)]
     except (ValueError, OverflowError) as exc:
         raise ReckonError(f"--why: {exc}") from None
@@ -160,15 +164,15 @@ def _why(settings: Settings, request: ReportRequest, url: str | None, json_out: 
         render_why(answer, Console())
 
 
-def _instant(text: str | None) -> datetime | None:
-    """--end as a time (UTC unless it names a zone)."""
+def _instant(text: str | None, option: str = "--end") -> datetime | None:
+    """A time option's value (UTC unless it names a zone)."""
     if text is None:
         return None
     try:
         at = datetime.fromisoformat(text)
     except ValueError:
-        raise ReckonError(f"--end {text!r} is not an ISO 8601 time (e.g. 2026-12-04T21:00 or 2026-12-04T21:00+01:00)") \
-            from None
+        raise ReckonError(f"{option} {text!r} is not an ISO 8601 time (e.g. 2026-12-04T21:00 or "
+                          "2026-12-04T21:00+01:00)") from None
     return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
 
 
@@ -192,6 +196,9 @@ def register(app: typer.Typer) -> None:
         wide: bool = typer.Option(False, "--wide", help="every column (the default fits 80 columns)"),
         why: bool = typer.Option(False, "--why", help="why fully loaded cost per 1k moved: this window against "
                                  "the one just before it, split by part of the cost and by model version"),
+        against: Optional[str] = typer.Option(None, help="with --why: compare with the window of the same length "
+                                              "ending at this time, ISO 8601 (e.g. a day or a release earlier) "
+                                              "[default: where this window starts]"),
     ) -> None:
         """Cost by model version, tenant and component; unit costs; idle share; recent alerts.
         The figures are defined in README ("What the cost figures mean")."""
@@ -213,8 +220,11 @@ def register(app: typer.Typer) -> None:
             # before the report is built (a store's whole window may take a while), not after
             raise ReckonError(f"--html {html}: {html.parent} is not a writable directory")
         if why:
-            _why(settings, request, url, json_out, html, audit or reprice is not None or load_prices is not None)
+            _why(settings, request, _instant(against, "--against"), url, json_out, html,
+                 audit or reprice is not None or load_prices is not None)
             return
+        if against is not None:
+            raise ReckonError("--against names the window --why compares with: add --why")
         report, source = fetch_report(settings, request, url, load_prices)
         if tenant is not None and not report.get("by_tenant"):
             _err.print(f"tenant {escape(repr(tenant))} has no recorded work in these {hours:g} h (a misspelling?): "

@@ -218,12 +218,14 @@ def webhook_payload(alert: Alert) -> dict:
 
 
 def _why_hint(alert: Alert) -> str:
-    """For a jump: the command that says what moved (streams/reports/why.py), ready to paste."""
+    """For a jump: the command that says what moved (streams/reports/why.py), ready to paste;
+    its window ends with the minute the alert is about, so it answers the same whenever it is run."""
     if alert.kind != "anomaly":
         return ""
     tenant = alert.dims.get("tenant")
     scope = f" --tenant {shlex.quote(tenant)}" if tenant and tenant != ALL_TENANTS else ""
-    return f"; why: reckon costs --why --hours 0.25{scope}"
+    end = datetime.fromtimestamp(alert.data_ts + 60, timezone.utc).isoformat(timespec="seconds")
+    return f"; why: reckon costs --why --hours 0.25 --end {end}{scope}"
 
 
 def webhook_host(url: str) -> str:

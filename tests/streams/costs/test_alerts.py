@@ -110,5 +110,8 @@ def test_an_anomaly_alert_says_how_to_ask_why() -> None:
     from reckon.streams.costs.alerts import Alert
 
     jump = Alert(kind="anomaly", metric="workload_cost_per_1k", dims={"tenant": "acme; rm -rf /", "model_version": "v2"},
-                 observed=0.4, expected=0.1, severity="warning", window="60m", ts=1.0, data_ts=1.0)
-    assert webhook_payload(jump)["text"].endswith("; why: reckon costs --why --hours 0.25 --tenant 'acme; rm -rf /'")
+                 observed=0.4, expected=0.1, severity="warning", window="60m", ts=1_796_500_000.0,
+                 data_ts=1_796_499_900.0)
+    # the window ends with the alert's minute (data_ts is its start), whenever the command is run
+    assert webhook_payload(jump)["text"].endswith("; why: reckon costs --why --hours 0.25 --end "
+                                                  "2026-12-05T19:46:00+00:00 --tenant 'acme; rm -rf /'")

@@ -197,6 +197,21 @@ def test_costs_why_reads_the_store_and_names_the_cause(tmp_path: Path) -> None:
                            "--end", at, "--json"], env=env, capture_output=True, text=True, timeout=300)
     earlier = json.loads(back.stdout.strip().splitlines()[-1])
     assert earlier["after"]["recommendations"] == 600 and earlier["before"]["recommendations"] == 0
+    # --against: the earlier window of the same length ends there (here halfway through v1's ten batches)
+    halfway = datetime.fromtimestamp(now - 2 * 3600 + 900, timezone.utc).isoformat()
+    against = subprocess.run([sys.executable, "-m", "reckon.streams.cli.main", "costs", "--why", "--hours", "1",
+                              "--against", halfway, "--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert against.returncode == 0, against.stderr[-2000:]
+    chosen = json.loads(against.stdout.strip().splitlines()[-1])
+    # five of v1's batches lie before it, the sixth in its minute (the rollups' windows are whole minutes)
+    assert chosen["before"]["recommendations"] in (300, 360) and chosen["after"]["recommendations"] == 200
+    for args, says in ((["--against", halfway], "--against names the window --why compares with: add --why"),
+                       (["--why", "--against", "2100-01-01T00:00"], "is not before the window's end"),
+                       (["--why", "--against", "last week"], "--against 'last week' is not an ISO 8601 time")):
+        refused = subprocess.run([sys.executable, "-m", "reckon.streams.cli.main", "costs", *args], env=env,
+                                 capture_output=True, text=True, timeout=300)
+        assert refused.returncode != 0 and says in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, \
+            refused.stderr
     bad = subprocess.run([sys.executable, "-m", "reckon.streams.cli.main", "costs", "--end", "yesterday"], env=env,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "--end 'yesterday' is not an ISO 8601 time" in bad.stderr
