@@ -82,6 +82,9 @@ class Settings(BaseSettings):
                           "/state, /recommendations, /events, /retrain)")
     web_bind: str = Field("127.0.0.1", min_length=1, description="address the web port binds; `0.0.0.0` in a "
                           "container so Prometheus and port mappings reach it")
+    web_idle_timeout_s: float = Field(30.0, gt=0, le=3600, description="a web connection that has not sent a "
+                                      "whole request this long after it opened (or after its last answer) is "
+                                      "closed: idle and half-sent requests do not hold the port's sockets")
     web_token: SecretStr = Field(SecretStr(""), description="bearer token (16+ characters) for the pages with user "
                                  "or tenant data (/state, /costs, /recommendations, /events) and, over every tenant, "
                                  "for /retrain and /metrics; empty (and no tenant tokens): those pages are open to whoever reaches the "

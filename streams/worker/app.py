@@ -20,6 +20,7 @@ from typing import Any
 
 import faust
 import msgspec
+from aiohttp.web import AppRunner
 from faust.types import TP
 from threadpoolctl import threadpool_limits
 
@@ -138,6 +139,10 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         # "ahead" of the changelog and Faust would refuse to start. Real Kafka keeps the check.
         recovery_consistency_check=not embedded,
     )
+    # aiohttp closes a connection only after an hour without a whole request (its keep-alive
+    # default, which also covers one that never finishes its headers): so many idle or
+    # half-sent requests could hold sockets that /metrics and health checks would need.
+    app.web._runner = AppRunner(app.web.web_app, access_log=None, keepalive_timeout=settings.web_idle_timeout_s)
     # ... and the same bug would make table recovery stop one record batch short.
     app.reckon_end_offsets_from_fetch = embedded  # type: ignore[attr-defined]
     # A worker killed mid-batch may hold local writes its changelog never got: wipe, restore.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import httpx
 import pytest
@@ -88,3 +89,25 @@ def test_state_and_costs_need_a_token_that_covers_the_tenant(workers, fresh_brok
     assert get("/costs", EVERY, end="0001-01-01").status_code == 400
     twice = httpx.get(base + "/costs?tenant=acme&tenant=globex", headers={"Authorization": f"Bearer {EVERY}"}, timeout=10)
     assert twice.status_code == 400 and twice.json()["error"] == "parameter 'tenant' given more than once"
+
+
+@pytest.mark.integration
+def test_idle_and_half_sent_connections_are_closed(workers) -> None:
+    """A client that opens connections and never finishes a request (slowloris) does not keep
+    them: each is closed RECKON_WEB_IDLE_TIMEOUT_S after it opened, and the port still answers."""
+    worker = workers.start("idle", RECKON_WEB_IDLE_TIMEOUT_S="2")
+    base = f"http://127.0.0.1:{worker.web_port}"
+    wait_for(lambda: httpx.get(base + "/stats", timeout=5).status_code == 200, what="the web port")
+    idle = [socket.create_connection(("127.0.0.1", worker.web_port), timeout=30) for _ in range(20)]
+    for sock in idle[:10]:
+        sock.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\n")          # headers never finished
+    started = time.monotonic()
+    assert httpx.get(base + "/stats", timeout=5).status_code == 200
+    for sock in idle:
+        with sock:
+            assert sock.recv(1024) == b""           # closed by the worker, nothing answered
+    assert time.monotonic() - started < 15
+    with httpx.Client(timeout=5) as client:          # a keep-alive client asking within it is served
+        for _ in range(3):
+            assert client.get(base + "/stats").status_code == 200
+            time.sleep(0.5)
