@@ -149,8 +149,8 @@ def _why(settings: Settings, request: ReportRequest, against: datetime | None, u
     try:
         windows = [dataclasses.replace(request, end=against or end - timedelta(hours=request.hours)),
                    dataclasses.replace(request, end=end)]
-    except (ValueError, OverflowError) as exc:
-        raise ReckonError(f"--why: {exc}") from None
+    except (ValueError, OverflowError) as exc:       # the earlier window: the later one was checked
+        raise ReckonError(f"--why{' --against' if against is not None else ''}: {exc}") from None
     (before, after), source = fetch_reports(settings, windows, url)
     answer = explain(before, after)
     if html is not None:
