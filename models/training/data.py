@@ -342,8 +342,11 @@ def read_events(source: str | Path | Iterable[dict[str, Any]]) -> Iterator[tuple
             try:
                 event = json.loads(line)
             except json.JSONDecodeError as exc:
+                text = line.strip()
                 hint = ("; a sessions or 'user item' file? (--format sessions or sasrec)"
-                        if _INTEGER_LINE.fullmatch(line.strip()) else "")
+                        if _INTEGER_LINE.fullmatch(text) else "" if text.startswith(("{", "[")) else
+                        "; --format events reads JSON lines of click and search events (README); sessions of "
+                        "space-separated item ids take --format sessions, 'user item' lines --format sasrec")
                 raise DataFormatError(path, n, f"invalid JSON: {exc.msg}{hint}") from None
             except RecursionError:      # a value nested thousands of levels deep
                 raise DataFormatError(path, n, "invalid JSON: nested too deeply") from None
@@ -494,6 +497,10 @@ def load_dataset(
         raise ValueError(f"--test is read with --format sessions only; {fmt} data holds out its own test examples")
     if query_buckets and fmt != "events":               # a query table no row would ever read
         raise ValueError(f"--query-buckets hashes events' search terms; --format {fmt} data has none")
+    if fmt != "sessions" and path.is_dir():
+        holds = sessions_file(path).exists()
+        raise DataFormatError(path, None, "a directory" + (f" of sessions ({sessions_file(path).name}): "
+                                                           "--format sessions" if holds else f": give the {fmt} file"))
     if fmt == "events":
         return load_events(path, query_buckets, query_terms, item_ids)
     if fmt == "sessions":

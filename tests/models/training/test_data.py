@@ -67,6 +67,18 @@ def test_a_file_of_another_format_given_as_sessions_is_named(tmp_path: Path) -> 
     load_sessions(write(tmp_path / "short.txt", "".join(f"{i} {i + 1}\n" for i in range(1, 40))))
     with pytest.raises(DataFormatError, match=r"invalid JSON: .*; a sessions or 'user item' file\?"):
         load_events(pairs)
+    # a CSV export: the formats read are named; a broken JSON line gets no such hint
+    with pytest.raises(DataFormatError, match=r"my.csv:1: invalid JSON: .*; --format events reads JSON lines"):
+        load_events(write(tmp_path / "my.csv", "user_id,item_id\n1,2\n"))
+    with pytest.raises(DataFormatError, match=r"bad.jsonl:1: invalid JSON: [^;]*$"):
+        load_events(write(tmp_path / "bad.jsonl", '{"event_id":\n'))
+    # a folder is named as one, and a sessions folder given another format says which it is
+    (tmp_path / "digi").mkdir()
+    write(tmp_path / "digi" / "train_sessions.txt", "1 2 3\n")
+    with pytest.raises(DataFormatError, match=r"digi: a directory of sessions \(train_sessions.txt\): --format sessions"):
+        load_dataset(tmp_path / "digi", "events")
+    with pytest.raises(DataFormatError, match=r": a directory: give the sasrec file"):
+        load_dataset(tmp_path, "sasrec")
 
 
 def test_sasrec_split_is_leave_last_out(tmp_path: Path) -> None:
