@@ -43,6 +43,3 @@ FULLY_LOADED_PER_1K = Figure("fully_loaded_cost_per_1k_usd", "fully loaded cost 
                              "separate) per 1,000 recommendations")
 CAPACITY = Figure("capacity_cost_usd", "paid capacity", "reserved compute paid for: idle + what batches used of it")
 IDLE_SHARE = Figure("idle_share", "idle share", "idle cost / paid capacity: the share of reserved compute unused")
-
-FIGURES = (WORKLOAD, IDLE, SHARED, PEOPLE, OPS, TOTAL, ATTRIBUTED, UNALLOCATED, WORKLOAD_PER_1K,
-           ATTRIBUTED_PER_1K, FULLY_LOADED_PER_1K, CAPACITY, IDLE_SHARE)

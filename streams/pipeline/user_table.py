@@ -12,7 +12,7 @@ idle user started over, lists kept to their newest MAX_* (streams/pipeline/state
 Rings: `count` is how many values a list ever received (since its last reset); value k
 sits at k % capacity, so the list is the last min(count, capacity) of them.
 
-Stored form (`encode_rows` / `decode`): version 2 is a fixed header, the seen hashes, then
+Stored form (`gather(rows).encode()` / `decode`): version 2 is a fixed header, the seen hashes, then
 the names joined by a separator the contract refuses in ids and queries. Version 1, the
 JSON dict earlier versions stored, is still read, so states written before migrate as they
 change.
@@ -273,10 +273,6 @@ class UserTable:
         items, held = _ordered(self.items, self.n_items, MAX_ITEMS, rows)
         names = self.items_names.arrays()[0][items].tolist()
         return [row[max(n - k, 0):n] for row, n in zip(names, held.tolist())]
-
-    def encode_rows(self, rows: np.ndarray) -> list[bytes]:
-        """Rows in their stored form (`gather(rows).encode()`)."""
-        return self.gather(rows).encode()
 
     def gather(self, rows: np.ndarray) -> Gathered:
         """Copies of what the rows' stored forms hold, to encode later: array copies only,

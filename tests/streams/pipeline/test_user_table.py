@@ -99,7 +99,7 @@ def test_a_batch_folds_as_the_dict_state(batches, ttl) -> None:
         for user, state in states.items():
             _same(table, rows[user], state)
     copies = table.new_rows(len(states)).tolist()
-    for copy, raw in zip(copies, table.encode_rows(np.array([rows[user] for user in states], dtype=np.int64))):
+    for copy, raw in zip(copies, table.gather(np.array([rows[user] for user in states], dtype=np.int64)).encode()):
         table.decode(copy, raw)
     for copy, state in zip(copies, states.values()):
         _same(table, copy, state)
@@ -135,7 +135,7 @@ def test_stored_forms_round_trip(batch) -> None:
     _fold(table, rows, events)
     for user, state in states.items():
         copy = int(table.new_rows(1)[0])
-        table.decode(copy, table.encode_rows(np.array([rows[user]]))[0])
+        table.decode(copy, table.gather(np.array([rows[user]])).encode()[0])
         _same(table, copy, state)
         table.decode(copy, json.dumps(state).encode())
         _same(table, copy, state)
