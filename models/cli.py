@@ -14,7 +14,7 @@ import zipfile
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich import box
@@ -26,6 +26,9 @@ from rich.text import Text
 from reckon.models.core.money import usd, usd_strings
 from reckon.models.serving.costing import DEVICE_HOUR_USD
 from reckon.models.training.cost import training_cost
+
+if TYPE_CHECKING:
+    from reckon.models.training.data import SequenceData
 
 __all__ = ["check_train_device", "register"]
 
@@ -109,6 +112,16 @@ RegistryOpt = Annotated[Optional[Path], typer.Option("--registry", envvar="RECKO
 FormatOpt = Annotated[Format, typer.Option("--format", help="events (or jsonl): Reckon events; sessions: SR-GNN; sasrec: 'user item'")]
 HourOpt = Annotated[Optional[float], typer.Option("--device-hour-usd", callback=_number(0.0),
                                                   help="device price per hour [default: 0.0624 cpu, 2.50 cuda: the default price sheet's]")]
+
+
+def _load(*args: Any, **kwargs: Any) -> SequenceData:
+    """`load_dataset`, saying on stderr which header lines it skipped."""
+    from reckon.models.training.data import load_dataset
+
+    dataset = load_dataset(*args, **kwargs)
+    for path, line in dataset.description.get("headers_skipped", {}).items():
+        _err.print(f"note: skipped the first line of {escape(path)}, a header ({escape(repr(line))})", highlight=False)
+    return dataset
 
 
 def _default_protocol(fmt: Format, num_items: int, *evalsets: Any) -> str:
@@ -235,7 +248,6 @@ def train_cmd(
     from reckon.models.core.errors import ModelError
     from reckon.models.core.registry import Registry
     from reckon.models.training.config import TrainConfig
-    from reckon.models.training.data import load_dataset
     from reckon.models.training.evaluate import evaluate_model
     from reckon.models.training.presets import configs, preset_for
     from reckon.models.training.publish import publish
@@ -261,7 +273,7 @@ def train_cmd(
             # torch.save would fail there after the first epoch's work
             raise ValueError(f"--resume {resume}: {resume.parent} is not a writable directory")
         Registry.check_writable(registry)
-        dataset = load_dataset(data, fmt, test, query_buckets, valid_fraction=held_out)
+        dataset = _load(data, fmt, test, query_buckets, valid_fraction=held_out)
         empty = _no_training_data(data, dataset)
         if empty:
             raise ValueError(empty)
@@ -340,7 +352,7 @@ def eval_cmd(
     from reckon.models.core.registry import Registry
     from reckon.models.serving.scorer import Scorer
     from reckon.models.training.config import TrainConfig
-    from reckon.models.training.data import canonical_format, load_dataset
+    from reckon.models.training.data import canonical_format
     from reckon.models.training.evaluate import evaluate_model, evaluate_scorer
     from reckon.models.training.publish import load_checkpoint
 
@@ -363,7 +375,7 @@ def eval_cmd(
                              f"on {canonical_format(fmt.value)} data")
         # The version's own held-out sessions (a version from before the setting: its default).
         held_out = TrainConfig.from_dict(mv.manifest.get("training", {})).valid_fraction
-        dataset = load_dataset(data, fmt.value, test, int(cfg.get("query_buckets", 0)), int(cfg.get("query_terms", 8)),
+        dataset = _load(data, fmt.value, test, int(cfg.get("query_buckets", 0)), int(cfg.get("query_terms", 8)),
                                item_ids=mv.item_ids, valid_fraction=held_out)
         if dataset.num_items != int(cfg["num_items"]):
             _fail(f"{data} has {dataset.num_items} items but {mv.version} was trained on {cfg['num_items']}")
@@ -419,7 +431,6 @@ def export_cmd(
     registry = registry or default_registry()
     from reckon.models.core.errors import ModelError
     from reckon.models.core.registry import Registry
-    from reckon.models.training.data import load_dataset
     from reckon.models.training.publish import load_checkpoint, publish
 
     try:
@@ -431,7 +442,7 @@ def export_cmd(
                 raise ValueError("--measure-only times a registered version: it takes no --checkpoint")
             model = load_checkpoint(checkpoint)
             Registry.check_writable(registry)
-            dataset = load_dataset(data, fmt.value, None, model.config.query_buckets, model.config.query_terms)
+            dataset = _load(data, fmt.value, None, model.config.query_buckets, model.config.query_terms)
             if dataset.num_items != model.config.num_items:
                 raise ValueError(f"{data} has {dataset.num_items} items but {checkpoint} was trained on "
                                  f"{model.config.num_items}")

@@ -181,6 +181,28 @@ def _open_lines(path: Path) -> Iterator[tuple[int, str]]:
             raise DataFormatError(path, None, f"not a readable gzip file ({exc})") from None
 
 
+def _id_lines(path: Path, headers: dict[str, str]) -> Iterator[tuple[int, str]]:
+    """`_open_lines` of a file of integer ids, without a first line that holds no integer at all
+    (a header such as 'user_id item_id', which exports write): recorded in `headers` (path ->
+    the line), to be said, not refused. A later line of words is still refused by its loader."""
+    first = True
+    for n, line in _open_lines(path):
+        if first and line.strip():
+            first = False
+            if not any(_is_integer(token) for token in line.replace("\t", " ").split()):
+                headers[str(path)] = line[:60]
+                continue
+        yield n, line
+
+
+def _is_integer(token: str) -> bool:
+    try:
+        int(token)
+    except ValueError:
+        return False
+    return True
+
+
 # --- Diginetica (SR-GNN) ----------------------------------------------------------
 def load_sessions(
     train_path: Path, test_path: Path | None = None, valid_fraction: float = 0.05, item_ids: list[str] | None = None
@@ -194,7 +216,8 @@ def load_sessions(
     """
     train_path = Path(train_path)
     sessions = []
-    for n, line in _open_lines(train_path):
+    headers: dict[str, str] = {}
+    for n, line in _id_lines(train_path, headers):
         if "\t" in line:
             raise DataFormatError(train_path, n, "a tab: this is a test file's layout ('prefix<TAB>label'); give "
                                                  "the training sessions (train_sessions.txt, or the folder of both)")
@@ -209,7 +232,7 @@ def load_sessions(
     if test_path is not None:
         test_path = Path(test_path)
         hist, targ = [], []
-        for n, line in _open_lines(test_path):
+        for n, line in _id_lines(test_path, headers):
             if not line.strip():
                 continue
             parts = line.split("\t")
@@ -260,6 +283,7 @@ def load_sessions(
             "train_targets": int(sum(len(s) - 1 for s in train)),
             "valid_samples": len(valid), "test_samples": len(test), "items": len(rows.ids),
             **({"test_samples_of_unknown_items": unknown} if item_ids is not None else {}),
+            **({"headers_skipped": headers} if headers else {}),
         },
     )
 
@@ -306,7 +330,8 @@ def load_sasrec(path: Path, item_ids: list[str] | None = None) -> SequenceData:
     numbered as in load_sessions (``item_ids``: a version's numbering, unknown items left out)."""
     path = Path(path)
     seqs: dict[int, list[int]] = {}
-    for n, line in _open_lines(path):
+    headers: dict[str, str] = {}
+    for n, line in _id_lines(path, headers):
         if not line.strip():
             continue
         if len(line.split()) != 2:
@@ -327,7 +352,8 @@ def load_sasrec(path: Path, item_ids: list[str] | None = None) -> SequenceData:
         valid=valid,
         test=test,
         description={"format": "sasrec", "path": str(path), "users": len(seqs), "items": len(rows.ids),
-                     "interactions": int(sum(len(v) for v in seqs.values()))},
+                     "interactions": int(sum(len(v) for v in seqs.values())),
+                     **({"headers_skipped": headers} if headers else {})},
     )
 
 

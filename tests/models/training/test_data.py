@@ -222,3 +222,22 @@ def test_a_file_without_line_breaks_is_refused_at_a_bound_not_read_whole(tmp_pat
     for fmt in ("sessions", "sasrec", "events"):
         with pytest.raises(DataFormatError, match=f"bomb.txt.gz:1: a line over {MAX_LINE_CHARS:,} characters"):
             load_dataset(bomb, fmt)
+
+
+def test_a_header_line_is_skipped_and_recorded(tmp_path: Path) -> None:
+    """Exports write a header ('user_id item_id'): a first line holding no integer is skipped and
+    named in the description (the CLI says so); a line of words further on is still refused."""
+    plain = load_sasrec(write(tmp_path / "plain.txt", "1 5\n1 6\n1 7\n2 5\n2 6\n2 8\n"))
+    headed = load_sasrec(write(tmp_path / "headed.txt", "\nuser_id\titem_id\n1 5\n1 6\n1 7\n2 5\n2 6\n2 8\n"))
+    assert [s.tolist() for s in headed.train] == [s.tolist() for s in plain.train]
+    assert headed.description["headers_skipped"] == {str(tmp_path / "headed.txt"): "user_id\titem_id"}
+    assert "headers_skipped" not in plain.description
+    with pytest.raises(DataFormatError, match=r"late.txt:3: expected 'user item', got 'user item'"):
+        load_sasrec(write(tmp_path / "late.txt", "1 5\n1 6\nuser item\n"))
+    with pytest.raises(DataFormatError, match=r"mixed.txt:1: expected 'user item'"):   # an integer in it: data
+        load_sasrec(write(tmp_path / "mixed.txt", "user 5\n1 6\n"))
+    train = write(tmp_path / "train_sessions.txt", "items\n" + "".join(f"{i} {i + 1} {i + 2}\n" for i in range(1, 30)))
+    test = write(tmp_path / "test_samples.tsv", "prefix\tlabel\n1 2\t3\n")
+    sessions = load_sessions(train, test)
+    assert sessions.description["headers_skipped"] == {str(train): "items", str(test): "prefix\tlabel"}
+    assert len(sessions.test) == 1 and sessions.test.histories[0].tolist() == [1, 2]
