@@ -169,7 +169,8 @@ def _open_lines(path: Path) -> Iterator[tuple[int, str]]:
         raise DataFormatError(path, None, "not a file" if path.exists() else "file not found")
     with path.open("rb") as probe:
         gzipped = probe.read(2) == b"\x1f\x8b"
-    with (gzip.open(path, "rt", encoding="utf-8") if gzipped else path.open(encoding="utf-8")) as fh:
+    # utf-8-sig: a byte-order mark, which Windows tools write at the start of a text export, is not data
+    with (gzip.open(path, "rt", encoding="utf-8-sig") if gzipped else path.open(encoding="utf-8-sig")) as fh:
         try:
             for lineno, line in enumerate(iter(lambda: fh.readline(MAX_LINE_CHARS + 1), ""), start=1):
                 if len(line) > MAX_LINE_CHARS:

@@ -241,3 +241,7 @@ def test_a_header_line_is_skipped_and_recorded(tmp_path: Path) -> None:
     sessions = load_sessions(train, test)
     assert sessions.description["headers_skipped"] == {str(train): "items", str(test): "prefix\tlabel"}
     assert len(sessions.test) == 1 and sessions.test.histories[0].tolist() == [1, 2]
+    # a byte-order mark (Windows exports) is not part of the first line, data or header
+    marked = tmp_path / "bom.txt"
+    marked.write_bytes(b"\xef\xbb\xbf" + (tmp_path / "plain.txt").read_bytes())
+    assert [s.tolist() for s in load_sasrec(marked).train] == [s.tolist() for s in plain.train]
