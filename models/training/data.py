@@ -182,26 +182,23 @@ def _open_lines(path: Path) -> Iterator[tuple[int, str]]:
             raise DataFormatError(path, None, f"not a readable gzip file ({exc})") from None
 
 
+# A column name as exports write them: user_id, itemId, session.id, prefix, label
+_COLUMN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*")
+
+
 def _id_lines(path: Path, headers: dict[str, str]) -> Iterator[tuple[int, str]]:
-    """`_open_lines` of a file of integer ids, without a first line that holds no integer at all
-    (a header such as 'user_id item_id', which exports write): recorded in `headers` (path ->
-    the line), to be said, not refused. A later line of words is still refused by its loader."""
+    """`_open_lines` of a file of integer ids, without a first line of column names only (a
+    header such as 'user_id item_id', which exports write): recorded in `headers` (path -> the
+    line), to be said, not refused. Anything else there (a JSON event, a CSV line, a line of
+    words further on) is still refused by its loader, with its line number."""
     first = True
     for n, line in _open_lines(path):
         if first and line.strip():
             first = False
-            if not any(_is_integer(token) for token in line.replace("\t", " ").split()):
+            if all(_COLUMN_NAME.fullmatch(token) for token in line.split()):
                 headers[str(path)] = line[:60]
                 continue
         yield n, line
-
-
-def _is_integer(token: str) -> bool:
-    try:
-        int(token)
-    except ValueError:
-        return False
-    return True
 
 
 # --- Diginetica (SR-GNN) ----------------------------------------------------------

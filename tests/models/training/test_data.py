@@ -236,6 +236,9 @@ def test_a_header_line_is_skipped_and_recorded(tmp_path: Path) -> None:
         load_sasrec(write(tmp_path / "late.txt", "1 5\n1 6\nuser item\n"))
     with pytest.raises(DataFormatError, match=r"mixed.txt:1: expected 'user item'"):   # an integer in it: data
         load_sasrec(write(tmp_path / "mixed.txt", "user 5\n1 6\n"))
+    for name, first in (("csv.txt", "user_id,item_id"), ("event.txt", '{"user_id": "u1", "item_id": "i1"}')):
+        with pytest.raises(DataFormatError, match=rf"{name}:1: expected 'user item'"):   # not column names
+            load_sasrec(write(tmp_path / name, f"{first}\n1 5\n"))
     train = write(tmp_path / "train_sessions.txt", "items\n" + "".join(f"{i} {i + 1} {i + 2}\n" for i in range(1, 30)))
     test = write(tmp_path / "test_samples.tsv", "prefix\tlabel\n1 2\t3\n")
     sessions = load_sessions(train, test)
