@@ -22,7 +22,7 @@ import plotly.io as pio
 
 from reckon.streams.costs import figures as F
 from reckon.streams.reports.format import count, share, usd
-from reckon.streams.reports.tables import METRIC_LABELS, minute, report_tables, signed_usd, why_tables
+from reckon.streams.reports.tables import METRIC_LABELS, baseline, minute, report_tables, signed_usd, why_tables
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
@@ -74,7 +74,7 @@ def render_why_html(answer: dict) -> str:
     b, a = answer["before"], answer["after"]
     w = a["window"]
     head = (f"<h1>Why {html.escape(F.FULLY_LOADED_PER_1K.label)} moved</h1><p class='note'>{minute(w['start'])} to "
-            f"{minute(w['end'])} UTC against the {w['hours']:g} h before"
+            f"{minute(w['end'])} UTC against {baseline(answer)}"
             + (f", tenant {html.escape(w['tenant'])}" if w["tenant"] else ", all tenants")
             + ". Definitions: README, &ldquo;What the cost figures mean&rdquo;.</p>"
             f"<p>recommendations {count(b['recommendations'])} &rarr; {count(a['recommendations'])}; "

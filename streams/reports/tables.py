@@ -176,6 +176,15 @@ def minute(iso: str) -> str:
     return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M")
 
 
+def baseline(answer: dict) -> str:
+    """The earlier window of a `--why` answer, in words: "the 1 h before" where it ends as the
+    later one starts, else its times (`--against`)."""
+    before, after = answer["before"]["window"], answer["after"]["window"]
+    if datetime.fromisoformat(before["end"]) == datetime.fromisoformat(after["start"]):
+        return f"the {after['hours']:g} h before"
+    return f"{minute(before['start'])} to {minute(before['end'])} UTC"
+
+
 def _of(part: str, whole: str) -> str:
     return "-" if Decimal(whole) == 0 else share(float(Decimal(part) / Decimal(whole)))
 

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from reckon.streams.costs import figures as F
 from reckon.streams.reports.format import count, share, usd
-from reckon.streams.reports.tables import ReportTable, minute, report_tables, signed_usd, why_tables
+from reckon.streams.reports.tables import ReportTable, baseline, minute, report_tables, signed_usd, why_tables
 
 
 def render_text(report: dict, console: Console, wide: bool = False) -> None:
@@ -100,8 +100,7 @@ def render_why(answer: dict, console: Console) -> None:
     b, a = answer["before"], answer["after"]
     who = f"tenant {escape(a['window']['tenant'])}" if a["window"]["tenant"] else "all tenants"
     console.print(f"[bold]Why {F.FULLY_LOADED_PER_1K.label} moved[/bold], {who}: "
-                  f"{minute(a['window']['start'])} to {minute(a['window']['end'])} UTC against the "
-                  f"{a['window']['hours']:g} h before")
+                  f"{minute(a['window']['start'])} to {minute(a['window']['end'])} UTC against {baseline(answer)}")
     console.print(f"recommendations {count(b['recommendations'])} -> {count(a['recommendations'])}; "
                   f"{F.TOTAL.label} {usd(b[F.TOTAL.key])} -> {usd(a[F.TOTAL.key])}")
     if answer["comparable"]:

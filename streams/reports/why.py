@@ -18,6 +18,7 @@ one dict out; money as decimal strings at 12 places, as everywhere else.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 from reckon.models.core.money import usd, usd_string
@@ -54,9 +55,10 @@ def explain(before: dict, after: dict) -> dict:
         "comparable": bool(r0 and r1),
     }
     if not (r0 and r1):
+        adjacent = datetime.fromisoformat(before["window"]["end"]) == datetime.fromisoformat(after["window"]["start"])
         empty, hint = (("either window", "a longer --hours reaches further back") if not (r0 or r1) else
                        ("the earlier window", "a shorter --hours compares the latest traffic with what came just "
-                        "before it") if not r0 else
+                        "before it" if adjacent else "an --against time with traffic before it") if not r0 else
                        ("the later window", "nothing was recommended lately"))
         hours = after["window"]["hours"]
         out["summary"] = f"no recommendations in {empty} ({hours:g} h each): no cost per 1k to compare; {hint}"

@@ -19,6 +19,7 @@ from rich.console import Console
 from reckon.streams.costs.idle import IntervalAccountant, Reserved
 from reckon.streams.costs.meter import cost_event, group_key, new_groups
 from reckon.streams.costs.pricing import PriceSheet, Usage
+from reckon.streams.reports.html import render_why_html
 from reckon.streams.reports.text import render_why
 from reckon.streams.reports.why import explain
 
@@ -116,8 +117,6 @@ def test_a_window_without_recommendations_has_no_per_1k_to_compare() -> None:
 
 
 def test_the_html_page_escapes_names_from_the_data() -> None:
-    from reckon.streams.reports.html import render_why_html
-
     hostile = "<script>alert(1)</script>"
     before = _report({"v1": 1000}, {"v1": "0.010"}, idle="0.50", people="1.50", ops="0.20")
     after = _report({hostile: 250}, {hostile: "0.0025"}, idle="0.55", people="1.50", ops="0.20")
@@ -233,3 +232,21 @@ def test_small_amounts_are_fixed_point_strings_as_in_the_report() -> None:
     assert answer["fully_loaded_cost_per_1k"] == {"before_usd": "0.000000100000", "after_usd": "0.000000200000",
                                                   "change_usd": "0.000000100000"}
     assert "E" not in json.dumps({k: answer[k] for k in ("fully_loaded_cost_per_1k", "parts", "workload_by_version")})
+
+
+def test_the_earlier_window_is_named_as_compared() -> None:
+    """Adjacent windows read "the 1 h before"; a baseline chosen with --against, its own times
+    (the header said "the 1 h before" for any baseline); an empty one suggests another time."""
+    before = _report({"v1": 1000}, {"v1": "0.010"}, idle="0.50", people="1.50", ops="0.20")
+    after = _report({"v1": 250}, {"v1": "0.0025"}, idle="0.55", people="1.50", ops="0.20")
+    later = {**WINDOW, "start": WINDOW["end"], "end": "2026-01-01T02:00:00+00:00"}
+    for window, says in ((later, "against the 1 h before"),
+                         ({**WINDOW, "start": "2026-01-08T00:00:00+00:00", "end": "2026-01-08T01:00:00+00:00"},
+                          "against 2026-01-01 00:00 to 2026-01-01 01:00 UTC")):
+        answer = explain(before, {**after, "window": window})
+        out = io.StringIO()
+        render_why(answer, Console(file=out, width=200))
+        assert says in out.getvalue() and says in render_why_html(answer)
+    empty = {**before, "totals": {**before["totals"], "recommendations": 0}}
+    assert explain(empty, {**after, "window": later})["summary"].endswith("what came just before it")
+    assert explain(empty, after)["summary"].endswith("an --against time with traffic before it")
