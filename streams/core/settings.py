@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     web_idle_timeout_s: float = Field(30.0, gt=0, le=3600, description="a web connection that has not sent a "
                                       "whole request this long after it opened (or after its last answer) is "
                                       "closed: idle and half-sent requests do not hold the port's sockets")
+    web_max_connections: int = Field(256, ge=1, le=100_000, description="web connections held open at once; one "
+                                     "past it is answered 503 and closed, so many clients cannot take the sockets "
+                                     "and file descriptors the worker needs")
     web_token: SecretStr = Field(SecretStr(""), description="bearer token (16+ characters) for the pages with user "
                                  "or tenant data (/state, /costs, /recommendations, /events) and, over every tenant, "
                                  "for /retrain and /metrics; empty (and no tenant tokens): those pages are open to whoever reaches the "

@@ -20,7 +20,6 @@ from typing import Any
 
 import faust
 import msgspec
-from aiohttp.web import AppRunner
 from faust.types import TP
 from threadpoolctl import threadpool_limits
 
@@ -43,7 +42,7 @@ from reckon.streams.pipeline.user_rows import UserRows
 from reckon.streams.worker import accounting, api, retraining
 from reckon.streams.worker.auth import PageAuth, every_tenant_refusal, unauthorized
 from reckon.streams.worker.metrics import CONTENT_TYPE, WorkerMetrics
-from reckon.streams.worker.web import json_errors, web_host
+from reckon.streams.worker.web import CappedRunner, json_errors, web_host
 
 BATCH_THREAD = "reckon-batch"     # its OS name too (bench/cost_outside.py counts its CPU as batch work)
 # The longest the batch thread holds the GIL while the loop waits for it (Python's default
@@ -139,10 +138,11 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         # "ahead" of the changelog and Faust would refuse to start. Real Kafka keeps the check.
         recovery_consistency_check=not embedded,
     )
-    # aiohttp closes a connection only after an hour without a whole request (its keep-alive
-    # default, which also covers one that never finishes its headers): so many idle or
-    # half-sent requests could hold sockets that /metrics and health checks would need.
-    app.web._runner = AppRunner(app.web.web_app, access_log=None, keepalive_timeout=settings.web_idle_timeout_s)
+    # aiohttp holds any number of connections, and closes one only after an hour without a whole
+    # request (its keep-alive default, which also covers one that never finishes its headers):
+    # idle or half-sent requests could hold the sockets /metrics and health checks need.
+    app.web._runner = CappedRunner(app.web.web_app, settings.web_max_connections, access_log=None,
+                                   keepalive_timeout=settings.web_idle_timeout_s)
     # ... and the same bug would make table recovery stop one record batch short.
     app.reckon_end_offsets_from_fetch = embedded  # type: ignore[attr-defined]
     # A worker killed mid-batch may hold local writes its changelog never got: wipe, restore.

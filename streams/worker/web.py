@@ -1,10 +1,13 @@
-"""The worker's web port: where it binds, how it is named, whether it is free, how it errs."""
+"""The worker's web port: where it binds, how it is named, whether it is free, how it errs, how
+many connections it holds."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -35,6 +38,36 @@ def check_bindable(settings: Settings) -> None:
         except OSError as exc:
             raise SettingsError("RECKON_WEB_PORT", f"cannot bind {settings.web_bind}:{settings.web_port} "
                                 f"({exc.strerror or exc}; RECKON_WEB_BIND / RECKON_WEB_PORT)") from None
+
+
+class CappedRunner(web.AppRunner):
+    """aiohttp's AppRunner whose sites hold at most `max_connections` connections at once: one
+    past it is answered 503 and closed at once, before its request is read. aiohttp has no such
+    cap, and each held connection is a socket and a file descriptor. Connections are counted as
+    aiohttp registers them, so one burst of simultaneous connects can pass the cap by what the
+    listening socket's backlog holds (128) before the next is refused."""
+
+    def __init__(self, app: web.Application, max_connections: int, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.max_connections = max_connections
+
+    @property
+    def server(self) -> Callable[[], asyncio.BaseProtocol] | None:   # a site's protocol factory
+        inner = super().server
+        if inner is None:
+            return None
+        return lambda: _Busy() if len(inner.connections) >= self.max_connections else inner()
+
+
+_BUSY = json.dumps({"error": "too many connections to this worker's web port; try again"},
+                   separators=(",", ":")).encode()
+
+
+class _Busy(asyncio.Protocol):
+    def connection_made(self, transport: Any) -> None:    # an asyncio.Transport, which writes
+        transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+                        b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY), _BUSY))
+        transport.close()
 
 
 @web.middleware
