@@ -522,9 +522,9 @@ def load_dataset(
     if query_buckets and fmt != "events":               # a query table no row would ever read
         raise ValueError(f"--query-buckets hashes events' search terms; --format {fmt} data has none")
     if fmt != "sessions" and path.is_dir():
-        holds = sessions_file(path).exists()
-        raise DataFormatError(path, None, "a directory" + (f" of sessions ({sessions_file(path).name}): "
-                                                           "--format sessions" if holds else f": give the {fmt} file"))
+        sessions = sessions_file(path)
+        raise DataFormatError(path, None, "a directory" + (f" of sessions ({sessions.name}): --format sessions"
+                                                           if sessions.exists() else f": give the {fmt} file"))
     if fmt == "events":
         return load_events(path, query_buckets, query_terms, item_ids)
     if fmt == "sessions":

@@ -21,6 +21,7 @@ from reckon.streams.reports.quality import (
     arm_cells,
     version_cells,
 )
+from reckon.streams.reports.why import adjacent
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ def baseline(answer: dict) -> str:
     """The earlier window of a `--why` answer, in words: "the 1 h before" where it ends as the
     later one starts, else its times (`--against`)."""
     before, after = answer["before"]["window"], answer["after"]["window"]
-    if datetime.fromisoformat(before["end"]) == datetime.fromisoformat(after["start"]):
+    if adjacent(before, after):
         return f"the {after['hours']:g} h before"
     return f"{minute(before['start'])} to {minute(before['end'])} UTC"
 

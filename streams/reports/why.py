@@ -24,7 +24,7 @@ from decimal import Decimal
 from reckon.models.core.money import usd, usd_string
 from reckon.streams.costs import figures as F
 
-__all__ = ["explain"]
+__all__ = ["adjacent", "explain"]
 
 _THOUSAND = Decimal(1000)
 
@@ -35,6 +35,11 @@ def _parts(totals: dict) -> dict[str, Decimal]:
     shared, people, ops = (Decimal(totals[f.key]) for f in (F.SHARED, F.PEOPLE, F.OPS))
     return {"workload": Decimal(totals[F.WORKLOAD.key]), "idle": Decimal(totals[F.IDLE.key]),
             "people": people, "ops": ops, "other shared": shared - people - ops}
+
+
+def adjacent(earlier: dict, later: dict) -> bool:
+    """Whether the earlier report window ends where the later one starts (no --against)."""
+    return datetime.fromisoformat(earlier["end"]) == datetime.fromisoformat(later["start"])
 
 
 def _per_1k(amount: Decimal, recs: int) -> Decimal:
@@ -55,10 +60,9 @@ def explain(before: dict, after: dict) -> dict:
         "comparable": bool(r0 and r1),
     }
     if not (r0 and r1):
-        adjacent = datetime.fromisoformat(before["window"]["end"]) == datetime.fromisoformat(after["window"]["start"])
         empty, hint = (("either window", "a longer --hours reaches further back") if not (r0 or r1) else
                        ("the earlier window", "a shorter --hours compares the latest traffic with what came just "
-                        "before it" if adjacent else "an --against time with traffic before it") if not r0 else
+                        "before it" if adjacent(before["window"], after["window"]) else "an --against time with traffic before it") if not r0 else
                        ("the later window", "nothing was recommended lately"))
         hours = after["window"]["hours"]
         out["summary"] = f"no recommendations in {empty} ({hours:g} h each): no cost per 1k to compare; {hint}"
