@@ -105,6 +105,35 @@ def worker() -> None:
 
 
 @app.command()
+def serve(
+    port: int = typer.Option(6067, min=1, max=65535, help="port of the replica's HTTP answers"),
+    bind: Optional[str] = typer.Option(None, help="address to bind (default: RECKON_WEB_BIND)"),
+    worker_url: Optional[str] = typer.Option(None, "--worker", help="a worker's web port (http://host:6066) to "
+                                             "forward fresh=1 to; without it fresh=1 is refused here"),
+    max_users: int = typer.Option(1_000_000, min=1, help="latest recommendations held (the least recently "
+                                  "published users go first); ~0.5 KB each"),
+) -> None:
+    """Answer GET /recommendations/{user} from a read replica of the recommendations topic."""
+    from reckon.streams.core.settings import check_http_url
+    from reckon.streams.kafka.preflight import check_reachable
+    from reckon.streams.worker.serve import serve as run
+
+    settings = _settings()
+    if settings.embedded_kafka:
+        raise ReckonError("setting RECKON_BOOTSTRAP_SERVERS: serve reads the workers' recommendations topic "
+                          "(`reckon stack up` prints where its broker is)")
+    if worker_url is not None:
+        try:
+            if urlsplit(worker_url).scheme not in ("http", "https"):
+                raise ValueError("must start http:// or https://")
+            check_http_url(worker_url, "http://127.0.0.1:6066")
+        except ValueError as exc:
+            raise ReckonError(f"--worker: {exc}") from None
+    check_reachable(settings.bootstrap_servers, settings.kafka_ssl_context(), sasl=settings.kafka_sasl())
+    asyncio.run(run(settings, settings.bootstrap_servers, bind or settings.web_bind, port, worker_url, max_users))
+
+
+@app.command()
 def replay(
     ctx: typer.Context,
     events: int = typer.Option(10_000, min=1, help="number of generated events"),

@@ -200,7 +200,7 @@ class Settings(BaseSettings):
         if raw.startswith("chdb://") and not raw.removeprefix("chdb://").strip():
             raise ValueError("chdb:// needs the store's directory, e.g. chdb:///var/lib/reckon/clickhouse")
         if raw.startswith(("http://", "https://")):
-            _check_http_url(raw, "https://host:8443/database")
+            check_http_url(raw, "https://host:8443/database")
         return v
 
     @field_validator("cost_interval_s")
@@ -260,7 +260,7 @@ class Settings(BaseSettings):
         if url:
             if not url.startswith(("http://", "https://")):
                 raise ValueError("must start with http:// or https://")
-            _check_http_url(url, "https://hooks.example.com/reckon")
+            check_http_url(url, "https://hooks.example.com/reckon")
         return v
 
     @field_validator("tenants", mode="before")
@@ -382,7 +382,7 @@ def _no_padding(token: str, what: str) -> None:
         raise ValueError(f"{what} starts or ends with whitespace, which no request can present")
 
 
-def _check_http_url(url: str, example: str) -> None:
+def check_http_url(url: str, example: str) -> None:
     """A URL clients can connect to: a host, and a port that is a number (the value itself is
     left out of the message: it may hold a password)."""
     parts = urlsplit(url)

@@ -23,7 +23,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import faust
 import msgspec
@@ -189,6 +189,42 @@ def check_user(settings: Settings, tenant: str, user: str) -> str | None:
     return f"{parsed.reason}: {parsed.detail}" if isinstance(parsed, Invalid) else None
 
 
+class Asked(NamedTuple):
+    """What a valid `GET /recommendations/{user}` asks for."""
+    tenant: str
+    fresh: bool
+
+
+def read_request(settings: Settings, auth: PageAuth, request: Any, user: str) -> Asked | tuple[int, str]:
+    """A `GET /recommendations/{user}` request's tenant and `fresh`, or why it is refused
+    (status, message; 401 answers with its challenge: `refusal`). The worker and the read
+    replica (streams/worker/serve.py) judge requests by this one function."""
+    scope = auth.scope(request.headers.get("Authorization"))
+    if scope is None:
+        return 401, ""
+    query = request.query
+    unknown = sorted(set(query) - GET_PARAMS)
+    if unknown:
+        return 400, f"unknown query parameter {unknown[0]!r} (allowed: fresh, tenant)"
+    if any(len(query.getall(name)) > 1 for name in GET_PARAMS & set(query)):
+        return 400, "each query parameter may be given once"
+    fresh = query.get("fresh", "0")
+    if fresh not in ("0", "1"):
+        return 400, f"fresh must be 0 or 1, not {fresh[:20]!r}"
+    tenant = query.get("tenant") or settings.default_tenant
+    invalid = check_user(settings, tenant, user)
+    if invalid is not None:
+        return 400, f"tenant or user: {invalid}"
+    if not scope.allows(tenant):
+        return 403, "this token does not cover that tenant"
+    return Asked(tenant, fresh == "1")
+
+
+def refusal(web: Any, refused: tuple[int, str]) -> Any:
+    status, message = refused
+    return unauthorized(web) if status == 401 else _error(web, status, message)
+
+
 class RecommendationApi:
     """The pages' logic, over the worker's parts (its Faust app, user store, runtime, cache)."""
 
@@ -229,29 +265,15 @@ class RecommendationApi:
                           f"{type(exc).__name__}")
 
     async def get(self, web: Any, request: Any, user: str) -> Any:
-        scope = self.auth.scope(request.headers.get("Authorization"))
-        if scope is None:
-            return unauthorized(web)
-        query = request.query
-        unknown = sorted(set(query) - GET_PARAMS)
-        if unknown:
-            return _error(web, 400, f"unknown query parameter {unknown[0]!r} (allowed: fresh, tenant)")
-        if any(len(query.getall(name)) > 1 for name in GET_PARAMS & set(query)):
-            return _error(web, 400, "each query parameter may be given once")
-        fresh = query.get("fresh", "0")
-        if fresh not in ("0", "1"):
-            return _error(web, 400, f"fresh must be 0 or 1, not {fresh[:20]!r}")
-        tenant = query.get("tenant") or self.settings.default_tenant
-        invalid = check_user(self.settings, tenant, user)
-        if invalid is not None:
-            return _error(web, 400, f"tenant or user: {invalid}")
-        if not scope.allows(tenant):
-            return _error(web, 403, "this token does not cover that tenant")
+        asked = read_request(self.settings, self.auth, request, user)
+        if not isinstance(asked, Asked):
+            return refusal(web, asked)
+        tenant, fresh = asked
         partition, owner = await self.owner(user)
         if owner is not None and owner != str(self.app.conf.canonical_url) and FORWARDED not in request.headers:
             return await self.forward(web, request, owner)
         key = state_key(tenant, user)
-        if fresh == "1":
+        if fresh:
             async with self.processing:
                 return self._fresh(web, tenant, user, partition)
         value = self.latest.get(key)

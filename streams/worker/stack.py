@@ -44,14 +44,14 @@ def demo_model(registry: Path, seconds: float = 20.0):
 
 
 class WorkerProcess:
-    """`reckon worker` as a child process (dies with its parent)."""
+    """`reckon worker` (or another command: `args`) as a child process (dies with its parent)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, web_port: int) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, web_port: int, args: tuple[str, ...] = ("worker",)) -> None:
         self.web_port = web_port
         self.log_path = log_path
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reckon.streams.cli.main", "worker"], env={**os.environ, **env},
+            [sys.executable, "-m", "reckon.streams.cli.main", *args], env={**os.environ, **env},
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent_term)
 
@@ -108,3 +108,34 @@ def start_worker(bootstrap: str, registry: Path, data: Path, name: str, log_name
     worker = WorkerProcess({**base, **env}, data / f"{log_name or name}.log", port)
     worker.wait_ready()
     return worker
+
+
+class ReplicaProcess(WorkerProcess):
+    """`reckon serve` as a child process: a read replica of the recommendations topic."""
+
+    def stats(self) -> dict | None:       # /healthz: 200 once caught up, 503 before
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.web_port}/healthz", timeout=2).json()
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    def wait_ready(self, timeout_s: float = 60) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BrokerError(f"reckon serve exited with code {self.proc.returncode}; log: {self.log_path}\n"
+                                  + self.tail())
+            health = self.stats()
+            if health is not None and health.get("caught_up"):
+                return health
+            time.sleep(0.2)
+        raise BrokerError(f"reckon serve did not catch up within {timeout_s:.0f}s; log: {self.log_path}")
+
+
+def start_replica(bootstrap: str, log_path: Path, worker_url: str | None = None, **env: str) -> ReplicaProcess:
+    """A `reckon serve` child on `bootstrap`, caught up and answering. Extra RECKON_* settings in `env`."""
+    port = free_port()
+    args = ("serve", "--port", str(port)) + (("--worker", worker_url) if worker_url else ())
+    replica = ReplicaProcess({"RECKON_BOOTSTRAP_SERVERS": bootstrap, **env}, log_path, port, args)
+    replica.wait_ready()
+    return replica

@@ -1,0 +1,115 @@
+"""A read replica of the workers' recommendations: every partition of the `recommendations`
+topic, read from its start, folded into each (tenant, user)'s latest value.
+
+Workers publish a user's recommendations keyed by user id, so each partition holds a
+user's in the order they were made, and the last one read is the user's latest: what the
+owning worker answers from its own cache. A replica answers reads without taking the
+workers' CPU or GIL and scales with read traffic; it holds every user, not a worker's
+share. A record it cannot take as a recommendation (not JSON, no user or tenant, from
+another writer) is counted and skipped: anyone who can write to the topic cannot stop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from reckon.streams.pipeline.latest import LatestRecommendations
+from reckon.streams.pipeline.state import state_key
+
+log = logging.getLogger(__name__)
+
+TOPIC = "recommendations"
+FETCH_WAIT_MS = 20          # how long a fetch waits for new records: the replica's staleness floor
+CAUGHT_UP_LAG = 1000        # records behind the partitions' ends from which a starting replica answers
+PARTITIONS_EVERY_S = 30.0   # how often new partitions of the topic are looked for
+
+
+class _Published(msgspec.Struct):
+    user_id: str
+    tenant: str
+
+
+_decode = msgspec.json.Decoder(_Published).decode
+
+
+class Replica:
+    def __init__(self, bootstrap: str, client_kwargs: dict[str, Any], max_users: int, topic: str = TOPIC) -> None:
+        self.bootstrap, self.client_kwargs, self.topic = bootstrap, client_kwargs, topic
+        self.latest = LatestRecommendations(max_users)
+        self.read = 0               # recommendations taken
+        self.skipped = 0            # records that are not one
+        self.lag = -1               # records behind the partitions' ends when last fetched (-1: not known yet)
+        self.caught_up = False      # once within CAUGHT_UP_LAG of the ends (or nothing left to read), stays so
+        self.last_read_at = 0.0     # unix s of the last record taken
+
+    def take(self, records: list[Any]) -> None:
+        """Fetched records into the latest recommendations, in order."""
+        published = {}
+        skipped_before = self.skipped
+        for record in records:
+            try:
+                doc = _decode(record.value)
+                key = state_key(doc.tenant, doc.user_id)
+            except (msgspec.DecodeError, TypeError, UnicodeEncodeError):   # TypeError: a tombstone
+                self.skipped += 1
+                continue
+            published.pop(key, None)        # a key's last value goes last, as the cache orders users
+            published[key] = record.value
+        self.read += len(records) - (self.skipped - skipped_before)
+        self.latest.update(published)
+
+    async def run(self, started: asyncio.Event | None = None) -> None:
+        """Read the topic until cancelled."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                    auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_WAIT_MS,
+                                    **self.client_kwargs)
+        await consumer.start()
+        try:
+            if started is not None:
+                started.set()
+            parts: set[TopicPartition] = set()
+            looked = 0.0
+            while True:
+                if time.monotonic() - looked > PARTITIONS_EVERY_S or not parts:
+                    looked = time.monotonic()
+                    found = await self._partitions(consumer)
+                    if found is not None and found - parts:
+                        consumer.assign(sorted(found, key=lambda tp: tp.partition))
+                        await consumer.seek_to_beginning(*(found - parts))
+                        parts = found
+                    if not parts:
+                        # no topic yet: no worker has published, nothing to catch up on
+                        self.caught_up = self.caught_up or found is not None
+                        await asyncio.sleep(1.0)
+                        continue
+                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                records = [r for run in batch.values() for r in run]
+                if records:
+                    self.take(records)
+                    self.last_read_at = time.time()
+                await self._note_lag(consumer, parts)
+        finally:
+            await consumer.stop()
+
+    async def _partitions(self, consumer: AIOKafkaConsumer) -> set[TopicPartition] | None:
+        """The topic's partitions (none: no such topic yet), or None when the broker did not say."""
+        try:
+            await consumer.topics()         # a metadata request: partitions_for_topic reads its answer
+        except Exception as exc:   # a broker briefly gone: asked again on the next round
+            log.warning("reading the %s topic's partitions failed: %s", self.topic, exc)
+            return None
+        return {TopicPartition(self.topic, p) for p in consumer.partitions_for_topic(self.topic) or ()}
+
+    async def _note_lag(self, consumer: AIOKafkaConsumer, parts: set[TopicPartition]) -> None:
+        """Records behind the ends the last fetches saw (every partition's fetch answers with
+        its end); caught up once within CAUGHT_UP_LAG of them."""
+        ends = [(consumer.highwater(tp), tp) for tp in parts]
+        if all(end is not None for end, _ in ends):
+            self.lag = sum([max(0, end - await consumer.position(tp)) for end, tp in ends])
+            self.caught_up = self.caught_up or self.lag <= CAUGHT_UP_LAG
