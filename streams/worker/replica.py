@@ -64,15 +64,13 @@ class Replica:
         self.read += len(records) - (self.skipped - skipped_before)
         self.latest.update(published)
 
-    async def run(self, started: asyncio.Event | None = None) -> None:
+    async def run(self) -> None:
         """Read the topic until cancelled."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                     auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_WAIT_MS,
                                     **self.client_kwargs)
-        await consumer.start()
         try:
-            if started is not None:
-                started.set()
+            await consumer.start()
             parts: set[TopicPartition] = set()
             looked = 0.0
             while True:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import time
 from typing import Any
@@ -113,17 +114,19 @@ async def serve(settings: Settings, bootstrap: str, bind: str, port: int, worker
         except (RuntimeError, ValueError):     # not the main thread (tests): `stop` alone ends it
             pass
     replica = Replica(bootstrap, settings.kafka_client_kwargs(), max_users)
-    reading = asyncio.create_task(replica.run())
     async with aiohttp.ClientSession() as session:
         runner = CappedRunner(make_app(ReplicaPages(settings, replica, worker_url, session)),
                               settings.web_max_connections, access_log=None,
                               keepalive_timeout=settings.web_idle_timeout_s)
         await runner.setup()
+        reading = None
         try:
             try:
                 await web.TCPSite(runner, bind, port).start()
             except OSError as exc:
-                raise SettingsError("--port", f"cannot bind {bind}:{port} ({exc.strerror or exc})") from None
+                why = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise SettingsError("--port", f"cannot bind {bind}:{port} ({why.lower()})") from None
+            reading = asyncio.create_task(replica.run())
             log.info("serving recommendations on http://%s:%d from the recommendations topic at %s", bind, port,
                      bootstrap)
             done = asyncio.create_task(stop.wait())
@@ -131,6 +134,7 @@ async def serve(settings: Settings, bootstrap: str, bind: str, port: int, worker
             if reading.done():
                 reading.result()        # the reader failed: say why
         finally:
-            reading.cancel()
-            await asyncio.gather(reading, return_exceptions=True)
+            if reading is not None:
+                reading.cancel()
+                await asyncio.gather(reading, return_exceptions=True)
             await runner.cleanup()

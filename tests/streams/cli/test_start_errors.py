@@ -39,7 +39,7 @@ def test_web_port_in_use(tmp_path: Path) -> None:
 def test_unreachable_broker(tmp_path: Path) -> None:
     env = {"RECKON_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}", "RECKON_DATA_DIR": str(tmp_path),
            "RECKON_WEB_PORT": str(free_port())}
-    for command in (["worker"], ["replay", "--events", "5"]):
+    for command in (["worker"], ["replay", "--events", "5"], ["serve"]):
         line = _one_line(_reckon(command, env, tmp_path))
         assert "cannot reach Kafka at RECKON_BOOTSTRAP_SERVERS" in line and "refused" in line
 
@@ -231,3 +231,19 @@ def test_a_sasl_protocol_against_a_listener_without_it_is_one_line(fresh_broker,
         assert "p4ssw0rd" not in line
     nameless = _one_line(_reckon(["replay"], {**env, "RECKON_KAFKA_SASL_USERNAME": ""}, tmp_path))
     assert nameless.startswith("error: setting RECKON_KAFKA_SASL_USERNAME: is empty, but"), nameless
+
+
+def test_serve_start_mistakes_are_one_line(fresh_broker, tmp_path: Path) -> None:
+    line = _one_line(_reckon(["serve"], {}, tmp_path))
+    assert line == ("error: setting RECKON_BOOTSTRAP_SERVERS: serve reads the workers' recommendations topic "
+                    "(`reckon stack up` prints where its broker is)")
+    env = {"RECKON_BOOTSTRAP_SERVERS": fresh_broker.bootstrap_servers}
+    for url, why in (("ftp://127.0.0.1:6066", "must start http:// or https://"), ("http://:6066", "needs a host"),
+                     ("http://host:port", "its port must be a number")):
+        assert why in _one_line(_reckon(["serve", "--worker", url], env, tmp_path)), url
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        line = _one_line(_reckon(["serve", "--port", str(port)], env, tmp_path))
+    assert line.startswith(f"error: setting --port: cannot bind 127.0.0.1:{port}") and "in use" in line
