@@ -11,9 +11,13 @@
    before that, under the same load, the same cached-GET clients for `seconds` against
    the request floor: a plain aiohttp server in a process of its own answering a stored
    body (what loopback HTTP costs on this machine while it ingests, none of it Reckon's);
+   after it, the same cached-GET clients for `seconds` against a read replica (`reckon serve`,
+   started once the worker's phase is over, caught up with the recommendations topic, and
+   reading it as the worker goes on publishing);
 3. report p50 / p99 / max per request kind, requests/s, the events/s ingested meanwhile
    (whether the worker still kept up with half load), the floor's cached p50 / p99 / max
-   and the cached p99 over the floor's.
+   and the cached p99 over the floor's; the replica's the same way, and the recommendations
+   per second it read meanwhile.
 
 Latency is the client's, over loopback HTTP: response read minus when the request was due
 (open loop) or sent (back to back). Back to back, 8 clients on a 2-core machine took the
@@ -40,8 +44,10 @@ from reckon.bench.latency import percentiles
 from reckon.bench.rates import clicks, produce_backlog, worker, worker_rate
 from reckon.streams.kafka.broker import EmbeddedBroker, create_topics, free_port
 from reckon.streams.traffic.replay import produce_in_background
+from reckon.streams.worker.stack import start_replica
 
 KINDS = ("cached", "fresh", "post")
+SETTLE_S = 3.0      # the load runs this long before any phase: its start-up is no phase's
 
 
 async def client_loop(base: str, kind: str, users: list[tuple[str, str]], until: float, out: list[float],
@@ -136,8 +142,8 @@ def run(registry: Path, workdir: Path, events: int = 200_000, users: int = 500, 
             rate, _, _ = worker_rate(proc, events)
             docs = sorted({(doc["tenant"], doc["user_id"]) for doc in (json.loads(r.value) for r in backlog)})
             half = rate / 2
-            # the load lasts both phases: the floor's requests, then the worker's
-            load = clicks(int(half * (2 * seconds + 5)), seed=42, users=users, id_prefix="l")
+            # the load lasts all three phases: the floor's requests, the worker's, the replica's
+            load = clicks(int(half * (3 * seconds + 10)), seed=42, users=users, id_prefix="l")
             base = f"http://127.0.0.1:{proc.web_port}"
             spawn = get_context("spawn")
             ready = spawn.Event()
@@ -149,12 +155,21 @@ def run(registry: Path, workdir: Path, events: int = 200_000, users: int = 500, 
                 if not ready.wait(60):
                     raise RuntimeError("the request floor's server did not start")
                 sender = produce_in_background(bootstrap, load, rate=half)
+                time.sleep(SETTLE_S)
                 floor_found = pool.submit(clients_process, f"http://127.0.0.1:{port}", docs, clients,
                                           seconds, request_rate, True).result()
                 floor.terminate()
                 before = proc.stats() or {}
                 found = pool.submit(clients_process, base, docs, clients, seconds, request_rate).result()
                 after = proc.stats() or {}
+                replica = start_replica(bootstrap, workdir / "replica.log")
+                try:
+                    replica_before = replica.stats() or {}
+                    replica_found = pool.submit(clients_process, f"http://127.0.0.1:{replica.web_port}", docs,
+                                                clients, seconds, request_rate, True).result()
+                    replica_after = replica.stats() or {}
+                finally:
+                    replica.stop()
                 sender.join()
         finally:
             proc.stop()
@@ -175,4 +190,13 @@ def run(registry: Path, workdir: Path, events: int = 200_000, users: int = 500, 
         result[f"floor_cached_{cut}"] = floor_stats[cut]
     if result["cached_p99_ms"] is not None and floor_stats["p99_ms"] is not None:
         result["cached_p99_over_floor_ms"] = round(result["cached_p99_ms"] - floor_stats["p99_ms"], 2)
+    replica_stats = percentiles(replica_found["cached"])
+    result["replica_cached_requests_per_s"] = round(replica_stats["samples"] / seconds, 1)
+    for cut in ("p50_ms", "p99_ms", "max_ms"):
+        result[f"replica_cached_{cut}"] = replica_stats[cut]
+    if replica_stats["p99_ms"] is not None and floor_stats["p99_ms"] is not None:
+        result["replica_cached_p99_over_floor_ms"] = round(replica_stats["p99_ms"] - floor_stats["p99_ms"], 2)
+    # what the replica read off the topic meanwhile, and how far behind it ended
+    result["replica_read_per_s"] = round((replica_after.get("read", 0) - replica_before.get("read", 0)) / seconds)
+    result["replica_lag_records"] = replica_after.get("lag_records")
     return result

@@ -28,6 +28,8 @@ TOPIC = "recommendations"
 FETCH_WAIT_MS = 20          # how long a fetch waits for new records: the replica's staleness floor
 CAUGHT_UP_LAG = 1000        # records behind the partitions' ends from which a starting replica answers
 PARTITIONS_EVERY_S = 30.0   # how often new partitions of the topic are looked for
+# records taken per turn of the event loop: requests wait while a turn parses and folds them
+MAX_RECORDS = 500
 
 
 class _Published(msgspec.Struct):
@@ -86,7 +88,7 @@ class Replica:
                         self.caught_up = self.caught_up or found is not None
                         await asyncio.sleep(1.0)
                         continue
-                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                batch = await consumer.getmany(timeout_ms=200, max_records=MAX_RECORDS)
                 records = [r for run in batch.values() for r in run]
                 if records:
                     self.take(records)

@@ -12,6 +12,7 @@ a 404 then would say "no recommendation" about a user not read yet).
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from reckon.streams.worker.web import CappedRunner, json_errors
 
 log = logging.getLogger(__name__)
 
+GC_THRESHOLDS = (50_000, 20, 50)   # the worker's: young collections rare, older ones rarer
 REPLICA = "replica"          # X-Reckon-Worker of the replica's answers
 _CATCHING_UP = {"Retry-After": "1", ANSWERED_BY: REPLICA}
 
@@ -126,6 +128,11 @@ async def serve(settings: Settings, bootstrap: str, bind: str, port: int, worker
             except OSError as exc:
                 why = os.strerror(exc.errno) if exc.errno else str(exc)
                 raise SettingsError("--port", f"cannot bind {bind}:{port} ({why.lower()})") from None
+            # Everything built so far (aiohttp, aiokafka, settings) lives as long as the process:
+            # out of the collector's sight, as in the worker (streams/worker/app.py), so that
+            # its full collections walk only what requests and fetches allocate.
+            gc.freeze()
+            gc.set_threshold(*GC_THRESHOLDS)
             reading = asyncio.create_task(replica.run())
             log.info("serving recommendations on http://%s:%d from the recommendations topic at %s", bind, port,
                      bootstrap)
