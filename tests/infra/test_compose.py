@@ -37,7 +37,7 @@ def test_dockerfile_passes_hadolint() -> None:
 
 
 def test_services_present() -> None:
-    assert {"kafka", "clickhouse", "migrate", "model", "worker", "prometheus", "grafana"} <= set(COMPOSE["services"])
+    assert {"kafka", "clickhouse", "migrate", "model", "worker", "serve", "prometheus", "grafana"} <= set(COMPOSE["services"])
 
 
 def test_every_service_restarts_and_says_how_it_is_healthy() -> None:
@@ -62,7 +62,7 @@ def test_images_and_plugins_are_pinned() -> None:
 
 def test_reckon_variables_are_real_settings() -> None:
     fields = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
-    for service in ("worker", "migrate", "model"):
+    for service in ("worker", "migrate", "model", "serve"):
         names = {k for k in _env(service) if k.startswith(ENV_PREFIX)}
         assert names and names <= fields, names - fields
 
@@ -81,6 +81,24 @@ def test_worker_settings_validate_and_point_at_the_services() -> None:
     assert COMPOSE["services"]["worker"]["ports"] == [str(settings.web_port)]
     assert "models:/models" in COMPOSE["services"]["worker"]["volumes"]
     assert str(settings.registry_dir) == "/models" and "models:/models" in COMPOSE["services"]["model"]["volumes"]
+
+
+def test_the_replica_answers_where_its_healthcheck_asks_and_forwards_to_the_workers() -> None:
+    from typer.testing import CliRunner
+
+    from reckon.streams.cli.main import app
+
+    service = COMPOSE["services"]["serve"]
+    command = service["command"]
+    assert command[:2] == ["reckon", "serve"]
+    options = dict(zip(command[2::2], command[3::2]))
+    assert service["ports"] == [options["--port"]] and options["--bind"] == "0.0.0.0"
+    assert f"http://127.0.0.1:{options['--port']}/healthz" in " ".join(service["healthcheck"]["test"])
+    worker = urlparse(options["--worker"])
+    assert worker.hostname == "worker" and worker.port == int(_env("worker")["RECKON_WEB_PORT"])
+    assert _env("serve")["RECKON_BOOTSTRAP_SERVERS"] == _env("worker")["RECKON_BOOTSTRAP_SERVERS"]
+    help_text = CliRunner().invoke(app, ["serve", "--help"]).output
+    assert all(option in help_text for option in options), help_text
 
 
 def test_kafka_has_a_host_listener_and_keeps_its_data() -> None:
