@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 TOPIC = "recommendations"
 FETCH_WAIT_MS = 20          # how long a fetch waits for new records: the replica's staleness floor
-CAUGHT_UP_LAG = 1000        # records behind the partitions' ends from which a starting replica answers
 PARTITIONS_EVERY_S = 30.0   # how often new partitions of the topic are looked for
 # records taken per turn of the event loop: requests wait while a turn parses and folds them
 MAX_RECORDS = 500
@@ -47,7 +46,8 @@ class Replica:
         self.read = 0               # recommendations taken
         self.skipped = 0            # records that are not one
         self.lag = -1               # records behind the partitions' ends when last fetched (-1: not known yet)
-        self.caught_up = False      # once within CAUGHT_UP_LAG of the ends (or nothing left to read), stays so
+        self.caught_up = False      # once read to the ends the first fetches saw (or no topic yet), stays so
+        self._targets: dict[TopicPartition, int] | None = None
         self.last_read_at = 0.0     # unix s of the last record taken
 
     def take(self, records: list[Any]) -> None:
@@ -108,8 +108,12 @@ class Replica:
 
     async def _note_lag(self, consumer: AIOKafkaConsumer, parts: set[TopicPartition]) -> None:
         """Records behind the ends the last fetches saw (every partition's fetch answers with
-        its end); caught up once within CAUGHT_UP_LAG of them."""
-        ends = [(consumer.highwater(tp), tp) for tp in parts]
-        if all(end is not None for end, _ in ends):
-            self.lag = sum([max(0, end - await consumer.position(tp)) for end, tp in ends])
-            self.caught_up = self.caught_up or self.lag <= CAUGHT_UP_LAG
+        its end). Caught up once every partition was read to the end its first fetch saw."""
+        ends = {tp: consumer.highwater(tp) for tp in parts}
+        if None in ends.values():
+            return
+        positions = {tp: await consumer.position(tp) for tp in parts}
+        self.lag = sum(max(0, ends[tp] - positions[tp]) for tp in parts)
+        if self._targets is None:
+            self._targets = ends
+        self.caught_up = self.caught_up or all(positions[tp] >= end for tp, end in self._targets.items())

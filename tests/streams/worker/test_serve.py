@@ -110,3 +110,31 @@ def test_replica_serves_what_a_worker_published_and_forwards_fresh(workers, tmp_
         assert replica.stop() == 0, replica.tail()
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{replica.web_port}/healthz", timeout=2)
+
+
+def test_a_replica_still_reading_answers_503_not_404() -> None:
+    from types import SimpleNamespace
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from reckon.streams.core.settings import Settings
+    from reckon.streams.worker.replica import Replica
+    from reckon.streams.worker.serve import ReplicaPages, make_app
+
+    replica = Replica("127.0.0.1:9", {}, max_users=2)       # never started: what a fresh replica knows
+
+    async def scenario() -> None:
+        async with TestClient(TestServer(make_app(ReplicaPages(Settings(), replica, None)))) as client:
+            reading = await client.get("/recommendations/u1")
+            assert reading.status == 503 and reading.headers["Retry-After"] == "1"
+            assert "still reading the recommendations topic" in (await reading.json())["error"]
+            assert (await client.get("/healthz")).status == 503
+            replica.caught_up = True
+            replica.take([SimpleNamespace(value=v) for _, v in (_rec("u1", "default", 1), _rec("u2", "default", 2),
+                                                                 _rec("u3", "default", 3))])
+            assert (await client.get("/recommendations/u1")).status == 404      # bounded: u1 went first
+            assert json.loads(await (await client.get("/recommendations/u3")).read())["n"] == 3
+            health = await (await client.get("/healthz")).json()
+            assert (health["users"], health["read"]) == (2, 3)
+
+    asyncio.run(scenario())

@@ -1,6 +1,6 @@
 """Kafka over TLS for real: a throwaway CA, a TLS-terminating proxy in front of the embedded
-broker (which advertises the proxy, so clients learn no other address); replay, a worker and
-its cost sink work through it, and a wrong CA fails in one line."""
+broker (which advertises the proxy, so clients learn no other address); replay, a worker,
+its cost sink and a read replica work through it, and a wrong CA fails in one line."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import trustme
 
 from reckon.streams.core.settings import load_settings
 from reckon.streams.kafka.broker import EmbeddedBroker, create_topics, free_port
-from reckon.streams.worker.stack import start_worker
+from reckon.streams.worker.stack import start_replica, start_worker
 
 from ..conftest import wait_for
 from ..tls_proxy import TlsProxy
@@ -64,6 +64,12 @@ def test_replay_worker_and_sink_through_tls(tls_broker, registry_dir: Path, tmp_
         # the sink (same worker, its own consumer group) stored the cost events through TLS too
         wait_for(lambda: (worker.stats() or {}).get("cost_events_sunk", 0) >= stats["cost_events_sent"],
                  what="cost events in ClickHouse")
+        # a read replica reads the published recommendations through TLS too
+        replica = start_replica(bootstrap, tmp_path / "serve.log", **tls_env)
+        try:
+            assert replica.stats()["read"] >= stats["recommendations"]
+        finally:
+            assert replica.stop() == 0, replica.tail()
     finally:
         assert worker.stop() == 0, worker.tail()
     log = worker.log_path.read_text()
@@ -73,7 +79,7 @@ def test_replay_worker_and_sink_through_tls(tls_broker, registry_dir: Path, tmp_
     assert proxy.connections > 3   # admin, replay, Faust's consumer and producer, the sink: all via TLS
 
 
-@pytest.mark.parametrize("command", [["replay", "--events", "10"], ["worker"]])
+@pytest.mark.parametrize("command", [["replay", "--events", "10"], ["worker"], ["serve"]])
 def test_a_wrong_ca_fails_in_one_line(tls_broker, tmp_path: Path, command: list[str]) -> None:
     _, _, env = tls_broker
     result = _reckon(command, {**env, "RECKON_KAFKA_SSL_CAFILE": str(tmp_path / "wrong-ca.pem"),
