@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+from hypothesis import given
+from hypothesis import strategies as st
 
-from reckon.streams.kafka.record_batches import send_keyed
+from reckon.streams.kafka.record_batches import murmur2_many, send_keyed
 
 from ..kafka_io import read_topic
 
@@ -40,3 +43,27 @@ def test_send_keyed_matches_send_partitioning_and_order(fresh_broker) -> None:
         by_key.setdefault(m.key, []).append(m.value)
     for key, values in by_key.items():
         assert values == [v for k, v in keyed if k == key]   # a key's records keep their order
+
+
+@given(st.lists(st.binary(max_size=70), max_size=40))
+def test_murmur2_of_many_keys_is_kafkas(keys: list[bytes]) -> None:
+    assert murmur2_many(keys).tolist() == [murmur2(key) for key in keys]
+
+
+def test_a_partitioner_of_the_producers_own_is_followed(fresh_broker) -> None:
+    bootstrap = fresh_broker.bootstrap_servers
+
+    def last(key: bytes, all_partitions: list[int], available: list[int]) -> int:
+        return max(all_partitions)
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, partitioner=last)
+        await producer.start()
+        try:
+            await send_keyed(producer, "recommendations", [(f"u{i}".encode(), b"v") for i in range(50)])
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    assert {m.partition for m in read_topic(bootstrap, "recommendations", 50)} == {3}
