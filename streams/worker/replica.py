@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 TOPIC = "recommendations"
 FETCH_WAIT_MS = 20          # how long a fetch waits for new records: the replica's staleness floor
 PARTITIONS_EVERY_S = 30.0   # how often new partitions of the topic are looked for
+# a recommendation of the most items a worker publishes (RECKON_TOP_K <= 1000, ids <= 128
+# characters) is ~150 KB: longer values are another writer's, and would take the memory
+MAX_VALUE_BYTES = 256 * 1024
 # records taken per turn of the event loop: requests wait while a turn parses and folds them
 MAX_RECORDS = 500
 
@@ -56,9 +59,11 @@ class Replica:
         skipped_before = self.skipped
         for record in records:
             try:
+                if len(record.value) > MAX_VALUE_BYTES:
+                    raise TypeError("too long for a recommendation")
                 doc = _decode(record.value)
                 key = state_key(doc.tenant, doc.user_id)
-            except (msgspec.DecodeError, TypeError, UnicodeEncodeError):   # TypeError: a tombstone
+            except (msgspec.DecodeError, TypeError, UnicodeEncodeError):   # TypeError: a tombstone, too long
                 self.skipped += 1
                 continue
             published.pop(key, None)        # a key's last value goes last, as the cache orders users

@@ -37,7 +37,8 @@ def _publish(bootstrap: str, records: list[tuple[bytes | None, bytes | None]]) -
 # What another writer of the topic could put there: none of it may stop the replica or be served.
 HOSTILE = [(b"x", b"not json"), (b"x", None), (b"x", b"[1, 2]"), (b"x", b'{"user_id": "u9"}'),
            (b"x", b'{"user_id": "\\ud800", "tenant": "acme"}'), (b"x", b'{"user_id": 7, "tenant": "acme"}'),
-           (b"x", b"\xff\xfe"), (b"x", b"[" * 100_000 + b"]" * 100_000)]
+           (b"x", b"\xff\xfe"), (b"x", b"[" * 100_000 + b"]" * 100_000),
+           (b"x", json.dumps({"user_id": "u1", "tenant": "acme", "pad": "x" * 300_000}).encode())]
 
 
 @pytest.mark.integration
