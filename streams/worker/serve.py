@@ -6,7 +6,8 @@ workers published it, judged by the worker's own rules (streams/worker/api.py
 `fresh=1` scores the user's state now, which only a worker can: it is forwarded to the
 worker given by `--worker`, which forwards on to the user's owner. `GET /healthz` says
 whether the replica has caught up with the topic (503 until it has, as does every read:
-a 404 then would say "no recommendation" about a user not read yet).
+a 404 then would say "no recommendation" about a user not read yet); `GET /metrics` its
+Prometheus figures.
 """
 
 from __future__ import annotations
@@ -18,16 +19,20 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.process_collector import ProcessCollector
 
 from reckon.streams.core.errors import SettingsError
 from reckon.streams.core.settings import Settings
 from reckon.streams.pipeline.state import state_key
 from reckon.streams.worker.api import ANSWERED_BY, FORWARD_TIMEOUT_S, Asked, read_request, refusal
-from reckon.streams.worker.auth import PageAuth
+from reckon.streams.worker.auth import PageAuth, every_tenant_refusal
 from reckon.streams.worker.replica import Replica
 from reckon.streams.worker.web import CappedRunner, json_errors
 
@@ -48,14 +53,45 @@ class _Answers:
                             status=status, headers=headers)
 
 
+class _ReplicaCollector:
+    """The replica's figures, read at scrape time."""
+
+    def __init__(self, replica: Replica) -> None:
+        self.replica = replica
+
+    def collect(self) -> Iterator[Any]:
+        r = self.replica
+        yield CounterMetricFamily("reckon_replica_records_read", "Recommendations read off the topic", value=r.read)
+        yield CounterMetricFamily("reckon_replica_records_skipped", "Records on the topic that are not a "
+                                  "recommendation (not JSON, no user_id or tenant, a tombstone, over 256 KiB)",
+                                  value=r.skipped)
+        yield GaugeMetricFamily("reckon_replica_users", "Users whose latest recommendation is held",
+                                value=len(r.latest))
+        yield GaugeMetricFamily("reckon_replica_caught_up", "1 once the topic was read to the end found on "
+                                "starting (reads are answered), else 0", value=int(r.caught_up))
+        if r.lag >= 0:
+            yield GaugeMetricFamily("reckon_replica_lag_records", "Records behind the partitions' ends",
+                                    value=r.lag)
+
+
 class ReplicaPages:
     def __init__(self, settings: Settings, replica: Replica, worker_url: str | None,
                  session: aiohttp.ClientSession | None = None) -> None:
         self.settings, self.replica, self.worker_url = settings, replica, worker_url
         self.auth = PageAuth(settings)
         self.session = session          # for fresh=1 (made when the app starts)
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(_ReplicaCollector(replica))
+        ProcessCollector(registry=self.registry)
+        self.answers = Counter("reckon_replica_requests", "GET /recommendations answers, by HTTP status",
+                               ["status"], registry=self.registry)
 
     async def recommendations(self, request: web.Request) -> web.Response:
+        answer = await self._recommendation(request)
+        self.answers.labels(str(answer.status)).inc()
+        return answer
+
+    async def _recommendation(self, request: web.Request) -> web.Response:
         user = request.match_info["user"]
         asked = read_request(self.settings, self.auth, request, user)
         if not isinstance(asked, Asked):
@@ -69,6 +105,11 @@ class ReplicaPages:
             return _Answers.json({"error": f"no recommendation for user {user!r} of tenant {asked.tenant!r} yet"},
                                  status=404, headers={ANSWERED_BY: REPLICA})
         return web.Response(body=value, content_type="application/json", headers={ANSWERED_BY: REPLICA})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text; with tokens set, RECKON_WEB_TOKEN's only (as a worker's /metrics)."""
+        return (every_tenant_refusal(self.auth, _Answers, request, "/metrics")
+                or web.Response(body=generate_latest(self.registry), content_type="text/plain"))
 
     async def healthz(self, request: web.Request) -> web.Response:
         r = self.replica
@@ -102,6 +143,7 @@ def make_app(pages: ReplicaPages) -> web.Application:
     app = web.Application(middlewares=[json_errors])
     app.router.add_get("/recommendations/{user}", pages.recommendations)
     app.router.add_get("/healthz", pages.healthz)
+    app.router.add_get("/metrics", pages.metrics)
     return app
 
 

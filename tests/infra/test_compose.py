@@ -113,6 +113,9 @@ def test_prometheus_scrapes_the_workers() -> None:
     (job,) = [j for j in PROMETHEUS["scrape_configs"] if j["job_name"] == "reckon-worker"]
     (sd,) = job["dns_sd_configs"]
     assert sd["names"] == ["worker"] and sd["port"] == int(_env("worker")["RECKON_WEB_PORT"])
+    (replicas,) = [j for j in PROMETHEUS["scrape_configs"] if j["job_name"] == "reckon-serve"]
+    (sd,) = replicas["dns_sd_configs"]
+    assert sd["names"] == ["serve"] and [str(sd["port"])] == COMPOSE["services"]["serve"]["ports"]
     mounts = dict(v.split(":")[:2] for v in COMPOSE["services"]["prometheus"]["volumes"] if v.startswith("./"))
     assert mounts["./infra/prometheus"] == "/etc/prometheus"
     for rule_file in PROMETHEUS["rule_files"]:

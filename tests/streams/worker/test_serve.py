@@ -71,6 +71,14 @@ def test_replica_answers_each_users_latest_and_skips_what_is_not_a_recommendatio
         fresh = client.get("/recommendations/u1", tenant="acme", fresh="1")
         assert fresh.status_code == 400 and "--worker" in fresh.json()["error"]
         assert client.get("/nowhere").json() == {"error": "Not Found"}
+        # Prometheus figures: every tenant's, so RECKON_WEB_TOKEN's only
+        assert client.get("/metrics", token=None).status_code == 401
+        assert client.get("/metrics", token=ACME).status_code == 403
+        metrics = client.get("/metrics").text
+        assert f"reckon_replica_records_skipped_total {float(len(HOSTILE))}" in metrics
+        assert "reckon_replica_users 2.0" in metrics and "reckon_replica_caught_up 1.0" in metrics
+        assert 'reckon_replica_requests_total{status="200"}' in metrics
+        assert 'reckon_replica_requests_total{status="401"} 1.0' in metrics
 
         # new recommendations are answered as they are published
         _publish(bootstrap, [_rec("u1", "acme", 4), _rec("u2", "acme", 5)])
