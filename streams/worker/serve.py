@@ -31,6 +31,7 @@ from prometheus_client.process_collector import ProcessCollector
 from reckon.streams.core.errors import SettingsError
 from reckon.streams.core.settings import Settings
 from reckon.streams.pipeline.state import state_key
+from reckon.streams.worker.app import GC_THRESHOLDS
 from reckon.streams.worker.api import ANSWERED_BY, FORWARD_TIMEOUT_S, Asked, read_request, refusal
 from reckon.streams.worker.auth import PageAuth, every_tenant_refusal
 from reckon.streams.worker.replica import Replica
@@ -38,7 +39,6 @@ from reckon.streams.worker.web import CappedRunner, json_errors
 
 log = logging.getLogger(__name__)
 
-GC_THRESHOLDS = (50_000, 20, 50)   # the worker's: young collections rare, older ones rarer
 REPLICA = "replica"          # X-Reckon-Worker of the replica's answers
 _CATCHING_UP = {"Retry-After": "1", ANSWERED_BY: REPLICA}
 
@@ -148,15 +148,11 @@ def make_app(pages: ReplicaPages) -> web.Application:
 
 
 async def serve(settings: Settings, bootstrap: str, bind: str, port: int, worker_url: str | None,
-                max_users: int, stop: asyncio.Event | None = None) -> None:
-    """Read the topic and answer on bind:port until `stop` is set (or SIGTERM/SIGINT)."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
+                max_users: int) -> None:
+    """Read the topic and answer on bind:port until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (RuntimeError, ValueError):     # not the main thread (tests): `stop` alone ends it
-            pass
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     replica = Replica(bootstrap, settings.kafka_client_kwargs(), max_users)
     async with aiohttp.ClientSession() as session:
         runner = CappedRunner(make_app(ReplicaPages(settings, replica, worker_url, session)),
