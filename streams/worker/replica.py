@@ -55,8 +55,7 @@ class Replica:
 
     def take(self, records: list[Any]) -> None:
         """Fetched records into the latest recommendations, in order."""
-        published = {}
-        skipped_before = self.skipped
+        published, taken = {}, 0
         for record in records:
             try:
                 if len(record.value) > MAX_VALUE_BYTES:
@@ -68,7 +67,8 @@ class Replica:
                 continue
             published.pop(key, None)        # a key's last value goes last, as the cache orders users
             published[key] = record.value
-        self.read += len(records) - (self.skipped - skipped_before)
+            taken += 1
+        self.read += taken
         self.latest.update(published)
 
     async def run(self) -> None:
@@ -85,8 +85,10 @@ class Replica:
                     looked = time.monotonic()
                     found = await self._partitions(consumer)
                     if found is not None and found - parts:
+                        # assign() starts every partition over: after a partition is added, the
+                        # topic is read again from the start (in order, so each user's last wins)
                         consumer.assign(sorted(found, key=lambda tp: tp.partition))
-                        await consumer.seek_to_beginning(*(found - parts))
+                        await consumer.seek_to_beginning(*found)
                         parts = found
                     if not parts:
                         # no topic yet: no worker has published, nothing to catch up on
