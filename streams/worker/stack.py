@@ -55,9 +55,16 @@ class WorkerProcess:
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent_term)
 
+    command_name = "worker"
+    stats_path = "/stats"
+
+    @staticmethod
+    def ready(stats: dict) -> bool:
+        return "started_at" in stats      # joined its group, partitions assigned
+
     def stats(self) -> dict | None:
         try:
-            return httpx.get(f"http://127.0.0.1:{self.web_port}/stats", timeout=2).json()
+            return httpx.get(f"http://127.0.0.1:{self.web_port}{self.stats_path}", timeout=2).json()
         except (httpx.HTTPError, ValueError):
             return None
 
@@ -65,13 +72,13 @@ class WorkerProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise BrokerError(f"worker exited with code {self.proc.returncode}; log: {self.log_path}\n"
+                raise BrokerError(f"{self.command_name} exited with code {self.proc.returncode}; log: {self.log_path}\n"
                                   + self.tail())
             stats = self.stats()
-            if stats is not None and "started_at" in stats:   # joined its group, partitions assigned
+            if stats is not None and self.ready(stats):
                 return stats
             time.sleep(0.3)
-        raise BrokerError(f"worker did not answer within {timeout_s:.0f}s; log: {self.log_path}")
+        raise BrokerError(f"{self.command_name} was not ready within {timeout_s:.0f}s; log: {self.log_path}")
 
     def tail(self, lines: int = 30) -> str:
         try:
@@ -113,23 +120,12 @@ def start_worker(bootstrap: str, registry: Path, data: Path, name: str, log_name
 class ReplicaProcess(WorkerProcess):
     """`reckon serve` as a child process: a read replica of the recommendations topic."""
 
-    def stats(self) -> dict | None:       # /healthz: 200 once caught up, 503 before
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.web_port}/healthz", timeout=2).json()
-        except (httpx.HTTPError, ValueError):
-            return None
+    command_name = "reckon serve"
+    stats_path = "/healthz"          # 200 once caught up, 503 before
 
-    def wait_ready(self, timeout_s: float = 60) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BrokerError(f"reckon serve exited with code {self.proc.returncode}; log: {self.log_path}\n"
-                                  + self.tail())
-            health = self.stats()
-            if health is not None and health.get("caught_up"):
-                return health
-            time.sleep(0.2)
-        raise BrokerError(f"reckon serve did not catch up within {timeout_s:.0f}s; log: {self.log_path}")
+    @staticmethod
+    def ready(stats: dict) -> bool:
+        return bool(stats.get("caught_up"))
 
 
 def start_replica(bootstrap: str, log_path: Path, worker_url: str | None = None, **env: str) -> ReplicaProcess:
@@ -137,5 +133,5 @@ def start_replica(bootstrap: str, log_path: Path, worker_url: str | None = None,
     port = free_port()
     args = ("serve", "--port", str(port)) + (("--worker", worker_url) if worker_url else ())
     replica = ReplicaProcess({"RECKON_BOOTSTRAP_SERVERS": bootstrap, **env}, log_path, port, args)
-    replica.wait_ready()
+    replica.wait_ready(60)
     return replica
