@@ -63,7 +63,7 @@ def hit_rates(registry: Path, records: list[Record], arm: str, batch: int = 25, 
     mv = Registry(registry).current()
     scorer = (_Uninformed if arm == "uninformed" else Scorer).load(mv, device="cpu", variant="fp32")
     processor = BatchProcessor(Settings(worker_name="bench", cold_start=arm != "off"), PriceSheet.load(env={}),
-                               lambda user: scorer)
+                               lambda users: [scorer] * len(users))
     users = UserRows(lambda key, partition: None)
     latest: dict[str, tuple[str, set[str]]] = {}     # user -> (session of the trigger, items)
     session_of: dict[str, str] = {}                   # event id -> session id

@@ -66,7 +66,7 @@ def overhead(registry: Path, events: int = 60_000, batch: int = 2000, users: int
     batches = [runs_of(records[i:i + batch]) for i in range(0, len(records), batch)]
     # One processor and one set of states for both sides (each run reads copies): two sets
     # would sit in different memory and differ by a few percent for that alone.
-    processor = BatchProcessor(settings, sheet, lambda user: scorer, ram_gb=2.0)
+    processor = BatchProcessor(settings, sheet, lambda users: [scorer] * len(users), ram_gb=2.0)
     stored: dict[bytes, bytes] = {}      # state key -> stored form, as the store's commits write it
     accountant = IntervalAccountant(sheet, Reserved(2, 2), "bench", "cpu", 10.0)
     saved = proc.BatchMeter, proc.cost_event

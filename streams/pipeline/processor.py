@@ -92,11 +92,11 @@ __all__ = ["BatchOutput", "BatchProcessor", "InRecord", "Runs", "SystemicFailure
 
 
 class BatchProcessor:
-    def __init__(self, settings: Settings, sheet: PriceSheet, scorer_for: Callable[[str], Any],
+    def __init__(self, settings: Settings, sheet: PriceSheet, scorers_for: Callable[[Sequence[str]], list[Any]],
                  ram_gb: float = 2.0, arm_of: Callable[[Any], str] | None = None) -> None:
         self.settings = settings
         self.sheet = sheet
-        self.scorer_for = scorer_for      # user_id -> Scorer (lets A/B routing live elsewhere)
+        self.scorers_for = scorers_for    # user ids -> their Scorers (lets A/B routing live elsewhere)
         self.ram_gb = ram_gb
         self.tenants: Collection[str] | None = frozenset(settings.tenants) or None
         self.cold_start = (ColdStart(settings.cold_start_min_weight, settings.cold_start_max_items)
@@ -196,16 +196,9 @@ class BatchProcessor:
         out.changed_partitions = batch.partitions[positions[kept[by_row[last]]]]
         # each changed user's scorer (A/B routing is by user id), asked once per batch
         owners = [who[i] for i in kept[by_row[starts]].tolist()]
-        scorers = [self.scorer_for(user) for _, user in owners]
-        user_of = np.searchsorted(changed, rows[kept])
-        new_clicks = np.bincount(user_of, weights=items[kept] >= 0, minlength=len(changed)).astype(np.int64).tolist()
-        new_events = np.bincount(user_of, minlength=len(changed)).tolist()
-        tally: Counter = Counter()             # (tenant, scorer, kind) -> valid events
-        for (tenant, _), scorer, n_clicks, n_events in zip(owners, scorers, new_clicks, new_events):
-            if n_clicks:
-                tally[tenant, scorer, "click"] += n_clicks
-            if n_events > n_clicks:
-                tally[tenant, scorer, "search"] += n_events - n_clicks
+        scorers = self.scorers_for([user for _, user in owners])
+        tally = _tally([(tenant, scorer) for (tenant, _), scorer in zip(owners, scorers)],
+                       np.searchsorted(changed, rows[kept]), items[kept] >= 0)
         if scoring:
             self._score(events, rows, kept, positions, batch, previous, searches,
                         dict(zip(changed.tolist(), scorers)), users, meter, groups, tally, out)
@@ -339,6 +332,27 @@ def _columns(events: list[Event], table: UserTable
     items[np.array(clicks)] = table.items_names.encode([e.item_id for e, c in zip(events, clicks) if c])
     purchase = np.array([c and e.action == "purchase" for e, c in zip(events, clicks)])
     return hashes, ts, items, purchase, {i: query_terms(e.query) for i, (e, c) in enumerate(zip(events, clicks)) if not c}
+
+
+def _tally(groups: list[tuple[str, Any]], user_of: np.ndarray, is_click: np.ndarray) -> Counter:
+    """Valid events by (tenant, scorer, kind), from each changed user's (tenant, scorer)
+    (`groups`) and each event's user (`user_of`) and kind: counted per group with array
+    operations (a loop over the users was ~0.4 us per user of live traffic)."""
+    distinct = dict.fromkeys(groups)
+    if len(distinct) == 1:
+        of_event = np.zeros(len(user_of), dtype=np.int64)
+    else:
+        index = {group: i for i, group in enumerate(distinct)}
+        of_event = np.fromiter(map(index.__getitem__, groups), np.int64, len(groups))[user_of]
+    clicks = np.bincount(of_event, weights=is_click, minlength=len(distinct)).astype(np.int64).tolist()
+    events = np.bincount(of_event, minlength=len(distinct)).tolist()
+    tally: Counter = Counter()
+    for (tenant, scorer), n_clicks, n_events in zip(distinct, clicks, events):
+        if n_clicks:
+            tally[tenant, scorer, "click"] = n_clicks
+        if n_events > n_clicks:
+            tally[tenant, scorer, "search"] = n_events - n_clicks
+    return tally
 
 
 def _parse(runs: Runs, now: float, default_tenant: str, tenants: Collection[str] | None,

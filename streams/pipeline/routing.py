@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 from reckon.models.core.errors import ModelError
@@ -64,6 +65,13 @@ class ModelRuntime:
         if self._challenger is not None and user_bucket(user_id) < self.settings.ab_fraction:
             return self._challenger
         return self._primary
+
+    def scorers_for(self, user_ids: Sequence[str]) -> list[Any]:
+        """`scorer_for` of each user; without an A/B split, no per-user hash (a batch of live
+        traffic routes thousands of users)."""
+        if self._challenger is None:
+            return [self._primary] * len(user_ids)
+        return [self.scorer_for(user_id) for user_id in user_ids]
 
     def arm_of(self, scorer: Any) -> str:
         """The A/B arm a scorer serves: "challenger" (RECKON_AB_VERSION) or "primary"."""

@@ -164,7 +164,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
     runtime = ModelRuntime(settings) if settings.role in ("all", "scorer") else None
     if runtime is not None:
         stats["model_versions_rejected"] = len(runtime.rejected)
-        processor = BatchProcessor(settings, sheet, runtime.scorer_for, ram_gb=settings.reserved_ram_gb,
+        processor = BatchProcessor(settings, sheet, runtime.scorers_for, ram_gb=settings.reserved_ram_gb,
                                    arm_of=runtime.arm_of)
         metrics.set_models(runtime.device, runtime.versions)
     app.reckon_stats = stats  # type: ignore[attr-defined]

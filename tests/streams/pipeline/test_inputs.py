@@ -24,7 +24,7 @@ def test_a_batch_of_rows_equals_its_rows_built_alone(scorer) -> None:
     # Three tenants, searches, purchases, items the model never saw and users with no history:
     # every row of one batch must be what that row gives alone (no row reads another's slots).
     processor = BatchProcessor(Settings(worker_name="t", cold_start=False), PriceSheet.load(env={}),
-                               lambda user: scorer)
+                               lambda users: [scorer] * len(users))
     events = list(islice(TrafficGenerator(users=60, seed=11, search_fraction=0.3).sessions(), 1500))
     clicks = [e for e in events if "item_id" in e]
     events += [{**clicks[-1], "event_id": "new-1", "item_id": "never-seen", "action": "purchase"},
@@ -56,7 +56,7 @@ def test_a_batch_of_rows_equals_its_rows_built_alone(scorer) -> None:
 
 
 def test_no_rows_give_empty_inputs(scorer) -> None:
-    processor = BatchProcessor(Settings(worker_name="t"), PriceSheet.load(env={}), lambda user: scorer)
+    processor = BatchProcessor(Settings(worker_name="t"), PriceSheet.load(env={}), lambda users: [scorer] * len(users))
     empty = InputBuilder(5).build([], processor.index, scorer)
     assert empty.histories.shape == (0, scorer.max_len) and empty.candidates.shape == (0, 5)
     assert empty.terms.shape == (0, 8) and empty.sources == [0] * 5

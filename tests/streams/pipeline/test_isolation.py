@@ -27,7 +27,7 @@ from ..kafka_io import click
 
 
 def _processor(scorer, **settings) -> BatchProcessor:
-    return BatchProcessor(Settings(worker_name="t", **settings), PriceSheet.load(env={}), lambda user: scorer)
+    return BatchProcessor(Settings(worker_name="t", **settings), PriceSheet.load(env={}), lambda users: [scorer] * len(users))
 
 
 def _accounted(out, n: int) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import threading
 import time
+import zlib
 from decimal import Decimal
 
 import numpy as np
@@ -23,7 +24,7 @@ from ..kafka_io import click, search
 
 
 def _processor(scorer, **settings) -> BatchProcessor:
-    return BatchProcessor(Settings(worker_name="t", **settings), PriceSheet.load(env={}), lambda user: scorer)
+    return BatchProcessor(Settings(worker_name="t", **settings), PriceSheet.load(env={}), lambda users: [scorer] * len(users))
 
 
 def _users(stored: dict | None = None) -> UserRows:
@@ -180,7 +181,7 @@ def test_ab_split_routes_users_stably(registry_dir, tmp_path) -> None:
     settings = Settings(worker_name="t", model_registry=path, ab_version="challenger",
                         ab_fraction=0.3, device="cpu")
     runtime = ModelRuntime(settings)
-    processor = BatchProcessor(settings, PriceSheet.load(env={}), runtime.scorer_for, arm_of=runtime.arm_of)
+    processor = BatchProcessor(settings, PriceSheet.load(env={}), runtime.scorers_for, arm_of=runtime.arm_of)
     out = processor.process(runs_of(TrafficGenerator(seed=6).records(600)), _users(), "cpu")
     recs = [json.loads(v) for _, v in out.recommendations]
     assert all(r["arm"] == ("challenger" if r["model_version"] == "challenger" else "primary") for r in recs)
@@ -192,6 +193,30 @@ def test_ab_split_routes_users_stably(registry_dir, tmp_path) -> None:
     assert 0.15 < share < 0.45
     assert all(("challenger" in by_user[u]) == (user_bucket(u) < 0.3) for u in by_user)
     assert {line["model_version"] for line in out.cost_event["lines"]} == {v1, "challenger"}
+
+
+def test_cost_lines_count_each_valid_event_under_its_tenant_arm_and_kind() -> None:
+    # two arms, two tenants, clicks and searches, invalid events among them: each line's
+    # events are the batch's valid events of that tenant, routed to that version, of that kind
+    class Arm:
+        def __init__(self, version: str) -> None:
+            self.version = version
+
+    arms = [Arm("a"), Arm("b")]
+    route = lambda users: [arms[zlib.crc32(u.encode()) % 2] for u in users]   # noqa: E731
+    processor = BatchProcessor(Settings(worker_name="t", trigger="none"), PriceSheet.load(env={}), route)
+    records = list(TrafficGenerator(seed=6, search_fraction=0.3, bad_fraction=0.1).records(900))
+    out = processor.process(runs_of(records), _users(), "cpu")
+    expected: dict = {}
+    for record in records:
+        if record.valid:
+            event = json.loads(record.value)
+            key = (event.get("tenant") or "default", route([event["user_id"]])[0].version,
+                   "click" if record.topic == "clicks" else "search")
+            expected[key] = expected.get(key, 0) + 1
+    lines = {(line["tenant"], line["model_version"], line["event_type"]): line["events"]
+             for line in out.cost_event["lines"]}
+    assert lines == expected and len(expected) == 8
 
 
 def test_a_worker_that_never_scores_folds_state_but_learns_no_candidates(scorer) -> None:

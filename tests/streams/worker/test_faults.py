@@ -52,7 +52,7 @@ def test_parse_event_never_raises(topic: str, raw: bytes) -> None:
 @given(batch=st.lists(st.tuples(st.sampled_from(["clicks", "searches"]), _payloads), min_size=1, max_size=250))
 def test_fuzzed_batches_are_fully_accounted_for(scorer, batch) -> None:
     # 40 batches of up to 250: ~5,000 fuzzed events through the whole processor per run
-    processor = BatchProcessor(Settings(worker_name="fuzz"), PriceSheet.load(env={}), lambda user: scorer)
+    processor = BatchProcessor(Settings(worker_name="fuzz"), PriceSheet.load(env={}), lambda users: [scorer] * len(users))
     records = [SimpleNamespace(topic=topic, key=b"k", value=raw) for topic, raw in batch]
     users = UserRows(lambda key, partition: None)
     out = processor.process(runs_of(records), users, "cpu")
