@@ -112,6 +112,8 @@ def serve(
                                              "forward fresh=1 to; without it fresh=1 is refused here"),
     max_users: int = typer.Option(1_000_000, min=1, help="latest recommendations held (the least recently "
                                   "published users go first); ~0.5 KB each"),
+    max_mib: int = typer.Option(2048, min=1, help="MiB of recommendations held at most, keys included (the "
+                                "least recently published users go first)"),
 ) -> None:
     """Answer GET /recommendations/{user} from a read replica of the recommendations topic."""
     from reckon.streams.core.settings import check_http_url
@@ -130,7 +132,8 @@ def serve(
         except ValueError as exc:
             raise ReckonError(f"--worker: {exc}") from None
     check_reachable(settings.bootstrap_servers, settings.kafka_ssl_context(), sasl=settings.kafka_sasl())
-    asyncio.run(run(settings, settings.bootstrap_servers, bind or settings.web_bind, port, worker_url, max_users))
+    asyncio.run(run(settings, settings.bootstrap_servers, bind or settings.web_bind, port, worker_url, max_users,
+                    max_mib * 1024 * 1024))
 
 
 @app.command()

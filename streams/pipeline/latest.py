@@ -3,7 +3,8 @@ request (`GET /recommendations/{user}`).
 
 Values are the recommendation as published (its JSON bytes): a read answers them as they
 are, and the batch that publishes pays one dictionary write per recommendation, no
-encoding. Bounded: the least recently published users go first.
+encoding. Bounded in users and, where given, in bytes (keys and values): the least
+recently published users go first.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ from collections.abc import Mapping
 
 
 class LatestRecommendations:
-    def __init__(self, max_users: int) -> None:
+    def __init__(self, max_users: int, max_bytes: int | None = None) -> None:
         if max_users < 1:
             raise ValueError(f"max_users must be at least 1, not {max_users}")
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError(f"max_bytes must be at least 1, not {max_bytes}")
         self.max_users = max_users
+        self.max_bytes = max_bytes
+        self.bytes = 0              # keys and values held
         self._values: OrderedDict[bytes, bytes] = OrderedDict()
 
     def __len__(self) -> int:
@@ -29,8 +34,17 @@ class LatestRecommendations:
     def update(self, published: Mapping[bytes, bytes]) -> None:
         """A batch's recommendations (state key -> value) replace those users' earlier ones."""
         values = self._values
+        held = self.bytes
         for key, value in published.items():
+            old = values.get(key)
+            held += len(key) + len(value) - (len(key) + len(old) if old is not None else 0)
             values[key] = value
             values.move_to_end(key)
         for _ in range(len(values) - self.max_users):
-            values.popitem(last=False)
+            key, value = values.popitem(last=False)
+            held -= len(key) + len(value)
+        if self.max_bytes is not None:
+            while held > self.max_bytes and len(values) > 1:     # the newest stays, whatever its size
+                key, value = values.popitem(last=False)
+                held -= len(key) + len(value)
+        self.bytes = held

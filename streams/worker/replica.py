@@ -43,9 +43,10 @@ _decode = msgspec.json.Decoder(_Published).decode
 
 
 class Replica:
-    def __init__(self, bootstrap: str, client_kwargs: dict[str, Any], max_users: int, topic: str = TOPIC) -> None:
+    def __init__(self, bootstrap: str, client_kwargs: dict[str, Any], max_users: int, max_bytes: int | None = None,
+                 topic: str = TOPIC) -> None:
         self.bootstrap, self.client_kwargs, self.topic = bootstrap, client_kwargs, topic
-        self.latest = LatestRecommendations(max_users)
+        self.latest = LatestRecommendations(max_users, max_bytes)
         self.read = 0               # recommendations taken
         self.skipped = 0            # records that are not one
         self.lag = -1               # records behind the partitions' ends when last fetched (-1: not known yet)

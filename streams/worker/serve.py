@@ -67,6 +67,8 @@ class _ReplicaCollector:
                                   value=r.skipped)
         yield GaugeMetricFamily("reckon_replica_users", "Users whose latest recommendation is held",
                                 value=len(r.latest))
+        yield GaugeMetricFamily("reckon_replica_held_bytes", "Bytes of the held recommendations and their keys",
+                                value=r.latest.bytes)
         yield GaugeMetricFamily("reckon_replica_caught_up", "1 once the topic was read to the end found on "
                                 "starting (reads are answered), else 0", value=int(r.caught_up))
         if r.lag >= 0:
@@ -113,7 +115,8 @@ class ReplicaPages:
 
     async def healthz(self, request: web.Request) -> web.Response:
         r = self.replica
-        body = {"caught_up": r.caught_up, "users": len(r.latest), "read": r.read, "skipped": r.skipped,
+        body = {"caught_up": r.caught_up, "users": len(r.latest), "held_bytes": r.latest.bytes, "read": r.read,
+                "skipped": r.skipped,
                 "lag_records": r.lag if r.lag >= 0 else None,
                 "last_read_s_ago": round(time.time() - r.last_read_at, 3) if r.last_read_at else None}
         return _Answers.json(body, status=200 if r.caught_up else 503)
@@ -148,12 +151,12 @@ def make_app(pages: ReplicaPages) -> web.Application:
 
 
 async def serve(settings: Settings, bootstrap: str, bind: str, port: int, worker_url: str | None,
-                max_users: int) -> None:
+                max_users: int, max_bytes: int | None = None) -> None:
     """Read the topic and answer on bind:port until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    replica = Replica(bootstrap, settings.kafka_client_kwargs(), max_users)
+    replica = Replica(bootstrap, settings.kafka_client_kwargs(), max_users, max_bytes)
     async with aiohttp.ClientSession() as session:
         runner = CappedRunner(make_app(ReplicaPages(settings, replica, worker_url, session)),
                               settings.web_max_connections, access_log=None,

@@ -128,10 +128,12 @@ class ReplicaProcess(WorkerProcess):
         return bool(stats.get("caught_up"))
 
 
-def start_replica(bootstrap: str, log_path: Path, worker_url: str | None = None, **env: str) -> ReplicaProcess:
-    """A `reckon serve` child on `bootstrap`, caught up and answering. Extra RECKON_* settings in `env`."""
+def start_replica(bootstrap: str, log_path: Path, worker_url: str | None = None, options: tuple[str, ...] = (),
+                  **env: str) -> ReplicaProcess:
+    """A `reckon serve` child on `bootstrap`, caught up and answering. More of its options in
+    `options`, extra RECKON_* settings in `env`."""
     port = free_port()
-    args = ("serve", "--port", str(port)) + (("--worker", worker_url) if worker_url else ())
+    args = ("serve", "--port", str(port)) + (("--worker", worker_url) if worker_url else ()) + options
     replica = ReplicaProcess({"RECKON_BOOTSTRAP_SERVERS": bootstrap, **env}, log_path, port, args)
     replica.wait_ready(60)
     return replica

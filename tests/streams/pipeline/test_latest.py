@@ -23,3 +23,23 @@ def test_the_least_recently_published_users_go_first() -> None:
     assert (latest.get(b"a"), latest.get(b"b"), latest.get(b"c")) == (b"3", None, b"4")
     with pytest.raises(ValueError):
         LatestRecommendations(0)
+
+
+def test_a_byte_bound_drops_the_least_recently_published_users_until_it_holds() -> None:
+    latest = LatestRecommendations(100, max_bytes=30)
+    latest.update({b"a": b"x" * 9, b"b": b"y" * 9})         # 10 bytes each with the key
+    latest.update({b"a": b"z" * 4})                         # a shrinks and is the newest: b is oldest
+    assert latest.bytes == 15 and len(latest) == 2
+    latest.update({b"c": b"w" * 19})                        # 35 > 30: b goes, a stays (25)
+    assert (latest.get(b"a"), latest.get(b"b"), latest.bytes) == (b"z" * 4, None, 25)
+    latest.update({b"d": b"v" * 99})                        # larger than the bound alone: held, alone
+    assert len(latest) == 1 and latest.bytes == 100 and latest.get(b"d") is not None
+    with pytest.raises(ValueError):
+        LatestRecommendations(1, max_bytes=0)
+
+
+def test_held_bytes_follow_replacements_and_the_user_bound() -> None:
+    latest = LatestRecommendations(2)
+    latest.update({b"a": b"1234", b"b": b"12"})
+    latest.update({b"a": b"1", b"c": b"123"})               # a replaced, b dropped by the user bound
+    assert latest.bytes == len(b"a1") + len(b"c123") and len(latest) == 2

@@ -42,6 +42,25 @@ HOSTILE = [(b"x", b"not json"), (b"x", None), (b"x", b"[1, 2]"), (b"x", b'{"user
 
 
 @pytest.mark.integration
+def test_replica_holds_at_most_max_mib_of_recommendations(fresh_broker, tmp_path: Path) -> None:
+    # 12 users' recommendations of ~120 KB each: 1 MiB holds 8 (the last read: partitions are
+    # read side by side, so which 8 is the broker's order, not the producer's)
+    bootstrap = fresh_broker.bootstrap_servers
+    big = [(f"u{n}".encode(), json.dumps({"user_id": f"u{n}", "tenant": "default", "items": ["i" * 120_000]}).encode())
+           for n in range(12)]
+    _publish(bootstrap, big)
+    replica = start_replica(bootstrap, tmp_path / "serve.log", options=("--max-mib", "1"))
+    try:
+        client = _Client(replica.web_port)
+        health = client.get("/healthz", token=None).json()
+        assert (health["users"], health["read"]) == (8, 12) and health["held_bytes"] <= 1024 * 1024
+        answers = sorted(client.get(f"/recommendations/u{n}", token=None).status_code for n in range(12))
+        assert answers == [200] * 8 + [404] * 4
+    finally:
+        replica.stop()
+
+
+@pytest.mark.integration
 def test_replica_answers_each_users_latest_and_skips_what_is_not_a_recommendation(fresh_broker,
                                                                                   tmp_path: Path) -> None:
     bootstrap = fresh_broker.bootstrap_servers
@@ -51,6 +70,8 @@ def test_replica_answers_each_users_latest_and_skips_what_is_not_a_recommendatio
         client = _Client(replica.web_port)
         health = client.get("/healthz", token=None).json()
         assert (health["caught_up"], health["users"], health["read"], health["skipped"]) == (True, 2, 3, len(HOSTILE))
+        assert health["held_bytes"] == sum(len(f"{tenant}\x1fu1".encode()) + len(_rec("u1", tenant, n)[1])
+                                           for tenant, n in (("acme", 2), ("globex", 3)))     # keys and values
         got = client.get("/recommendations/u1", tenant="acme")
         assert got.status_code == 200 and got.json()["n"] == 2          # the last one published
         assert got.content == _rec("u1", "acme", 2)[1]                  # as published, byte for byte
@@ -77,6 +98,7 @@ def test_replica_answers_each_users_latest_and_skips_what_is_not_a_recommendatio
         metrics = client.get("/metrics").text
         assert f"reckon_replica_records_skipped_total {float(len(HOSTILE))}" in metrics
         assert "reckon_replica_users 2.0" in metrics and "reckon_replica_caught_up 1.0" in metrics
+        assert f"reckon_replica_held_bytes {float(health['held_bytes'])}" in metrics
         assert 'reckon_replica_requests_total{status="200"}' in metrics
         assert 'reckon_replica_requests_total{status="401"} 1.0' in metrics
 
