@@ -37,14 +37,12 @@ class LatestRecommendations:
         held = self.bytes
         for key, value in published.items():
             old = values.get(key)
-            held += len(key) + len(value) - (len(key) + len(old) if old is not None else 0)
+            held += (len(value) - len(old)) if old is not None else (len(key) + len(value))
             values[key] = value
             values.move_to_end(key)
-        for _ in range(len(values) - self.max_users):
+        max_bytes = held if self.max_bytes is None else self.max_bytes
+        # the least recently published go first; the newest stays, whatever its size
+        while len(values) > self.max_users or (held > max_bytes and len(values) > 1):
             key, value = values.popitem(last=False)
             held -= len(key) + len(value)
-        if self.max_bytes is not None:
-            while held > self.max_bytes and len(values) > 1:     # the newest stays, whatever its size
-                key, value = values.popitem(last=False)
-                held -= len(key) + len(value)
         self.bytes = held
