@@ -39,7 +39,7 @@ from reckon.streams.sink.rows import TOPIC_TABLES
 from reckon.streams.sink.storage import StorageMeter
 from reckon.streams.worker.auth import PageAuth, unauthorized
 from reckon.streams.worker.metrics import WorkerMetrics
-from reckon.streams.worker.web import local_url
+from reckon.streams.worker.web import local_url, undecodable_url
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +189,9 @@ def _install_costs_page(app: faust.App, ch: ClickHouse, auth: PageAuth, attribut
         scope = auth.scope(request.headers.get("Authorization"))
         if scope is None:
             return unauthorized(web)
+        undecodable = undecodable_url(request)
+        if undecodable is not None:      # tenant=%FF would read as a tenant named U+FFFD
+            return web.json({"error": undecodable}, status=400)
         repeated = sorted({k for k in request.query.keys() if len(request.query.getall(k)) > 1})
         if repeated:      # which of two tenants or windows was meant is not ours to guess
             return web.json({"error": f"parameter {repeated[0]!r} given more than once"}, status=400)

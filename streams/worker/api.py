@@ -41,6 +41,7 @@ from reckon.streams.pipeline.state import state_key
 from reckon.streams.traffic.replay import topic_for
 from reckon.streams.worker.auth import PageAuth, Scope, unauthorized
 from reckon.streams.worker.recent_ids import RecentIds
+from reckon.streams.worker.web import undecodable_url
 
 MAX_BODY_BYTES = 1024 * 1024        # 1 MiB per POST /events
 MAX_EVENTS = 1000                   # events per POST /events
@@ -202,6 +203,9 @@ def read_request(settings: Settings, auth: PageAuth, request: Any, user: str) ->
     scope = auth.scope(request.headers.get("Authorization"))
     if scope is None:
         return 401, ""
+    undecodable = undecodable_url(request)
+    if undecodable is not None:
+        return 400, undecodable
     query = request.query
     unknown = sorted(set(query) - GET_PARAMS)
     if unknown:

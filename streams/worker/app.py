@@ -42,7 +42,7 @@ from reckon.streams.pipeline.user_rows import UserRows
 from reckon.streams.worker import accounting, api, retraining
 from reckon.streams.worker.auth import PageAuth, every_tenant_refusal, unauthorized
 from reckon.streams.worker.metrics import CONTENT_TYPE, WorkerMetrics
-from reckon.streams.worker.web import CappedRunner, json_errors, web_host
+from reckon.streams.worker.web import CappedRunner, json_errors, undecodable_url, web_host
 
 BATCH_THREAD = "reckon-batch"     # its OS name too (bench/cost_outside.py counts its CPU as batch work)
 # The longest the batch thread holds the GIL while the loop waits for it (Python's default
@@ -320,7 +320,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         scope = auth.scope(request.headers.get("Authorization"))
         if scope is None:
             return unauthorized(web)
-        invalid = api.check_user(settings, tenant, user)     # the contract's limits, as /recommendations
+        invalid = undecodable_url(request) or api.check_user(settings, tenant, user)   # as /recommendations
         if invalid is not None:
             return web.json({"error": f"tenant or user: {invalid}"}, status=400)
         if not scope.allows(tenant):

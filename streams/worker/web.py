@@ -8,6 +8,7 @@ import json
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 
@@ -26,6 +27,17 @@ def local_url(settings: Settings) -> str:
     """Where a process on this machine reaches the web port."""
     host = "127.0.0.1" if settings.web_bind in WILDCARDS else settings.web_bind
     return f"http://{f'[{host}]' if ':' in host else host}:{settings.web_port}"
+
+
+def undecodable_url(request: Any) -> str | None:
+    """Why the request's path and query cannot name a tenant or user, or None: a percent-escape
+    of bytes that are not UTF-8 (`%FF`), which the router reads as the three characters `%FF`
+    (the user of `%25FF`) and the query as U+FFFD."""
+    try:
+        unquote_to_bytes(request.raw_path).decode("utf-8")
+    except UnicodeDecodeError:
+        return "the URL's percent-escapes are not UTF-8 (a literal % is %25)"
+    return None
 
 
 def check_bindable(settings: Settings) -> None:

@@ -63,6 +63,10 @@ def test_state_and_costs_need_a_token_that_covers_the_tenant(workers, fresh_brok
     too_long = get("/state/acme/" + "u" * 129, EVERY)
     assert too_long.status_code == 400 and too_long.json()["error"].startswith("tenant or user: too_long")
     assert get("/state/acme/u%E2%80%AE1", EVERY).json()["error"].startswith("tenant or user: bad_text")
+    # an escape of bytes that are not UTF-8 names no user (the router read it as the user "%FF")
+    undecodable = get("/state/acme/%FF", EVERY)
+    assert undecodable.status_code == 400 and "percent-escapes are not UTF-8" in undecodable.json()["error"]
+    assert get("/state/acme/%25FF", EVERY).status_code == 404                  # the user named %FF
     assert get("/stats").status_code == 200                                    # no user data
     missing = get("/no-such-page")                           # aiohttp's own answers are JSON too
     assert missing.status_code == 404 and missing.text == '{"error":"Not Found"}'   # compact, as the pages write
@@ -89,6 +93,8 @@ def test_state_and_costs_need_a_token_that_covers_the_tenant(workers, fresh_brok
     assert get("/costs", EVERY, end="0001-01-01").status_code == 400
     twice = httpx.get(base + "/costs?tenant=acme&tenant=globex", headers={"Authorization": f"Bearer {EVERY}"}, timeout=10)
     assert twice.status_code == 400 and twice.json()["error"] == "parameter 'tenant' given more than once"
+    garbled = httpx.get(base + "/costs?tenant=%FF", headers={"Authorization": f"Bearer {EVERY}"}, timeout=10)
+    assert garbled.status_code == 400 and "percent-escapes are not UTF-8" in garbled.json()["error"]
 
 
 @pytest.mark.integration

@@ -165,6 +165,9 @@ def test_a_replica_still_reading_answers_503_not_404() -> None:
                                                                  _rec("u3", "default", 3))])
             assert (await client.get("/recommendations/u1")).status == 404      # bounded: u1 went first
             assert json.loads(await (await client.get("/recommendations/u3")).read())["n"] == 3
+            for url in ("/recommendations/%FF", "/recommendations/u3?tenant=%FF"):   # bytes that are not UTF-8
+                refused = await client.get(url)
+                assert refused.status == 400 and "percent-escapes are not UTF-8" in (await refused.json())["error"]
             health = await (await client.get("/healthz")).json()
             assert (health["users"], health["read"]) == (2, 3)
 
