@@ -338,16 +338,12 @@ def _tally(groups: list[tuple[str, Any]], user_of: np.ndarray, is_click: np.ndar
     """Valid events by (tenant, scorer, kind), from each changed user's (tenant, scorer)
     (`groups`) and each event's user (`user_of`) and kind: counted per group with array
     operations (a loop over the users was ~0.4 us per user of live traffic)."""
-    distinct = dict.fromkeys(groups)
-    if len(distinct) == 1:
-        of_event = np.zeros(len(user_of), dtype=np.int64)
-    else:
-        index = {group: i for i, group in enumerate(distinct)}
-        of_event = np.fromiter(map(index.__getitem__, groups), np.int64, len(groups))[user_of]
-    clicks = np.bincount(of_event, weights=is_click, minlength=len(distinct)).astype(np.int64).tolist()
-    events = np.bincount(of_event, minlength=len(distinct)).tolist()
+    index = {group: i for i, group in enumerate(dict.fromkeys(groups))}
+    of_event = np.fromiter(map(index.__getitem__, groups), np.int64, len(groups))[user_of]
+    clicks = np.bincount(of_event, weights=is_click, minlength=len(index)).astype(np.int64).tolist()
+    events = np.bincount(of_event, minlength=len(index)).tolist()
     tally: Counter = Counter()
-    for (tenant, scorer), n_clicks, n_events in zip(distinct, clicks, events):
+    for (tenant, scorer), n_clicks, n_events in zip(index, clicks, events):
         if n_clicks:
             tally[tenant, scorer, "click"] = n_clicks
         if n_events > n_clicks:
